@@ -1,0 +1,447 @@
+// The N-API addon: a thin, asynchronous wrapper over vtv::Engine. Every heavy call (opening weights,
+// building the engine, a forward) runs on a libuv worker thread and returns a Promise; typed arrays
+// are passed to the engine as raw pointers (no copies) and kept alive by references until the worker
+// finishes. All input checking that needs only sizes happens here on the JS thread, so a bad call is
+// a rejected Promise with a message, never a crash.
+#include <napi.h>
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "cpu/gemm.h"
+#include "vtv/config.h"
+#include "vtv/engine.h"
+#include "vtv/error.h"
+#include "vtv/weights.h"
+
+namespace {
+
+constexpr int64_t kCanvasFloats = 3LL * vtv::kImage * vtv::kImage;
+constexpr int64_t kTargetBytes = 3LL * 111 * 111;
+
+// ---- config <-> JS ----------------------------------------------------------------------------------
+
+Napi::Object config_to_js(Napi::Env env, const vtv::ModelConfig& c) {
+  auto o = Napi::Object::New(env);
+  o.Set("name", c.name);
+  o.Set("encDim", c.enc_dim);
+  o.Set("encDepth", c.enc_depth);
+  o.Set("encHeads", c.enc_heads);
+  o.Set("decDim", c.dec_dim);
+  o.Set("decDepth", c.dec_depth);
+  o.Set("decHeads", c.dec_heads);
+  o.Set("mlpRatio", c.mlp_ratio);
+  o.Set("lnEps", c.ln_eps);
+  auto vq = Napi::Object::New(env);
+  vq.Set("embedDim", c.vq.embed_dim);
+  vq.Set("nEmbed", c.vq.n_embed);
+  vq.Set("zChannels", c.vq.z_channels);
+  vq.Set("ch", c.vq.ch);
+  auto mult = Napi::Array::New(env, c.vq.ch_mult.size());
+  for (size_t i = 0; i < c.vq.ch_mult.size(); ++i) mult.Set(i, c.vq.ch_mult[i]);
+  vq.Set("chMult", mult);
+  vq.Set("numResBlocks", c.vq.num_res_blocks);
+  vq.Set("groups", c.vq.groups);
+  vq.Set("eps", c.vq.eps);
+  o.Set("vq", vq);
+  return o;
+}
+
+int get_int(const Napi::Object& o, const char* key, const std::string& where) {
+  auto v = o.Get(key);
+  if (!v.IsNumber()) throw vtv::Error(where + "." + key + " must be a number");
+  return v.As<Napi::Number>().Int32Value();
+}
+
+float get_float(const Napi::Object& o, const char* key, const std::string& where) {
+  auto v = o.Get(key);
+  if (!v.IsNumber()) throw vtv::Error(where + "." + key + " must be a number");
+  return v.As<Napi::Number>().FloatValue();
+}
+
+vtv::ModelConfig config_from_js(const Napi::Value& value) {
+  if (!value.IsObject()) throw vtv::Error("config must be an object (see src/config.ts)");
+  auto o = value.As<Napi::Object>();
+  vtv::ModelConfig c;
+  auto name = o.Get("name");
+  c.name = name.IsString() ? name.As<Napi::String>().Utf8Value() : "custom";
+  c.enc_dim = get_int(o, "encDim", "config");
+  c.enc_depth = get_int(o, "encDepth", "config");
+  c.enc_heads = get_int(o, "encHeads", "config");
+  c.dec_dim = get_int(o, "decDim", "config");
+  c.dec_depth = get_int(o, "decDepth", "config");
+  c.dec_heads = get_int(o, "decHeads", "config");
+  c.mlp_ratio = get_int(o, "mlpRatio", "config");
+  c.ln_eps = get_float(o, "lnEps", "config");
+  auto vqv = o.Get("vq");
+  if (!vqv.IsObject()) throw vtv::Error("config.vq must be an object");
+  auto vq = vqv.As<Napi::Object>();
+  c.vq.embed_dim = get_int(vq, "embedDim", "config.vq");
+  c.vq.n_embed = get_int(vq, "nEmbed", "config.vq");
+  c.vq.z_channels = get_int(vq, "zChannels", "config.vq");
+  c.vq.ch = get_int(vq, "ch", "config.vq");
+  auto mult = vq.Get("chMult");
+  if (!mult.IsArray()) throw vtv::Error("config.vq.chMult must be an array");
+  auto arr = mult.As<Napi::Array>();
+  c.vq.ch_mult.clear();
+  for (uint32_t i = 0; i < arr.Length(); ++i) c.vq.ch_mult.push_back(arr.Get(i).As<Napi::Number>().Int32Value());
+  c.vq.num_res_blocks = get_int(vq, "numResBlocks", "config.vq");
+  c.vq.groups = get_int(vq, "groups", "config.vq");
+  c.vq.eps = get_float(vq, "eps", "config.vq");
+  c.validate();
+  return c;
+}
+
+// ---- typed-array helpers ----------------------------------------------------------------------------
+
+template <typename T>
+struct ArrayTraits;
+template <>
+struct ArrayTraits<float> {
+  static constexpr napi_typedarray_type type = napi_float32_array;
+  static constexpr const char* name = "Float32Array";
+};
+template <>
+struct ArrayTraits<int32_t> {
+  static constexpr napi_typedarray_type type = napi_int32_array;
+  static constexpr const char* name = "Int32Array";
+};
+template <>
+struct ArrayTraits<uint8_t> {
+  static constexpr napi_typedarray_type type = napi_uint8_array;
+  static constexpr const char* name = "Uint8Array";
+};
+
+// Returns the data pointer of request[key] (nullptr when absent), checking its type and element count.
+template <typename T>
+T* typed(const Napi::Object& req, const char* key, int64_t expected, bool required = false) {
+  auto v = req.Get(key);
+  if (v.IsUndefined() || v.IsNull()) {
+    if (required) throw vtv::Error(std::string("forward: request.") + key + " is required");
+    return nullptr;
+  }
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != ArrayTraits<T>::type) {
+    throw vtv::Error(std::string("forward: request.") + key + " must be a " + ArrayTraits<T>::name);
+  }
+  auto a = v.As<Napi::TypedArrayOf<T>>();
+  if (expected >= 0 && static_cast<int64_t>(a.ElementLength()) != expected) {
+    throw vtv::Error(std::string("forward: request.") + key + " has " + std::to_string(a.ElementLength()) +
+                     " elements, expected " + std::to_string(expected));
+  }
+  return a.Data();
+}
+
+// ---- the engine object ---------------------------------------------------------------------------
+
+struct EngineHandle {
+  std::shared_ptr<vtv::Engine> engine;
+  std::mutex mutex;  // one forward at a time per engine (it owns one thread pool and scratch arena)
+};
+
+class ForwardWorker : public Napi::AsyncWorker {
+ public:
+  ForwardWorker(Napi::Env env, std::shared_ptr<EngineHandle> handle, Napi::Object request)
+      : Napi::AsyncWorker(env), handle_(std::move(handle)), deferred_(Napi::Promise::Deferred::New(env)) {
+    request_ref_ = Napi::Persistent(request);  // keeps every typed array alive until OnOK/OnError
+    parse(request);
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      std::lock_guard<std::mutex> lock(handle_->mutex);
+      if (!handle_->engine) throw vtv::Error("forward: the engine was closed");
+      auto t0 = std::chrono::steady_clock::now();
+      handle_->engine->forward(req_, res_);
+      seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override {
+    auto env = Env();
+    auto stats = Napi::Object::New(env);
+    stats.Set("uniqueForwards", res_.unique_forwards);
+    stats.Set("uniqueDecodes", res_.unique_decodes);
+    stats.Set("batch", req_.batch);
+    stats.Set("seconds", seconds_);
+    deferred_.Resolve(stats);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  void parse(const Napi::Object& r) {
+    const auto& c = handle_->engine->config();
+    auto mode = r.Get("mode");
+    std::string m = mode.IsString() ? mode.As<Napi::String>().Utf8Value() : "";
+    if (m == "one-shot") req_.mode = vtv::Mode::OneShot;
+    else if (m == "zero-shot") req_.mode = vtv::Mode::ZeroShot;
+    else throw vtv::Error("forward: request.mode must be 'one-shot' or 'zero-shot', got '" + m + "'");
+    auto nc = r.Get("numCanvases");
+    req_.num_canvases = nc.IsNumber() ? nc.As<Napi::Number>().Int32Value() : 0;
+    if (req_.num_canvases <= 0) throw vtv::Error("forward: no canvases (batch of 0)");
+    req_.canvases = typed<float>(r, "canvases", req_.num_canvases * kCanvasFloats, true);
+    auto idx = r.Get("canvasIndex");
+    if (idx.IsTypedArray()) {
+      req_.canvas_index = typed<int32_t>(r, "canvasIndex", -1);
+      req_.batch = static_cast<int>(idx.As<Napi::TypedArray>().ElementLength());
+    } else {
+      req_.batch = req_.num_canvases;
+    }
+    if (req_.batch <= 0) throw vtv::Error("forward: batch of 0 (canvasIndex is empty)");
+    const int64_t B = req_.batch;
+    const int ne = vtv::enc_tokens(req_.mode), nd = vtv::dec_tokens(req_.mode);
+    const int np = req_.mode == vtv::Mode::OneShot ? vtv::kPatches : vtv::kPatches / 2;
+    req_.patch_mask = typed<uint8_t>(r, "patchMask", B * vtv::patch_bytes(c, req_.mode));
+    req_.means_enc = typed<float>(r, "meansEnc", vtv::means_enc_floats(c));
+    req_.means_dec = typed<float>(r, "meansDec", vtv::means_dec_floats(c));
+    if (req_.patch_mask && !(req_.means_enc && req_.means_dec)) {
+      throw vtv::Error("forward: patchMask needs both meansEnc and meansDec");
+    }
+    req_.capture_enc = typed<float>(r, "captureEnc", int64_t(c.enc_depth) * ne * c.enc_dim);
+    req_.capture_dec = typed<float>(r, "captureDec", int64_t(c.dec_depth) * nd * c.dec_dim);
+    auto loss = r.Get("loss");
+    std::string l = loss.IsString() ? loss.As<Napi::String>().Utf8Value() : "none";
+    if (l == "iou") req_.loss = vtv::Loss::IoU;
+    else if (l == "mse") req_.loss = vtv::Loss::MSE;
+    else if (l == "none") req_.loss = vtv::Loss::None;
+    else throw vtv::Error("forward: request.loss must be 'iou', 'mse' or 'none', got '" + l + "'");
+    req_.targets = typed<uint8_t>(r, "targets", req_.num_canvases * kTargetBytes);
+    auto dedupe = r.Get("dedupe");
+    req_.dedupe = dedupe.IsBoolean() ? dedupe.As<Napi::Boolean>().Value() : true;
+    res_.encoder_out = typed<float>(r, "encoderOut", B * ne * c.enc_dim);
+    res_.decoder_out = typed<float>(r, "decoderOut", B * nd * c.dec_dim);
+    res_.logits = typed<float>(r, "logits", B * np * c.vocab());
+    res_.tokens = typed<int32_t>(r, "tokens", B * vtv::kPatches);
+    res_.pixels = typed<float>(r, "pixels", B * kCanvasFloats);
+    res_.images = typed<uint8_t>(r, "images", B * kCanvasFloats);
+    res_.losses = typed<float>(r, "losses", B);
+    res_.metrics = typed<float>(r, "metrics", B);
+  }
+
+  std::shared_ptr<EngineHandle> handle_;
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference request_ref_;
+  vtv::ForwardRequest req_;
+  vtv::ForwardResult res_;
+  double seconds_ = 0;
+};
+
+class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
+ public:
+  static Napi::FunctionReference* constructor;
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "Engine",
+                       {InstanceMethod("forward", &EngineWrap::Forward), InstanceMethod("config", &EngineWrap::Config),
+                        InstanceMethod("backend", &EngineWrap::Backend), InstanceMethod("close", &EngineWrap::Close)});
+  }
+  explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
+    handle_ = std::make_shared<EngineHandle>();
+  }
+  ~EngineWrap() override {
+    if (external_bytes_) Napi::MemoryManagement::AdjustExternalMemory(Env(), -external_bytes_);
+  }
+  void adopt(std::shared_ptr<vtv::Engine> engine, int64_t bytes) {
+    handle_->engine = std::move(engine);
+    external_bytes_ = bytes;
+    Napi::MemoryManagement::AdjustExternalMemory(Env(), bytes);
+  }
+
+ private:
+  Napi::Value Forward(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    auto deferred = Napi::Promise::Deferred::New(env);
+    try {
+      if (!handle_->engine) throw vtv::Error("forward: the engine was closed");
+      if (info.Length() < 1 || !info[0].IsObject()) throw vtv::Error("forward: expected a request object");
+      auto* worker = new ForwardWorker(env, handle_, info[0].As<Napi::Object>());
+      auto promise = worker->promise();
+      worker->Queue();
+      return promise;
+    } catch (const std::exception& e) {
+      deferred.Reject(Napi::Error::New(env, e.what()).Value());
+      return deferred.Promise();
+    }
+  }
+  Napi::Value Config(const Napi::CallbackInfo& info) {
+    if (!handle_->engine) throw Napi::Error::New(info.Env(), "the engine was closed");
+    return config_to_js(info.Env(), handle_->engine->config());
+  }
+  Napi::Value Backend(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    if (!handle_->engine) throw Napi::Error::New(env, "the engine was closed");
+    auto o = Napi::Object::New(env);
+    o.Set("name", handle_->engine->backend());
+    o.Set("reason", handle_->engine->backend_reason());
+    o.Set("threads", handle_->engine->threads());
+    return o;
+  }
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    // A forward in flight holds the mutex; closing waits for it, then drops the engine.
+    std::lock_guard<std::mutex> lock(handle_->mutex);
+    handle_->engine.reset();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<EngineHandle> handle_;
+  int64_t external_bytes_ = 0;
+};
+Napi::FunctionReference* EngineWrap::constructor = nullptr;
+
+class CreateEngineWorker : public Napi::AsyncWorker {
+ public:
+  CreateEngineWorker(Napi::Env env, vtv::ModelConfig config, std::vector<std::string> paths, vtv::EngineOptions options)
+      : Napi::AsyncWorker(env),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        config_(std::move(config)),
+        paths_(std::move(paths)),
+        options_(std::move(options)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      auto weights = vtv::Weights::open(paths_);
+      bytes_ = static_cast<int64_t>(weights->total_bytes());
+      engine_ = std::make_shared<vtv::Engine>(config_, weights, options_);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override {
+    auto obj = EngineWrap::constructor->New({});
+    EngineWrap::Unwrap(obj)->adopt(engine_, bytes_);
+    deferred_.Resolve(obj);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  vtv::ModelConfig config_;
+  std::vector<std::string> paths_;
+  vtv::EngineOptions options_;
+  std::shared_ptr<vtv::Engine> engine_;
+  int64_t bytes_ = 0;
+};
+
+std::vector<std::string> string_list(const Napi::Value& v, const char* what) {
+  std::vector<std::string> out;
+  if (v.IsString()) {
+    out.push_back(v.As<Napi::String>().Utf8Value());
+  } else if (v.IsArray()) {
+    auto a = v.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      if (!a.Get(i).IsString()) throw vtv::Error(std::string(what) + " must be a list of file paths");
+      out.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+    }
+  }
+  if (out.empty()) throw vtv::Error(std::string(what) + ": no weights file given");
+  return out;
+}
+
+Napi::Value CreateEngine(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto deferred = Napi::Promise::Deferred::New(env);
+  try {
+    if (info.Length() < 1 || !info[0].IsObject()) throw vtv::Error("createEngine: expected an options object");
+    auto o = info[0].As<Napi::Object>();
+    auto config = config_from_js(o.Get("config"));
+    auto paths = string_list(o.Get("weights"), "createEngine: options.weights");
+    vtv::EngineOptions opts;
+    if (o.Get("backend").IsString()) opts.backend = o.Get("backend").As<Napi::String>().Utf8Value();
+    if (o.Get("precision").IsString()) opts.precision = o.Get("precision").As<Napi::String>().Utf8Value();
+    if (o.Get("threads").IsNumber()) opts.threads = o.Get("threads").As<Napi::Number>().Int32Value();
+    if (o.Get("needVqgan").IsBoolean()) opts.need_vqgan = o.Get("needVqgan").As<Napi::Boolean>().Value();
+    auto* worker = new CreateEngineWorker(env, std::move(config), std::move(paths), std::move(opts));
+    auto promise = worker->promise();
+    worker->Queue();
+    return promise;
+  } catch (const std::exception& e) {
+    deferred.Reject(Napi::Error::New(env, e.what()).Value());
+    return deferred.Promise();
+  }
+}
+
+Napi::Value Backends(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto list = vtv::backends();
+  auto arr = Napi::Array::New(env, list.size());
+  for (size_t i = 0; i < list.size(); ++i) {
+    auto o = Napi::Object::New(env);
+    o.Set("name", list[i].name);
+    o.Set("compiled", list[i].compiled);
+    o.Set("usable", list[i].usable);
+    o.Set("detail", list[i].detail);
+    arr.Set(i, o);
+  }
+  return arr;
+}
+
+Napi::Value Preset(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  try {
+    if (info.Length() < 1 || !info[0].IsString()) throw vtv::Error("preset: expected a preset name");
+    return config_to_js(env, vtv::preset(info[0].As<Napi::String>().Utf8Value()));
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
+Napi::Value PresetNames(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto names = vtv::preset_names();
+  auto arr = Napi::Array::New(env, names.size());
+  for (size_t i = 0; i < names.size(); ++i) arr.Set(i, names[i]);
+  return arr;
+}
+
+Napi::Value InspectWeights(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  try {
+    if (info.Length() < 1) throw vtv::Error("inspectWeights: expected file paths");
+    auto weights = vtv::Weights::open(string_list(info[0], "inspectWeights"));
+    auto out = Napi::Object::New(env);
+    auto keys = weights->keys();
+    auto tensors = Napi::Array::New(env, keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const auto& t = weights->info(keys[i]);
+      auto o = Napi::Object::New(env);
+      o.Set("key", t.key);
+      o.Set("dtype", vtv::dtype_name(t.dtype));
+      auto shape = Napi::Array::New(env, t.shape.size());
+      for (size_t d = 0; d < t.shape.size(); ++d) shape.Set(d, static_cast<double>(t.shape[d]));
+      o.Set("shape", shape);
+      tensors.Set(i, o);
+    }
+    out.Set("tensors", tensors);
+    auto meta = Napi::Object::New(env);
+    for (const char* name : {"vtv_config", "vtv_format", "source"}) {
+      auto v = weights->metadata(name);
+      if (!v.empty()) meta.Set(name, v);
+    }
+    out.Set("metadata", meta);
+    return out;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  EngineWrap::constructor = new Napi::FunctionReference(Napi::Persistent(EngineWrap::Init(env)));
+  exports.Set("version", Napi::String::New(env, "0.1.0"));
+  exports.Set("gemmImplementation", Napi::String::New(env, vtv::cpu::gemm_implementation()));
+  exports.Set("backends", Napi::Function::New(env, Backends));
+  exports.Set("preset", Napi::Function::New(env, Preset));
+  exports.Set("presetNames", Napi::Function::New(env, PresetNames));
+  exports.Set("createEngine", Napi::Function::New(env, CreateEngine));
+  exports.Set("inspectWeights", Napi::Function::New(env, InspectWeights));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(vtv, Init)

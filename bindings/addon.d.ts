@@ -1,0 +1,64 @@
+// The whole surface of the native addon (bindings/*.cc). src/engine.ts is the typed API users call;
+// this file only describes what crosses N-API. Typed arrays cross without copies.
+
+export interface NativeVqganConfig {
+  embedDim: number; nEmbed: number; zChannels: number; ch: number; chMult: number[];
+  numResBlocks: number; groups: number; eps: number;
+}
+export interface NativeModelConfig {
+  name: string; encDim: number; encDepth: number; encHeads: number; decDim: number; decDepth: number;
+  decHeads: number; mlpRatio: number; lnEps: number; vq: NativeVqganConfig;
+}
+export interface NativeBackendInfo { name: string; compiled: boolean; usable: boolean; detail: string }
+
+export interface NativeForwardRequest {
+  mode: 'one-shot' | 'zero-shot';
+  canvases: Float32Array;
+  numCanvases: number;
+  canvasIndex?: Int32Array;
+  meansEnc?: Float32Array;
+  meansDec?: Float32Array;
+  patchMask?: Uint8Array;
+  captureEnc?: Float32Array;
+  captureDec?: Float32Array;
+  loss?: 'none' | 'iou' | 'mse';
+  targets?: Uint8Array;
+  dedupe?: boolean;
+  // Output buffers, allocated by the caller (written in place by the engine thread).
+  encoderOut?: Float32Array;
+  decoderOut?: Float32Array;
+  logits?: Float32Array;
+  tokens?: Int32Array;
+  pixels?: Float32Array;
+  images?: Uint8Array;
+  losses?: Float32Array;
+  metrics?: Float32Array;
+}
+export interface NativeForwardStats { uniqueForwards: number; uniqueDecodes: number; batch: number; seconds: number }
+
+export interface NativeEngine {
+  /** Runs on a worker thread; rejects with the engine's message on bad input. */
+  forward(request: NativeForwardRequest): Promise<NativeForwardStats>;
+  config(): NativeModelConfig;
+  backend(): { name: string; reason: string; threads: number };
+  close(): void;
+}
+
+export interface NativeAddon {
+  version: string;
+  gemmImplementation: string;
+  backends(): NativeBackendInfo[];
+  preset(name: string): NativeModelConfig;
+  presetNames(): string[];
+  /** Opens the weights (mmap) and builds the engine on a worker thread. */
+  createEngine(options: {
+    config: NativeModelConfig;
+    weights: string[];
+    backend?: 'auto' | 'cpu' | 'cuda';
+    precision?: 'fp32' | 'bf16';
+    threads?: number;
+    needVqgan?: boolean;
+  }): Promise<NativeEngine>;
+  /** Lists a safetensors file's tensors (key, dtype, shape) and metadata without loading data. */
+  inspectWeights(paths: string[]): { tensors: { key: string; dtype: string; shape: number[] }[]; metadata: Record<string, string> };
+}

@@ -1,0 +1,117 @@
+// The engine's public API: one call runs a batch of MAE-VQGAN forwards (SPEC §1, §4) with optional
+// per-sample activation patching, activation capture, and per-sample losses (SPEC §3).
+// It knows nothing of Node.js; the addon in bindings/ is a thin async wrapper over it.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "vtv/config.h"
+#include "vtv/weights.h"
+
+namespace vtv {
+
+enum class Mode { OneShot, ZeroShot };
+enum class Loss { None, IoU, MSE };
+
+// Sequence lengths of one mode.
+inline int enc_tokens(Mode m) { return m == Mode::OneShot ? kOneShotEncTokens : kZeroShotEncTokens; }
+inline int dec_tokens(Mode m) { return m == Mode::OneShot ? kOneShotDecTokens : kZeroShotDecTokens; }
+
+// Patch-mask layout: bit i of a sample's mask (byte i>>3, bit i&7) is (layer, head, position) with
+//   encoder: i = (l * enc_heads + h) * enc_tokens(mode) + p              for l in [0, enc_depth)
+//   decoder: i = E + (l * dec_heads + h) * dec_tokens(mode) + p          for l in [0, dec_depth)
+// where E = enc_depth * enc_heads * enc_tokens(mode); positions are the mode's own sequence positions.
+// Bits past the last variable must be zero.
+int64_t patch_bits(const ModelConfig& c, Mode m);
+inline int64_t patch_bytes(const ModelConfig& c, Mode m) { return (patch_bits(c, m) + 7) / 8; }
+
+// Task-mean (and capture) table layout, always in one-shot positions:
+//   enc: [enc_depth][148][enc_heads][enc_head_dim], dec: [dec_depth][197][dec_heads][dec_head_dim]
+// holding pre-projection head outputs O (SPEC §4: replacing O by its mean before W_proj is the
+// paper's replacement of the head's post-projection contribution). In zero-shot mode reduced
+// position p >= 1 reads one-shot row p + 98.
+inline int64_t means_enc_floats(const ModelConfig& c) {
+  return int64_t(c.enc_depth) * kOneShotEncTokens * c.enc_dim;
+}
+inline int64_t means_dec_floats(const ModelConfig& c) {
+  return int64_t(c.dec_depth) * kOneShotDecTokens * c.dec_dim;
+}
+
+struct ForwardRequest {
+  Mode mode = Mode::ZeroShot;
+  // Distinct canvases, ImageNet-normalised, [num_canvases][3][224][224].
+  const float* canvases = nullptr;
+  int num_canvases = 0;
+  // Batch: sample b runs canvas canvas_index[b] (nullptr: sample b runs canvas b, batch = num_canvases).
+  const int32_t* canvas_index = nullptr;
+  int batch = 0;
+  // Patching (optional): tables as above and batch * patch_bytes() mask bytes.
+  const float* means_enc = nullptr;
+  const float* means_dec = nullptr;
+  const uint8_t* patch_mask = nullptr;
+  // Capture (optional, one-shot or zero-shot): sums over the batch of O, in the mode's own positions:
+  // [enc_depth][enc_tokens][enc_dim] and [dec_depth][dec_tokens][dec_dim]; accumulated (+=) into.
+  float* capture_enc = nullptr;
+  float* capture_dec = nullptr;
+  // Losses (optional): per-sample loss against the target quadrant. Targets default to the canvas's own
+  // bottom-right cell; `targets` ([num_canvases][3][111][111] uint8, 0..255) overrides them.
+  Loss loss = Loss::None;
+  const uint8_t* targets = nullptr;
+  // Work sharing: samples with the same (canvas, mask) run once, identical token grids decode once.
+  bool dedupe = true;
+};
+
+struct ForwardResult {
+  // Each output is written when its pointer is non-null. Shapes for batch B:
+  float* encoder_out = nullptr;  // [B][enc_tokens][enc_dim], after `norm`
+  float* decoder_out = nullptr;  // [B][dec_tokens][dec_dim], after `decoder_norm` (CLS included)
+  float* logits = nullptr;       // [B][P][vocab], P = 196 one-shot, 98 zero-shot (CLS dropped)
+  int32_t* tokens = nullptr;     // [B][196]; zero-shot: the 98 predictions duplicated into the top half
+  float* pixels = nullptr;       // [B][3][224][224], clamp(x,-1,1) -> (x+1)/2, before x255
+  uint8_t* images = nullptr;     // [B][3][224][224], trunc(clip(pixels*255, 0, 255))
+  float* losses = nullptr;       // [B]: -IoU (IoU loss) or MSE in normalised space
+  float* metrics = nullptr;      // [B]: IoU or MSE (the positive metric)
+  // Filled by the engine: how much work sharing saved in this call.
+  int unique_forwards = 0;
+  int unique_decodes = 0;
+};
+
+struct BackendInfo {
+  std::string name;        // "cpu" or "cuda"
+  bool compiled = false;   // built into this binary
+  bool usable = false;     // can run here now
+  std::string detail;      // why (device name, or why not)
+};
+std::vector<BackendInfo> backends();
+
+struct EngineOptions {
+  std::string backend = "auto";  // auto | cpu | cuda
+  std::string precision = "fp32";  // fp32 | bf16 (bf16: CUDA only)
+  int threads = 0;                 // 0: every core
+  bool need_vqgan = true;          // false: MAE only (no decode, no pixel losses)
+};
+
+class EngineImpl;
+
+class Engine {
+ public:
+  Engine(const ModelConfig& config, std::shared_ptr<Weights> weights, const EngineOptions& options = {});
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Validates the request (sizes, NaNs, mask bits, pointers) before any work; throws vtv::Error.
+  void forward(const ForwardRequest& request, ForwardResult& result);
+
+  const ModelConfig& config() const;
+  std::string backend() const;     // the backend actually used
+  std::string backend_reason() const;  // why that one
+  int threads() const;
+
+ private:
+  std::unique_ptr<EngineImpl> impl_;
+};
+
+}  // namespace vtv

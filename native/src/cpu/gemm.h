@@ -1,0 +1,25 @@
+// Dense matrix products on the CPU (fp32). The hot spot of the whole CPU forward: every transformer
+// linear layer and, through conv.h, every VQGAN convolution lands here.
+#pragma once
+#include <cstdint>
+
+#include "core/thread_pool.h"
+
+namespace vtv::cpu {
+
+enum class Epilogue { None, Gelu };
+
+// C[M][N] = beta*C + op(A)[M][K] * op(B)[K][N]   (row-major; op(X) = X or X^T; beta is 0 or 1).
+// With trans_a, A is stored [K][M]; with trans_b, B is stored [N][K].
+void sgemm(ThreadPool& pool, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
+           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+// The PyTorch Linear: y[M][N] = epilogue(x[M][K] * W[N][K]^T + bias[N]) (+ residual[M][N]).
+// bias and residual may be null; residual may alias y (in-place residual add). GELU is the exact erf form.
+void linear(ThreadPool& pool, const float* x, int64_t M, int64_t K, const float* W, const float* bias, int64_t N,
+            float* y, Epilogue epilogue = Epilogue::None, const float* residual = nullptr);
+
+// Name of the GEMM implementation compiled in ("blocked-avx512", "blocked-avx2", "openblas", ...).
+const char* gemm_implementation();
+
+}  // namespace vtv::cpu

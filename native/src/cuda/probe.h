@@ -1,0 +1,17 @@
+// What the CUDA backend can do on this machine. Compiled to a stub without VTV_WITH_CUDA, so callers
+// never need #ifdefs.
+#pragma once
+#include <string>
+
+namespace vtv::cuda {
+
+struct Probe {
+  bool compiled = false;  // the CUDA backend is built into this binary
+  bool usable = false;    // a device is present and the driver accepts our kernels
+  int devices = 0;
+  std::string detail;     // device name and compute capability, or why not usable
+};
+
+Probe probe();
+
+}  // namespace vtv::cuda

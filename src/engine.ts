@@ -1,0 +1,156 @@
+// The typed engine API over the native addon. Buffers are allocated here and filled in place by the
+// engine's worker thread; nothing is copied across N-API.
+import { type ModelConfig, type Mode, decTokens, encTokens, meansDecFloats, meansEncFloats, patchBytes } from './config.js';
+import { loadAddon } from './native.js';
+import type { NativeEngine, NativeForwardRequest } from '../bindings/addon.js';
+
+export const CANVAS_FLOATS = 3 * 224 * 224;
+export const TARGET_BYTES = 3 * 111 * 111;
+
+/** Per-task means of the pre-projection head outputs, one-shot positions (SPEC §4). */
+export interface TaskMeans {
+  enc: Float32Array; // [encDepth][148][encDim]
+  dec: Float32Array; // [decDepth][197][decDim]
+}
+
+export interface ForwardRequest {
+  mode: Mode;
+  /** Distinct canvases, ImageNet-normalised, [N][3][224][224]. */
+  canvases: Float32Array;
+  /** Sample b runs canvas canvasIndex[b]; default: one sample per canvas. */
+  canvasIndex?: Int32Array;
+  /** Per-sample patch masks (batch x patchBytes(config, mode)) over the task means. */
+  patch?: { means: TaskMeans; masks: Uint8Array };
+  /** Accumulate per-(layer, position, channel) sums of the head outputs over the batch. */
+  capture?: boolean;
+  /** Per-sample loss against each canvas's bottom-right cell (or `targets`, [N][3][111][111]). */
+  loss?: 'iou' | 'mse';
+  targets?: Uint8Array;
+  outputs?: { encoderOut?: boolean; decoderOut?: boolean; logits?: boolean; tokens?: boolean; pixels?: boolean; images?: boolean };
+  /** Exact work sharing (default true). */
+  dedupe?: boolean;
+}
+
+export interface ForwardResult {
+  batch: number;
+  encoderOut?: Float32Array;
+  decoderOut?: Float32Array;
+  logits?: Float32Array;
+  tokens?: Int32Array;
+  pixels?: Float32Array;
+  images?: Uint8Array;
+  /** -IoU or MSE per sample (what the search minimises). */
+  losses?: Float32Array;
+  /** IoU or MSE per sample (the reported metric). */
+  metrics?: Float32Array;
+  captureEnc?: Float32Array;
+  captureDec?: Float32Array;
+  uniqueForwards: number;
+  uniqueDecodes: number;
+  seconds: number;
+}
+
+export interface EngineOptions {
+  config: ModelConfig;
+  weights: string | string[];
+  backend?: 'auto' | 'cpu' | 'cuda';
+  precision?: 'fp32' | 'bf16';
+  threads?: number;
+  needVqgan?: boolean;
+}
+
+export class Engine {
+  private constructor(
+    private readonly native: NativeEngine,
+    readonly config: ModelConfig,
+  ) {}
+
+  static async open(options: EngineOptions): Promise<Engine> {
+    const addon = loadAddon();
+    const weights = Array.isArray(options.weights) ? options.weights : [options.weights];
+    const native = await addon.createEngine({
+      config: options.config,
+      weights,
+      backend: options.backend ?? 'auto',
+      precision: options.precision ?? 'fp32',
+      threads: options.threads ?? 0,
+      needVqgan: options.needVqgan ?? true,
+    });
+    return new Engine(native, options.config);
+  }
+
+  get backend(): { name: string; reason: string; threads: number } {
+    return this.native.backend();
+  }
+
+  patchBytes(mode: Mode): number {
+    return patchBytes(this.config, mode);
+  }
+
+  async forward(req: ForwardRequest): Promise<ForwardResult> {
+    const c = this.config;
+    if (req.canvases.length % CANVAS_FLOATS !== 0) {
+      throw new Error(`forward: canvases has ${req.canvases.length} floats, not a multiple of 3x224x224 = ${CANVAS_FLOATS}`);
+    }
+    const numCanvases = req.canvases.length / CANVAS_FLOATS;
+    const batch = req.canvasIndex ? req.canvasIndex.length : numCanvases;
+    const o = req.outputs ?? {};
+    const ne = encTokens(req.mode);
+    const nd = decTokens(req.mode);
+    const np = req.mode === 'one-shot' ? 196 : 98;
+    const n: NativeForwardRequest = {
+      mode: req.mode,
+      canvases: req.canvases,
+      numCanvases,
+      canvasIndex: req.canvasIndex,
+      dedupe: req.dedupe ?? true,
+      loss: req.loss ?? 'none',
+      targets: req.targets,
+    };
+    if (req.patch) {
+      n.meansEnc = req.patch.means.enc;
+      n.meansDec = req.patch.means.dec;
+      n.patchMask = req.patch.masks;
+    }
+    if (req.capture) {
+      n.captureEnc = new Float32Array(c.encDepth * ne * c.encDim);
+      n.captureDec = new Float32Array(c.decDepth * nd * c.decDim);
+    }
+    if (o.encoderOut) n.encoderOut = new Float32Array(batch * ne * c.encDim);
+    if (o.decoderOut) n.decoderOut = new Float32Array(batch * nd * c.decDim);
+    if (o.logits) n.logits = new Float32Array(batch * np * c.vq.nEmbed);
+    if (o.tokens) n.tokens = new Int32Array(batch * 196);
+    if (o.pixels) n.pixels = new Float32Array(batch * CANVAS_FLOATS);
+    if (o.images) n.images = new Uint8Array(batch * CANVAS_FLOATS);
+    if (req.loss) {
+      n.losses = new Float32Array(batch);
+      n.metrics = new Float32Array(batch);
+    }
+    const stats = await this.native.forward(n);
+    return {
+      batch,
+      encoderOut: n.encoderOut,
+      decoderOut: n.decoderOut,
+      logits: n.logits,
+      tokens: n.tokens,
+      pixels: n.pixels,
+      images: n.images,
+      losses: n.losses,
+      metrics: n.metrics,
+      captureEnc: n.captureEnc,
+      captureDec: n.captureDec,
+      uniqueForwards: stats.uniqueForwards,
+      uniqueDecodes: stats.uniqueDecodes,
+      seconds: stats.seconds,
+    };
+  }
+
+  /** Sizes of a task-mean table for this model. */
+  meansSizes(): { enc: number; dec: number } {
+    return { enc: meansEncFloats(this.config), dec: meansDecFloats(this.config) };
+  }
+
+  close(): void {
+    this.native.close();
+  }
+}
