@@ -343,10 +343,14 @@ def vqgan_encode(W, cfg, canvases):
 # Metrics on the bottom-right quadrant (SPEC §3).
 
 def canvas_to_images(canvases):
-    """Ground truth: clip((canvas*std+mean)*255).int() as uint8 [B,3,224,224]."""
+    """Ground truth as uint8 [B,3,224,224]: the 8-bit values the canvas was made from.
+
+    The VTV code computes clip((canvas*std+mean)*255).int() on a canvas it normalised in float64, which
+    gives the original bytes back exactly. Our canvases are float32, where the same truncation would
+    return v-1 for about 16% of values, so we round to nearest: that recovers the same original bytes."""
     mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, dtype=torch.float64).view(1, 3, 1, 1)
-    return ((canvases.double() * std + mean) * 255.0).clip(0, 255).to(torch.int32).to(torch.uint8)
+    return torch.round((canvases.double() * std + mean) * 255.0).clip(0, 255).to(torch.int32).to(torch.uint8)
 
 
 def quadrant(images):

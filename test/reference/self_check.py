@@ -179,10 +179,10 @@ def check_metrics():
     b = torch.full((1, 3, 224, 224), 20, dtype=torch.uint8)
     want = float(((10 / 255 / std) ** 2).mean())
     check(abs(float(ref.quadrant_mse(a, b)[0]) - want) < 1e-6, "MSE in normalised space: ((10/255)/std)^2 averaged over channels")
-    canv = (torch.rand(1, 3, 224, 224) - mean.float().view(1, 3, 1, 1)) / std.float().view(1, 3, 1, 1)
+    raw = torch.randint(0, 256, (1, 3, 224, 224), dtype=torch.uint8)
+    canv = ((raw.float() / 255 - mean.float().view(1, 3, 1, 1)) / std.float().view(1, 3, 1, 1)).float()
     img = ref.canvas_to_images(canv)
-    check(torch.equal(img, (((canv.double() * std.view(1, 3, 1, 1) + mean.view(1, 3, 1, 1)) * 255).clip(0, 255)).int().to(torch.uint8)),
-          "ground truth = clip((canvas*std+mean)*255).int()")
+    check(torch.equal(img, raw), "ground truth recovers the canvas's original bytes from a float32 canvas")
 
 
 def check_weights_roundtrip(W, cfg):

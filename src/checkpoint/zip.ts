@@ -1,0 +1,176 @@
+// A read-only view of a zip archive that reads only the byte ranges asked for. torch.save writes its
+// archives with stored (uncompressed) entries, so a tensor's bytes can be read in place at an offset
+// without inflating or loading the archive; deflated entries (a re-zipped file) are inflated per entry.
+import { openSync, closeSync, fstatSync, readSync } from 'node:fs';
+import { inflateRawSync } from 'node:zlib';
+
+export interface ZipEntry {
+  name: string;
+  method: number; // 0 stored, 8 deflate
+  compressedSize: number;
+  size: number;
+  localHeaderOffset: number;
+  crc32: number;
+}
+
+const EOCD_SIG = 0x06054b50;
+const ZIP64_LOCATOR_SIG = 0x07064b50;
+const ZIP64_EOCD_SIG = 0x06064b50;
+const CENTRAL_SIG = 0x02014b50;
+const LOCAL_SIG = 0x04034b50;
+const MAX_COMMENT = 0xffff;
+
+export class ZipError extends Error {}
+
+function u64(b: Buffer, off: number): number {
+  const v = b.readBigUInt64LE(off);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new ZipError(`64-bit field ${v} is too large`);
+  return Number(v);
+}
+
+export class ZipArchive {
+  readonly entries = new Map<string, ZipEntry>();
+  private readonly dataStart = new Map<string, number>();
+  private fd: number | null;
+  readonly fileSize: number;
+
+  private constructor(readonly path: string, fd: number) {
+    this.fd = fd;
+    this.fileSize = fstatSync(fd).size;
+  }
+
+  /** Opens `path` and reads its central directory; throws ZipError when it is not a readable zip. */
+  static open(path: string): ZipArchive {
+    const fd = openSync(path, 'r');
+    const z = new ZipArchive(path, fd);
+    try {
+      z.readCentralDirectory();
+    } catch (e) {
+      z.close();
+      throw e;
+    }
+    return z;
+  }
+
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+  }
+
+  /** Reads exactly `length` bytes at absolute file offset `position`; a short read is an error. */
+  readAt(position: number, length: number, into?: Buffer): Buffer {
+    if (this.fd === null) throw new ZipError(`${this.path}: archive is closed`);
+    const buf = into ?? Buffer.allocUnsafe(length);
+    let done = 0;
+    while (done < length) {
+      const n = readSync(this.fd, buf, done, length - done, position + done);
+      if (n === 0) throw new ZipError(`${this.path}: unexpected end of file reading ${length} bytes at offset ${position} (file is ${this.fileSize} bytes; truncated?)`);
+      done += n;
+    }
+    return buf;
+  }
+
+  private readCentralDirectory(): void {
+    const tailLen = Math.min(this.fileSize, 22 + MAX_COMMENT + 20);
+    if (this.fileSize < 22) throw new ZipError(`${this.path}: not a zip archive (only ${this.fileSize} bytes)`);
+    const tail = this.readAt(this.fileSize - tailLen, tailLen);
+    let eocd = -1;
+    for (let i = tail.length - 22; i >= 0; i--) {
+      if (tail.readUInt32LE(i) === EOCD_SIG && i + 22 + tail.readUInt16LE(i + 20) <= tail.length) { eocd = i; break; }
+    }
+    if (eocd < 0) throw new ZipError(`${this.path}: no zip end-of-central-directory record (truncated, or not a zip archive)`);
+    let count = tail.readUInt16LE(eocd + 10);
+    let cdSize = tail.readUInt32LE(eocd + 12);
+    let cdOffset = tail.readUInt32LE(eocd + 16);
+    if (count === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff) {
+      const loc = eocd - 20;
+      if (loc < 0 || tail.readUInt32LE(loc) !== ZIP64_LOCATOR_SIG) throw new ZipError(`${this.path}: zip64 locator missing`);
+      const z64 = this.readAt(u64(tail, loc + 8), 56);
+      if (z64.readUInt32LE(0) !== ZIP64_EOCD_SIG) throw new ZipError(`${this.path}: bad zip64 end-of-central-directory record`);
+      count = u64(z64, 32);
+      cdSize = u64(z64, 40);
+      cdOffset = u64(z64, 48);
+    }
+    if (cdOffset + cdSize > this.fileSize) throw new ZipError(`${this.path}: central directory [${cdOffset}, +${cdSize}) lies outside the file (${this.fileSize} bytes)`);
+    const cd = this.readAt(cdOffset, cdSize);
+    let p = 0;
+    for (let i = 0; i < count; i++) {
+      if (p + 46 > cd.length || cd.readUInt32LE(p) !== CENTRAL_SIG) throw new ZipError(`${this.path}: corrupt central directory entry #${i}`);
+      const method = cd.readUInt16LE(p + 10);
+      const crc32 = cd.readUInt32LE(p + 16);
+      let compressedSize = cd.readUInt32LE(p + 20);
+      let size = cd.readUInt32LE(p + 24);
+      const nameLen = cd.readUInt16LE(p + 28);
+      const extraLen = cd.readUInt16LE(p + 30);
+      const commentLen = cd.readUInt16LE(p + 32);
+      let localHeaderOffset = cd.readUInt32LE(p + 42);
+      const name = cd.toString('utf8', p + 46, p + 46 + nameLen);
+      // zip64 extended information: the 64-bit values follow in this order, only for fields saturated above.
+      let e = p + 46 + nameLen;
+      const extraEnd = e + extraLen;
+      while (e + 4 <= extraEnd) {
+        const id = cd.readUInt16LE(e);
+        const len = cd.readUInt16LE(e + 2);
+        if (id === 0x0001) {
+          let q = e + 4;
+          if (size === 0xffffffff) { size = u64(cd, q); q += 8; }
+          if (compressedSize === 0xffffffff) { compressedSize = u64(cd, q); q += 8; }
+          if (localHeaderOffset === 0xffffffff) { localHeaderOffset = u64(cd, q); q += 8; }
+        }
+        e += 4 + len;
+      }
+      this.entries.set(name, { name, method, compressedSize, size, localHeaderOffset, crc32 });
+      p = extraEnd + commentLen;
+    }
+  }
+
+  /** Absolute file offset of the first byte of `entry`'s data (after its local header). */
+  dataOffset(entry: ZipEntry): number {
+    const cached = this.dataStart.get(entry.name);
+    if (cached !== undefined) return cached;
+    const h = this.readAt(entry.localHeaderOffset, 30);
+    if (h.readUInt32LE(0) !== LOCAL_SIG) throw new ZipError(`${this.path}: entry '${entry.name}' has a corrupt local header at offset ${entry.localHeaderOffset}`);
+    const start = entry.localHeaderOffset + 30 + h.readUInt16LE(26) + h.readUInt16LE(28);
+    if (start + entry.compressedSize > this.fileSize) {
+      throw new ZipError(`${this.path}: entry '${entry.name}' needs bytes up to ${start + entry.compressedSize} but the file has ${this.fileSize} (truncated?)`);
+    }
+    this.dataStart.set(entry.name, start);
+    return start;
+  }
+
+  entry(name: string): ZipEntry {
+    const e = this.entries.get(name);
+    if (!e) throw new ZipError(`${this.path}: archive has no entry '${name}'`);
+    return e;
+  }
+
+  /** Whole entry contents (inflated when deflated); use for small entries such as data.pkl. */
+  readEntry(name: string): Buffer {
+    const e = this.entry(name);
+    const raw = this.readAt(this.dataOffset(e), e.compressedSize);
+    if (e.method === 0) return raw;
+    if (e.method === 8) {
+      try {
+        return inflateRawSync(raw);
+      } catch (err) {
+        throw new ZipError(`${this.path}: entry '${name}' does not inflate: ${(err as Error).message}`);
+      }
+    }
+    throw new ZipError(`${this.path}: entry '${name}' uses unsupported compression method ${e.method}`);
+  }
+
+  /** `length` bytes of a stored entry starting at `offset` within it, read in place. */
+  readEntryRange(name: string, offset: number, length: number, into?: Buffer): Buffer {
+    const e = this.entry(name);
+    if (offset < 0 || offset + length > e.size) {
+      throw new ZipError(`${this.path}: entry '${name}' has ${e.size} bytes; cannot read [${offset}, ${offset + length})`);
+    }
+    if (e.method !== 0) {
+      const all = this.readEntry(name);
+      const out = into ?? Buffer.allocUnsafe(length);
+      all.copy(out, 0, offset, offset + length);
+      return out;
+    }
+    return this.readAt(this.dataOffset(e) + offset, length, into);
+  }
+}
