@@ -1,0 +1,285 @@
+// Convolution as an implicit GEMM: y[Co][P] = W[Co][Ci*k*k] x im2col[Ci*k*k][P] per sample, P = out_h*out_w.
+// The im2col matrix is never built: the GEMM driver asks for one kc x NR panel at a time and the packer
+// fills it from the image. Stride 1 (every VQGAN decoder convolution) goes through a band of padded input
+// rows so that packing is plain vector copies; other strides pack from the image with per-pixel indexing.
+// 1x1 convolutions are a plain GEMM on the image. Each packed panel is reused by every output channel.
+#include "cpu/conv.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "cpu/gemm_driver.h"
+#include "vtv/error.h"
+
+namespace vtv::cpu {
+
+using namespace gemm_detail;
+
+namespace {
+
+// ---- stride 1: banded, over the padded width ----------------------------------------------------------
+//
+// For a stride-1 convolution, copy a band of R output rows' worth of input (R + k - 1 rows) into a
+// zero-padded buffer band[ci][rr][Wp], Wp = padded input width (upsampling resolved here). Then the
+// output, computed on the flattened grid of Wp columns per row, is a GEMM whose B rows are plain shifted
+// views of the band: B[(ci,ky,kx)][p] = band[ci][0][ky*Wp + kx + p]. Columns p % Wp >= out_w are
+// garbage (the k-1 wrap-around columns) and are dropped when the band is copied into y. Packing a B
+// panel is then two vector copies per k, and the band (not the whole image) is all that is ever copied.
+
+struct BandPlan {
+  int64_t Wp = 0, rows = 0, rows_in = 0, bands = 0, band_floats = 0;
+  std::vector<int64_t> k_offset;  // [Ci*k*k]: offset of B row k within the band buffer
+};
+
+BandPlan plan_bands(const Conv2dShape& s, int threads) {
+  BandPlan p;
+  const int64_t oh = s.out_h();
+  p.Wp = s.in_w() + s.pad_left + s.pad_right;
+  // About 2048 output positions per band (the GEMM's N), and a band count that splits evenly over threads.
+  int64_t rows = std::clamp<int64_t>((2048 + p.Wp - 1) / p.Wp, 1, oh);
+  int64_t bands = (oh + rows - 1) / rows;
+  if (bands >= threads) {
+    bands = (bands + threads - 1) / threads * threads;
+    rows = (oh + bands - 1) / bands;
+  }
+  p.rows = rows;
+  p.bands = (oh + rows - 1) / rows;
+  p.rows_in = rows + s.k - 1;
+  p.band_floats = s.Ci * p.rows_in * p.Wp + 2 * s.k;  // slack: garbage columns of the last channel read past it
+  p.k_offset.resize(s.Ci * s.k * s.k);
+  for (int64_t ci = 0, i = 0; ci < s.Ci; ++ci)
+    for (int ky = 0; ky < s.k; ++ky)
+      for (int kx = 0; kx < s.k; ++kx) p.k_offset[i++] = ci * p.rows_in * p.Wp + ky * p.Wp + kx;
+  return p;
+}
+
+// band[ci][rr][cc] = the padded (upsampled) input at padded row oy0 + rr, padded column cc.
+void fill_band(const Conv2dShape& s, const BandPlan& p, const float* x, int64_t oy0, int64_t ci0, int64_t ci1,
+               float* band) {
+  const int64_t ih = s.in_h(), iw = s.in_w();
+  for (int64_t ci = ci0; ci < ci1; ++ci) {
+    const float* plane = x + ci * s.H * s.W;
+    for (int64_t rr = 0; rr < p.rows_in; ++rr) {
+      float* d = band + (ci * p.rows_in + rr) * p.Wp;
+      const int64_t iy = oy0 + rr - s.pad_top;
+      if (iy < 0 || iy >= ih) {
+        std::memset(d, 0, sizeof(float) * p.Wp);
+        continue;
+      }
+      const float* row = plane + (s.upsample2x ? iy >> 1 : iy) * s.W;
+      for (int c = 0; c < s.pad_left; ++c) d[c] = 0.0f;
+      float* di = d + s.pad_left;
+      if (s.upsample2x) {
+        for (int64_t c = 0; c < s.W; ++c) di[2 * c] = di[2 * c + 1] = row[c];
+      } else {
+        std::memcpy(di, row, sizeof(float) * iw);
+      }
+      for (int c = 0; c < s.pad_right; ++c) di[iw + c] = 0.0f;
+    }
+  }
+}
+
+void pack_band_panel(float* dst, const BandPlan& p, const float* band, int64_t j0, int64_t nr, int64_t p0, int64_t kc) {
+  const int64_t* off = p.k_offset.data() + p0;
+  if (nr == NR) {
+    for (int64_t q = 0; q < kc; ++q) {
+      const float* src = band + off[q] + j0;
+      float* d = dst + q * NR;
+      for (int j = 0; j < NR; j += simd::kLanes) simd::store(d + j, simd::load(src + j));
+    }
+    return;
+  }
+  for (int64_t q = 0; q < kc; ++q) {
+    const float* src = band + off[q] + j0;
+    float* d = dst + q * NR;
+    int64_t j = 0;
+    for (; j < nr; ++j) d[j] = src[j];
+    for (; j < NR; ++j) d[j] = 0.0f;
+  }
+}
+
+// y rows [oy0, oy0 + rows) of every channel from the band's GEMM result c[Co][rows*Wp], dropping the
+// wrap-around columns, adding bias and residual (which may alias y: element-wise, so that is safe).
+void store_band(const Conv2dShape& s, const BandPlan& p, const float* c, int64_t oy0, int64_t rows, int64_t co0,
+                int64_t co1, const float* bias, const float* residual, float* y) {
+  const int64_t ow = s.out_w(), oh = s.out_h();
+  for (int64_t co = co0; co < co1; ++co) {
+    const float b = bias ? bias[co] : 0.0f;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* src = c + co * rows * p.Wp + r * p.Wp;
+      const int64_t o = (co * oh + oy0 + r) * ow;
+      float* d = y + o;
+      if (residual) {
+        const float* res = residual + o;
+        for (int64_t x = 0; x < ow; ++x) d[x] = src[x] + b + res[x];
+      } else {
+        for (int64_t x = 0; x < ow; ++x) d[x] = src[x] + b;
+      }
+    }
+  }
+}
+
+// The weights [Co][K] packed once per call into the GEMM's A layout (shared read-only by all threads and
+// bands) rather than once per band and thread.
+PrepackedA prepack_weights(ThreadPool& pool, const float* w, int64_t Co, int64_t K) {
+  thread_local ScratchBuffer buf;
+  const int64_t Mpad = (Co + MR - 1) / MR * MR, panels = Mpad / MR;
+  float* data = buf.get(Mpad * K);
+  pool.parallel_for(panels, [&](int64_t b, int64_t e) {
+    for (int64_t pc = 0; pc < K; pc += KC) {
+      const int64_t kc = std::min(KC, K - pc);
+      for (int64_t q = b; q < e; ++q)
+        pack_a_rowmajor(data + pc * Mpad + q * MR * kc, w, K, q * MR, std::min<int64_t>(MR, Co - q * MR), pc, kc);
+    }
+  }, 4);
+  return {data, Mpad};
+}
+
+float* thread_band_buffer(int64_t floats) {
+  thread_local ScratchBuffer buf;
+  return buf.get(floats);
+}
+float* thread_result_buffer(int64_t floats) {
+  thread_local ScratchBuffer buf;
+  return buf.get(floats);
+}
+
+void conv2d_stride1_banded(ThreadPool& pool, const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                           float* y, const float* residual) {
+  const BandPlan p = plan_bands(s, pool.size());
+  const int64_t K = s.Ci * s.k * s.k, oh = s.out_h();
+  const PrepackedA pa = prepack_weights(pool, w, s.Co, K);
+  const TileEpilogue none;
+  // One band: fill, GEMM into a scratch result, store into y. `inner` is the pool for the GEMM's own
+  // parallelism (when bands themselves are not spread over threads).
+  auto run_band = [&](int64_t band_index, const float* xn, float* yn, const float* rn, bool parallel_inside) {
+    const int64_t oy0 = band_index * p.rows, rows = std::min(p.rows, oh - oy0), N = rows * p.Wp;
+    float* band = thread_band_buffer(p.band_floats);
+    float* c = thread_result_buffer(s.Co * N);
+    auto pb = [&](float* d, int64_t j0, int64_t nr, int64_t p0, int64_t kc) { pack_band_panel(d, p, band, j0, nr, p0, kc); };
+    if (parallel_inside) {
+      pool.parallel_for(s.Ci, [&](int64_t b, int64_t e) { fill_band(s, p, xn, oy0, b, e, band); }, 16);
+      std::memset(band + s.Ci * p.rows_in * p.Wp, 0, sizeof(float) * 2 * s.k);
+      gemm_parallel(pool, s.Co, N, K, pa, pb, c, N, false, none);
+      pool.parallel_for(s.Co, [&](int64_t b, int64_t e) { store_band(s, p, c, oy0, rows, b, e, bias, rn, yn); }, 8);
+    } else {
+      fill_band(s, p, xn, oy0, 0, s.Ci, band);
+      std::memset(band + s.Ci * p.rows_in * p.Wp, 0, sizeof(float) * 2 * s.k);
+      gemm_block(0, s.Co, 0, N, K, pa, pb, c, N, false, none);
+      store_band(s, p, c, oy0, rows, 0, s.Co, bias, rn, yn);
+    }
+  };
+  const int64_t P = oh * s.out_w(), in_plane = s.Ci * s.H * s.W;
+  const int64_t tasks = s.N * p.bands;
+  if (tasks >= pool.size() && p.bands > 1) {
+    pool.parallel_for(tasks, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        const int64_t n = t / p.bands;
+        run_band(t % p.bands, x + n * in_plane, y + n * s.Co * P, residual ? residual + n * s.Co * P : nullptr, false);
+      }
+    });
+  } else {
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t n = t / p.bands;
+      run_band(t % p.bands, x + n * in_plane, y + n * s.Co * P, residual ? residual + n * s.Co * P : nullptr, true);
+    }
+  }
+}
+
+// ---- any stride: im2col panels packed straight from the image -------------------------------------------
+
+// One run of consecutive output pixels within a single output row.
+struct RowSegment {
+  int64_t oy, ox, len, offset;  // output row/col of the first pixel, count, column offset in the panel
+};
+
+struct KIndex {
+  int64_t ci;
+  int ky, kx;
+};
+
+void pack_im2col_panel(float* dst, const Conv2dShape& s, const KIndex* kidx, const float* x, int64_t j0, int64_t nr,
+                       int64_t p0, int64_t kc) {
+  const int64_t ow = s.out_w(), ih = s.in_h(), iw = s.in_w();
+  RowSegment segs[NR];
+  int nseg = 0;
+  for (int64_t j = 0; j < nr;) {
+    int64_t pix = j0 + j, oy = pix / ow, ox = pix % ow;
+    int64_t len = std::min<int64_t>(nr - j, ow - ox);
+    segs[nseg++] = {oy, ox, len, j};
+    j += len;
+  }
+  for (int64_t q = 0; q < kc; ++q) {
+    const KIndex& ki = kidx[p0 + q];
+    const float* plane = x + ki.ci * s.H * s.W;
+    float* d = dst + q * NR;
+    for (int64_t j = nr; j < NR; ++j) d[j] = 0.0f;
+    for (int g = 0; g < nseg; ++g) {
+      const RowSegment& sg = segs[g];
+      float* dd = d + sg.offset;
+      const int64_t iy = sg.oy * s.stride + ki.ky - s.pad_top;
+      if (iy < 0 || iy >= ih) {
+        std::memset(dd, 0, sizeof(float) * sg.len);
+        continue;
+      }
+      const float* row = plane + (s.upsample2x ? iy >> 1 : iy) * s.W;
+      const int64_t ix0 = sg.ox * s.stride + ki.kx - s.pad_left;  // input column of the first pixel
+      for (int64_t t = 0; t < sg.len; ++t) {
+        const int64_t ix = ix0 + t * s.stride;
+        dd[t] = (ix < 0 || ix >= iw) ? 0.0f : row[s.upsample2x ? ix >> 1 : ix];
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void conv2d(ThreadPool& pool, const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y,
+            const float* residual) {
+  check(s.N > 0 && s.Ci > 0 && s.H > 0 && s.W > 0 && s.Co > 0, "conv2d: sizes must be positive");
+  check(s.k >= 1 && s.stride >= 1, "conv2d: kernel size and stride must be positive");
+  check(s.pad_top >= 0 && s.pad_left >= 0 && s.pad_bottom >= 0 && s.pad_right >= 0, "conv2d: negative padding");
+  check(s.out_h() > 0 && s.out_w() > 0, "conv2d: empty output");
+  check(residual == nullptr || residual != x, "conv2d: residual must not alias the input x");
+  const int64_t P = s.out_h() * s.out_w(), K = s.Ci * s.k * s.k, in_plane = s.Ci * s.H * s.W;
+  const bool pointwise = s.k == 1 && s.stride == 1 && !s.upsample2x && s.pad_top == 0 && s.pad_left == 0 &&
+                         s.pad_bottom == 0 && s.pad_right == 0;
+  if (s.stride == 1 && !pointwise) {
+    conv2d_stride1_banded(pool, s, x, w, bias, y, residual);
+    return;
+  }
+  const PrepackedA pa = prepack_weights(pool, w, s.Co, K);
+  std::vector<KIndex> kidx;
+  if (!pointwise) {
+    kidx.reserve(K);
+    for (int64_t ci = 0; ci < s.Ci; ++ci)
+      for (int ky = 0; ky < s.k; ++ky)
+        for (int kx = 0; kx < s.k; ++kx) kidx.push_back({ci, ky, kx});
+  }
+  for (int64_t n = 0; n < s.N; ++n) {
+    const float* xn = x + n * in_plane;
+    float* yn = y + n * s.Co * P;
+    TileEpilogue ep;
+    ep.bias_row = bias;
+    bool accumulate = false;
+    if (residual == y) {
+      accumulate = true;  // y already holds the residual: add the convolution onto it
+    } else if (residual) {
+      ep.residual = residual + n * s.Co * P;
+      ep.ldr = P;
+    }
+    if (pointwise) {
+      // A 1x1 convolution is a plain GEMM on the image: B = x[Ci][H*W].
+      auto pb = [&](float* d, int64_t j0, int64_t nr, int64_t p0, int64_t kc) { pack_b_rowmajor(d, xn, P, j0, nr, p0, kc); };
+      gemm_parallel(pool, s.Co, P, K, pa, pb, yn, P, accumulate, ep);
+    } else {
+      auto pb = [&](float* d, int64_t j0, int64_t nr, int64_t p0, int64_t kc) {
+        pack_im2col_panel(d, s, kidx.data(), xn, j0, nr, p0, kc);
+      };
+      gemm_parallel(pool, s.Co, P, K, pa, pb, yn, P, accumulate, ep);
+    }
+  }
+}
+
+}  // namespace vtv::cpu
