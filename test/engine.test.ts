@@ -1,0 +1,147 @@
+// The addon seam: presets agree between C++ and TypeScript, backends() explains itself, the loader's
+// errors are actionable, and bad input is a rejected Promise with a clear message — never a crash.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PRESETS, patchBitIndex, patchBytes, preset } from '../src/config.js';
+import { CANVAS_FLOATS, Engine } from '../src/engine.js';
+import { loadAddon } from '../src/native.js';
+import { randomWeights, writeRandomWeights } from '../src/model/random_weights.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'vtv-engine-'));
+const config = preset('tiny');
+const weights = join(dir, 'tiny.safetensors');
+let engine: Engine;
+
+function canvases(n: number, seed = 1): Float32Array {
+  const c = new Float32Array(n * CANVAS_FLOATS);
+  let s = seed;
+  for (let i = 0; i < c.length; i++) {
+    s = (s * 1103515245 + 12345) >>> 0;
+    c[i] = (s / 2 ** 32) * 4 - 2;
+  }
+  return c;
+}
+
+beforeAll(async () => {
+  writeRandomWeights(weights, config, 3);
+  engine = await Engine.open({ config, weights, backend: 'cpu' });
+});
+afterAll(() => {
+  engine?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('addon', () => {
+  it('has the same presets as src/config.ts', () => {
+    const addon = loadAddon();
+    expect(addon.presetNames().sort()).toEqual(Object.keys(PRESETS).sort());
+    for (const name of addon.presetNames()) {
+      const n = addon.preset(name);
+      const t = PRESETS[name]!;
+      expect({ ...n, lnEps: Math.fround(t.lnEps), vq: { ...n.vq, eps: Math.fround(t.vq.eps) } }).toEqual({
+        ...t,
+        lnEps: Math.fround(t.lnEps),
+        vq: { ...t.vq, eps: Math.fround(t.vq.eps) },
+      });
+    }
+    expect(() => addon.preset('vit-huge')).toThrow(/unknown model preset 'vit-huge'/);
+  });
+
+  it('backends() says what is compiled in and why a GPU is or is not used', () => {
+    const list = loadAddon().backends();
+    const cpu = list.find((b) => b.name === 'cpu')!;
+    expect(cpu.usable).toBe(true);
+    const cuda = list.find((b) => b.name === 'cuda')!;
+    expect(cuda.detail.length).toBeGreaterThan(10);
+    if (!cuda.usable) expect(engine.backend.name).toBe('cpu');
+    expect(engine.backend.reason.length).toBeGreaterThan(0);
+    expect(engine.backend.threads).toBeGreaterThan(0);
+  });
+
+  it('lists a weights file without loading it', () => {
+    const info = loadAddon().inspectWeights([weights]);
+    expect(info.tensors.find((t) => t.key === 'blocks.0.attn.qkv.weight')?.shape).toEqual([3 * config.encDim, config.encDim]);
+    expect(info.tensors.length).toBe(randomWeights(config, 3).size);
+  });
+});
+
+describe('bad input is a clear error, never a crash', () => {
+  it('wrong canvas size', async () => {
+    await expect(engine.forward({ mode: 'zero-shot', canvases: new Float32Array(100) })).rejects.toThrow(/multiple of 3x224x224/);
+  });
+  it('batch of 0', async () => {
+    await expect(engine.forward({ mode: 'zero-shot', canvases: new Float32Array(0) })).rejects.toThrow(/batch of 0|no canvases/);
+    await expect(engine.forward({ mode: 'zero-shot', canvases: canvases(1), canvasIndex: new Int32Array(0) })).rejects.toThrow(/batch of 0/);
+  });
+  it('NaN in a canvas names the canvas', async () => {
+    const c = canvases(2);
+    c[CANVAS_FLOATS + 5] = Number.NaN;
+    await expect(engine.forward({ mode: 'zero-shot', canvases: c })).rejects.toThrow(/canvas 1/);
+  });
+  it('canvas index out of range', async () => {
+    await expect(engine.forward({ mode: 'zero-shot', canvases: canvases(2), canvasIndex: Int32Array.from([0, 2]) })).rejects.toThrow(/canvas_index|out of range/);
+  });
+  it('patch mask of the wrong size, or bits past the last variable', async () => {
+    const means = { enc: new Float32Array(config.encDepth * 148 * config.encDim), dec: new Float32Array(config.decDepth * 197 * config.decDim) };
+    await expect(engine.forward({ mode: 'zero-shot', canvases: canvases(1), patch: { means, masks: new Uint8Array(3) } })).rejects.toThrow(/patchMask has 3 elements/);
+    await expect(engine.forward({ mode: 'zero-shot', canvases: canvases(1), patch: { means: { enc: new Float32Array(5), dec: means.dec }, masks: new Uint8Array(patchBytes(config, 'zero-shot')) } })).rejects.toThrow(/meansEnc has 5 elements/);
+  });
+  it('an unknown mode or loss', async () => {
+    // @ts-expect-error: deliberately wrong
+    await expect(engine.forward({ mode: 'two-shot', canvases: canvases(1) })).rejects.toThrow(/mode must be/);
+    // @ts-expect-error: deliberately wrong
+    await expect(engine.forward({ mode: 'zero-shot', canvases: canvases(1), loss: 'l1' })).rejects.toThrow(/loss must be/);
+  });
+  it('a missing or truncated weights file names the file', async () => {
+    await expect(Engine.open({ config, weights: join(dir, 'nope.safetensors') })).rejects.toThrow(/nope\.safetensors/);
+    const bad = join(dir, 'bad.safetensors');
+    writeFileSync(bad, Buffer.from([1, 2, 3]));
+    await expect(Engine.open({ config, weights: bad })).rejects.toThrow(/bad\.safetensors/);
+    await expect(Engine.open({ config: preset('mae-vqgan-vit-large'), weights })).rejects.toThrow(/shape/);
+  });
+  it('still works after all of that', async () => {
+    const r = await engine.forward({ mode: 'zero-shot', canvases: canvases(2), outputs: { tokens: true }, loss: 'mse' });
+    expect(r.tokens!.length).toBe(2 * 196);
+    expect(Number.isFinite(r.losses![0]!)).toBe(true);
+  });
+});
+
+describe('forward', () => {
+  it('each sample of one batch patches differently, and equals its own single run', async () => {
+    const c = canvases(1, 9);
+    const means = { enc: new Float32Array(config.encDepth * 148 * config.encDim).fill(0.7), dec: new Float32Array(config.decDepth * 197 * config.decDim).fill(-0.7) };
+    const bytes = patchBytes(config, 'zero-shot');
+    const masks = new Uint8Array(3 * bytes);
+    for (let h = 0; h < config.encHeads; h++) {
+      for (let p = 0; p < 50; p++) {
+        const i = patchBitIndex(config, 'zero-shot', 0, h, p);
+        masks[bytes + (i >> 3)]! |= 1 << (i & 7); // sample 1: every head of encoder layer 0
+      }
+    }
+    for (let h = 0; h < config.decHeads; h++) {
+      for (let p = 0; p < 99; p++) {
+        const i = patchBitIndex(config, 'zero-shot', config.encDepth + config.decDepth - 1, h, p);
+        masks[2 * bytes + (i >> 3)]! |= 1 << (i & 7); // sample 2: every head of the last decoder layer
+      }
+    }
+    const batch = await engine.forward({ mode: 'zero-shot', canvases: c, canvasIndex: Int32Array.from([0, 0, 0]), patch: { means, masks }, outputs: { logits: true } });
+    const V = config.vq.nEmbed;
+    const per = 98 * V;
+    const differs = (a: number, b: number) => batch.logits!.subarray(a * per, (a + 1) * per).some((v, i) => v !== batch.logits![b * per + i]);
+    expect(differs(0, 1)).toBe(true);
+    expect(differs(0, 2)).toBe(true);
+    expect(differs(1, 2)).toBe(true);
+    for (let s = 0; s < 3; s++) {
+      const single = await engine.forward({ mode: 'zero-shot', canvases: c, patch: { means, masks: masks.subarray(s * bytes, (s + 1) * bytes) }, outputs: { logits: true } });
+      expect(single.logits).toEqual(batch.logits!.subarray(s * per, (s + 1) * per));
+    }
+  });
+  it('work sharing: identical (canvas, mask) samples run once', async () => {
+    const r = await engine.forward({ mode: 'zero-shot', canvases: canvases(2), canvasIndex: Int32Array.from([0, 1, 0, 1, 0]), loss: 'mse' });
+    expect(r.uniqueForwards).toBe(2);
+    expect(r.losses![0]).toBe(r.losses![2]);
+    expect(r.losses![1]).toBe(r.losses![3]);
+  });
+});
