@@ -1,0 +1,189 @@
+// The bf16 Linear on tensor cores: mma.sync m16n8k16 (bf16 in, fp32 accumulate), sm_80 and newer.
+// Block tile 128x128x32, 8 warps as 2 (M) x 4 (N), each warp 64x32 = 4x4 mma tiles. Activations arrive in
+// fp32 and are rounded to bf16 (nearest even) as they are staged into shared memory; weights are bf16 in
+// global memory. Register-staged double buffering: the next k tile is loaded into registers while the
+// current one is multiplied, then stored to the other buffer. Fragments are read with 32-bit shared loads
+// straight from the PTX ISA fragment tables (no ldmatrix), with rows padded to 40 bf16 (80 bytes) so that
+// the eight row groups of a warp fall in distinct banks.
+#include <cuda_bf16.h>
+
+#include "cuda/check.cuh"
+#include "cuda/gemm_epilogue.cuh"
+
+namespace vtv::cuda {
+
+namespace {
+
+constexpr int BM = 128, BN = 128, BK = 32, THREADS = 256, LDS = BK + 8;
+
+__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+__device__ __forceinline__ uint32_t lds32(const __nv_bfloat16* p) { return *reinterpret_cast<const uint32_t*>(p); }
+
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (low half, lower address) = lo
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+__global__ void __launch_bounds__(THREADS)
+gemm_bf16_kernel(const float* __restrict__ X, const __nv_bfloat16* __restrict__ W, int64_t M, int N, int K,
+                 EpilogueParams ep) {
+  __shared__ __align__(16) __nv_bfloat16 As[2][BM][LDS];  // [m][k]
+  __shared__ __align__(16) __nv_bfloat16 Bs[2][BN][LDS];  // [n][k]: W's own layout, i.e. B "col"
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wm = warp >> 2, wn = warp & 3;  // warp tile origin: rows 64*wm, columns 32*wn
+  const int g = lane >> 2, t = lane & 3;    // mma fragment coordinates (groupID, threadID_in_group)
+  const int64_t m0 = int64_t(blockIdx.y) * BM;
+  const int n0 = blockIdx.x * BN;
+
+  // A tile: 128 rows x 32 k = 1024 float4, four per thread (row idx/8, k 4*(idx%8)).
+  // W tile: 128 rows x 32 k = 512 chunks of 8 bf16, two per thread (row idx/4, k 8*(idx%4)).
+  float4 ra[4];
+  uint4 rb[2];
+  auto load = [&](int k0) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int idx = tid + i * THREADS;
+      const int64_t row = m0 + (idx >> 3);
+      const int k = k0 + (idx & 7) * 4;  // K % 8 == 0: k < K means k..k+3 < K
+      ra[i] = (row < M && k < K) ? __ldg(reinterpret_cast<const float4*>(X + row * K + k))
+                                 : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int idx = tid + i * THREADS;
+      const int n = n0 + (idx >> 2);
+      const int k = k0 + (idx & 3) * 8;  // k < K means k..k+7 < K
+      rb[i] = (n < N && k < K) ? __ldg(reinterpret_cast<const uint4*>(W + int64_t(n) * K + k)) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  auto store = [&](int buf) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int idx = tid + i * THREADS;
+      uint2 v;
+      v.x = pack_bf16x2(ra[i].x, ra[i].y);
+      v.y = pack_bf16x2(ra[i].z, ra[i].w);
+      *reinterpret_cast<uint2*>(&As[buf][idx >> 3][(idx & 7) * 4]) = v;
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int idx = tid + i * THREADS;
+      *reinterpret_cast<uint4*>(&Bs[buf][idx >> 2][(idx & 3) * 8]) = rb[i];
+    }
+  };
+
+  float acc[4][4][4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.0f;
+
+  const int KT = (K + BK - 1) / BK;
+  load(0);
+  store(0);
+  __syncthreads();
+  for (int kt = 0; kt < KT; ++kt) {
+    const int cur = kt & 1;
+    if (kt + 1 < KT) load((kt + 1) * BK);
+#pragma unroll
+    for (int ks = 0; ks < BK; ks += 16) {
+      // A fragment (16x16, row-major): a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..).
+      uint32_t af[4][4];
+#pragma unroll
+      for (int mt = 0; mt < 4; ++mt) {
+        const int r = wm * 64 + mt * 16 + g;
+        af[mt][0] = lds32(&As[cur][r][ks + 2 * t]);
+        af[mt][1] = lds32(&As[cur][r + 8][ks + 2 * t]);
+        af[mt][2] = lds32(&As[cur][r][ks + 2 * t + 8]);
+        af[mt][3] = lds32(&As[cur][r + 8][ks + 2 * t + 8]);
+      }
+      // B fragment (16x8, "col" = k contiguous per n): b0 (k 2t..2t+1, n g), b1 (k 2t+8.., n g).
+      uint32_t bfr[4][2];
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+        const int n = wn * 32 + nt * 8 + g;
+        bfr[nt][0] = lds32(&Bs[cur][n][ks + 2 * t]);
+        bfr[nt][1] = lds32(&Bs[cur][n][ks + 2 * t + 8]);
+      }
+#pragma unroll
+      for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt) mma_bf16_16816(acc[mt][nt], af[mt], bfr[nt]);
+    }
+    // The other buffer was last read in iteration kt-1, which ended with the barrier below.
+    if (kt + 1 < KT) store(cur ^ 1);
+    __syncthreads();
+  }
+
+  // C fragment: c0, c1 at (g, 2t), (g, 2t+1); c2, c3 at (g+8, 2t), (g+8, 2t+1).
+#pragma unroll
+  for (int mt = 0; mt < 4; ++mt) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int64_t row = m0 + wm * 64 + mt * 16 + g + half * 8;
+      unsigned long long best = 0;
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          const int col = n0 + wn * 32 + nt * 8 + 2 * t + c;
+          if (row < M && col < N) {
+            const float v = epilogue_value(ep, row, col, N, acc[mt][nt][half * 2 + c]);
+            if (ep.y) ep.y[row * N + col] = v;
+            best = max_key(best, argmax_key(v, col));
+          }
+        }
+      }
+      if (ep.keys) {
+        // The four threads of a quad (same g) hold this row's 32 columns of the warp tile.
+        best = max_key(best, __shfl_xor_sync(0xFFFFFFFFu, best, 1));
+        best = max_key(best, __shfl_xor_sync(0xFFFFFFFFu, best, 2));
+        if (t == 0 && row < M) atomicMax(ep.keys + row, best);
+      }
+    }
+  }
+}
+
+__global__ void f32_to_bf16_kernel(const float* __restrict__ x, int64_t n, __nv_bfloat16* __restrict__ y) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < n) y[i] = __float2bfloat16_rn(x[i]);
+}
+
+}  // namespace
+
+void linear_bf16(const LinearArgs& a, cudaStream_t stream) {
+  validate_linear(a, "linear_bf16");
+  check(a.w_bf16 != nullptr, "linear_bf16: w_bf16 is null");
+  if (a.M == 0) return;
+  const int64_t mt = (a.M + BM - 1) / BM;
+  check(mt <= 65535, "linear_bf16: M = " + std::to_string(a.M) + " needs more than 65535 row tiles");
+  dim3 grid(static_cast<unsigned>((a.N + BN - 1) / BN), static_cast<unsigned>(mt));
+  gemm_bf16_kernel<<<grid, THREADS, 0, stream>>>(a.x, reinterpret_cast<const __nv_bfloat16*>(a.w_bf16), a.M,
+                                                 static_cast<int>(a.N), static_cast<int>(a.K), epilogue_params(a));
+  VTV_CUDA_CHECK_LAUNCH("gemm_bf16_kernel");
+}
+
+void linear(const LinearArgs& a, cudaStream_t stream) {
+  check((a.w_f32 != nullptr) != (a.w_bf16 != nullptr), "linear: set exactly one of w_f32 (fp32 path) and w_bf16");
+  if (a.w_f32) {
+    linear_f32(a, stream);
+  } else {
+    linear_bf16(a, stream);
+  }
+}
+
+void f32_to_bf16(const float* x, int64_t n, uint16_t* y, cudaStream_t stream) {
+  if (n <= 0) return;
+  f32_to_bf16_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, stream>>>(x, n, reinterpret_cast<__nv_bfloat16*>(y));
+  VTV_CUDA_CHECK_LAUNCH("f32_to_bf16_kernel");
+}
+
+}  // namespace vtv::cuda

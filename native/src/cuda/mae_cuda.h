@@ -1,0 +1,54 @@
+// The MAE encoder, decoder and prediction head (SPEC §1) on an NVIDIA GPU, with the per-sample
+// task-vector patch and activation capture of SPEC §4: the CUDA counterpart of model::MaeForward, taking
+// the same MaeChunk (host pointers) and producing the same outputs plus the argmax token grids, which
+// are computed on the GPU (argmax fused into the prediction head). Weights are uploaded once, at
+// construction: bf16 copies of every Linear weight in bf16 mode (tensor cores, fp32 accumulation), fp32
+// copies in fp32 mode (the parity mode); biases, norms, embeddings stay fp32. A run makes no host round
+// trip between its kernels: inputs go up at its start, requested outputs come down at its end.
+// Not thread-safe: one run at a time per object. This header includes no CUDA headers.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "model/mae.h"
+#include "vtv/config.h"
+#include "vtv/engine.h"
+
+namespace vtv::cuda {
+
+enum class Precision { F32, BF16 };
+Precision parse_precision(const std::string& name);  // "fp32" | "bf16", else throws naming the value
+const char* precision_name(Precision p);
+
+struct MaeCudaOutputs {   // host pointers, each written when non-null; n = chunk.canvases.size()
+  float* encoder_out = nullptr;  // [n][enc_tokens][enc_dim], after `norm`
+  float* decoder_out = nullptr;  // [n][dec_tokens][dec_dim], after `decoder_norm` (CLS included)
+  float* logits = nullptr;       // [n][dec_tokens-1][vocab]
+  int32_t* tokens = nullptr;     // [n][196]: argmax grid; zero-shot duplicates the 98 predictions (hstack)
+};
+
+class MaeCuda {
+ public:
+  // max_chunk: samples per device pass (bounds device memory: about device_bytes_per_sample each).
+  MaeCuda(const ModelConfig& config, const model::MaeW& weights, Precision precision, int max_chunk = 256);
+  ~MaeCuda();
+  MaeCuda(const MaeCuda&) = delete;
+  MaeCuda& operator=(const MaeCuda&) = delete;
+
+  // Runs every sample of `chunk` (any count; split internally into passes of max_chunk). Patching and
+  // capture follow MaeChunk: masks of patch_bytes(config, mode) per sample, means tables in one-shot
+  // positions, capture tables in the mode's positions, accumulated (+=) into.
+  void run(const model::MaeChunk& chunk, const MaeCudaOutputs& out);
+
+  Precision precision() const;
+  size_t weight_bytes() const;                        // device memory held by the weights
+  int64_t device_bytes_per_sample(Mode mode) const;   // activations per sample in one pass
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+};
+
+}  // namespace vtv::cuda

@@ -1,0 +1,113 @@
+// Shared by the CUDA tests: skipping without a GPU, random data, bf16 rounding, error measures that
+// point at the worst element, and the result lines that benchmarks/device/check.sh tabulates.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda/probe.h"
+
+// Every CUDA test starts with this: without a usable device it skips, saying why.
+#define VTV_REQUIRE_GPU()                                                                        \
+  do {                                                                                           \
+    const vtv::cuda::Probe vtv_probe_ = vtv::cuda::probe();                                      \
+    if (!vtv_probe_.usable) GTEST_SKIP() << "no usable CUDA GPU, skipping: " << vtv_probe_.detail; \
+  } while (0)
+
+namespace vtv::test {
+
+inline std::vector<float> random_vector(size_t n, uint32_t seed, float scale = 1.0f, float offset = 0.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = offset + scale * normal(rng);
+  return v;
+}
+
+// Round to bf16 (nearest even) and back: the values the tensor-core path multiplies.
+inline float round_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7FFF + ((u >> 16) & 1);
+  u &= 0xFFFF0000u;
+  float r;
+  std::memcpy(&r, &u, 4);
+  return r;
+}
+inline std::vector<float> rounded_bf16(const std::vector<float>& v) {
+  std::vector<float> r(v.size());
+  for (size_t i = 0; i < v.size(); ++i) r[i] = round_bf16(v[i]);
+  return r;
+}
+
+// Relative error of `got` against `ref` in the max norm: max|got - ref| / max|ref|, with the worst element
+// and the first non-finite one (a poisoned output that was never written reads NaN).
+struct Diff {
+  double max_abs = 0, ref_max = 0, rel = 0;
+  int64_t worst = -1, first_nonfinite = -1, nonfinite = 0;
+  float got_at_worst = 0, ref_at_worst = 0;
+};
+
+inline Diff compare(const float* got, const float* ref, int64_t n) {
+  Diff d;
+  for (int64_t i = 0; i < n; ++i) {
+    d.ref_max = std::max(d.ref_max, double(std::fabs(ref[i])));
+    if (!std::isfinite(got[i])) {
+      if (d.first_nonfinite < 0) d.first_nonfinite = i;
+      ++d.nonfinite;
+      continue;
+    }
+    const double e = std::fabs(double(got[i]) - double(ref[i]));
+    if (e > d.max_abs || d.worst < 0) {
+      d.max_abs = e;
+      d.worst = i;
+      d.got_at_worst = got[i];
+      d.ref_at_worst = ref[i];
+    }
+  }
+  d.rel = d.max_abs / std::max(d.ref_max, 1e-30);
+  if (d.nonfinite) d.rel = INFINITY;
+  return d;
+}
+inline Diff compare(const std::vector<float>& got, const std::vector<float>& ref) {
+  EXPECT_EQ(got.size(), ref.size());
+  return compare(got.data(), ref.data(), static_cast<int64_t>(std::min(got.size(), ref.size())));
+}
+
+inline std::string describe(const Diff& d) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "rel %.3g (max abs %.3g of max |ref| %.3g) worst at %lld: got %.7g ref %.7g; %lld non-finite (first %lld)",
+                d.rel, d.max_abs, d.ref_max, (long long)d.worst, d.got_at_worst, d.ref_at_worst,
+                (long long)d.nonfinite, (long long)d.first_nonfinite);
+  return buf;
+}
+
+// Appends "name <tab> mode <tab> rel <tab> agreement <tab> ms" to $VTV_CUDA_REPORT (check.sh's table)
+// and prints it. A negative number means "not applicable" and prints as "-".
+inline void report(const std::string& name, const std::string& mode, double rel, double agreement, double ms) {
+  auto field = [](double v, const char* fmt) {
+    char b[32];
+    if (v < 0) std::snprintf(b, sizeof b, "-");
+    else std::snprintf(b, sizeof b, fmt, v);
+    return std::string(b);
+  };
+  const std::string line = name + "\t" + mode + "\t" + field(rel, "%.3g") + "\t" + field(agreement, "%.4f") + "\t" +
+                           field(ms, "%.3f");
+  std::printf("VTV_RESULT\t%s\n", line.c_str());
+  if (const char* path = std::getenv("VTV_CUDA_REPORT")) {
+    if (FILE* f = std::fopen(path, "a")) {
+      std::fprintf(f, "%s\n", line.c_str());
+      std::fclose(f);
+    }
+  }
+}
+
+}  // namespace vtv::test
