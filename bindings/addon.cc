@@ -208,9 +208,15 @@ class ForwardWorker : public Napi::AsyncWorker {
     std::string l = loss.IsString() ? loss.As<Napi::String>().Utf8Value() : "none";
     if (l == "iou") req_.loss = vtv::Loss::IoU;
     else if (l == "mse") req_.loss = vtv::Loss::MSE;
+    else if (l == "token-ce") req_.loss = vtv::Loss::TokenCE;
+    else if (l == "token-accuracy") req_.loss = vtv::Loss::TokenAccuracy;
     else if (l == "none") req_.loss = vtv::Loss::None;
-    else throw vtv::Error("forward: request.loss must be 'iou', 'mse' or 'none', got '" + l + "'");
+    else {
+      throw vtv::Error("forward: request.loss must be 'iou', 'mse', 'token-ce', 'token-accuracy' or 'none', got '" +
+                       l + "'");
+    }
     req_.targets = typed<uint8_t>(r, "targets", req_.num_canvases * kTargetBytes);
+    req_.target_tokens = typed<int32_t>(r, "targetTokens", int64_t(req_.num_canvases) * vtv::kQuadrantTokens);
     auto dedupe = r.Get("dedupe");
     req_.dedupe = dedupe.IsBoolean() ? dedupe.As<Napi::Boolean>().Value() : true;
     res_.encoder_out = typed<float>(r, "encoderOut", B * ne * c.enc_dim);
@@ -231,12 +237,59 @@ class ForwardWorker : public Napi::AsyncWorker {
   double seconds_ = 0;
 };
 
+// encodeTokens(canvases): the VQGAN encoder's tokens [n][196] of n canvases, in an Int32Array allocated
+// here on the JS thread and filled by the worker.
+class EncodeTokensWorker : public Napi::AsyncWorker {
+ public:
+  EncodeTokensWorker(Napi::Env env, std::shared_ptr<EngineHandle> handle, const Napi::Value& canvases)
+      : Napi::AsyncWorker(env), handle_(std::move(handle)), deferred_(Napi::Promise::Deferred::New(env)) {
+    if (!canvases.IsTypedArray() || canvases.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+      throw vtv::Error("encodeTokens: canvases must be a Float32Array");
+    }
+    auto a = canvases.As<Napi::Float32Array>();
+    const int64_t floats = static_cast<int64_t>(a.ElementLength());
+    if (floats == 0 || floats % kCanvasFloats != 0) {
+      throw vtv::Error("encodeTokens: canvases has " + std::to_string(floats) +
+                       " floats, not a positive multiple of 3x224x224 = " + std::to_string(kCanvasFloats));
+    }
+    n_ = static_cast<int>(floats / kCanvasFloats);
+    canvases_ = a.Data();
+    auto tokens = Napi::Int32Array::New(env, static_cast<size_t>(n_) * vtv::kPatches);
+    tokens_ = tokens.Data();
+    canvases_ref_ = Napi::Persistent(a.As<Napi::Object>());  // alive until OnOK/OnError
+    tokens_ref_ = Napi::Persistent(tokens.As<Napi::Object>());
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      std::lock_guard<std::mutex> lock(handle_->mutex);
+      if (!handle_->engine) throw vtv::Error("encodeTokens: the engine was closed");
+      handle_->engine->encode_tokens(canvases_, n_, tokens_);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override { deferred_.Resolve(tokens_ref_.Value()); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  std::shared_ptr<EngineHandle> handle_;
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference canvases_ref_, tokens_ref_;
+  const float* canvases_ = nullptr;
+  int32_t* tokens_ = nullptr;
+  int n_ = 0;
+};
+
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
  public:
   static Napi::FunctionReference* constructor;
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "Engine",
-                       {InstanceMethod("forward", &EngineWrap::Forward), InstanceMethod("config", &EngineWrap::Config),
+                       {InstanceMethod("forward", &EngineWrap::Forward),
+                        InstanceMethod("encodeTokens", &EngineWrap::EncodeTokens), InstanceMethod("config", &EngineWrap::Config),
                         InstanceMethod("backend", &EngineWrap::Backend), InstanceMethod("close", &EngineWrap::Close)});
   }
   explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
@@ -259,6 +312,21 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       if (!handle_->engine) throw vtv::Error("forward: the engine was closed");
       if (info.Length() < 1 || !info[0].IsObject()) throw vtv::Error("forward: expected a request object");
       auto* worker = new ForwardWorker(env, handle_, info[0].As<Napi::Object>());
+      auto promise = worker->promise();
+      worker->Queue();
+      return promise;
+    } catch (const std::exception& e) {
+      deferred.Reject(Napi::Error::New(env, e.what()).Value());
+      return deferred.Promise();
+    }
+  }
+  Napi::Value EncodeTokens(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    auto deferred = Napi::Promise::Deferred::New(env);
+    try {
+      if (!handle_->engine) throw vtv::Error("encodeTokens: the engine was closed");
+      if (info.Length() < 1) throw vtv::Error("encodeTokens: expected a Float32Array of canvases");
+      auto* worker = new EncodeTokensWorker(env, handle_, info[0]);
       auto promise = worker->promise();
       worker->Queue();
       return promise;
@@ -356,6 +424,9 @@ Napi::Value CreateEngine(const Napi::CallbackInfo& info) {
     if (o.Get("precision").IsString()) opts.precision = o.Get("precision").As<Napi::String>().Utf8Value();
     if (o.Get("threads").IsNumber()) opts.threads = o.Get("threads").As<Napi::Number>().Int32Value();
     if (o.Get("needVqgan").IsBoolean()) opts.need_vqgan = o.Get("needVqgan").As<Napi::Boolean>().Value();
+    if (o.Get("needVqganEncoder").IsBoolean()) {
+      opts.need_vqgan_encoder = o.Get("needVqganEncoder").As<Napi::Boolean>().Value();
+    }
     auto* worker = new CreateEngineWorker(env, std::move(config), std::move(paths), std::move(opts));
     auto promise = worker->promise();
     worker->Queue();

@@ -21,8 +21,10 @@ export interface NativeForwardRequest {
   patchMask?: Uint8Array;
   captureEnc?: Float32Array;
   captureDec?: Float32Array;
-  loss?: 'none' | 'iou' | 'mse';
+  loss?: 'none' | 'iou' | 'mse' | 'token-ce' | 'token-accuracy';
   targets?: Uint8Array;
+  /** Token losses: [numCanvases][49] output-quadrant target tokens (rows 7..13, columns 7..13, raster). */
+  targetTokens?: Int32Array;
   dedupe?: boolean;
   // Output buffers, allocated by the caller (written in place by the engine thread).
   encoderOut?: Float32Array;
@@ -39,6 +41,8 @@ export interface NativeForwardStats { uniqueForwards: number; uniqueDecodes: num
 export interface NativeEngine {
   /** Runs on a worker thread; rejects with the engine's message on bad input. */
   forward(request: NativeForwardRequest): Promise<NativeForwardStats>;
+  /** The VQGAN encoder's tokens [n][196] of n canvases [n][3][224][224]; needs needVqganEncoder. */
+  encodeTokens(canvases: Float32Array): Promise<Int32Array>;
   config(): NativeModelConfig;
   backend(): { name: string; reason: string; threads: number };
   close(): void;
@@ -58,6 +62,7 @@ export interface NativeAddon {
     precision?: 'fp32' | 'bf16';
     threads?: number;
     needVqgan?: boolean;
+    needVqganEncoder?: boolean;
   }): Promise<NativeEngine>;
   /** Lists a safetensors file's tensors (key, dtype, shape) and metadata without loading data. */
   inspectWeights(paths: string[]): { tensors: { key: string; dtype: string; shape: number[] }[]; metadata: Record<string, string> };

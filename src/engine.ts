@@ -6,6 +6,22 @@ import type { NativeEngine, NativeForwardRequest } from '../bindings/addon.js';
 
 export const CANVAS_FLOATS = 3 * 224 * 224;
 export const TARGET_BYTES = 3 * 111 * 111;
+/** Tokens of the output quadrant (rows 7..13, columns 7..13 of the 14x14 grid). */
+export const QUADRANT_TOKENS = 49;
+
+/** Raster patch ids of the output quadrant, in the order target tokens are given. */
+export const QUADRANT_PATCH_IDS: readonly number[] = Array.from({ length: QUADRANT_TOKENS }, (_, i) => (7 + Math.floor(i / 7)) * 14 + 7 + (i % 7));
+
+/** The output-quadrant tokens [N][49] of token grids [N][196] (e.g. from `Engine.encodeTokens`). */
+export function quadrantTokens(grids: Int32Array): Int32Array {
+  if (grids.length % 196 !== 0) throw new Error(`quadrantTokens: ${grids.length} tokens is not a multiple of 196`);
+  const n = grids.length / 196;
+  const out = new Int32Array(n * QUADRANT_TOKENS);
+  for (let b = 0; b < n; b++) {
+    for (let i = 0; i < QUADRANT_TOKENS; i++) out[b * QUADRANT_TOKENS + i] = grids[b * 196 + QUADRANT_PATCH_IDS[i]!]!;
+  }
+  return out;
+}
 
 /** Per-task means of the pre-projection head outputs, one-shot positions (SPEC §4). */
 export interface TaskMeans {
@@ -23,9 +39,15 @@ export interface ForwardRequest {
   patch?: { means: TaskMeans; masks: Uint8Array };
   /** Accumulate per-(layer, position, channel) sums of the head outputs over the batch. */
   capture?: boolean;
-  /** Per-sample loss against each canvas's bottom-right cell (or `targets`, [N][3][111][111]). */
-  loss?: 'iou' | 'mse';
+  /**
+   * Per-sample loss. 'iou' | 'mse': the decoded image's bottom-right cell against each canvas's own
+   * (or `targets`, [N][3][111][111]). 'token-ce' | 'token-accuracy': the logits of the 49 output-quadrant
+   * positions against `targetTokens` (mean cross-entropy, or minus the token accuracy); no VQGAN decode.
+   */
+  loss?: 'iou' | 'mse' | 'token-ce' | 'token-accuracy';
   targets?: Uint8Array;
+  /** Token losses: [N][49] target tokens per canvas, e.g. `quadrantTokens(await engine.encodeTokens(targetCanvases))`. */
+  targetTokens?: Int32Array;
   outputs?: { encoderOut?: boolean; decoderOut?: boolean; logits?: boolean; tokens?: boolean; pixels?: boolean; images?: boolean };
   /** Exact work sharing (default true). */
   dedupe?: boolean;
@@ -39,9 +61,9 @@ export interface ForwardResult {
   tokens?: Int32Array;
   pixels?: Float32Array;
   images?: Uint8Array;
-  /** -IoU or MSE per sample (what the search minimises). */
+  /** -IoU, MSE, token cross-entropy or -token accuracy per sample (what the search minimises). */
   losses?: Float32Array;
-  /** IoU or MSE per sample (the reported metric). */
+  /** IoU, MSE or token accuracy per sample (the reported metric). */
   metrics?: Float32Array;
   captureEnc?: Float32Array;
   captureDec?: Float32Array;
@@ -57,6 +79,8 @@ export interface EngineOptions {
   precision?: 'fp32' | 'bf16';
   threads?: number;
   needVqgan?: boolean;
+  /** Bind the VQGAN encoder (encoder.*, quant_conv.*) for `encodeTokens`; default false. */
+  needVqganEncoder?: boolean;
 }
 
 export class Engine {
@@ -75,6 +99,7 @@ export class Engine {
       precision: options.precision ?? 'fp32',
       threads: options.threads ?? 0,
       needVqgan: options.needVqgan ?? true,
+      needVqganEncoder: options.needVqganEncoder ?? false,
     });
     return new Engine(native, options.config);
   }
@@ -106,6 +131,7 @@ export class Engine {
       dedupe: req.dedupe ?? true,
       loss: req.loss ?? 'none',
       targets: req.targets,
+      targetTokens: req.targetTokens,
     };
     if (req.patch) {
       n.meansEnc = req.patch.means.enc;
@@ -143,6 +169,17 @@ export class Engine {
       uniqueDecodes: stats.uniqueDecodes,
       seconds: stats.seconds,
     };
+  }
+
+  /**
+   * The VQGAN encoder's nearest-code tokens [N][196] (raster order) of canvases [N][3][224][224]: the
+   * targets of the token losses. Needs an engine opened with `needVqganEncoder: true`.
+   */
+  async encodeTokens(canvases: Float32Array): Promise<Int32Array> {
+    if (canvases.length === 0 || canvases.length % CANVAS_FLOATS !== 0) {
+      throw new Error(`encodeTokens: canvases has ${canvases.length} floats, not a positive multiple of 3x224x224 = ${CANVAS_FLOATS}`);
+    }
+    return this.native.encodeTokens(canvases);
   }
 
   /** Sizes of a task-mean table for this model. */

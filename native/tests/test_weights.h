@@ -144,6 +144,7 @@ struct RandomModelOptions {
   uint32_t seed = 1;
   bool mae = true;
   bool vqgan = true;
+  bool vqgan_encoder = false;      // also the VQGAN encoder and quant_conv (optional in real files)
   std::string vq_prefix = "vae.";  // "vae." as in the MAE .pth, "" as in the VQGAN last.ckpt
   bool bf16 = false;               // store every tensor as BF16 (the engine widens)
 };
@@ -233,6 +234,26 @@ inline void add_random_model(SafetensorsWriter& w, const ModelConfig& c, const R
     }
     norm(v + "decoder.norm_out", ch);
     conv(v + "decoder.conv_out", 3, ch, 3);
+    if (o.vqgan_encoder) {
+      // taming Encoder: in_ch_mult = (1,) + ch_mult, num_res_blocks blocks per level, attention at level 4.
+      ch = q.ch;
+      conv(v + "encoder.conv_in", ch, 3, 3);
+      for (int i = 0; i <= 4; ++i) {
+        const int64_t out = q.ch * q.ch_mult[static_cast<size_t>(i)];
+        for (int j = 0; j < q.num_res_blocks; ++j) {
+          resnet(v + "encoder.down." + std::to_string(i) + ".block." + std::to_string(j), ch, out);
+          ch = out;
+          if (i == 4) attn(v + "encoder.down.4.attn." + std::to_string(j), ch);
+        }
+        if (i != 4) conv(v + "encoder.down." + std::to_string(i) + ".downsample.conv", ch, ch, 3);
+      }
+      resnet(v + "encoder.mid.block_1", ch, ch);
+      attn(v + "encoder.mid.attn_1", ch);
+      resnet(v + "encoder.mid.block_2", ch, ch);
+      norm(v + "encoder.norm_out", ch);
+      conv(v + "encoder.conv_out", q.z_channels, ch, 3);
+      conv(v + "quant_conv", q.embed_dim, q.z_channels, 1);
+    }
   }
 }
 

@@ -13,7 +13,16 @@
 namespace vtv {
 
 enum class Mode { OneShot, ZeroShot };
-enum class Loss { None, IoU, MSE };
+// IoU and MSE score the decoded image's output cell (SPEC §3). TokenCE and TokenAccuracy score the
+// logits of the 49 output-quadrant positions against target VQGAN tokens (Engine::encode_tokens of the
+// target canvas), so they never run the VQGAN decoder: token-space search, the paper's future work.
+enum class Loss { None, IoU, MSE, TokenCE, TokenAccuracy };
+inline bool is_token_loss(Loss l) { return l == Loss::TokenCE || l == Loss::TokenAccuracy; }
+
+// The output quadrant in tokens: rows 7..13, columns 7..13 of the 14x14 grid, 49 positions in raster
+// order. Target tokens for the token losses are given in this order.
+constexpr int kQuadrantTokens = kHalf * kHalf;
+inline int quadrant_patch_id(int i) { return (kHalf + i / kHalf) * kGrid + kHalf + i % kHalf; }
 
 // Sequence lengths of one mode.
 inline int enc_tokens(Mode m) { return m == Mode::OneShot ? kOneShotEncTokens : kZeroShotEncTokens; }
@@ -59,6 +68,9 @@ struct ForwardRequest {
   // bottom-right cell; `targets` ([num_canvases][3][111][111] uint8, 0..255) overrides them.
   Loss loss = Loss::None;
   const uint8_t* targets = nullptr;
+  // Token losses: the target tokens of each canvas's output quadrant, [num_canvases][49] (raster order
+  // over rows 7..13, columns 7..13), each in [0, vocab). Required by TokenCE/TokenAccuracy, else unused.
+  const int32_t* target_tokens = nullptr;
   // Work sharing: samples with the same (canvas, mask) run once, identical token grids decode once.
   bool dedupe = true;
 };
@@ -71,8 +83,12 @@ struct ForwardResult {
   int32_t* tokens = nullptr;     // [B][196]; zero-shot: the 98 predictions duplicated into the top half
   float* pixels = nullptr;       // [B][3][224][224], clamp(x,-1,1) -> (x+1)/2, before x255
   uint8_t* images = nullptr;     // [B][3][224][224], trunc(clip(pixels*255, 0, 255))
-  float* losses = nullptr;       // [B]: -IoU (IoU loss) or MSE in normalised space
-  float* metrics = nullptr;      // [B]: IoU or MSE (the positive metric)
+  // [B]: -IoU (IoU), MSE in normalised space (MSE), the mean over the 49 output-quadrant positions of
+  // -log softmax(logits)[target] (TokenCE), or -token accuracy (TokenAccuracy).
+  float* losses = nullptr;
+  // [B]: IoU, MSE, or the fraction of the 49 output-quadrant argmax tokens equal to the target (both
+  // token losses).
+  float* metrics = nullptr;
   // Filled by the engine: how much work sharing saved in this call.
   int unique_forwards = 0;
   int unique_decodes = 0;
@@ -91,6 +107,7 @@ struct EngineOptions {
   std::string precision = "fp32";  // fp32 | bf16 (bf16: CUDA only)
   int threads = 0;                 // 0: every core
   bool need_vqgan = true;          // false: MAE only (no decode, no pixel losses)
+  bool need_vqgan_encoder = false; // true: bind the VQGAN encoder (encoder.*, quant_conv.*) for encode_tokens
 };
 
 class EngineImpl;
@@ -104,6 +121,10 @@ class Engine {
 
   // Validates the request (sizes, NaNs, mask bits, pointers) before any work; throws vtv::Error.
   void forward(const ForwardRequest& request, ForwardResult& result);
+
+  // The VQGAN encoder's nearest-code tokens of n ImageNet-normalised canvases [n][3][224][224]:
+  // tokens [n][196], raster order. Needs an engine built with need_vqgan_encoder; throws vtv::Error.
+  void encode_tokens(const float* canvases, int n, int32_t* tokens);
 
   const ModelConfig& config() const;
   std::string backend() const;     // the backend actually used

@@ -17,7 +17,9 @@
 #include "model/activation_budget.h"
 #include "model/losses.h"
 #include "model/mae.h"
+#include "model/token_losses.h"
 #include "model/vqgan_decoder.h"
+#include "model/vqgan_encoder.h"
 #include "model/weights_view.h"
 #include "model/work_sharing.h"
 #include "vtv/error.h"
@@ -34,6 +36,7 @@ constexpr const char* kCudaNotImplemented = "the CUDA forward is not implemented
 // long enough and a smaller working set stays in cache.
 constexpr int64_t kMaxMaeChunk = 64;
 constexpr int64_t kMaxDecodeChunk = 16;
+constexpr int64_t kMaxEncodeChunk = 16;
 
 }  // namespace
 
@@ -65,6 +68,7 @@ class EngineImpl {
  public:
   EngineImpl(const ModelConfig& config, std::shared_ptr<Weights> weights, const EngineOptions& options);
   void forward(const ForwardRequest& request, ForwardResult& result);
+  void encode_tokens(const float* canvases, int n, int32_t* tokens);
 
   ModelConfig config;
   EngineOptions options;
@@ -72,13 +76,16 @@ class EngineImpl {
 
  private:
   void validate(const ForwardRequest& rq, const ForwardResult& rs, int batch) const;
+  void check_canvases(const char* where, const float* canvases, int n) const;
 
   std::shared_ptr<Weights> weights_;
   std::unique_ptr<ThreadPool> pool_;
   model::MaeW mae_w_;
   model::VqganDecoderW vq_w_;
+  model::VqganEncoderW vq_enc_w_;
   std::unique_ptr<model::MaeForward> mae_;
   std::unique_ptr<model::VqganDecoder> vq_;
+  std::unique_ptr<model::VqganEncoder> vq_enc_;
   std::mutex mutex_;  // forward() reuses scratch buffers
   friend class Engine;
 };
@@ -120,6 +127,10 @@ EngineImpl::EngineImpl(const ModelConfig& cfg, std::shared_ptr<Weights> weights,
     vq_w_ = model::bind_vqgan_decoder(*weights_, config);
     vq_ = std::make_unique<model::VqganDecoder>(config, vq_w_);
   }
+  if (options.need_vqgan_encoder) {
+    vq_enc_w_ = model::bind_vqgan_encoder(*weights_, config);
+    vq_enc_ = std::make_unique<model::VqganEncoder>(config, vq_enc_w_);
+  }
 }
 
 namespace {
@@ -144,8 +155,21 @@ int64_t find_nonfinite(ThreadPool& pool, const float* x, int64_t n) {
 
 }  // namespace
 
-void EngineImpl::validate(const ForwardRequest& rq, const ForwardResult& rs, int batch) const {
+void EngineImpl::check_canvases(const char* where, const float* canvases, int n) const {
   const int64_t canvas_floats = int64_t(3) * kImage * kImage;
+  for (int i = 0; i < n; ++i) {
+    const float* c = canvases + i * canvas_floats;
+    const int64_t at = find_nonfinite(*pool_, c, canvas_floats);
+    if (at >= 0) {
+      const int64_t ch = at / (kImage * kImage), y = (at / kImage) % kImage, x = at % kImage;
+      throw Error(std::string(where) + ": canvas " + std::to_string(i) + " has a non-finite value (" +
+                  nonfinite_name(c[at]) + ") at channel " + std::to_string(ch) + ", y " + std::to_string(y) + ", x " +
+                  std::to_string(x));
+    }
+  }
+}
+
+void EngineImpl::validate(const ForwardRequest& rq, const ForwardResult& rs, int batch) const {
   check(rq.canvases != nullptr, "forward: request.canvases is null");
   check(rq.num_canvases > 0, "forward: request.num_canvases must be > 0, got " + std::to_string(rq.num_canvases));
   check(batch > 0, "forward: request.batch must be > 0, got " + std::to_string(rq.batch));
@@ -159,15 +183,7 @@ void EngineImpl::validate(const ForwardRequest& rq, const ForwardResult& rs, int
                                                  " is outside [0, " + std::to_string(rq.num_canvases) + ")");
     }
   }
-  for (int i = 0; i < rq.num_canvases; ++i) {
-    const float* c = rq.canvases + i * canvas_floats;
-    const int64_t at = find_nonfinite(*pool_, c, canvas_floats);
-    if (at >= 0) {
-      const int64_t ch = at / (kImage * kImage), y = (at / kImage) % kImage, x = at % kImage;
-      throw Error("forward: canvas " + std::to_string(i) + " has a non-finite value (" + nonfinite_name(c[at]) +
-                  ") at channel " + std::to_string(ch) + ", y " + std::to_string(y) + ", x " + std::to_string(x));
-    }
-  }
+  check_canvases("forward", rq.canvases, rq.num_canvases);
 
   const bool any_patch = rq.means_enc || rq.means_dec || rq.patch_mask;
   if (any_patch) {
@@ -191,13 +207,33 @@ void EngineImpl::validate(const ForwardRequest& rq, const ForwardResult& rs, int
     check(at_d < 0, "forward: means_dec has a non-finite value at float index " + std::to_string(at_d));
   }
 
-  const bool wants_pixels = rs.pixels || rs.images || rq.loss != Loss::None;
+  const bool token_loss = is_token_loss(rq.loss);
+  const bool wants_pixels = rs.pixels || rs.images || (rq.loss != Loss::None && !token_loss);
   if (!vq_) {
-    check(!wants_pixels, "forward: pixels, images and losses need the VQGAN decoder, but this engine was created "
-                         "with need_vqgan = false (MAE only: logits, tokens, encoder/decoder outputs)");
+    check(!wants_pixels, "forward: pixels, images and the IoU/MSE losses need the VQGAN decoder, but this engine "
+                         "was created with need_vqgan = false (MAE only: logits, tokens, encoder/decoder outputs, "
+                         "token losses)");
   }
   check(rq.loss != Loss::None || (!rs.losses && !rs.metrics),
-        "forward: result.losses/metrics requested but request.loss is None (choose IoU or MSE)");
+        "forward: result.losses/metrics requested but request.loss is None (choose IoU, MSE, TokenCE or "
+        "TokenAccuracy)");
+  if (token_loss) {
+    check(rq.target_tokens != nullptr, "forward: the token losses need request.target_tokens ([num_canvases][49] "
+                                       "output-quadrant tokens, e.g. from encode_tokens)");
+    check(rq.targets == nullptr, "forward: request.targets (pixel targets) is not used by the token losses; pass "
+                                 "target_tokens only");
+    const int64_t V = config.vocab();
+    for (int i = 0; i < rq.num_canvases; ++i) {
+      for (int t = 0; t < kQuadrantTokens; ++t) {
+        const int32_t v = rq.target_tokens[int64_t(i) * kQuadrantTokens + t];
+        check(v >= 0 && v < V, "forward: target_tokens[" + std::to_string(i) + "][" + std::to_string(t) + "] = " +
+                                   std::to_string(v) + " is outside the vocabulary [0, " + std::to_string(V) + ")");
+      }
+    }
+  } else {
+    check(rq.target_tokens == nullptr, "forward: request.target_tokens is only used by the token losses (TokenCE, "
+                                       "TokenAccuracy)");
+  }
 }
 
 void EngineImpl::forward(const ForwardRequest& rq, ForwardResult& rs) {
@@ -213,7 +249,9 @@ void EngineImpl::forward(const ForwardRequest& rq, ForwardResult& rs) {
   const bool patching = rq.patch_mask != nullptr;
   const int64_t mask_bytes = patching ? patch_bytes(config, mode) : 0;
   const bool capture = rq.capture_enc || rq.capture_dec;
-  const bool decode = rs.pixels || rs.images || rq.loss != Loss::None;
+  const bool token_loss = is_token_loss(rq.loss);
+  // Token losses score the logits: without pixel outputs nothing is decoded.
+  const bool decode = rs.pixels || rs.images || (rq.loss != Loss::None && !token_loss);
   auto canvas_of = [&](int b) { return rq.canvas_index ? rq.canvas_index[b] : b; };
 
   // ---- which samples need their own MAE forward ---------------------------------------------------
@@ -290,6 +328,16 @@ void EngineImpl::forward(const ForwardRequest& rq, ForwardResult& rs) {
         }
         if (rs.tokens) std::memcpy(rs.tokens + int64_t(b) * kPatches, grid, sizeof(int32_t) * kPatches);
       }
+      if (token_loss) {
+        // Members share the canvas (work sharing groups by canvas and mask), hence the target tokens.
+        const int canvas = canvas_of(fw.first[static_cast<size_t>(u0 + i)]);
+        const model::Score s = model::score_tokens(rq.loss, mode, logits.data() + i * P * V, y, V,
+                                                   rq.target_tokens + int64_t(canvas) * kQuadrantTokens);
+        for (int b : members[static_cast<size_t>(u0 + i)]) {
+          if (rs.losses) rs.losses[b] = s.loss;
+          if (rs.metrics) rs.metrics[b] = s.metric;
+        }
+      }
     }
   }
   rs.unique_forwards = U;
@@ -311,8 +359,9 @@ void EngineImpl::forward(const ForwardRequest& rq, ForwardResult& rs) {
   }
 
   // Targets per canvas: the caller's, or the canvas's own bottom-right cell.
+  const bool pixel_loss = rq.loss != Loss::None && !token_loss;
   std::vector<uint8_t> own_targets;
-  if (rq.loss != Loss::None && !rq.targets) {
+  if (pixel_loss && !rq.targets) {
     own_targets.resize(static_cast<size_t>(rq.num_canvases * model::kCellBytes));
     pool.parallel_for(rq.num_canvases, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
@@ -345,7 +394,7 @@ void EngineImpl::forward(const ForwardRequest& rq, ForwardResult& rs) {
           uint8_t* img = rs.images + int64_t(b) * canvas_floats;
           for (int64_t k = 0; k < canvas_floats; ++k) img[k] = model::pixel_to_byte(px[k]);
         }
-        if (rq.loss != Loss::None) {
+        if (pixel_loss) {
           const model::Score s = model::score_cell(rq.loss, px, targets + int64_t(canvas_of(b)) * model::kCellBytes);
           if (rs.losses) rs.losses[b] = s.loss;
           if (rs.metrics) rs.metrics[b] = s.metric;
@@ -356,11 +405,31 @@ void EngineImpl::forward(const ForwardRequest& rq, ForwardResult& rs) {
   rs.unique_decodes = G;
 }
 
+void EngineImpl::encode_tokens(const float* canvases, int n, int32_t* tokens) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  check(vq_enc_ != nullptr, "encode_tokens: this engine was created without the VQGAN encoder; construct it with "
+                            "need_vqgan_encoder = true (and weights holding encoder.* and quant_conv.*)");
+  check(canvases != nullptr, "encode_tokens: canvases is null");
+  check(tokens != nullptr, "encode_tokens: tokens is null");
+  check(n > 0, "encode_tokens: the number of canvases must be > 0, got " + std::to_string(n));
+  check_canvases("encode_tokens", canvases, n);
+  const int64_t canvas_floats = int64_t(3) * kImage * kImage;
+  const int64_t chunk = model::chunk_samples(vq_enc_->bytes_per_sample(), kMaxEncodeChunk);
+  std::vector<const float*> ptrs;
+  for (int64_t i0 = 0; i0 < n; i0 += chunk) {
+    const int64_t m = std::min<int64_t>(chunk, n - i0);
+    ptrs.clear();
+    for (int64_t i = 0; i < m; ++i) ptrs.push_back(canvases + (i0 + i) * canvas_floats);
+    vq_enc_->run(*pool_, ptrs, tokens + i0 * kPatches);
+  }
+}
+
 Engine::Engine(const ModelConfig& config, std::shared_ptr<Weights> weights, const EngineOptions& options)
     : impl_(std::make_unique<EngineImpl>(config, std::move(weights), options)) {}
 Engine::~Engine() = default;
 
 void Engine::forward(const ForwardRequest& request, ForwardResult& result) { impl_->forward(request, result); }
+void Engine::encode_tokens(const float* canvases, int n, int32_t* tokens) { impl_->encode_tokens(canvases, n, tokens); }
 const ModelConfig& Engine::config() const { return impl_->config; }
 std::string Engine::backend() const { return impl_->backend; }
 std::string Engine::backend_reason() const { return impl_->reason; }

@@ -3,35 +3,11 @@
 #include <algorithm>
 #include <utility>
 
-#include "cpu/attention.h"
 #include "cpu/conv.h"
 #include "cpu/norm.h"
 #include "vtv/error.h"
 
 namespace vtv::model {
-
-namespace {
-
-void grow(std::vector<float>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-}
-
-cpu::Conv2dShape conv_shape(int64_t n, const ConvW& w, int64_t H, int64_t W, bool upsample2x = false) {
-  cpu::Conv2dShape s;
-  s.N = n;
-  s.Ci = w.in;
-  s.Co = w.out;
-  s.H = H;
-  s.W = W;
-  s.k = w.k;
-  s.stride = 1;
-  const int pad = w.k / 2;  // 3x3 convs pad 1, 1x1 convs pad 0
-  s.pad_top = s.pad_left = s.pad_bottom = s.pad_right = pad;
-  s.upsample2x = upsample2x;
-  return s;
-}
-
-}  // namespace
 
 VqganDecoder::VqganDecoder(const ModelConfig& config, const VqganDecoderW& weights) : c_(config), w_(weights) {
   // Walk the decoder's shapes once to find the largest feature maps.
@@ -57,49 +33,15 @@ VqganDecoder::VqganDecoder(const ModelConfig& config, const VqganDecoderW& weigh
   see(3, res);
 }
 
-int64_t VqganDecoder::bytes_per_sample() const {
-  return (4 * max_elems_ + 4 * max_attn_elems_) * int64_t(sizeof(float));
-}
-
-void VqganDecoder::resnet(ThreadPool& pool, const ResnetBlockW& w, int64_t n, int64_t H, int64_t W) {
-  const int64_t HW = H * W;
-  const int t1 = (cur_ + 1) % 4, t2 = (cur_ + 2) % 4, sc = (cur_ + 3) % 4;
-  float* x = buf(cur_);
-  cpu::group_norm(pool, x, n, w.in, HW, c_.vq.groups, c_.vq.eps, w.norm1.gamma, w.norm1.beta, true, buf(t1));
-  cpu::conv2d(pool, conv_shape(n, w.conv1, H, W), buf(t1), w.conv1.w, w.conv1.b, buf(t2));
-  cpu::group_norm(pool, buf(t2), n, w.out, HW, c_.vq.groups, c_.vq.eps, w.norm2.gamma, w.norm2.beta, true, buf(t2));
-  if (w.nin_shortcut.w) {
-    cpu::conv2d(pool, conv_shape(n, w.nin_shortcut, H, W), x, w.nin_shortcut.w, w.nin_shortcut.b, buf(sc));
-    cpu::conv2d(pool, conv_shape(n, w.conv2, H, W), buf(t2), w.conv2.w, w.conv2.b, buf(sc), buf(sc));
-    cur_ = sc;
-  } else {
-    // In-place residual: y aliases the residual, never the conv input.
-    cpu::conv2d(pool, conv_shape(n, w.conv2, H, W), buf(t2), w.conv2.w, w.conv2.b, x, x);
-  }
-}
-
-void VqganDecoder::attention(ThreadPool& pool, const AttnBlockW& w, int64_t n, int64_t H, int64_t W) {
-  const int64_t HW = H * W, C = w.channels;
-  float* x = buf(cur_);
-  float* h = buf((cur_ + 1) % 4);
-  grow(q_, n * C * HW);
-  grow(k_, n * C * HW);
-  grow(v_, n * C * HW);
-  grow(o_, n * C * HW);
-  cpu::group_norm(pool, x, n, C, HW, c_.vq.groups, c_.vq.eps, w.norm.gamma, w.norm.beta, false, h);
-  cpu::conv2d(pool, conv_shape(n, w.q, H, W), h, w.q.w, w.q.b, q_.data());
-  cpu::conv2d(pool, conv_shape(n, w.k, H, W), h, w.k.w, w.k.b, k_.data());
-  cpu::conv2d(pool, conv_shape(n, w.v, H, W), h, w.v.w, w.v.b, v_.data());
-  cpu::spatial_attention(pool, q_.data(), k_.data(), v_.data(), n, C, HW, o_.data());
-  cpu::conv2d(pool, conv_shape(n, w.proj_out, H, W), o_.data(), w.proj_out.w, w.proj_out.b, x, x);
-}
+int64_t VqganDecoder::bytes_per_sample() const { return ring_bytes_per_sample(max_elems_, max_attn_elems_); }
 
 void VqganDecoder::run(ThreadPool& pool, const std::vector<const int32_t*>& grids, float* pixels) {
   const int64_t n = static_cast<int64_t>(grids.size());
   if (n == 0) return;
-  for (auto& b : bufs_) grow(b, n * max_elems_);
+  ring_.reserve(n * max_elems_);
   const int64_t Ce = c_.vq.embed_dim;
-  cur_ = 0;
+  ring_.set_current(0);
+  auto buf = [&](int i) { return ring_.buf(i); };
 
   // Codebook lookup, laid out NCHW: z[b][c][t] = codebook[grid[b][t]][c].
   float* z = buf(1);
@@ -116,29 +58,30 @@ void VqganDecoder::run(ThreadPool& pool, const std::vector<const int32_t*>& grid
   cpu::conv2d(pool, conv_shape(n, w_.post_quant_conv, H, W), z, w_.post_quant_conv.w, w_.post_quant_conv.b, buf(2));
   cpu::conv2d(pool, conv_shape(n, w_.conv_in, H, W), buf(2), w_.conv_in.w, w_.conv_in.b, buf(0));
 
-  resnet(pool, w_.mid_block_1, n, H, W);
-  attention(pool, w_.mid_attn_1, n, H, W);
-  resnet(pool, w_.mid_block_2, n, H, W);
+  ring_.resnet(pool, c_.vq, w_.mid_block_1, n, H, W);
+  ring_.attention(pool, c_.vq, w_.mid_attn_1, n, H, W);
+  ring_.resnet(pool, c_.vq, w_.mid_block_2, n, H, W);
 
   for (int i = c_.vq.levels() - 1; i >= 0; --i) {
     const VqLevelW& L = w_.up[static_cast<size_t>(i)];
     for (size_t j = 0; j < L.blocks.size(); ++j) {
-      resnet(pool, L.blocks[j], n, H, W);
-      if (!L.attn.empty()) attention(pool, L.attn[j], n, H, W);
+      ring_.resnet(pool, c_.vq, L.blocks[j], n, H, W);
+      if (!L.attn.empty()) ring_.attention(pool, c_.vq, L.attn[j], n, H, W);
     }
     if (i != 0) {
       // Nearest x2 upsampling is folded into the conv's input indexing.
-      const int out = (cur_ + 1) % 4;
-      cpu::conv2d(pool, conv_shape(n, L.upsample, H, W, true), buf(cur_), L.upsample.w, L.upsample.b, buf(out));
-      cur_ = out;
+      const int out = ring_.next();
+      cpu::conv2d(pool, conv_shape(n, L.upsample, H, W, true), ring_.current_map(), L.upsample.w, L.upsample.b,
+                  buf(out));
+      ring_.set_current(out);
       H *= 2;
       W *= 2;
     }
   }
 
   const int64_t HW = H * W;
-  const int t1 = (cur_ + 1) % 4;
-  cpu::group_norm(pool, buf(cur_), n, w_.conv_out.in, HW, c_.vq.groups, c_.vq.eps,
+  const int t1 = ring_.next();
+  cpu::group_norm(pool, ring_.current_map(), n, w_.conv_out.in, HW, c_.vq.groups, c_.vq.eps,
                   w_.norm_out.gamma, w_.norm_out.beta, true, buf(t1));
   cpu::conv2d(pool, conv_shape(n, w_.conv_out, H, W), buf(t1), w_.conv_out.w, w_.conv_out.b, pixels);
   // unmap_pixels: clamp to [-1, 1], then (x + 1) / 2.

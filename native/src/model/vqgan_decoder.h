@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "model/vqgan_blocks.h"
 #include "model/weights_view.h"
 #include "vtv/config.h"
 
@@ -23,19 +24,12 @@ class VqganDecoder {
   void run(ThreadPool& pool, const std::vector<const int32_t*>& grids, float* pixels);
 
  private:
-  void resnet(ThreadPool& pool, const ResnetBlockW& w, int64_t n, int64_t H, int64_t W);
-  void attention(ThreadPool& pool, const AttnBlockW& w, int64_t n, int64_t H, int64_t W);
-  float* buf(int i) { return bufs_[static_cast<size_t>(i)].data(); }
-
   const ModelConfig& c_;
   const VqganDecoderW& w_;
   int64_t max_elems_ = 0;        // largest C*H*W of any feature map in the decoder
   int64_t max_attn_elems_ = 0;   // largest C*H*W at an attention block
-  // cur_ is the running feature map; the others are scratch. Four full-size maps: x, two conv
-  // intermediates and the shortcut.
-  std::vector<float> bufs_[4];
-  int cur_ = 0;
-  std::vector<float> q_, k_, v_, o_;
+  // The running map and three scratch maps: x, two conv intermediates and the shortcut.
+  FeatureRing ring_;
 };
 
 }  // namespace vtv::model

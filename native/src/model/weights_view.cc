@@ -1,5 +1,7 @@
 #include "model/weights_view.h"
 
+#include <utility>
+
 #include "vtv/error.h"
 
 namespace vtv::model {
@@ -28,10 +30,10 @@ TransformerBlockW bind_block(Weights& w, const std::string& prefix, int64_t dim,
 }
 
 // VQGAN keys are looked up under "vae." first (the MAE .pth kept its vae submodule), then bare
-// (the VQGAN last.ckpt); a missing key names both spellings.
+// (the VQGAN last.ckpt); a missing key names both spellings and how to do without it (`remedy`).
 class VqBinder {
  public:
-  explicit VqBinder(Weights& w) : w_(w) {}
+  VqBinder(Weights& w, std::string remedy) : w_(w), remedy_(std::move(remedy)) {}
 
   const float* f32(const std::string& key, const Shape& shape) {
     std::string k = w_.vq_key(key);
@@ -39,7 +41,7 @@ class VqBinder {
       std::string files;
       for (size_t i = 0; i < w_.files().size(); ++i) files += (i ? ", " : "") + w_.files()[i];
       throw Error("weights: no VQGAN tensor '" + key + "' (nor 'vae." + key + "') in " + files +
-                  " (pass the VQGAN last.ckpt converted to safetensors, or construct the engine with need_vqgan=false)");
+                  " (" + remedy_ + ")");
     }
     return w_.f32(k, shape);
   }
@@ -77,6 +79,7 @@ class VqBinder {
 
  private:
   Weights& w_;
+  std::string remedy_;
 };
 
 }  // namespace
@@ -105,7 +108,7 @@ MaeW bind_mae(Weights& w, const ModelConfig& c) {
 
 VqganDecoderW bind_vqgan_decoder(Weights& weights, const ModelConfig& c) {
   const VqganConfig& q = c.vq;
-  VqBinder b(weights);
+  VqBinder b(weights, "pass the VQGAN last.ckpt converted to safetensors, or construct the engine with need_vqgan=false");
   VqganDecoderW v;
   v.codebook = b.f32("quantize.embedding.weight", {q.n_embed, q.embed_dim});
   v.post_quant_conv = b.conv("post_quant_conv", q.z_channels, q.embed_dim, 1);
@@ -131,6 +134,41 @@ VqganDecoderW bind_vqgan_decoder(Weights& weights, const ModelConfig& c) {
   }
   v.norm_out = b.norm("decoder.norm_out", block_in);
   v.conv_out = b.conv("decoder.conv_out", 3, block_in, 3);
+  return v;
+}
+
+VqganEncoderW bind_vqgan_encoder(Weights& weights, const ModelConfig& c) {
+  const VqganConfig& q = c.vq;
+  VqBinder b(weights,
+             "pass a file with the VQGAN encoder, e.g. the VQGAN last.ckpt converted to safetensors, or construct "
+             "the engine with need_vqgan_encoder=false");
+  VqganEncoderW v;
+  const int levels = q.levels();
+  v.conv_in = b.conv("encoder.conv_in", q.ch, 3, 3);
+  int block_in = q.ch;
+  v.down.resize(static_cast<size_t>(levels));
+  for (int i = 0; i < levels; ++i) {
+    VqDownLevelW& L = v.down[static_cast<size_t>(i)];
+    const std::string p = "encoder.down." + std::to_string(i);
+    // taming in_ch_mult = (1,) + ch_mult: level i enters with ch*in_ch_mult[i] channels, which is the
+    // previous level's output.
+    const int block_out = q.ch * q.ch_mult[static_cast<size_t>(i)];
+    for (int j = 0; j < q.num_res_blocks; ++j) {
+      L.blocks.push_back(b.resnet(p + ".block." + std::to_string(j), block_in, block_out));
+      block_in = block_out;
+      // attn_resolutions [16] with resolution 256: attention only at the lowest-resolution level.
+      if (i == levels - 1) L.attn.push_back(b.attn(p + ".attn." + std::to_string(j), block_in));
+    }
+    L.channels = block_in;
+    if (i != levels - 1) L.downsample = b.conv(p + ".downsample.conv", block_in, block_in, 3);
+  }
+  v.mid_block_1 = b.resnet("encoder.mid.block_1", block_in, block_in);
+  v.mid_attn_1 = b.attn("encoder.mid.attn_1", block_in);
+  v.mid_block_2 = b.resnet("encoder.mid.block_2", block_in, block_in);
+  v.norm_out = b.norm("encoder.norm_out", block_in);
+  v.conv_out = b.conv("encoder.conv_out", q.z_channels, block_in, 3);
+  v.quant_conv = b.conv("quant_conv", q.embed_dim, q.z_channels, 1);
+  v.codebook = b.f32("quantize.embedding.weight", {q.n_embed, q.embed_dim});
   return v;
 }
 

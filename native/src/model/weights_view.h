@@ -77,10 +77,33 @@ struct VqganDecoderW {
   ConvW conv_out;                   // 3x3 ch*ch_mult[0] -> 3
 };
 
+// One down-sampling level of the VQGAN encoder (taming Encoder.down[i]).
+struct VqDownLevelW {
+  std::vector<ResnetBlockW> blocks;  // num_res_blocks (the encoder has no extra block, unlike the decoder)
+  std::vector<AttnBlockW> attn;      // one per block at the lowest-resolution level, else empty
+  ConvW downsample;                  // pad (0,1,0,1) + 3x3 stride 2; w == nullptr at the last level
+  int channels = 0;                  // output channels of the level
+};
+
+struct VqganEncoderW {
+  ConvW conv_in;                    // 3x3 3 -> ch
+  std::vector<VqDownLevelW> down;   // levels 0..levels-1, run in that order
+  ResnetBlockW mid_block_1, mid_block_2;
+  AttnBlockW mid_attn_1;
+  NormW norm_out;
+  ConvW conv_out;                   // 3x3 ch*ch_mult[last] -> z_channels (double_z false)
+  ConvW quant_conv;                 // 1x1 z_channels -> embed_dim
+  const float* codebook = nullptr;  // [n_embed][embed_dim]
+};
+
 // Binds the MAE (398 tensors for ViT-L). Throws naming the first missing or mis-shaped key.
 MaeW bind_mae(Weights& weights, const ModelConfig& config);
 
 // Binds the VQGAN codebook, post_quant_conv and decoder (keys with or without the "vae." prefix).
 VqganDecoderW bind_vqgan_decoder(Weights& weights, const ModelConfig& config);
+
+// Binds the VQGAN encoder, quant_conv and codebook (encoder.* / quant_conv.*, with or without "vae.").
+// Optional in weights files: only engines built with need_vqgan_encoder bind it.
+VqganEncoderW bind_vqgan_encoder(Weights& weights, const ModelConfig& config);
 
 }  // namespace vtv::model
