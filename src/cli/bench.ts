@@ -1,0 +1,73 @@
+// `vtv bench`: forwards per second of the engine on this machine, per mode and batch, with and
+// without patching and decoding (random canvases; the model from --model/--weights or a run).
+import { Command } from 'commander';
+import { type ModelConfig, preset } from '../config.js';
+import { CANVAS_FLOATS, type ForwardRequest, type TaskMeans } from '../engine.js';
+import { Rng } from '../data/rng.js';
+import { VariableSpace } from '../method/variables.js';
+import { sampleChoices } from '../method/policy.js';
+import { type Deps, type OpenedEngine, UsageError, checkWeights, defaultDeps, parseIntArg, parseIntList } from './common.js';
+
+export interface BenchRow { case: string; batch: number; seconds: number; forwardsPerSecond: number; uniqueForwards: number }
+
+export async function benchEngine(engine: OpenedEngine, c: ModelConfig, batches: number[], repeats: number): Promise<BenchRow[]> {
+  const rng = Rng.fromSeed(1);
+  const rows: BenchRow[] = [];
+  const space = new VariableSpace(c, 1, 'zero-shot');
+  const means: TaskMeans = {
+    enc: Float32Array.from({ length: c.encDepth * 148 * c.encDim }, () => rng.float() - 0.5),
+    dec: Float32Array.from({ length: c.decDepth * 197 * c.decDim }, () => rng.float() - 0.5),
+  };
+  for (const B of batches) {
+    // B distinct canvases, so work sharing cannot make a case look faster than it is.
+    const canvases = Float32Array.from({ length: B * CANVAS_FLOATS }, () => rng.float() * 2 - 1);
+    const canvasIndex = Int32Array.from({ length: B }, (_, i) => i);
+    const probs = new Float64Array(space.count).fill(0.27);
+    const cases: [string, () => ForwardRequest][] = [
+      ['one-shot MAE only', () => ({ mode: 'one-shot', canvases, canvasIndex, outputs: { tokens: true } })],
+      ['zero-shot MAE only', () => ({ mode: 'zero-shot', canvases, canvasIndex, outputs: { tokens: true } })],
+      ['one-shot + decode + loss', () => ({ mode: 'one-shot', canvases, canvasIndex, loss: 'mse' })],
+      ['zero-shot patched + decode + loss (a search step)', () => ({ mode: 'zero-shot', canvases, canvasIndex, loss: 'mse', patch: { means, masks: space.masks(sampleChoices(probs, B, rng), B) } })],
+    ];
+    for (const [name, make] of cases) {
+      await engine.forward(make()); // warm-up
+      let secs = 0;
+      let uniq = 0;
+      for (let r = 0; r < repeats; r++) {
+        const req = make();
+        const t0 = performance.now();
+        const res = await engine.forward(req);
+        secs += (performance.now() - t0) / 1000;
+        uniq += res.uniqueForwards;
+      }
+      rows.push({ case: name, batch: B, seconds: secs / repeats, forwardsPerSecond: (B * repeats) / secs, uniqueForwards: uniq / repeats });
+    }
+  }
+  return rows;
+}
+
+export function benchProgram(deps: Deps = defaultDeps): Command {
+  return new Command('bench')
+    .description('measure engine forwards per second (random canvases)')
+    .option('--model <preset>', 'model preset', 'tiny')
+    .requiredOption('--weights <files...>', 'safetensors weights for the model')
+    .option('--backend <name>', 'auto | cpu | cuda', 'auto')
+    .option('--threads <n>', 'CPU threads (0: all)', parseIntArg('--threads'), 0)
+    .option('--batches <list>', 'batch sizes', parseIntList('--batches'), [1, 16])
+    .option('--repeats <n>', 'timed repeats per case', parseIntArg('--repeats'), 3)
+    .option('--json', 'print JSON rows', false)
+    .action(async (o: { model: string; weights: string[]; backend: 'auto' | 'cpu' | 'cuda'; threads: number; batches: number[]; repeats: number; json: boolean }) => {
+      if (o.repeats < 1) throw new UsageError('--repeats must be >= 1');
+      const c = preset(o.model);
+      checkWeights(c, o.weights);
+      const engine = await deps.openEngine(c, o.weights, o.backend, o.threads);
+      try {
+        if (engine.backend) deps.log(`engine: ${engine.backend.name} (${engine.backend.reason}), ${engine.backend.threads} thread(s)`);
+        const rows = await benchEngine(engine, c, o.batches, o.repeats);
+        if (o.json) console.log(JSON.stringify(rows, null, 1));
+        else for (const r of rows) console.log(`${r.case.padEnd(50)} batch ${String(r.batch).padStart(4)}  ${r.forwardsPerSecond.toFixed(1).padStart(9)} forwards/s  (${(r.seconds * 1000).toFixed(1)} ms per call, ${r.uniqueForwards} unique)`);
+      } finally {
+        engine.close?.();
+      }
+    });
+}

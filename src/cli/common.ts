@@ -1,0 +1,179 @@
+// What every vtv command shares: the run directory and its config.json, opening the engine (after
+// checking that the weights fit the model), opening the dataset, and progress bars.
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import cliProgress from 'cli-progress';
+import { type ModelConfig, ModelConfigSchema, preset } from '../config.js';
+import { maeKeys, vqDecodeKeys } from '../checkpoint/keys.js';
+import { readSafetensorsHeader } from '../checkpoint/safetensors.js';
+import { openBundled } from '../data/bundled.js';
+import type { SegmentationDataset } from '../data/dataset.js';
+import { openPascal5i } from '../data/pascal5i.js';
+import { Engine } from '../engine.js';
+import { writeJsonAtomic } from '../method/atomic_file.js';
+import type { ForwardEngine } from '../method/forward_engine.js';
+import { RUN_FORMAT_VERSION, type RunConfig, type RunPaths, runPaths } from '../method/run_layout.js';
+
+/** Options every run-based command accepts. */
+export interface RunOptions {
+  run?: string;
+  name?: string;
+  model?: string;
+  weights?: string[];
+  backend?: 'auto' | 'cpu' | 'cuda';
+  threads?: number;
+  dataset?: 'bundled' | 'pascal5i';
+  dataDir?: string;
+}
+
+export type OpenedEngine = ForwardEngine & { close?: () => void; backend?: { name: string; reason: string; threads: number } };
+
+/** Seams for tests: the engine factory and where messages go. */
+export interface Deps {
+  openEngine: (config: ModelConfig, weights: string[], backend: RunConfig['backend'], threads: number) => Promise<OpenedEngine>;
+  log: (msg: string) => void;
+  progress: boolean;
+}
+
+export const defaultDeps: Deps = {
+  openEngine: (config, weights, backend, threads) => Engine.open({ config, weights, backend, threads }),
+  log: (m) => console.error(m),
+  progress: process.stderr.isTTY === true,
+};
+
+export class UsageError extends Error {}
+
+export function resolveRunDir(o: RunOptions): string {
+  return resolve(o.run ?? join('runs', o.name ?? 'default'));
+}
+
+/** The model config stored in a weights file by `vtv convert` / the random-weights maker, if any. */
+function configFromWeights(paths: string[]): ModelConfig | undefined {
+  for (const p of paths) {
+    if (!existsSync(p)) continue;
+    const meta = readSafetensorsHeader(p).metadata.vtv_config;
+    if (meta) return ModelConfigSchema.parse(JSON.parse(meta));
+  }
+  return undefined;
+}
+
+/**
+ * Checks that the weights hold every tensor the engine needs for this model, with the right shapes,
+ * before the engine maps them, so a mismatch names the file, key and both shapes.
+ */
+export function checkWeights(config: ModelConfig, paths: string[]): void {
+  if (paths.length === 0) throw new UsageError('no weights given: pass --weights <file.safetensors> (convert a checkpoint with `vtv convert`)');
+  const have = new Map<string, { shape: number[]; file: string }>();
+  for (const p of paths) {
+    if (!existsSync(p)) throw new UsageError(`weights file ${p} does not exist`);
+    for (const [k, t] of readSafetensorsHeader(p).tensors) have.set(k, { shape: t.shape, file: p });
+  }
+  const want = new Map([...maeKeys(config), ...[...vqDecodeKeys(config)].map(([k, s]) => [`vae.${k}`, s] as const)]);
+  const missing: string[] = [];
+  for (const [k, shape] of want) {
+    const h = have.get(k);
+    if (!h) missing.push(k);
+    else if (h.shape.join(',') !== shape.join(',')) {
+      throw new UsageError(`weights do not match model '${config.name}': ${h.file} has ${k} of shape [${h.shape}], the model needs [${shape}] (wrong --model or wrong file?)`);
+    }
+  }
+  if (missing.length) {
+    throw new UsageError(`weights do not match model '${config.name}': ${missing.length} tensor(s) missing from ${paths.join(', ')}, e.g. ${missing.slice(0, 3).join(', ')}`);
+  }
+}
+
+export interface RunContext {
+  dir: string;
+  paths: RunPaths;
+  run: RunConfig;
+  config: ModelConfig;
+}
+
+/**
+ * Opens (or, with create, starts) a run: its config.json fixes the model, weights and dataset; flags that
+ * contradict it are refused rather than silently mixing two setups in one directory.
+ */
+export function openRun(o: RunOptions, create: boolean): RunContext {
+  const dir = resolveRunDir(o);
+  const paths = runPaths(dir);
+  let run: RunConfig;
+  if (existsSync(paths.config)) {
+    run = JSON.parse(readFileSync(paths.config, 'utf8')) as RunConfig;
+    if (run.format !== 'vtv-run') throw new UsageError(`${paths.config} is not a vtv run config`);
+    const clash = (flag: string, given: unknown, stored: unknown) => {
+      if (given !== undefined && JSON.stringify(given) !== JSON.stringify(stored)) {
+        throw new UsageError(`run ${dir} was made with ${flag} ${JSON.stringify(stored)}, not ${JSON.stringify(given)}: use another --run (nothing was changed)`);
+      }
+    };
+    clash('--model', o.model, run.model);
+    clash('--weights', o.weights?.map((w) => resolve(w)), run.weights);
+    clash('--dataset', o.dataset, run.dataset);
+    if (o.backend) run.backend = o.backend;
+  } else {
+    if (!create) throw new UsageError(`${dir} is not a vtv run (no config.json): run \`vtv collect --run ${o.run ?? dir}\` first`);
+    const weights = (o.weights ?? []).map((w) => resolve(w));
+    const fromWeights = configFromWeights(weights);
+    run = {
+      format: 'vtv-run',
+      version: RUN_FORMAT_VERSION,
+      model: o.model ?? fromWeights?.name ?? 'mae-vqgan-vit-large',
+      weights,
+      dataset: o.dataset ?? 'bundled',
+      dataDir: o.dataDir ? resolve(o.dataDir) : undefined,
+      backend: o.backend ?? 'auto',
+      created: new Date().toISOString(),
+    };
+  }
+  const config = preset(run.model);
+  if (create && !existsSync(paths.config)) {
+    checkWeights(config, run.weights);
+    writeJsonAtomic(paths.config, run);
+  }
+  return { dir, paths, run, config };
+}
+
+export async function openEngine(ctx: RunContext, deps: Deps, threads = 0): Promise<OpenedEngine> {
+  checkWeights(ctx.config, ctx.run.weights);
+  const engine = await deps.openEngine(ctx.config, ctx.run.weights, ctx.run.backend, threads);
+  if (engine.backend) deps.log(`engine: ${engine.backend.name} (${engine.backend.reason}), ${engine.backend.threads} thread(s)`);
+  return engine;
+}
+
+export function openDataset(run: RunConfig): SegmentationDataset {
+  if (run.dataset === 'bundled') return openBundled();
+  if (!run.dataDir) throw new UsageError('--dataset pascal5i needs --data-dir <folder holding VOCdevkit/>');
+  return openPascal5i({ base: run.dataDir });
+}
+
+/** A progress bar with rate and ETA on a TTY, or nothing (the log files have everything). */
+export function progressBar(deps: Deps, label: string, total: number, extra = ''): { update: (v: number, payload?: Record<string, string>) => void; stop: () => void } {
+  if (!deps.progress) return { update: () => {}, stop: () => {} };
+  const bar = new cliProgress.SingleBar(
+    {
+      format: `${label} {bar} {value}/{total} | {rate}/s | ETA {eta_formatted}${extra}`,
+      hideCursor: true,
+      etaBuffer: 20,
+      stream: process.stderr,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  const t0 = performance.now();
+  bar.start(total, 0, { rate: '0.0' });
+  return {
+    update: (v, payload = {}) => bar.update(v, { ...payload, rate: (v / ((performance.now() - t0) / 1000)).toFixed(1) }),
+    stop: () => bar.stop(),
+  };
+}
+
+export const parseIntArg = (name: string) => (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new UsageError(`${name} must be an integer, got '${v}'`);
+  return n;
+};
+export const parseFloatArg = (name: string) => (v: string): number => {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new UsageError(`${name} must be a number, got '${v}'`);
+  return n;
+};
+export const parseList = (v: string): string[] => v.split(',').map((s) => s.trim()).filter(Boolean);
+export const parseIntList = (name: string) => (v: string): number[] => parseList(v).map(parseIntArg(name));

@@ -1,0 +1,175 @@
+// `vtv collect` (SPEC §4): score one-shot prompts over training episodes for every task, keep the best
+// K (query, support) prompts per task, and record per-task means of the pre-projection head outputs
+// over those prompts; also the per-(layer, head) taskness score.
+//
+// Variance for taskness: the engine's capture gives sums over a batch, so each kept prompt is run as
+// its own capture call (batch 1) and the per-sample activations are accumulated here in float64 as
+// sums and sums of squares. That is exact, costs K small forwards per task (the collection is a few
+// hundred forwards against the filter's thousands) and keeps at most two float64 tables per task live.
+import type { Episode, EpisodeRef, SegmentationDataset } from '../data/dataset.js';
+import { buildTaskCanvas, buildTaskCanvases } from '../data/episode-canvas.js';
+import { Rng } from '../data/rng.js';
+import { getTask, type Task } from '../data/tasks/index.js';
+import { CANVAS_FLOATS, type TaskMeans } from '../engine.js';
+import type { ForwardEngine } from './forward_engine.js';
+import type { TaskMeansEntry } from './means_file.js';
+import { type TasknessAccumulator, newTasknessAccumulator, tasknessAddTask, tasknessScores, type Taskness } from './taskness.js';
+
+export interface CollectOptions {
+  tasks: string[]; // reference: the 5 tasks 0..4
+  folds: number[]; // trn folds the candidate episodes come from; reference [1, 2, 3]
+  episodesPerFold: number; // reference 1000
+  keep: number; // reference 100
+  seed: number; // reference np seed 15
+  /** Reproduce SPEC §8.7: dedupe keeps the worst score, recorded supports are re-drawn, class from any fold. */
+  referenceQuirks: boolean;
+  batch: number; // episodes per engine call while scoring
+}
+
+export const REFERENCE_COLLECT: CollectOptions = {
+  tasks: ['segmentation', 'lowlight_enhance', 'identity', 'inpaint', 'colorization'],
+  folds: [1, 2, 3],
+  episodesPerFold: 1000,
+  keep: 100,
+  seed: 15,
+  referenceQuirks: false,
+  batch: 16,
+};
+
+export interface ScoredPrompt {
+  fold: number;
+  ref: EpisodeRef;
+  queryId: string;
+  supportId: string;
+  classId: number;
+  metric: number;
+}
+
+export interface CollectResult {
+  means: Map<string, TaskMeansEntry>;
+  kept: Map<string, ScoredPrompt[]>;
+  scored: number;
+  taskness: Taskness;
+}
+
+export interface CollectProgress {
+  phase: 'score' | 'record';
+  done: number;
+  total: number;
+}
+
+const better = (t: Task) => (a: ScoredPrompt, b: ScoredPrompt) => (t.metric === 'iou' ? b.metric - a.metric : a.metric - b.metric);
+
+/**
+ * Ranks and filters candidates. Corrected: best first, each support image and each query image used
+ * at most once (keeping its best prompt). Reference (§8.7): sort ascending and dedupe keeping the
+ * smaller metric (the worst IoU), then rank.
+ */
+export function selectPrompts(task: Task, candidates: ScoredPrompt[], keep: number, referenceQuirks: boolean): ScoredPrompt[] {
+  const dedupe = (list: ScoredPrompt[], key: (p: ScoredPrompt) => string) => {
+    const seen = new Set<string>();
+    return list.filter((p) => (seen.has(key(p)) ? false : (seen.add(key(p)), true)));
+  };
+  const finite = candidates.filter((c) => Number.isFinite(c.metric));
+  let list = referenceQuirks ? [...finite].sort((a, b) => a.metric - b.metric) : [...finite].sort(better(task));
+  list = dedupe(list, (p) => p.supportId);
+  list = dedupe(list, (p) => p.queryId);
+  return list.sort(better(task)).slice(0, keep);
+}
+
+function concatCanvases(list: Float32Array[]): Float32Array {
+  const out = new Float32Array(list.length * CANVAS_FLOATS);
+  list.forEach((c, i) => out.set(c, i * CANVAS_FLOATS));
+  return out;
+}
+
+/** Re-draws a same-class support for the record, as the reference's second ds[idx] call does. */
+function quirkSupport(ds: SegmentationDataset, fold: number, p: ScoredPrompt, seed: number): string {
+  const same = ds.entries({ split: 'trn', fold }).filter((e) => e.classId === p.classId && e.id !== p.queryId);
+  return same.length ? Rng.fromSeed(seed).fork(`quirk-support/${fold}/${p.ref.index}`).pick(same).id : p.supportId;
+}
+
+export async function collectTaskVectors(
+  engine: ForwardEngine,
+  ds: SegmentationDataset,
+  opt: CollectOptions,
+  onProgress?: (p: CollectProgress) => void,
+): Promise<CollectResult> {
+  const tasks = opt.tasks.map((t) => getTask(t));
+  if (tasks.length === 0) throw new Error('collect: no tasks given');
+  for (const f of opt.folds) {
+    if (!Number.isInteger(f) || f < 0 || f >= ds.folds) throw new Error(`collect: fold ${f} does not exist in dataset '${ds.name}' (0..${ds.folds - 1})`);
+  }
+  const candidates = new Map<string, ScoredPrompt[]>(tasks.map((t) => [t.id, []]));
+  const total = opt.folds.length * opt.episodesPerFold;
+  let done = 0;
+  for (const fold of opt.folds) {
+    const spec = { split: 'trn' as const, fold };
+    if (ds.entries(spec).length === 0) throw new Error(`collect: ${ds.name} trn fold ${fold} is empty`);
+    const refs = ds.episodeRefs(spec, opt.seed, opt.episodesPerFold);
+    for (let off = 0; off < refs.length; off += opt.batch) {
+      const chunk = refs.slice(off, off + opt.batch);
+      const eps: Episode[] = chunk.map((r) => ds.loadEpisode(r));
+      const perEpisode = eps.map((ep) => buildTaskCanvases(tasks, ep));
+      for (let t = 0; t < tasks.length; t++) {
+        const res = await engine.forward({
+          mode: 'one-shot',
+          canvases: concatCanvases(perEpisode.map((c) => c[t]!.canvas)),
+          loss: tasks[t]!.metric,
+        });
+        chunk.forEach((ref, i) => {
+          candidates.get(tasks[t]!.id)!.push({ fold, ref, queryId: ref.queryId, supportId: ref.supportId, classId: ref.classId, metric: res.metrics![i]! });
+        });
+      }
+      done += chunk.length;
+      onProgress?.({ phase: 'score', done, total });
+    }
+  }
+  if (done === 0) throw new Error('collect: no episodes to score (empty dataset or --episodes 0)');
+
+  // Reference quirk: the class of an image is looked up over all trn folds, the last match winning.
+  const classOf = new Map<string, number>();
+  if (opt.referenceQuirks) for (let f = 0; f < ds.folds; f++) for (const e of ds.entries({ split: 'trn', fold: f })) classOf.set(e.id, e.classId);
+
+  const kept = new Map<string, ScoredPrompt[]>();
+  const means = new Map<string, TaskMeansEntry>();
+  const c = engine.config;
+  const acc: TasknessAccumulator = newTasknessAccumulator(c);
+  const recordTotal = tasks.reduce((a, t) => a + Math.min(opt.keep, candidates.get(t.id)!.length), 0);
+  let recorded = 0;
+  for (const task of tasks) {
+    let sel = selectPrompts(task, candidates.get(task.id)!, opt.keep, opt.referenceQuirks);
+    if (opt.referenceQuirks) {
+      sel = sel.map((p) => ({ ...p, supportId: quirkSupport(ds, p.fold, p, opt.seed), classId: classOf.get(p.queryId) ?? p.classId }));
+    }
+    if (sel.length === 0) throw new Error(`collect: no usable prompt for task '${task.id}'`);
+    kept.set(task.id, sel);
+    const sumEnc = new Float64Array(c.encDepth * 148 * c.encDim);
+    const sumDec = new Float64Array(c.decDepth * 197 * c.decDim);
+    const sqEnc = new Float64Array(sumEnc.length);
+    const sqDec = new Float64Array(sumDec.length);
+    for (const p of sel) {
+      // The recorded prompt is the (query, support) pair kept, with the episode's own task randomness.
+      const ep = ds.loadEpisode({ ...p.ref, supportId: p.supportId, classId: p.classId });
+      const { canvas } = buildTaskCanvas(task, ep);
+      const r = await engine.forward({ mode: 'one-shot', canvases: canvas, capture: true });
+      accumulate(r.captureEnc!, sumEnc, sqEnc);
+      accumulate(r.captureDec!, sumDec, sqDec);
+      onProgress?.({ phase: 'record', done: ++recorded, total: recordTotal });
+    }
+    const n = sel.length;
+    const m: TaskMeans = { enc: Float32Array.from(sumEnc, (x) => x / n), dec: Float32Array.from(sumDec, (x) => x / n) };
+    means.set(task.id, { means: m, count: n });
+    tasknessAddTask(acc, n, sumEnc, sqEnc, sumDec, sqDec);
+  }
+  return { means, kept, scored: done, taskness: tasknessScores(acc) };
+}
+
+function accumulate(x: Float32Array, sum: Float64Array, sq: Float64Array): void {
+  if (x.length !== sum.length) throw new Error(`collect: capture has ${x.length} floats, expected ${sum.length}`);
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i]!;
+    sum[i]! += v;
+    sq[i]! += v * v;
+  }
+}

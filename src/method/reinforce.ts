@@ -1,0 +1,436 @@
+// The REINFORCE search of SPEC §5: Bernoulli logits over the variables, 320 patched zero-shot forwards
+// per step over the training canvases, z-scored advantages, Adam, periodic validation with
+// best-so-far selection. The policy maths is in policy.ts; the forwards run as engine batches (one call
+// per task per step, the engine computes identical (canvas, mask) samples once).
+//
+// Reproducibility: every random draw comes from one seeded Rng whose state is part of the checkpoint,
+// the logits and Adam moments are float64 and round-trip exactly through JSON, and the log is cut back
+// to the checkpoint's step on resume, so an interrupted and resumed search writes the same bytes as an
+// uninterrupted one (given the same engine).
+import { createHash } from 'node:crypto';
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import type { TaskMeans } from '../engine.js';
+import { Rng, type RngState } from '../data/rng.js';
+import { writeJsonAtomic } from './atomic_file.js';
+import type { ForwardEngine } from './forward_engine.js';
+import {
+  DISABLED_LOGIT,
+  type AdamState,
+  adamStep,
+  advantages,
+  newAdamState,
+  probabilities,
+  sampleChoices,
+  surrogateGradient,
+  thresholdChoices,
+} from './policy.js';
+import type { VariableSpace } from './variables.js';
+
+export type TaskLoss = 'iou' | 'mse';
+
+/** One task the search patches with: its means and how its samples are scored. */
+export interface SearchTask {
+  name: string;
+  loss: TaskLoss;
+  means: TaskMeans;
+}
+
+/** Canvases of one task, ImageNet-normalised [count][3][224][224], with optional override targets. */
+export interface CanvasSet {
+  canvases: Float32Array;
+  count: number;
+  /** [count][3][111][111] uint8; default: each canvas's own bottom-right cell. */
+  targets?: Uint8Array;
+}
+
+export type Restrict = 'none' | 'decoder-only' | 'encoder-only';
+
+export interface SearchOptions {
+  steps: number; // 500 in the reference
+  samplesPerStep: number; // 320
+  trainImages: number; // 10: sample i uses training item i mod trainImages
+  lr: number; // 0.1
+  init: number; // -1
+  sparsity: number; // regularization_strength λ, 0
+  restrict: Restrict;
+  validateEvery: number; // 50; 0 = never
+  select: 'best' | 'last';
+  finalSubset: 'sample' | 'threshold';
+  seed: number;
+  checkpointEvery: number; // steps between state writes (also written at the end and on stop)
+  snapshotEvery: number; // steps between probability snapshots in the log; 0 = only with validation
+  /** Most samples per engine call (the step is split when larger; work sharing is per call). */
+  engineBatch: number;
+}
+
+export const REFERENCE_SEARCH: SearchOptions = {
+  steps: 500,
+  samplesPerStep: 320,
+  trainImages: 10,
+  lr: 0.1,
+  init: -1,
+  sparsity: 0,
+  restrict: 'none',
+  validateEvery: 50,
+  select: 'best',
+  finalSubset: 'sample',
+  seed: 0,
+  checkpointEvery: 10,
+  snapshotEvery: 50,
+  engineBatch: 320,
+};
+
+export interface SearchInputs {
+  engine: ForwardEngine;
+  space: VariableSpace;
+  /** One task (the reference's --task k) or several (multi-task mode, --task None). */
+  tasks: SearchTask[];
+  /** Training canvases per task (same order as tasks). */
+  train: CanvasSet[];
+  /** Validation canvases per task; selection uses the first task's metric, as the reference does. */
+  validation?: CanvasSet[];
+}
+
+export interface SearchState {
+  format: 'vtv-search-state';
+  version: 1;
+  fingerprint: Record<string, unknown>;
+  step: number; // completed steps
+  logits: number[];
+  adam: { m: number[]; v: number[]; t: number };
+  rng: RngState;
+  best: { step: number; metric: number; logits: number[] } | null;
+}
+
+export interface ValidationResult {
+  metric: number; // mean IoU (higher is better) or mean MSE (lower is better) of tasks[0]
+  perTask: Record<string, number>;
+  subsetSize: number;
+}
+
+export interface StepRecord {
+  step: number;
+  loss: number; // mean training loss (-IoU or MSE) over the step's samples
+  perTask: Record<string, number>; // mean training metric per task (IoU or MSE)
+  expectedSize: number; // sum of probabilities after the step
+  meanSampledSize: number;
+  nonFinite: number; // samples whose loss was NaN (both masks empty, SPEC §8.8), given zero advantage
+  uniqueForwards: number;
+  seconds: number;
+  validation?: ValidationResult & { best: boolean };
+  probabilities?: number[];
+}
+
+export interface SearchResult {
+  state: SearchState;
+  completed: boolean; // false when stopped early
+  /** Final variable choice (0/1 per variable) from the selected logits. */
+  choice: Uint8Array;
+  selectedStep: number;
+  selectedLogits: Float64Array;
+}
+
+export interface SearchRunOptions {
+  statePath?: string;
+  logPath?: string;
+  resume?: boolean;
+  onStep?: (rec: StepRecord) => void;
+  shouldStop?: () => boolean;
+}
+
+const higherIsBetter = (loss: TaskLoss) => loss === 'iou';
+
+/** The identity of a search: a resume must match it exactly (steps may grow). */
+export function searchFingerprint(inp: SearchInputs, opt: SearchOptions): Record<string, unknown> {
+  const h = createHash('sha256');
+  const feed = (a: ArrayBufferView) => h.update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+  for (let t = 0; t < inp.tasks.length; t++) {
+    feed(inp.tasks[t]!.means.enc);
+    feed(inp.tasks[t]!.means.dec);
+    feed(inp.train[t]!.canvases);
+    if (inp.train[t]!.targets) feed(inp.train[t]!.targets!);
+    const v = inp.validation?.[t];
+    if (v) {
+      feed(v.canvases);
+      if (v.targets) feed(v.targets);
+    }
+  }
+  const { steps: _steps, checkpointEvery: _c, engineBatch: _b, ...rest } = opt;
+  return {
+    model: inp.engine.config,
+    granularity: inp.space.granularity,
+    mode: inp.space.mode,
+    variables: inp.space.count,
+    tasks: inp.tasks.map((t) => `${t.name}:${t.loss}`),
+    options: rest,
+    data: h.digest('hex'),
+  };
+}
+
+/** Where two fingerprints differ, as "key: a vs b" lines (empty when equal). */
+export function fingerprintDiff(a: Record<string, unknown>, b: Record<string, unknown>): string[] {
+  const out: string[] = [];
+  const flat = (o: unknown, prefix: string, into: Map<string, string>) => {
+    if (o !== null && typeof o === 'object' && !Array.isArray(o)) {
+      for (const [k, v] of Object.entries(o)) flat(v, prefix ? `${prefix}.${k}` : k, into);
+    } else into.set(prefix, JSON.stringify(o));
+  };
+  const fa = new Map<string, string>();
+  const fb = new Map<string, string>();
+  flat(a, '', fa);
+  flat(b, '', fb);
+  for (const k of new Set([...fa.keys(), ...fb.keys()])) {
+    if (fa.get(k) !== fb.get(k)) out.push(`${k}: ${fa.get(k) ?? '(absent)'} vs ${fb.get(k) ?? '(absent)'}`);
+  }
+  return out;
+}
+
+function initialLogits(space: VariableSpace, opt: SearchOptions): Float64Array {
+  const logits = new Float64Array(space.count).fill(opt.init);
+  if (opt.restrict === 'decoder-only') logits.fill(DISABLED_LOGIT, 0, space.encoderCount);
+  if (opt.restrict === 'encoder-only') logits.fill(DISABLED_LOGIT, space.encoderCount);
+  return logits;
+}
+
+/** The training items in the reference's order: tasks interleaved per image, first trainImages kept. */
+function trainingItems(inp: SearchInputs, trainImages: number): { task: number; canvas: number }[] {
+  const items: { task: number; canvas: number }[] = [];
+  const most = Math.max(...inp.train.map((s) => s.count));
+  for (let c = 0; c < most && items.length < trainImages; c++) {
+    for (let t = 0; t < inp.tasks.length && items.length < trainImages; t++) {
+      if (c < inp.train[t]!.count) items.push({ task: t, canvas: c });
+    }
+  }
+  return items;
+}
+
+function validateInputs(inp: SearchInputs, opt: SearchOptions): void {
+  if (inp.tasks.length === 0) throw new Error('search: no tasks given');
+  if (inp.train.length !== inp.tasks.length) throw new Error(`search: ${inp.train.length} training sets for ${inp.tasks.length} tasks`);
+  for (let t = 0; t < inp.tasks.length; t++) {
+    const s = inp.train[t]!;
+    if (s.count === 0) throw new Error(`search: task '${inp.tasks[t]!.name}' has no training canvases (empty dataset?)`);
+    if (s.canvases.length !== s.count * 3 * 224 * 224) throw new Error(`search: training canvases of '${inp.tasks[t]!.name}' have the wrong size`);
+  }
+  if (inp.validation && inp.validation.length !== inp.tasks.length) throw new Error('search: validation sets must match the tasks');
+  for (const [k, v] of Object.entries(opt)) {
+    if (typeof v === 'number' && !Number.isFinite(v)) throw new Error(`search: option ${k} is not a finite number`);
+  }
+  if (!Number.isInteger(opt.samplesPerStep) || opt.samplesPerStep < 2) throw new Error('search: samplesPerStep must be an integer >= 2');
+  if (!Number.isInteger(opt.trainImages) || opt.trainImages < 1) throw new Error('search: trainImages must be >= 1');
+  if (opt.engineBatch < 1) throw new Error('search: engineBatch must be >= 1');
+}
+
+/** Runs a set of patched forwards, one engine call per task (chunked by engineBatch); returns losses and metrics. */
+async function runPatched(
+  inp: SearchInputs,
+  sets: CanvasSet[],
+  sampleTask: Int32Array,
+  sampleCanvas: Int32Array,
+  masks: Uint8Array,
+  engineBatch: number,
+): Promise<{ losses: Float64Array; metrics: Float64Array; uniqueForwards: number }> {
+  const n = sampleTask.length;
+  const mb = inp.space.maskBytes;
+  const losses = new Float64Array(n);
+  const metrics = new Float64Array(n);
+  let uniqueForwards = 0;
+  for (let t = 0; t < inp.tasks.length; t++) {
+    const idx: number[] = [];
+    for (let i = 0; i < n; i++) if (sampleTask[i] === t) idx.push(i);
+    for (let off = 0; off < idx.length; off += engineBatch) {
+      const chunk = idx.slice(off, off + engineBatch);
+      const canvasIndex = Int32Array.from(chunk, (i) => sampleCanvas[i]!);
+      const m = new Uint8Array(chunk.length * mb);
+      chunk.forEach((i, k) => m.set(masks.subarray(i * mb, (i + 1) * mb), k * mb));
+      const set = sets[t]!;
+      const res = await inp.engine.forward({
+        mode: inp.space.mode,
+        canvases: set.canvases,
+        canvasIndex,
+        patch: { means: inp.tasks[t]!.means, masks: m },
+        loss: inp.tasks[t]!.loss,
+        targets: set.targets,
+      });
+      uniqueForwards += res.uniqueForwards;
+      chunk.forEach((i, k) => {
+        losses[i] = res.losses![k]!;
+        metrics[i] = res.metrics![k]!;
+      });
+    }
+  }
+  return { losses, metrics, uniqueForwards };
+}
+
+/** Mean metric of one subset (0/1 per variable) over each task's canvases. */
+export async function evaluateSubset(inp: SearchInputs, sets: CanvasSet[], choice: Uint8Array, engineBatch: number): Promise<Record<string, number>> {
+  const mask = inp.space.masks(choice, 1);
+  const out: Record<string, number> = {};
+  for (let t = 0; t < inp.tasks.length; t++) {
+    const set = sets[t]!;
+    const n = set.count;
+    const sampleTask = new Int32Array(n).fill(t);
+    const sampleCanvas = Int32Array.from({ length: n }, (_, i) => i);
+    const masks = new Uint8Array(n * mask.length);
+    for (let i = 0; i < n; i++) masks.set(mask, i * mask.length);
+    const r = await runPatched(inp, sets, sampleTask, sampleCanvas, masks, engineBatch);
+    out[inp.tasks[t]!.name] = meanFinite(r.metrics);
+  }
+  return out;
+}
+
+function meanFinite(a: ArrayLike<number>): number {
+  let s = 0;
+  let n = 0;
+  for (let i = 0; i < a.length; i++) if (Number.isFinite(a[i]!)) (s += a[i]!), n++;
+  return n ? s / n : Number.NaN;
+}
+
+function readState(path: string): SearchState {
+  let s: SearchState;
+  try {
+    s = JSON.parse(readFileSync(path, 'utf8')) as SearchState;
+  } catch (e) {
+    throw new Error(`--resume: cannot read search state ${path}: ${(e as Error).message}`);
+  }
+  if (s.format !== 'vtv-search-state' || s.version !== 1) throw new Error(`--resume: ${path} is not a vtv search state (version 1)`);
+  return s;
+}
+
+/** Keeps only log lines of steps before `step` (the steps after a checkpoint are re-run on resume). */
+function truncateLog(path: string, step: number): void {
+  if (!existsSync(path)) return;
+  const kept = readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() && (JSON.parse(l) as { step: number }).step < step);
+  writeFileSync(path, kept.length ? `${kept.join('\n')}\n` : '');
+}
+
+export async function runSearch(inp: SearchInputs, opt: SearchOptions, run: SearchRunOptions = {}): Promise<SearchResult> {
+  validateInputs(inp, opt);
+  const space = inp.space;
+  const V = space.count;
+  const fingerprint = searchFingerprint(inp, opt);
+
+  let logits = initialLogits(space, opt);
+  let adam: AdamState = newAdamState(V);
+  let rng = Rng.fromSeed(opt.seed);
+  let best: SearchState['best'] = null;
+  let step = 0;
+
+  if (run.resume) {
+    if (!run.statePath || !existsSync(run.statePath)) throw new Error(`--resume: no search state at ${run.statePath ?? '(no path)'}`);
+    const s = readState(run.statePath);
+    const diff = fingerprintDiff(s.fingerprint, fingerprint);
+    if (diff.length) {
+      throw new Error(`--resume: ${run.statePath} was written by a different search configuration; nothing was changed.\n  ${diff.slice(0, 8).join('\n  ')}`);
+    }
+    if (s.logits.length !== V) throw new Error(`--resume: state has ${s.logits.length} logits, this search has ${V} variables`);
+    logits = Float64Array.from(s.logits);
+    adam = { m: Float64Array.from(s.adam.m), v: Float64Array.from(s.adam.v), t: s.adam.t };
+    rng = Rng.fromState(s.rng);
+    best = s.best;
+    step = s.step;
+    if (run.logPath) truncateLog(run.logPath, step);
+  } else if (run.logPath) {
+    writeFileSync(run.logPath, '');
+  }
+
+  const snapshot = (): SearchState => ({
+    format: 'vtv-search-state',
+    version: 1,
+    fingerprint,
+    step,
+    logits: Array.from(logits),
+    adam: { m: Array.from(adam.m), v: Array.from(adam.v), t: adam.t },
+    rng: rng.getState(),
+    best,
+  });
+  const save = () => {
+    if (run.statePath) writeJsonAtomic(run.statePath, snapshot());
+  };
+
+  const items = trainingItems(inp, opt.trainImages);
+  const B = opt.samplesPerStep;
+  const sampleTask = Int32Array.from({ length: B }, (_, i) => items[i % items.length]!.task);
+  const sampleCanvas = Int32Array.from({ length: B }, (_, i) => items[i % items.length]!.canvas);
+  const multiTask = inp.tasks.length > 1;
+  const choices = new Uint8Array(B * V);
+  const masks = new Uint8Array(B * space.maskBytes);
+  const primary = inp.tasks[0]!;
+  let stopped = false;
+
+  while (step < opt.steps) {
+    const t0 = performance.now();
+    const probs = probabilities(logits);
+    sampleChoices(probs, B, rng, choices);
+    space.masks(choices, B, masks);
+    const r = await runPatched(inp, inp.train, sampleTask, sampleCanvas, masks, opt.engineBatch);
+
+    // NaN losses (IoU of two empty masks) would poison the whole step as in the reference; they get the
+    // mean loss of their task instead, i.e. zero advantage, and are counted in the log.
+    let nonFinite = 0;
+    const losses = Float64Array.from(r.losses);
+    for (let t = 0; t < inp.tasks.length; t++) {
+      let s = 0;
+      let n = 0;
+      for (let i = 0; i < B; i++) if (sampleTask[i] === t && Number.isFinite(losses[i]!)) (s += losses[i]!), n++;
+      const fill = n ? s / n : 0;
+      for (let i = 0; i < B; i++) if (sampleTask[i] === t && !Number.isFinite(losses[i]!)) (losses[i] = fill), nonFinite++;
+    }
+    const adv = advantages(losses, multiTask ? sampleTask : undefined);
+    const grad = surrogateGradient(logits, choices, B, adv, opt.sparsity);
+    adamStep(logits, grad, adam, opt.lr);
+
+    let sampled = 0;
+    for (let i = 0; i < choices.length; i++) sampled += choices[i]!;
+    const after = probabilities(logits);
+    const perTask: Record<string, number> = {};
+    for (let t = 0; t < inp.tasks.length; t++) {
+      perTask[inp.tasks[t]!.name] = meanFinite(r.metrics.filter((_, i) => sampleTask[i] === t));
+    }
+    const rec: StepRecord = {
+      step,
+      loss: losses.reduce((a, b) => a + b, 0) / B,
+      perTask,
+      expectedSize: after.reduce((a, b) => a + b, 0),
+      meanSampledSize: sampled / B,
+      nonFinite,
+      uniqueForwards: r.uniqueForwards,
+      seconds: 0,
+    };
+
+    if (inp.validation && opt.validateEvery > 0 && (step % opt.validateEvery === 0 || step === opt.steps - 1)) {
+      const choice = opt.finalSubset === 'threshold' ? thresholdChoices(after) : sampleChoices(after, 1, rng);
+      const metrics = await evaluateSubset(inp, inp.validation, choice, opt.engineBatch);
+      const metric = metrics[primary.name]!;
+      const better = best === null || (higherIsBetter(primary.loss) ? metric > best.metric : metric < best.metric);
+      if (better && Number.isFinite(metric)) best = { step, metric, logits: Array.from(logits) };
+      rec.validation = { metric, perTask: metrics, subsetSize: choice.reduce((a, b) => a + b, 0), best: better };
+    }
+    if (rec.validation || (opt.snapshotEvery > 0 && step % opt.snapshotEvery === 0)) {
+      rec.probabilities = Array.from(after, (p) => Math.round(p * 1e4) / 1e4);
+    }
+    rec.seconds = (performance.now() - t0) / 1000;
+    // The log line goes out before the state that covers it, so a crash never leaves a state ahead of
+    // its log. `seconds` is wall time and the one field that differs between runs.
+    if (run.logPath) appendFileSync(run.logPath, `${JSON.stringify(rec)}\n`);
+    step += 1;
+    run.onStep?.(rec);
+    const stopNow = run.shouldStop?.() ?? false;
+    if (step % opt.checkpointEvery === 0 || step === opt.steps || stopNow) save();
+    if (stopNow) {
+      stopped = true;
+      break;
+    }
+  }
+  if (!stopped) save();
+
+  const useBest = opt.select === 'best' && best !== null;
+  const selectedLogits = useBest ? Float64Array.from(best!.logits) : Float64Array.from(logits);
+  const selectedStep = useBest ? best!.step : step - 1;
+  const selProbs = probabilities(selectedLogits);
+  // The final draw has its own stream (seed + label), so it does not depend on where a run was resumed.
+  const choice = opt.finalSubset === 'threshold' ? thresholdChoices(selProbs) : sampleChoices(selProbs, 1, Rng.fromSeed(opt.seed).fork('final-subset'));
+  return { state: snapshot(), completed: !stopped, choice, selectedStep, selectedLogits };
+}
