@@ -1,5 +1,5 @@
 // `vtv demo`: the whole method end to end on the bundled data with random tiny weights, on a CPU in
-// about a minute: collect -> search -> eval, then print where everything is.
+// about a minute: collect -> search -> eval -> report, then print where everything is.
 //
 // Budget (why these numbers): the tiny model's cost is its VQGAN decode at 224x224 (~22 ms per decoded
 // sample on 2 cores, measured 2026-11-28; the MAE part is ~2-9 ms), so a minute affords ~2,500 decodes (less on a busy machine):
@@ -17,6 +17,7 @@ import { collectCommand } from './collect.js';
 import { type Deps, UsageError, defaultDeps, parseIntArg } from './common.js';
 import { evalCommand } from './eval.js';
 import { searchCommand } from './search.js';
+import { writeReport } from '../report/report.js';
 
 export const DEMO_BUDGET = {
   collect: { tasks: ['segmentation', 'lowlight_enhance', 'identity', 'inpaint', 'colorization'], folds: [1, 2, 3], episodesPerFold: 8, keep: 8 },
@@ -53,6 +54,8 @@ export async function demoCommand(o: DemoOptions, deps: Deps = defaultDeps): Pro
   lap('search');
   await evalCommand({ ...common, tasks: s.tasks, ...DEMO_BUDGET.eval }, deps);
   lap('eval');
+  const report = writeReport(paths.root);
+  lap('report');
   const rel = (p: string) => {
     const r = relative(process.cwd(), p);
     return r.startsWith('..') ? p : r || '.';
@@ -61,6 +64,7 @@ export async function demoCommand(o: DemoOptions, deps: Deps = defaultDeps): Pro
     [
       '',
       `demo finished in ${((performance.now() - t0) / 1000).toFixed(1)} s. Results in ${rel(paths.root)}/:`,
+      `  ${rel(report.html)}   the HTML report (open it in a browser)`,
       `  ${rel(paths.evalMd)}      the comparison table (one-shot / zero-shot / task vector / random)`,
       `  ${rel(paths.evalJson)}`,
       `  ${rel(paths.examples('segmentation'))}/   example images`,
