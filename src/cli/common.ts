@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import { type ModelConfig, ModelConfigSchema, preset } from '../config.js';
-import { maeKeys, vqDecodeKeys } from '../checkpoint/keys.js';
+import { maeKeys, vqDecodeKeys, vqEncodeKeys } from '../checkpoint/keys.js';
 import { readSafetensorsHeader } from '../checkpoint/safetensors.js';
 import { openBundled } from '../data/bundled.js';
 import type { SegmentationDataset } from '../data/dataset.js';
@@ -26,17 +26,28 @@ export interface RunOptions {
   dataDir?: string;
 }
 
-export type OpenedEngine = ForwardEngine & { close?: () => void; backend?: { name: string; reason: string; threads: number } };
+export type OpenedEngine = ForwardEngine & {
+  close?: () => void;
+  backend?: { name: string; reason: string; threads: number };
+  /** Present on engines opened with needs.vqganEncoder (the token search objective's targets). */
+  encodeTokens?: (canvases: Float32Array) => Promise<Int32Array>;
+};
+
+/** Optional parts of the model a command needs beyond the MAE and the VQGAN decoder. */
+export interface EngineNeeds {
+  /** The VQGAN encoder (vae.encoder.*, vae.quant_conv.*), for target tokens of `vtv search --objective token`. */
+  vqganEncoder?: boolean;
+}
 
 /** Seams for tests: the engine factory and where messages go. */
 export interface Deps {
-  openEngine: (config: ModelConfig, weights: string[], backend: RunConfig['backend'], threads: number) => Promise<OpenedEngine>;
+  openEngine: (config: ModelConfig, weights: string[], backend: RunConfig['backend'], threads: number, needs?: EngineNeeds) => Promise<OpenedEngine>;
   log: (msg: string) => void;
   progress: boolean;
 }
 
 export const defaultDeps: Deps = {
-  openEngine: (config, weights, backend, threads) => Engine.open({ config, weights, backend, threads }),
+  openEngine: (config, weights, backend, threads, needs = {}) => Engine.open({ config, weights, backend, threads, needVqganEncoder: needs.vqganEncoder ?? false }),
   log: (m) => console.error(m),
   progress: process.stderr.isTTY === true,
 };
@@ -61,7 +72,7 @@ function configFromWeights(paths: string[]): ModelConfig | undefined {
  * Checks that the weights hold every tensor the engine needs for this model, with the right shapes,
  * before the engine maps them, so a mismatch names the file, key and both shapes.
  */
-export function checkWeights(config: ModelConfig, paths: string[]): void {
+export function checkWeights(config: ModelConfig, paths: string[], needs: EngineNeeds = {}): void {
   if (paths.length === 0) throw new UsageError('no weights given: pass --weights <file.safetensors> (convert a checkpoint with `vtv convert`)');
   const have = new Map<string, { shape: number[]; file: string }>();
   for (const p of paths) {
@@ -79,6 +90,23 @@ export function checkWeights(config: ModelConfig, paths: string[]): void {
   }
   if (missing.length) {
     throw new UsageError(`weights do not match model '${config.name}': ${missing.length} tensor(s) missing from ${paths.join(', ')}, e.g. ${missing.slice(0, 3).join(', ')}`);
+  }
+  if (needs.vqganEncoder) {
+    const enc = [...vqEncodeKeys(config)].map(([k, s]) => [`vae.${k}`, s] as const);
+    const lacking = enc.filter(([k]) => !have.has(k)).map(([k]) => k);
+    if (lacking.length) {
+      throw new UsageError(
+        `the token objective (--objective token) needs the VQGAN encoder weights (vae.encoder.*, vae.quant_conv.*), and ${paths.join(', ')} ` +
+          `lack ${lacking.length} of them, e.g. ${lacking.slice(0, 2).join(', ')}: convert the checkpoints again with the VQGAN ` +
+          '(`vtv convert --mae <.pth> --vqgan <VQGAN last.ckpt> --out <file>`) and start a run with that file, or use --objective pixel',
+      );
+    }
+    for (const [k, shape] of enc) {
+      const h = have.get(k)!;
+      if (h.shape.join(',') !== shape.join(',')) {
+        throw new UsageError(`weights do not match model '${config.name}': ${h.file} has ${k} of shape [${h.shape}], the model needs [${shape}]`);
+      }
+    }
   }
 }
 
@@ -132,9 +160,9 @@ export function openRun(o: RunOptions, create: boolean): RunContext {
   return { dir, paths, run, config };
 }
 
-export async function openEngine(ctx: RunContext, deps: Deps, threads = 0): Promise<OpenedEngine> {
-  checkWeights(ctx.config, ctx.run.weights);
-  const engine = await deps.openEngine(ctx.config, ctx.run.weights, ctx.run.backend, threads);
+export async function openEngine(ctx: RunContext, deps: Deps, threads = 0, needs: EngineNeeds = {}): Promise<OpenedEngine> {
+  checkWeights(ctx.config, ctx.run.weights, needs);
+  const engine = await deps.openEngine(ctx.config, ctx.run.weights, ctx.run.backend, threads, needs);
   if (engine.backend) deps.log(`engine: ${engine.backend.name} (${engine.backend.reason}), ${engine.backend.threads} thread(s)`);
   return engine;
 }

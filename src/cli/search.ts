@@ -1,5 +1,8 @@
 // `vtv search`: the REINFORCE search for one task (or several: multi-task mode) over the run's task
 // vectors, checkpointed, resumable, logged; Ctrl-C stops after the current step with the state written.
+// --objective token scores the training samples in VQGAN token space (issue 9): the target tokens are
+// computed once with the VQGAN encoder and cached in search/<task>/target_tokens.json; validation stays
+// in pixel space.
 import { existsSync, mkdirSync } from 'node:fs';
 import { Command } from 'commander';
 import { CANVAS_FLOATS } from '../engine.js';
@@ -9,6 +12,7 @@ import { getTask } from '../data/tasks/index.js';
 import { readMeansFile } from '../method/means_file.js';
 import { type CanvasSet, REFERENCE_SEARCH, type Restrict, type SearchOptions, runSearch } from '../method/reinforce.js';
 import { MULTITASK } from '../method/run_layout.js';
+import { cachedTargetTokens, weightsIdentity } from '../method/target_tokens.js';
 import { makeSubsetFile, writeSubsetFile } from '../method/subset_file.js';
 import { type Granularity, VariableSpace } from '../method/variables.js';
 import { type Deps, type RunOptions, UsageError, defaultDeps, openDataset, openEngine, openRun, parseFloatArg, parseIntArg, parseList, progressBar } from './common.js';
@@ -47,6 +51,9 @@ export async function searchCommand(o: SearchCliOptions, deps: Deps = defaultDep
   const opt: SearchOptions = { ...REFERENCE_SEARCH };
   for (const k of Object.keys(REFERENCE_SEARCH) as (keyof SearchOptions)[]) if (o[k] !== undefined) (opt as unknown as Record<string, unknown>)[k] = o[k];
   if (!['none', 'encoder-only', 'decoder-only'].includes(opt.restrict)) throw new UsageError(`--restrict must be none, encoder-only or decoder-only, got '${opt.restrict}'`);
+  if (opt.objective !== 'pixel' && opt.objective !== 'token') throw new UsageError(`--objective must be pixel or token, got '${opt.objective}'`);
+  if (opt.tokenLoss !== 'ce' && opt.tokenLoss !== 'accuracy') throw new UsageError(`--token-loss must be ce or accuracy, got '${opt.tokenLoss}'`);
+  const tokenObjective = opt.objective === 'token';
   const g = o.granularity ?? 1;
   if (g !== 0 && g !== 1 && g !== 2) throw new UsageError(`--granularity must be 0, 1 or 2, got ${g}`);
 
@@ -62,9 +69,17 @@ export async function searchCommand(o: SearchCliOptions, deps: Deps = defaultDep
   const train = tasks.map((t) => episodeCanvases(ds, t, fold, seed, 0, perTask));
   const validation = valCount > 0 ? tasks.map((t) => episodeCanvases(ds, t, fold, seed, perTask, valCount)) : undefined;
 
-  const engine = await openEngine(ctx, deps, o.threads);
+  const engine = await openEngine(ctx, deps, o.threads, { vqganEncoder: tokenObjective });
   const space = new VariableSpace(ctx.config, g as Granularity, 'zero-shot');
   mkdirSync(ctx.paths.searchDir(key), { recursive: true });
+  if (tokenObjective) {
+    if (!engine.encodeTokens) throw new UsageError('--objective token: this engine cannot encode tokens (it has no VQGAN encoder)');
+    const t0 = performance.now();
+    const tt = await cachedTargetTokens(ctx.paths.targetTokens(key), { encodeTokens: engine.encodeTokens.bind(engine) }, tasks, train, weightsIdentity(ctx.run.weights));
+    tt.tokens.forEach((tokens, i) => (train[i]!.targetTokens = tokens));
+    const how = tt.cached ? 'read from' : `computed in ${((performance.now() - t0) / 1000).toFixed(1)} s ->`;
+    deps.log(`target tokens of ${train.reduce((a, s) => a + s.count, 0)} training canvas(es) ${how} ${ctx.paths.targetTokens(key)}`);
+  }
   let stop = false;
   let stopAt = 0;
   let steps = 0;
@@ -137,6 +152,12 @@ export function searchProgram(deps: Deps = defaultDeps): Command {
     .option('--checkpoint-every <n>', 'steps between state writes', parseIntArg('--checkpoint-every'), REFERENCE_SEARCH.checkpointEvery)
     .option('--snapshot-every <n>', 'steps between probability snapshots in the log', parseIntArg('--snapshot-every'), REFERENCE_SEARCH.snapshotEvery)
     .option('--engine-batch <n>', 'most samples per engine call', parseIntArg('--engine-batch'), REFERENCE_SEARCH.engineBatch)
+    .option(
+      '--objective <space>',
+      'how training samples are scored: pixel (the reference: decode, then -IoU or MSE) | token (VQGAN token space: the MAE logits of the output quadrant against the VQGAN encoder tokens of the ground truth; no decode, needs encoder weights). Validation is pixel-space for both',
+      REFERENCE_SEARCH.objective,
+    )
+    .option('--token-loss <loss>', 'for --objective token: ce (mean cross-entropy of the 49 output tokens) | accuracy (minus the token accuracy)', REFERENCE_SEARCH.tokenLoss)
     .option('--resume', 'continue from search/<task>/state.json', false)
     .option('--force', 'start over, replacing an existing state', false)
     .action(async (opts: SearchCliOptions & { task: string[] }) => {

@@ -7,9 +7,15 @@
 // the logits and Adam moments are float64 and round-trip exactly through JSON, and the log is cut back
 // to the checkpoint's step on resume, so an interrupted and resumed search writes the same bytes as an
 // uninterrupted one (given the same engine).
+//
+// Objective (issue 9): 'pixel' (the reference) scores each training sample on its decoded image (-IoU
+// or MSE); 'token' scores it in VQGAN token space, the MAE's logits at the 49 output-quadrant positions
+// against the VQGAN encoder's tokens of the ground truth (cross-entropy, or minus the token accuracy),
+// so a training step runs the MAE only and never decodes. Validation and selection stay in pixel space
+// for both, so the two objectives are compared on the same footing.
 import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
-import type { TaskMeans } from '../engine.js';
+import { QUADRANT_TOKENS, type TaskMeans } from '../engine.js';
 import { Rng, type RngState } from '../data/rng.js';
 import { writeJsonAtomic } from './atomic_file.js';
 import type { ForwardEngine } from './forward_engine.js';
@@ -27,6 +33,8 @@ import {
 import type { VariableSpace } from './variables.js';
 
 export type TaskLoss = 'iou' | 'mse';
+export type Objective = 'pixel' | 'token';
+export type TokenLoss = 'ce' | 'accuracy';
 
 /** One task the search patches with: its means and how its samples are scored. */
 export interface SearchTask {
@@ -41,6 +49,8 @@ export interface CanvasSet {
   count: number;
   /** [count][3][111][111] uint8; default: each canvas's own bottom-right cell. */
   targets?: Uint8Array;
+  /** [count][49] VQGAN tokens of the ground-truth output quadrant; needed by training sets of the token objective (target_tokens.ts). */
+  targetTokens?: Int32Array;
 }
 
 export type Restrict = 'none' | 'decoder-only' | 'encoder-only';
@@ -61,6 +71,10 @@ export interface SearchOptions {
   snapshotEvery: number; // steps between probability snapshots in the log; 0 = only with validation
   /** Most samples per engine call (the step is split when larger; work sharing is per call). */
   engineBatch: number;
+  /** How training samples are scored: 'pixel' (the reference) or 'token' (VQGAN token space, no decode). */
+  objective: Objective;
+  /** The token objective's per-sample loss: mean cross-entropy ('ce') or minus the token accuracy. */
+  tokenLoss: TokenLoss;
 }
 
 export const REFERENCE_SEARCH: SearchOptions = {
@@ -78,6 +92,8 @@ export const REFERENCE_SEARCH: SearchOptions = {
   checkpointEvery: 10,
   snapshotEvery: 50,
   engineBatch: 320,
+  objective: 'pixel',
+  tokenLoss: 'ce',
 };
 
 export interface SearchInputs {
@@ -110,12 +126,14 @@ export interface ValidationResult {
 
 export interface StepRecord {
   step: number;
-  loss: number; // mean training loss (-IoU or MSE) over the step's samples
-  perTask: Record<string, number>; // mean training metric per task (IoU or MSE)
+  loss: number; // mean training loss over the step's samples: -IoU or MSE (pixel), token CE or -accuracy (token)
+  perTask: Record<string, number>; // mean training metric per task: IoU or MSE (pixel), token accuracy (token)
   expectedSize: number; // sum of probabilities after the step
   meanSampledSize: number;
   nonFinite: number; // samples whose loss was NaN (both masks empty, SPEC §8.8), given zero advantage
   uniqueForwards: number;
+  /** VQGAN decodes of the step's training forwards (0 for the token objective; validation not counted). */
+  uniqueDecodes: number;
   seconds: number;
   validation?: ValidationResult & { best: boolean };
   probabilities?: number[];
@@ -140,6 +158,11 @@ export interface SearchRunOptions {
 
 const higherIsBetter = (loss: TaskLoss) => loss === 'iou';
 
+/** The objective as recorded in the fingerprint: 'pixel', 'token-ce' or 'token-accuracy'. */
+export function objectiveName(opt: Pick<SearchOptions, 'objective' | 'tokenLoss'>): string {
+  return opt.objective === 'pixel' ? 'pixel' : `token-${opt.tokenLoss}`;
+}
+
 /** The identity of a search: a resume must match it exactly (steps may grow). */
 export function searchFingerprint(inp: SearchInputs, opt: SearchOptions): Record<string, unknown> {
   const h = createHash('sha256');
@@ -149,14 +172,17 @@ export function searchFingerprint(inp: SearchInputs, opt: SearchOptions): Record
     feed(inp.tasks[t]!.means.dec);
     feed(inp.train[t]!.canvases);
     if (inp.train[t]!.targets) feed(inp.train[t]!.targets!);
+    // The target tokens depend on the VQGAN encoder's weights as well as the canvases.
+    if (opt.objective === 'token') feed(inp.train[t]!.targetTokens!);
     const v = inp.validation?.[t];
     if (v) {
       feed(v.canvases);
       if (v.targets) feed(v.targets);
     }
   }
-  const { steps: _steps, checkpointEvery: _c, engineBatch: _b, ...rest } = opt;
+  const { steps: _steps, checkpointEvery: _c, engineBatch: _b, objective: _o, tokenLoss: _l, ...rest } = opt;
   return {
+    objective: objectiveName(opt),
     model: inp.engine.config,
     granularity: inp.space.granularity,
     mode: inp.space.mode,
@@ -219,7 +245,23 @@ function validateInputs(inp: SearchInputs, opt: SearchOptions): void {
   if (!Number.isInteger(opt.samplesPerStep) || opt.samplesPerStep < 2) throw new Error('search: samplesPerStep must be an integer >= 2');
   if (!Number.isInteger(opt.trainImages) || opt.trainImages < 1) throw new Error('search: trainImages must be >= 1');
   if (opt.engineBatch < 1) throw new Error('search: engineBatch must be >= 1');
+  if (opt.objective !== 'pixel' && opt.objective !== 'token') throw new Error(`search: objective must be 'pixel' or 'token', got '${opt.objective}'`);
+  if (opt.tokenLoss !== 'ce' && opt.tokenLoss !== 'accuracy') throw new Error(`search: tokenLoss must be 'ce' or 'accuracy', got '${opt.tokenLoss}'`);
+  if (opt.objective === 'token') {
+    for (let t = 0; t < inp.tasks.length; t++) {
+      const s = inp.train[t]!;
+      if (!s.targetTokens || s.targetTokens.length !== s.count * QUADRANT_TOKENS) {
+        throw new Error(`search: the token objective needs [${s.count}][${QUADRANT_TOKENS}] target tokens for the training canvases of '${inp.tasks[t]!.name}' (see target_tokens.ts)`);
+      }
+    }
+  }
 }
+
+/** How a batch of patched forwards is scored: the task's pixel loss, or a token loss. */
+type Scoring = { kind: 'pixel' } | { kind: 'token'; loss: 'token-ce' | 'token-accuracy' };
+const PIXEL: Scoring = { kind: 'pixel' };
+const trainingScoring = (opt: SearchOptions): Scoring =>
+  opt.objective === 'token' ? { kind: 'token', loss: opt.tokenLoss === 'ce' ? 'token-ce' : 'token-accuracy' } : PIXEL;
 
 /** Runs a set of patched forwards, one engine call per task (chunked by engineBatch); returns losses and metrics. */
 async function runPatched(
@@ -229,12 +271,14 @@ async function runPatched(
   sampleCanvas: Int32Array,
   masks: Uint8Array,
   engineBatch: number,
-): Promise<{ losses: Float64Array; metrics: Float64Array; uniqueForwards: number }> {
+  scoring: Scoring,
+): Promise<{ losses: Float64Array; metrics: Float64Array; uniqueForwards: number; uniqueDecodes: number }> {
   const n = sampleTask.length;
   const mb = inp.space.maskBytes;
   const losses = new Float64Array(n);
   const metrics = new Float64Array(n);
   let uniqueForwards = 0;
+  let uniqueDecodes = 0;
   for (let t = 0; t < inp.tasks.length; t++) {
     const idx: number[] = [];
     for (let i = 0; i < n; i++) if (sampleTask[i] === t) idx.push(i);
@@ -249,20 +293,20 @@ async function runPatched(
         canvases: set.canvases,
         canvasIndex,
         patch: { means: inp.tasks[t]!.means, masks: m },
-        loss: inp.tasks[t]!.loss,
-        targets: set.targets,
+        ...(scoring.kind === 'pixel' ? { loss: inp.tasks[t]!.loss, targets: set.targets } : { loss: scoring.loss, targetTokens: set.targetTokens }),
       });
       uniqueForwards += res.uniqueForwards;
+      uniqueDecodes += res.uniqueDecodes;
       chunk.forEach((i, k) => {
         losses[i] = res.losses![k]!;
         metrics[i] = res.metrics![k]!;
       });
     }
   }
-  return { losses, metrics, uniqueForwards };
+  return { losses, metrics, uniqueForwards, uniqueDecodes };
 }
 
-/** Mean metric of one subset (0/1 per variable) over each task's canvases. */
+/** Mean pixel-space metric (IoU or MSE) of one subset (0/1 per variable) over each task's canvases. */
 export async function evaluateSubset(inp: SearchInputs, sets: CanvasSet[], choice: Uint8Array, engineBatch: number): Promise<Record<string, number>> {
   const mask = inp.space.masks(choice, 1);
   const out: Record<string, number> = {};
@@ -273,7 +317,7 @@ export async function evaluateSubset(inp: SearchInputs, sets: CanvasSet[], choic
     const sampleCanvas = Int32Array.from({ length: n }, (_, i) => i);
     const masks = new Uint8Array(n * mask.length);
     for (let i = 0; i < n; i++) masks.set(mask, i * mask.length);
-    const r = await runPatched(inp, sets, sampleTask, sampleCanvas, masks, engineBatch);
+    const r = await runPatched(inp, sets, sampleTask, sampleCanvas, masks, engineBatch, PIXEL);
     out[inp.tasks[t]!.name] = meanFinite(r.metrics);
   }
   return out;
@@ -321,7 +365,8 @@ export async function runSearch(inp: SearchInputs, opt: SearchOptions, run: Sear
   if (run.resume) {
     if (!run.statePath || !existsSync(run.statePath)) throw new Error(`--resume: no search state at ${run.statePath ?? '(no path)'}`);
     const s = readState(run.statePath);
-    const diff = fingerprintDiff(s.fingerprint, fingerprint);
+    // States written before the token objective existed were all pixel-space searches.
+    const diff = fingerprintDiff({ objective: 'pixel', ...s.fingerprint }, fingerprint);
     if (diff.length) {
       throw new Error(`--resume: ${run.statePath} was written by a different search configuration; nothing was changed.\n  ${diff.slice(0, 8).join('\n  ')}`);
     }
@@ -358,6 +403,7 @@ export async function runSearch(inp: SearchInputs, opt: SearchOptions, run: Sear
   const choices = new Uint8Array(B * V);
   const masks = new Uint8Array(B * space.maskBytes);
   const primary = inp.tasks[0]!;
+  const scoring = trainingScoring(opt);
   let stopped = false;
 
   while (step < opt.steps) {
@@ -365,7 +411,7 @@ export async function runSearch(inp: SearchInputs, opt: SearchOptions, run: Sear
     const probs = probabilities(logits);
     sampleChoices(probs, B, rng, choices);
     space.masks(choices, B, masks);
-    const r = await runPatched(inp, inp.train, sampleTask, sampleCanvas, masks, opt.engineBatch);
+    const r = await runPatched(inp, inp.train, sampleTask, sampleCanvas, masks, opt.engineBatch, scoring);
 
     // NaN losses (IoU of two empty masks) would poison the whole step as in the reference; they get the
     // mean loss of their task instead, i.e. zero advantage, and are counted in the log.
@@ -397,6 +443,7 @@ export async function runSearch(inp: SearchInputs, opt: SearchOptions, run: Sear
       meanSampledSize: sampled / B,
       nonFinite,
       uniqueForwards: r.uniqueForwards,
+      uniqueDecodes: r.uniqueDecodes,
       seconds: 0,
     };
 

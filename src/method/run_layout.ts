@@ -15,6 +15,9 @@
 //     log.jsonl                 one StepRecord per step: loss, per-task training metric, expected
 //                               subset size, validation metric (every --validate-every steps),
 //                               probability snapshots (with validation and every --snapshot-every)
+//     target_tokens.json        only for --objective token: the VQGAN encoder's output-quadrant tokens
+//                               of each training canvas's ground truth, under a key hashing the canvases,
+//                               targets and weights (target_tokens.ts); reused on --resume
 //     subset.json               SubsetFile: the final variable choice, its (layer, head, positions),
 //                               the selected logits and probabilities
 //   eval/
@@ -37,6 +40,7 @@ export interface RunPaths {
   searchDir: (task: string) => string;
   searchState: (task: string) => string;
   searchLog: (task: string) => string;
+  targetTokens: (task: string) => string;
   subset: (task: string) => string;
   evalDir: string;
   evalJson: string;
@@ -58,6 +62,7 @@ export function runPaths(root: string): RunPaths {
     searchDir: s,
     searchState: (t) => join(s(t), 'state.json'),
     searchLog: (t) => join(s(t), 'log.jsonl'),
+    targetTokens: (t) => join(s(t), 'target_tokens.json'),
     subset: (t) => join(s(t), 'subset.json'),
     evalDir: join(root, 'eval'),
     evalJson: join(root, 'eval', 'results.json'),

@@ -1,10 +1,10 @@
 // Random MAE-VQGAN weights for any config (the demo and tests use the tiny preset): every key the
-// engine reads (SPEC §2, VQGAN under "vae."), initialised as the original modules are at construction
+// engine reads (SPEC §2, VQGAN under "vae.", its encoder included), initialised as the original modules are at construction
 // (LayerNorm/GroupNorm 1 and 0, Linear and Conv with fan-in scaled uniforms, fixed 2-D sin-cos
 // position embeddings, a uniform codebook), so activations stay in a sensible range and decoded
 // images are not constant. Seeded: the same seed gives the same file.
 import { GRID, type ModelConfig } from '../config.js';
-import { maeKeys, vqDecodeKeys } from '../checkpoint/keys.js';
+import { maeKeys, vqDecodeKeys, vqEncodeKeys } from '../checkpoint/keys.js';
 import { type SafeTensor, writeSafetensors } from '../checkpoint/safetensors.js';
 import { Rng } from '../data/rng.js';
 
@@ -56,13 +56,18 @@ function initTensor(key: string, shape: number[], c: ModelConfig, rng: Rng): Flo
   return data;
 }
 
-/** All weight tensors of a model (MAE keys, then "vae."-prefixed VQGAN decode keys). */
+/**
+ * All weight tensors of a model: MAE keys, then "vae."-prefixed VQGAN decode keys, then the VQGAN
+ * encoder keys (encoder.*, quant_conv.*) that the token-space search objective needs for its targets.
+ * Each tensor has its own RNG stream (forked by key), so adding keys leaves the others unchanged.
+ */
 export function randomWeights(c: ModelConfig, seed: number): Map<string, SafeTensor> {
   const rng = Rng.fromSeed(seed);
   const out = new Map<string, SafeTensor>();
   const add = (key: string, shape: number[]) => out.set(key, { dtype: 'F32', shape, data: initTensor(key, shape, c, rng.fork(key)) });
   for (const [k, s] of maeKeys(c)) add(k, s);
   for (const [k, s] of vqDecodeKeys(c)) add(`vae.${k}`, s);
+  for (const [k, s] of vqEncodeKeys(c)) add(`vae.${k}`, s);
   return out;
 }
 
