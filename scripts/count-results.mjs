@@ -10,6 +10,10 @@ let skipped = 0;
 
 if (junitPath && existsSync(junitPath)) {
   const xml = readFileSync(junitPath, 'utf8');
+  if (!/<testcase\b/.test(xml)) {
+    console.error('count-results: ctest ran no test (were the C++ tests built? apt-get install libgtest-dev)');
+    failed++;
+  }
   for (const m of xml.matchAll(/<testcase\b[^>]*?(\/>|>([\s\S]*?)<\/testcase>)/g)) {
     const body = m[2] ?? '';
     const status = /status="([a-z]+)"/.exec(m[0])?.[1];

@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 mkdir -p build
 jobs=$(nproc 2>/dev/null || echo 2)
 
-if ! npx cmake-js compile --out build --parallel "$jobs" --CDVTV_TESTS=ON --CDVTV_BENCH=ON > build/build.log 2>&1; then
+# configure explicitly: an earlier `npm install` may have configured build/ without the tests.
+if ! { npx cmake-js configure --out build --CDVTV_TESTS=ON --CDVTV_BENCH=ON &&
+       npx cmake-js build --out build --parallel "$jobs"; } > build/build.log 2>&1; then
   tail -n 60 build/build.log
   echo "native build failed (full log: build/build.log)"
   echo "0 passed, 1 failed"
