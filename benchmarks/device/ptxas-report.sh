@@ -53,6 +53,7 @@ bad = [r for r in rows if r[5] not in ("0", "?") or r[6] not in ("0", "?")]
 print("# spills: " + ("none" if not bad else ", ".join("%s %s" % (r[0], r[1]) for r in bad)))
 print("# dynamic shared memory (not in the table): mha_kernel<DH> takes 4*(N*(2*DH+1) + 8*DH + 8*N) bytes,")
 print("#   e.g. 110,004 for N=197, DH=64; 83,152 for N=148, DH=64; 58,548 for N=197, DH=32 (sm_80 allows 163 KB, sm_90 227 KB)")
+print("# conv_out_kernel takes 4*29*Ci bytes of dynamic shared memory: 14,848 at Ci = 128 (the decoder's conv_out)")
 PY
 } >"$out"
 cat "$out"

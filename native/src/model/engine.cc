@@ -16,6 +16,7 @@
 #include "cuda/probe.h"
 #ifdef VTV_WITH_CUDA
 #include "cuda/mae_cuda.h"
+#include "cuda/vqgan_cuda.h"
 #endif
 #include "model/activation_budget.h"
 #include "model/losses.h"
@@ -94,6 +95,7 @@ class EngineImpl {
   std::unique_ptr<model::VqganEncoder> vq_enc_;
 #ifdef VTV_WITH_CUDA
   std::unique_ptr<cuda::MaeCuda> mae_cuda_;  // the transformer path on the GPU (backend "cuda")
+  std::unique_ptr<cuda::VqganCuda> vq_cuda_;  // the VQGAN decode and pixel losses on the GPU (backend "cuda")
 #endif
   std::mutex mutex_;  // forward() reuses scratch buffers
   friend class Engine;
@@ -114,7 +116,7 @@ EngineImpl::EngineImpl(const ModelConfig& cfg, std::shared_ptr<Weights> weights,
   if (options.backend == "cuda") {
     if (!probe.compiled || !probe.usable) throw Error("engine: backend 'cuda' requested but cuda is not usable: " + probe.detail);
     backend = "cuda";
-    reason = "cuda requested (" + probe.detail + "): MAE encoder, decoder and head on the GPU, VQGAN on the cpu";
+    reason = "cuda requested (" + probe.detail + "): MAE, VQGAN decoder and pixel losses on the GPU";
   } else if (options.backend == "cpu") {
     reason = "cpu requested";
   } else if (probe.compiled && probe.usable && kCudaForwardVerified) {
@@ -140,6 +142,9 @@ EngineImpl::EngineImpl(const ModelConfig& cfg, std::shared_ptr<Weights> weights,
   if (options.need_vqgan) {
     vq_w_ = model::bind_vqgan_decoder(*weights_, config);
     vq_ = std::make_unique<model::VqganDecoder>(config, vq_w_);
+#ifdef VTV_WITH_CUDA
+    if (backend == "cuda") vq_cuda_ = std::make_unique<cuda::VqganCuda>(config, vq_w_, cuda::parse_precision(options.precision));
+#endif
   }
   if (options.need_vqgan_encoder) {
     vq_enc_w_ = model::bind_vqgan_encoder(*weights_, config);
@@ -398,8 +403,67 @@ void EngineImpl::forward(const ForwardRequest& rq, ForwardResult& rs) {
   }
   const uint8_t* targets = rq.targets ? rq.targets : own_targets.data();
 
-  const int64_t dchunk = model::chunk_samples(vq_->bytes_per_sample() + canvas_floats * 4, kMaxDecodeChunk);
   std::vector<float> pixels;
+#ifdef VTV_WITH_CUDA
+  if (vq_cuda_) {
+    // The distinct grids go to the GPU; one score job per sample (its grid, its canvas's target), so only
+    // the losses come back unless pixels or images are asked for.
+    const bool want_pixels = rs.pixels || rs.images;
+    const int64_t gchunk = want_pixels ? kMaxDecodeChunk : G;  // bounds the host pixel buffer
+    std::vector<int32_t> grid_tokens, job_grid, job_target, job_sample;
+    std::vector<float> job_loss, job_metric;
+    for (int64_t g0 = 0; g0 < G; g0 += gchunk) {
+      const int64_t n = std::min<int64_t>(gchunk, G - g0);
+      grid_tokens.resize(static_cast<size_t>(n * kPatches));
+      job_grid.clear();
+      job_target.clear();
+      job_sample.clear();
+      for (int64_t i = 0; i < n; ++i) {
+        const int32_t* src = tokens.data() + int64_t(dg.first[static_cast<size_t>(g0 + i)]) * kPatches;
+        std::copy(src, src + kPatches, grid_tokens.begin() + i * kPatches);
+        if (!pixel_loss) continue;
+        for (int b : grid_samples[static_cast<size_t>(g0 + i)]) {
+          job_grid.push_back(static_cast<int32_t>(i));
+          job_target.push_back(canvas_of(b));
+          job_sample.push_back(b);
+        }
+      }
+      cuda::VqganScoreJobs sj;
+      if (pixel_loss) {
+        sj.loss = rq.loss;
+        sj.count = static_cast<int64_t>(job_grid.size());
+        sj.grid = job_grid.data();
+        sj.target = job_target.data();
+        sj.targets = targets;
+        sj.num_targets = rq.num_canvases;
+      }
+      job_loss.resize(job_grid.size());
+      job_metric.resize(job_grid.size());
+      if (want_pixels) pixels.resize(static_cast<size_t>(n * canvas_floats));
+      vq_cuda_->run(grid_tokens.data(), n, sj, {want_pixels ? pixels.data() : nullptr, job_loss.data(), job_metric.data()});
+      for (size_t j = 0; j < job_sample.size(); ++j) {
+        if (rs.losses) rs.losses[job_sample[j]] = job_loss[j];
+        if (rs.metrics) rs.metrics[job_sample[j]] = job_metric[j];
+      }
+      if (!want_pixels) continue;
+      pool.parallel_for(n, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          const float* px = pixels.data() + i * canvas_floats;
+          for (int b : grid_samples[static_cast<size_t>(g0 + i)]) {
+            if (rs.pixels) std::memcpy(rs.pixels + int64_t(b) * canvas_floats, px, sizeof(float) * canvas_floats);
+            if (rs.images) {
+              uint8_t* img = rs.images + int64_t(b) * canvas_floats;
+              for (int64_t k = 0; k < canvas_floats; ++k) img[k] = model::pixel_to_byte(px[k]);
+            }
+          }
+        }
+      });
+    }
+    rs.unique_decodes = G;
+    return;
+  }
+#endif
+  const int64_t dchunk = model::chunk_samples(vq_->bytes_per_sample() + canvas_floats * 4, kMaxDecodeChunk);
   std::vector<const int32_t*> grids;
   for (int64_t g0 = 0; g0 < G; g0 += dchunk) {
     const int64_t n = std::min<int64_t>(dchunk, G - g0);

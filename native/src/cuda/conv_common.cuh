@@ -1,0 +1,123 @@
+// What the two implicit-GEMM convolution kernels (conv_f32.cu, conv_bf16.cu) share: the GEMM view of a
+// convolution, the gather of one input value (upsampling, zero padding and the GroupNorm prologue
+// folded in), the epilogue of one output value, and the argument checks.
+//
+// GEMM view, per sample n: C[co][p] = sum_k W[co][k] * B[k][p] with k = (ci, ky, kx) in the weight's own
+// order (W is [Co][Ci][KS][KS] = [Co][K] row-major) and p = oy * Wo + ox an output pixel;
+// B[k][p] = prologue(x[n][ci][iy >> up][ix >> up]) for iy = oy + ky - KS/2, ix = ox + kx - KS/2 inside
+// the (upsampled) input, else 0. The grid is (pixel tiles of one sample, Co tiles, samples), so a block
+// never mixes samples and its GroupNorm sums belong to one sample.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "cuda/group_norm.cuh"
+#include "cuda/vqgan_kernels.h"
+#include "vtv/error.h"
+
+namespace vtv::cuda {
+
+constexpr int kConvMaxCi = 512;  // the prologue's per-channel tables live in static shared memory
+
+struct ConvParams {
+  const float* x;
+  int Ci, H, W, up;  // stored input; up = 1 reads it as its nearest x2 upsampling
+  int Ho, Wo, Co, K;
+  const float* bias;
+  const float* residual;
+  float* y;
+  GroupNormIn norm;
+  double* stats_out;
+  int stats_groups;
+};
+
+inline ConvParams conv_params(const ConvArgs& a) {
+  ConvParams p;
+  p.x = a.x;
+  p.Ci = a.Ci;
+  p.H = a.H;
+  p.W = a.W;
+  p.up = a.upsample2x ? 1 : 0;
+  p.Ho = a.H << p.up;
+  p.Wo = a.W << p.up;
+  p.Co = a.Co;
+  p.K = a.Ci * a.k * a.k;
+  p.bias = a.bias;
+  p.residual = a.residual;
+  p.y = a.y;
+  p.norm = a.norm;
+  p.stats_out = a.stats_out;
+  p.stats_groups = a.stats_groups;
+  return p;
+}
+
+// Where pixel p of the output sits, fixed for a thread across the whole K loop.
+struct ConvPixel {
+  int oy, ox;
+  bool valid;
+};
+
+__device__ __forceinline__ ConvPixel conv_pixel(const ConvParams& p, int pix) {
+  ConvPixel q;
+  q.valid = pix < p.Ho * p.Wo;
+  q.oy = q.valid ? pix / p.Wo : 0;
+  q.ox = q.valid ? pix - q.oy * p.Wo : 0;
+  return q;
+}
+
+// B[k][p] for sample base xn (= x + n*Ci*H*W); sc/sh: the prologue tables (unused without norm).
+template <int KS>
+__device__ __forceinline__ float conv_gather(const ConvParams& p, const float* __restrict__ xn, const ConvPixel& px,
+                                             int k, const float* sc, const float* sh) {
+  if (!px.valid || k >= p.K) return 0.0f;
+  int ci, iy, ix;
+  if (KS == 1) {
+    ci = k;
+    iy = px.oy;
+    ix = px.ox;
+  } else {
+    ci = k / (KS * KS);
+    const int r = k - ci * (KS * KS);
+    const int ky = r / KS, kx = r - ky * KS;
+    iy = px.oy + ky - KS / 2;
+    ix = px.ox + kx - KS / 2;
+    if (iy < 0 || iy >= p.Ho || ix < 0 || ix >= p.Wo) return 0.0f;  // padding: zero after the prologue
+  }
+  const float v = __ldg(xn + (int64_t(ci) * p.H + (iy >> p.up)) * p.W + (ix >> p.up));
+  return p.norm.stats ? group_norm_value(v, sc[ci], sh[ci], p.norm.swish) : v;
+}
+
+// Output value of (n, co, pix): + bias, + residual, stored; returns it for the statistics.
+__device__ __forceinline__ float conv_store(const ConvParams& p, int64_t n, int co, int pix, float acc) {
+  const int64_t off = (n * p.Co + co) * int64_t(p.Ho) * p.Wo + pix;
+  float v = acc + p.bias[co];
+  if (p.residual) v += p.residual[off];
+  p.y[off] = v;
+  return v;
+}
+
+inline void validate_conv(const ConvArgs& a, const char* name) {
+  const std::string n(name);
+  check(a.N >= 0 && a.Ci > 0 && a.H > 0 && a.W > 0 && a.Co > 0,
+        n + ": sizes must be positive (N " + std::to_string(a.N) + ", Ci " + std::to_string(a.Ci) + ", H " +
+            std::to_string(a.H) + ", W " + std::to_string(a.W) + ", Co " + std::to_string(a.Co) + ")");
+  check(a.k == 1 || a.k == 3, n + ": kernel size must be 1 or 3, got " + std::to_string(a.k));
+  check(a.Ci % 8 == 0, n + ": Ci must be a multiple of 8 (16-byte weight rows), got " + std::to_string(a.Ci));
+  check(a.Ci <= kConvMaxCi, n + ": Ci must be at most " + std::to_string(kConvMaxCi) + ", got " + std::to_string(a.Ci));
+  check(a.x != nullptr && a.y != nullptr && a.bias != nullptr, n + ": x, y and bias must be set");
+  check(a.x != a.y, n + ": x must not alias y");
+  check(a.residual != a.x || a.residual == nullptr, n + ": residual must not alias x");
+  const int64_t ho = int64_t(a.H) << (a.upsample2x ? 1 : 0), wo = int64_t(a.W) << (a.upsample2x ? 1 : 0);
+  check(ho * wo < (int64_t(1) << 30), n + ": output map too large");
+  if (a.norm.stats) {
+    check(a.norm.gamma && a.norm.beta, n + ": the GroupNorm prologue needs gamma and beta");
+    check(a.norm.groups > 0 && a.Ci % a.norm.groups == 0,
+          n + ": Ci " + std::to_string(a.Ci) + " is not a multiple of the prologue's groups " + std::to_string(a.norm.groups));
+  }
+  if (a.stats_out) {
+    check(a.stats_groups > 0 && a.Co % a.stats_groups == 0,
+          n + ": Co " + std::to_string(a.Co) + " is not a multiple of stats_groups " + std::to_string(a.stats_groups));
+  }
+}
+
+}  // namespace vtv::cuda

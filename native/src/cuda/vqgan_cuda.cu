@@ -1,0 +1,508 @@
+// VqganCuda: the decoder's weights on the device and model::VqganDecoder::run + model::score_cell as a
+// sequence of kernels on one stream, captured as a CUDA graph per pass size.
+#include "cuda/vqgan_cuda.h"
+
+#include <algorithm>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "cuda/check.cuh"
+#include "cuda/device_buffer.h"
+#include "cuda/kernels.h"
+#include "cuda/vqgan_kernels.h"
+#include "model/losses.h"
+#include "vtv/error.h"
+
+namespace vtv::cuda {
+
+namespace {
+
+constexpr int64_t kPixelFloats = int64_t(3) * kImage * kImage;
+
+struct DevConv {
+  DeviceBuffer<float> w32, b;
+  DeviceBuffer<uint16_t> w16;
+  int in = 0, out = 0, k = 1;
+};
+
+struct DevNorm {
+  DeviceBuffer<float> gamma, beta;
+};
+
+struct DevResnet {
+  DevNorm norm1, norm2;
+  DevConv conv1, conv2, nin;
+  bool has_nin = false;
+};
+
+struct DevAttn {
+  DevNorm norm;
+  DevConv qkv, proj;  // qkv: q, k and v stacked into one 1x1 conv [3C][C]
+  int channels = 0;
+};
+
+struct DevLevel {
+  std::vector<DevResnet> blocks;
+  std::vector<DevAttn> attn;
+  DevConv upsample;
+  bool has_upsample = false;
+};
+
+DeviceBuffer<float> upload(const float* host, int64_t count, const std::string& what) {
+  check(host != nullptr, "VqganCuda: weight '" + what + "' is null");
+  DeviceBuffer<float> d(static_cast<size_t>(count));
+  d.upload(host, static_cast<size_t>(count));
+  return d;
+}
+
+DevConv upload_conv_raw(const float* w, const float* b, int out, int in, int k, Precision p, const std::string& what) {
+  DevConv d;
+  d.in = in;
+  d.out = out;
+  d.k = k;
+  const int64_t count = int64_t(out) * in * k * k;
+  d.b = upload(b, out, what + ".bias");
+  if (p == Precision::F32) {
+    d.w32 = upload(w, count, what + ".weight");
+  } else {
+    DeviceBuffer<float> tmp = upload(w, count, what + ".weight");
+    d.w16.resize(static_cast<size_t>(count));
+    f32_to_bf16(tmp.get(), count, d.w16.get());
+    device_synchronize();
+  }
+  return d;
+}
+
+DevConv upload_conv(const model::ConvW& w, Precision p, const std::string& what) {
+  return upload_conv_raw(w.w, w.b, w.out, w.in, w.k, p, what);
+}
+
+DevNorm upload_norm(const model::NormW& w, int64_t c, const std::string& what) {
+  return DevNorm{upload(w.gamma, c, what + ".weight"), upload(w.beta, c, what + ".bias")};
+}
+
+DevResnet upload_resnet(const model::ResnetBlockW& w, Precision p, const std::string& what) {
+  DevResnet d;
+  d.norm1 = upload_norm(w.norm1, w.in, what + ".norm1");
+  d.conv1 = upload_conv(w.conv1, p, what + ".conv1");
+  d.norm2 = upload_norm(w.norm2, w.out, what + ".norm2");
+  d.conv2 = upload_conv(w.conv2, p, what + ".conv2");
+  d.has_nin = w.nin_shortcut.w != nullptr;
+  if (d.has_nin) d.nin = upload_conv(w.nin_shortcut, p, what + ".nin_shortcut");
+  return d;
+}
+
+DevAttn upload_attn(const model::AttnBlockW& w, Precision p, const std::string& what) {
+  DevAttn d;
+  const int C = w.channels;
+  d.channels = C;
+  d.norm = upload_norm(w.norm, C, what + ".norm");
+  std::vector<float> wq(size_t(3) * C * C), bq(size_t(3) * C);
+  const model::ConvW* parts[3] = {&w.q, &w.k, &w.v};
+  for (int i = 0; i < 3; ++i) {
+    check(parts[i]->w && parts[i]->b && parts[i]->in == C && parts[i]->out == C && parts[i]->k == 1,
+          "VqganCuda: " + what + " q/k/v must be 1x1 " + std::to_string(C) + " -> " + std::to_string(C));
+    std::copy(parts[i]->w, parts[i]->w + int64_t(C) * C, wq.begin() + int64_t(i) * C * C);
+    std::copy(parts[i]->b, parts[i]->b + C, bq.begin() + int64_t(i) * C);
+  }
+  d.qkv = upload_conv_raw(wq.data(), bq.data(), 3 * C, C, 1, p, what + ".qkv");
+  d.proj = upload_conv(w.proj_out, p, what + ".proj_out");
+  return d;
+}
+
+size_t conv_bytes(const DevConv& c) {
+  return (c.w32.size() + c.b.size()) * sizeof(float) + c.w16.size() * sizeof(uint16_t);
+}
+size_t norm_bytes(const DevNorm& n) { return (n.gamma.size() + n.beta.size()) * sizeof(float); }
+size_t resnet_bytes(const DevResnet& r) {
+  return norm_bytes(r.norm1) + norm_bytes(r.norm2) + conv_bytes(r.conv1) + conv_bytes(r.conv2) + conv_bytes(r.nin);
+}
+size_t attn_bytes(const DevAttn& a) { return norm_bytes(a.norm) + conv_bytes(a.qkv) + conv_bytes(a.proj); }
+
+}  // namespace
+
+struct VqganCuda::State {
+  ModelConfig c;
+  Precision precision;
+  int max_chunk;
+  bool graphs_on;
+  int V = 0, Cz = 0;
+  DeviceBuffer<float> table;  // [V][Cz]: post_quant_conv(codebook[v])
+  DevConv conv_in, conv_out;  // conv_out is always fp32 (its own kernel)
+  DevResnet mid1, mid2;
+  DevAttn mid_attn;
+  std::vector<DevLevel> up;
+  DevNorm norm_out;
+  int64_t max_elems = 0, max_attn = 0;  // per sample: largest feature map, largest attention map (C*HW)
+
+  // Activations of one pass (capacity grids), grown on demand; growing drops the captured graphs.
+  int64_t capacity = 0;
+  DeviceBuffer<float> ring[3];
+  DeviceBuffer<double> stats[3];  // GroupNorm statistics of ring[i]'s current map: [n][groups][2]
+  DeviceBuffer<float> qkv, att, pixels;
+  DeviceBuffer<int32_t> tokens;
+  // Scoring.
+  DeviceBuffer<uint8_t> targets;
+  DeviceBuffer<int32_t> job_image, job_target;
+  DeviceBuffer<float> job_loss, job_metric;
+
+  cudaStream_t stream = nullptr;
+  std::map<int64_t, cudaGraphExec_t> graphs;
+
+  // ---- the forward, as enqueued work ------------------------------------------------------------
+  int cur = 0;
+  int H = 0, W = 0;
+  float* buf(int i) { return ring[i % 3].get(); }
+  double* st(int i) { return stats[i % 3].get(); }
+
+  GroupNormIn gn(const DevNorm& w, const double* s, bool swish) const {
+    GroupNormIn g;
+    g.stats = s;
+    g.gamma = w.gamma.get();
+    g.beta = w.beta.get();
+    g.groups = c.vq.groups;
+    g.eps = c.vq.eps;
+    g.swish = swish;
+    return g;
+  }
+
+  void conv(const DevConv& w, const float* x, int64_t n, bool up2, float* y, const float* residual,
+            const GroupNormIn& norm, double* stats_out) {
+    ConvArgs a;
+    a.x = x;
+    a.N = n;
+    a.Ci = w.in;
+    a.H = H;
+    a.W = W;
+    a.upsample2x = up2;
+    a.Co = w.out;
+    a.k = w.k;
+    if (precision == Precision::F32) a.w_f32 = w.w32.get();
+    else a.w_bf16 = w.w16.get();
+    a.bias = w.b.get();
+    a.residual = residual;
+    a.y = y;
+    a.norm = norm;
+    a.stats_out = stats_out;
+    a.stats_groups = c.vq.groups;
+    conv2d(a, stream);
+  }
+
+  // ResnetBlock: shortcut(x) + conv2(swish(GN2(conv1(swish(GN1(x)))))); the result becomes current.
+  void resnet(const DevResnet& w, int64_t n) {
+    const int t2 = (cur + 1) % 3, sc = (cur + 2) % 3;
+    conv(w.conv1, buf(cur), n, false, buf(t2), nullptr, gn(w.norm1, st(cur), true), st(t2));
+    if (w.has_nin) {
+      conv(w.nin, buf(cur), n, false, buf(sc), nullptr, GroupNormIn{}, nullptr);
+      conv(w.conv2, buf(t2), n, false, buf(sc), buf(sc), gn(w.norm2, st(t2), true), st(sc));
+      cur = sc;
+    } else {
+      conv(w.conv2, buf(t2), n, false, buf(cur), buf(cur), gn(w.norm2, st(t2), true), st(cur));
+    }
+  }
+
+  // AttnBlock: x + proj_out(attention(q, k, v of GN(x))), in place on the current map.
+  void attention(const DevAttn& w, int64_t n) {
+    const int C = w.channels;
+    conv(w.qkv, buf(cur), n, false, qkv.get(), nullptr, gn(w.norm, st(cur), false), nullptr);
+    spatial_attention(qkv.get(), n, C, H * W, att.get(), stream);
+    conv(w.proj, att.get(), n, false, buf(cur), buf(cur), GroupNormIn{}, st(cur));
+  }
+
+  // tokens (device, n grids) -> pixels (device).
+  void forward(int64_t n) {
+    H = W = kGrid;
+    codebook_lookup(tokens.get(), n, table.get(), V, Cz, buf(1), stream);
+    conv(conv_in, buf(1), n, false, buf(0), nullptr, GroupNormIn{}, st(0));
+    cur = 0;
+    resnet(mid1, n);
+    attention(mid_attn, n);
+    resnet(mid2, n);
+    for (int i = c.vq.levels() - 1; i >= 0; --i) {
+      const DevLevel& L = up[static_cast<size_t>(i)];
+      for (size_t j = 0; j < L.blocks.size(); ++j) {
+        resnet(L.blocks[j], n);
+        if (!L.attn.empty()) attention(L.attn[j], n);
+      }
+      if (L.has_upsample) {
+        const int nxt = (cur + 1) % 3;
+        conv(L.upsample, buf(cur), n, true, buf(nxt), nullptr, GroupNormIn{}, st(nxt));
+        cur = nxt;
+        H *= 2;
+        W *= 2;
+      }
+    }
+    conv_out_pixels(buf(cur), n, conv_out.in, H, W, gn(norm_out, st(cur), true), conv_out.w32.get(), conv_out.b.get(),
+                    pixels.get(), stream);
+  }
+
+  void drop_graphs() {
+    for (auto& g : graphs) cudaGraphExecDestroy(g.second);
+    graphs.clear();
+  }
+
+  void ensure_capacity(int64_t n) {
+    if (n <= capacity) return;
+    drop_graphs();
+    const size_t N = static_cast<size_t>(n);
+    for (int i = 0; i < 3; ++i) {
+      ring[i].resize(N * static_cast<size_t>(max_elems));
+      stats[i].resize(N * static_cast<size_t>(c.vq.groups) * 2);
+    }
+    qkv.resize(N * 3 * static_cast<size_t>(max_attn));
+    att.resize(N * static_cast<size_t>(max_attn));
+    pixels.resize(N * static_cast<size_t>(kPixelFloats));
+    tokens.resize(N * kPatches);
+    capacity = n;
+  }
+
+  // The decode of n grids already in `tokens`: the graph for n (captured on first use), else direct.
+  void decode(int64_t n) {
+    if (graphs_on) {
+      auto it = graphs.find(n);
+      if (it == graphs.end()) {
+        cudaGraphExec_t exec = capture(n);
+        if (exec) it = graphs.emplace(n, exec).first;
+      }
+      if (it != graphs.end()) {
+        VTV_CUDA_CHECK(cudaGraphLaunch(it->second, stream));
+        return;
+      }
+    }
+    forward(n);
+  }
+
+  // Captures forward(n); on any failure turns graphs off for this object and returns null.
+  cudaGraphExec_t capture(int64_t n) {
+    auto fail = [&]() -> cudaGraphExec_t {
+      cudaGetLastError();  // clear a sticky launch error from the failed capture
+      graphs_on = false;
+      return nullptr;
+    };
+    if (cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) return fail();
+    cudaGraph_t graph = nullptr;
+    try {
+      forward(n);
+    } catch (const Error&) {
+      cudaStreamEndCapture(stream, &graph);
+      if (graph) cudaGraphDestroy(graph);
+      return fail();
+    }
+    if (cudaStreamEndCapture(stream, &graph) != cudaSuccess || graph == nullptr) {
+      if (graph) cudaGraphDestroy(graph);
+      return fail();
+    }
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (err != cudaSuccess) return fail();
+    return exec;
+  }
+
+  void run(const int32_t* tok, bool tok_on_device, int64_t grids, const VqganScoreJobs& sj, const VqganCudaOutputs& out);
+};
+
+VqganCuda::VqganCuda(const ModelConfig& config, const model::VqganDecoderW& w, Precision precision, int max_chunk,
+                     bool use_graphs)
+    : s_(std::make_unique<State>()) {
+  State& s = *s_;
+  config.validate();
+  check(max_chunk > 0, "VqganCuda: max_chunk must be positive, got " + std::to_string(max_chunk));
+  s.c = config;
+  s.precision = precision;
+  s.max_chunk = max_chunk;
+  s.graphs_on = use_graphs;
+  const VqganConfig& q = config.vq;
+  s.V = q.n_embed;
+  s.Cz = w.post_quant_conv.out;
+  check(w.codebook && w.post_quant_conv.w && w.post_quant_conv.b && w.post_quant_conv.k == 1 &&
+            w.post_quant_conv.in == q.embed_dim,
+        "VqganCuda: post_quant_conv must be a bound 1x1 conv from embed_dim " + std::to_string(q.embed_dim));
+  check(static_cast<int>(w.up.size()) == q.levels(), "VqganCuda: the weights hold " + std::to_string(w.up.size()) +
+                                                         " levels, the config " + std::to_string(q.levels()));
+
+  // post_quant_conv applied to every codebook vector (in double, rounded once).
+  {
+    const int Ce = q.embed_dim, Cz = s.Cz;
+    std::vector<float> table(size_t(s.V) * Cz);
+    for (int v = 0; v < s.V; ++v) {
+      const float* e = w.codebook + int64_t(v) * Ce;
+      for (int co = 0; co < Cz; ++co) {
+        const float* wr = w.post_quant_conv.w + int64_t(co) * Ce;
+        double acc = w.post_quant_conv.b[co];
+        for (int ci = 0; ci < Ce; ++ci) acc += double(wr[ci]) * double(e[ci]);
+        table[size_t(v) * Cz + co] = static_cast<float>(acc);
+      }
+    }
+    s.table = DeviceBuffer<float>(table);
+  }
+
+  // Upload in forward order while walking the shapes for the largest maps.
+  int64_t res = kGrid;
+  auto see = [&](int64_t channels, int64_t side) { s.max_elems = std::max(s.max_elems, channels * side * side); };
+  see(s.Cz, res);
+  s.conv_in = upload_conv(w.conv_in, precision, "decoder.conv_in");
+  see(w.conv_in.out, res);
+  s.mid1 = upload_resnet(w.mid_block_1, precision, "decoder.mid.block_1");
+  s.mid_attn = upload_attn(w.mid_attn_1, precision, "decoder.mid.attn_1");
+  s.max_attn = std::max<int64_t>(s.max_attn, int64_t(w.mid_attn_1.channels) * res * res);
+  s.mid2 = upload_resnet(w.mid_block_2, precision, "decoder.mid.block_2");
+  s.up.resize(static_cast<size_t>(q.levels()));
+  for (int i = q.levels() - 1; i >= 0; --i) {
+    const model::VqLevelW& L = w.up[static_cast<size_t>(i)];
+    DevLevel& D = s.up[static_cast<size_t>(i)];
+    const std::string name = "decoder.up." + std::to_string(i);
+    check(L.attn.empty() || L.attn.size() == L.blocks.size(), "VqganCuda: " + name + " has attention on some blocks only");
+    for (size_t j = 0; j < L.blocks.size(); ++j) {
+      D.blocks.push_back(upload_resnet(L.blocks[j], precision, name + ".block." + std::to_string(j)));
+      see(L.blocks[j].in, res);
+      see(L.blocks[j].out, res);
+      if (!L.attn.empty()) {
+        D.attn.push_back(upload_attn(L.attn[j], precision, name + ".attn." + std::to_string(j)));
+        s.max_attn = std::max<int64_t>(s.max_attn, int64_t(L.attn[j].channels) * res * res);
+      }
+    }
+    D.has_upsample = L.upsample.w != nullptr;
+    check(D.has_upsample == (i != 0), "VqganCuda: " + name + (i != 0 ? " lacks" : " has") + " an upsample conv");
+    if (D.has_upsample) {
+      D.upsample = upload_conv(L.upsample, precision, name + ".upsample.conv");
+      res *= 2;
+      see(L.channels, res);
+    }
+  }
+  check(res == kImage, "VqganCuda: the decoder's upsampling does not take 14x14 tokens to 224x224 pixels");
+  s.norm_out = upload_norm(w.norm_out, w.conv_out.in, "decoder.norm_out");
+  check(w.conv_out.out == 3 && w.conv_out.k == 3, "VqganCuda: decoder.conv_out must be 3x3 to 3 channels");
+  s.conv_out = upload_conv(w.conv_out, Precision::F32, "decoder.conv_out");
+  VTV_CUDA_CHECK(cudaStreamCreate(&s.stream));
+  device_synchronize();
+}
+
+VqganCuda::~VqganCuda() {
+  if (!s_) return;
+  s_->drop_graphs();
+  if (s_->stream) {
+    cudaStreamSynchronize(s_->stream);
+    cudaStreamDestroy(s_->stream);
+  }
+}
+
+Precision VqganCuda::precision() const { return s_->precision; }
+bool VqganCuda::graphs_enabled() const { return s_->graphs_on; }
+int VqganCuda::graphs_captured() const { return static_cast<int>(s_->graphs.size()); }
+
+size_t VqganCuda::weight_bytes() const {
+  const State& s = *s_;
+  size_t b = s.table.size() * sizeof(float) + conv_bytes(s.conv_in) + conv_bytes(s.conv_out) + norm_bytes(s.norm_out);
+  b += resnet_bytes(s.mid1) + resnet_bytes(s.mid2) + attn_bytes(s.mid_attn);
+  for (const DevLevel& L : s.up) {
+    for (const auto& r : L.blocks) b += resnet_bytes(r);
+    for (const auto& a : L.attn) b += attn_bytes(a);
+    b += conv_bytes(L.upsample);
+  }
+  return b;
+}
+
+int64_t VqganCuda::device_bytes_per_sample() const {
+  const State& s = *s_;
+  return (3 * s.max_elems + 4 * s.max_attn + kPixelFloats) * int64_t(sizeof(float)) +
+         3 * int64_t(s.c.vq.groups) * 2 * int64_t(sizeof(double)) + kPatches * int64_t(sizeof(int32_t));
+}
+
+void VqganCuda::run(const int32_t* tokens, int64_t grids, const VqganScoreJobs& scores, const VqganCudaOutputs& out) {
+  s_->run(tokens, false, grids, scores, out);
+}
+
+void VqganCuda::run_device(const int32_t* tokens_device, int64_t grids, const VqganScoreJobs& scores,
+                           const VqganCudaOutputs& out) {
+  s_->run(tokens_device, true, grids, scores, out);
+}
+
+void VqganCuda::State::run(const int32_t* tok, bool tok_on_device, int64_t grids, const VqganScoreJobs& sj,
+                           const VqganCudaOutputs& out) {
+  check(grids >= 0, "VqganCuda::run: grids must be >= 0, got " + std::to_string(grids));
+  check(grids == 0 || tok != nullptr, "VqganCuda::run: tokens is null");
+  const bool scoring = sj.loss != Loss::None;
+  if (scoring) {
+    check(sj.loss == Loss::IoU || sj.loss == Loss::MSE, "VqganCuda::run: scores.loss must be None, IoU or MSE");
+    check(sj.count >= 0 && (sj.count == 0 || (sj.grid && sj.target)),
+          "VqganCuda::run: scores.grid and scores.target must be set for scores.count > 0");
+    check(sj.count == 0 || (sj.targets && sj.num_targets > 0), "VqganCuda::run: scores.targets must be set");
+    check(sj.count == 0 || out.losses || out.metrics, "VqganCuda::run: scoring asks for neither losses nor metrics");
+    for (int64_t j = 0; j < sj.count; ++j) {
+      check(sj.grid[j] >= 0 && sj.grid[j] < grids, "VqganCuda::run: scores.grid[" + std::to_string(j) + "] = " +
+                                                       std::to_string(sj.grid[j]) + " is outside [0, " +
+                                                       std::to_string(grids) + ")");
+      check(sj.target[j] >= 0 && sj.target[j] < sj.num_targets,
+            "VqganCuda::run: scores.target[" + std::to_string(j) + "] = " + std::to_string(sj.target[j]) +
+                " is outside [0, " + std::to_string(sj.num_targets) + ")");
+    }
+  }
+  if (grids == 0) return;
+  if (!out.pixels && !(scoring && sj.count > 0)) return;  // nothing asked for
+
+  const uint8_t* targets_dev = nullptr;
+  if (scoring && sj.count > 0) {
+    if (sj.targets_on_device) {
+      targets_dev = sj.targets;
+    } else {
+      const size_t bytes = static_cast<size_t>(sj.num_targets * model::kCellBytes);
+      targets.resize(bytes);
+      VTV_CUDA_CHECK(cudaMemcpyAsync(targets.get(), sj.targets, bytes, cudaMemcpyHostToDevice, stream));
+      targets_dev = targets.get();
+    }
+  }
+  // Score jobs grouped by pass.
+  std::vector<std::vector<int64_t>> jobs_of_pass;
+  const int64_t passes = (grids + max_chunk - 1) / max_chunk;
+  if (scoring) {
+    jobs_of_pass.resize(static_cast<size_t>(passes));
+    for (int64_t j = 0; j < sj.count; ++j) jobs_of_pass[static_cast<size_t>(sj.grid[j] / max_chunk)].push_back(j);
+  }
+  std::vector<int32_t> ji, jt;
+  std::vector<float> jl, jm;
+  for (int64_t pi = 0; pi < passes; ++pi) {
+    const int64_t g0 = pi * max_chunk, n = std::min<int64_t>(max_chunk, grids - g0);
+    ensure_capacity(n);
+    VTV_CUDA_CHECK(cudaMemcpyAsync(tokens.get(), tok + g0 * kPatches, sizeof(int32_t) * size_t(n) * kPatches,
+                                   tok_on_device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice, stream));
+    decode(n);
+    if (out.pixels) {
+      VTV_CUDA_CHECK(cudaMemcpyAsync(out.pixels + g0 * kPixelFloats, pixels.get(), sizeof(float) * size_t(n * kPixelFloats),
+                                     cudaMemcpyDeviceToHost, stream));
+    }
+    const std::vector<int64_t>* jobs = scoring ? &jobs_of_pass[static_cast<size_t>(pi)] : nullptr;
+    const int64_t m = jobs ? static_cast<int64_t>(jobs->size()) : 0;
+    if (m > 0) {
+      ji.resize(static_cast<size_t>(m));
+      jt.resize(static_cast<size_t>(m));
+      for (int64_t i = 0; i < m; ++i) {
+        const int64_t j = (*jobs)[static_cast<size_t>(i)];
+        ji[static_cast<size_t>(i)] = static_cast<int32_t>(sj.grid[j] - g0);
+        jt[static_cast<size_t>(i)] = sj.target[j];
+      }
+      job_image.resize(static_cast<size_t>(m));
+      job_target.resize(static_cast<size_t>(m));
+      job_loss.resize(static_cast<size_t>(m));
+      job_metric.resize(static_cast<size_t>(m));
+      VTV_CUDA_CHECK(cudaMemcpyAsync(job_image.get(), ji.data(), sizeof(int32_t) * size_t(m), cudaMemcpyHostToDevice, stream));
+      VTV_CUDA_CHECK(cudaMemcpyAsync(job_target.get(), jt.data(), sizeof(int32_t) * size_t(m), cudaMemcpyHostToDevice, stream));
+      cell_scores(sj.loss, pixels.get(), targets_dev, job_image.get(), job_target.get(), m, job_loss.get(),
+                  job_metric.get(), stream);
+      jl.resize(static_cast<size_t>(m));
+      jm.resize(static_cast<size_t>(m));
+      VTV_CUDA_CHECK(cudaMemcpyAsync(jl.data(), job_loss.get(), sizeof(float) * size_t(m), cudaMemcpyDeviceToHost, stream));
+      VTV_CUDA_CHECK(cudaMemcpyAsync(jm.data(), job_metric.get(), sizeof(float) * size_t(m), cudaMemcpyDeviceToHost, stream));
+    }
+    // The host vectors above are reused next pass: wait for this pass's copies.
+    VTV_CUDA_CHECK(cudaStreamSynchronize(stream));
+    for (int64_t i = 0; i < m; ++i) {
+      const int64_t j = (*jobs)[static_cast<size_t>(i)];
+      if (out.losses) out.losses[j] = jl[static_cast<size_t>(i)];
+      if (out.metrics) out.metrics[j] = jm[static_cast<size_t>(i)];
+    }
+  }
+}
+
+}  // namespace vtv::cuda

@@ -1,0 +1,70 @@
+// The VQGAN decoder (SPEC §1 "Tokens -> image") and the per-sample losses (SPEC §3) on an NVIDIA GPU:
+// the CUDA counterpart of model::VqganDecoder followed by model::score_cell. Token grids go in, pixels
+// and/or (loss, metric) per score job come out; between them nothing leaves the device. Weights are
+// uploaded once: bf16 copies of the convolution weights in bf16 mode (tensor cores, fp32 accumulation),
+// fp32 copies in fp32 mode (the parity mode); biases, norms, the codebook table and conv_out stay fp32.
+// post_quant_conv (1x1) is applied to the whole codebook at upload, so a token's first feature vector
+// is one table row. GroupNorm statistics are accumulated by the convolution that produces a map and
+// applied (with swish) by the one that reads it; nearest x2 upsampling is folded into the following
+// convolution's indexing. The decode of a pass of n grids is captured as a CUDA graph per n and
+// replayed (direct launches when capture fails or graphs are off).
+// Work sharing: the caller passes distinct grids and maps score jobs to them (any number of jobs per
+// grid), so a grid shared by many samples is decoded once. Not thread-safe: one run at a time.
+// This header includes no CUDA headers.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "cuda/mae_cuda.h"  // Precision
+#include "model/weights_view.h"
+#include "vtv/config.h"
+#include "vtv/engine.h"
+
+namespace vtv::cuda {
+
+// Score job j compares decoded grid grid[j] with target target[j]. loss None: no scoring.
+struct VqganScoreJobs {
+  Loss loss = Loss::None;             // IoU or MSE
+  int64_t count = 0;
+  const int32_t* grid = nullptr;      // host [count], each in [0, grids)
+  const int32_t* target = nullptr;    // host [count], each in [0, num_targets)
+  const uint8_t* targets = nullptr;   // [num_targets][3][111][111] bytes (model::canvas_target's layout)
+  int64_t num_targets = 0;
+  bool targets_on_device = false;     // targets is a device pointer (then it is read in place)
+};
+
+struct VqganCudaOutputs {  // host pointers, each written when non-null
+  float* pixels = nullptr;   // [grids][3][224][224] in [0, 1]
+  float* losses = nullptr;   // [count]: -IoU or MSE
+  float* metrics = nullptr;  // [count]: IoU or MSE
+};
+
+class VqganCuda {
+ public:
+  // max_chunk: grids per device pass (device memory: about device_bytes_per_sample() each).
+  // use_graphs: capture each pass size as a CUDA graph and replay it.
+  VqganCuda(const ModelConfig& config, const model::VqganDecoderW& weights, Precision precision, int max_chunk = 32,
+            bool use_graphs = true);
+  ~VqganCuda();
+  VqganCuda(const VqganCuda&) = delete;
+  VqganCuda& operator=(const VqganCuda&) = delete;
+
+  // tokens: host [grids][196], raster order, each in [0, n_embed) (a token outside writes NaN pixels).
+  void run(const int32_t* tokens, int64_t grids, const VqganScoreJobs& scores, const VqganCudaOutputs& out);
+  // The same with tokens already on the device ([grids][196] int32, e.g. MaeCuda's argmax grids).
+  void run_device(const int32_t* tokens_device, int64_t grids, const VqganScoreJobs& scores,
+                  const VqganCudaOutputs& out);
+
+  Precision precision() const;
+  size_t weight_bytes() const;
+  int64_t device_bytes_per_sample() const;
+  bool graphs_enabled() const;  // false when off, or after a capture failed (direct launches since)
+  int graphs_captured() const;  // pass sizes with an instantiated graph
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+};
+
+}  // namespace vtv::cuda

@@ -1,0 +1,87 @@
+// The CUDA kernels of the VQGAN decoder and the losses (SPEC §1 "Tokens -> image", §3 crop and
+// metrics), as host functions over device pointers, one family per file:
+//   conv_f32.cu / conv_bf16.cu  3x3 and 1x1 convolutions as implicit GEMM (fp32 FMA for parity, bf16
+//                               mma.sync with fp32 accumulation), nearest x2 upsampling folded into the
+//                               input indexing, GroupNorm(+swish) of the input applied as it is loaded,
+//                               GroupNorm statistics of the output accumulated in the epilogue
+//   conv_out.cu                 conv_out (Co = 3) with GroupNorm + swish before it and clamp/unmap after
+//   group_norm.cu               GroupNorm applied from producer statistics (what the conv prologue does,
+//                               as a standalone kernel the tests compare with cpu::group_norm)
+//   spatial_attention.cu        the single-head AttnBlock core at 14x14
+//   codebook.cu                 token grid -> post_quant_conv(codebook vectors), NCHW
+//   cell_loss.cu                the bottom-right 111x111 crop and the per-sample IoU / MSE
+// CPU counterparts: cpu::conv2d, cpu::group_norm, cpu::spatial_attention, model::VqganDecoder,
+// model::score_cell. Every function enqueues on `stream` and returns; bad arguments throw vtv::Error.
+// No CUDA headers here.
+#pragma once
+#include <cstdint>
+
+#include "cuda/device_buffer.h"
+#include "vtv/engine.h"
+
+namespace vtv::cuda {
+
+// GroupNorm statistics as the producing kernel leaves them: per (sample, group) the sum and the sum of
+// squares of the group's C/groups * H * W values, in double: stats[(n * groups + g) * 2 + {0, 1}].
+// The consumer turns them into mean and biased variance (E[x^2] - mean^2 in double) and then, as
+// cpu::group_norm does, into a = rstd * gamma[c], s = beta[c] - mean * a, y = x * a + s.
+struct GroupNormIn {
+  const double* stats = nullptr;  // null: the input is used as stored
+  const float* gamma = nullptr;
+  const float* beta = nullptr;
+  int groups = 0;
+  float eps = 1e-6f;
+  bool swish = false;  // y * sigmoid(y) after the affine
+};
+
+// y[N][Co][Ho][Wo] = conv(prologue(x)[N][Ci][H][W], w[Co][Ci][k][k]) + bias (+ residual), stride 1,
+// pad k/2, k in {1, 3}; Ho = 2H, Wo = 2W when upsample2x (the input is read as its nearest x2
+// upsampling), else H, W. prologue = GroupNorm (+ swish) from `norm` when norm.stats is set; padding
+// is zero after the prologue, as in PyTorch. residual may alias y (read, then written, by the same
+// thread); x must not alias y. stats_out (nullable): zeroed, then the GroupNorm statistics of y over
+// `stats_groups` groups are accumulated into it. Exactly one of w_f32 / w_bf16 picks the kernel.
+// Requirements: Ci % 8 == 0 and Ci <= 512, Co % stats_groups == 0 when stats_out is set.
+struct ConvArgs {
+  const float* x = nullptr;
+  int64_t N = 0;
+  int Ci = 0, H = 0, W = 0;
+  bool upsample2x = false;
+  int Co = 0, k = 3;
+  const float* w_f32 = nullptr;
+  const uint16_t* w_bf16 = nullptr;  // bf16 bit patterns, [Co][Ci*k*k]
+  const float* bias = nullptr;
+  const float* residual = nullptr;
+  float* y = nullptr;
+  GroupNormIn norm;
+  double* stats_out = nullptr;
+  int stats_groups = 0;
+};
+void conv2d(const ConvArgs& a, cudaStream_t stream = nullptr);
+
+// conv_out of the decoder with what surrounds it: pixels[N][3][H][W] = (clamp(conv3x3(swish(GN(x))) +
+// bias, -1, 1) + 1) / 2, in fp32 (both precisions: it is 3 output channels). w [3][Ci][3][3]. Ci <= 512.
+void conv_out_pixels(const float* x, int64_t N, int Ci, int H, int W, const GroupNormIn& norm, const float* w,
+                     const float* bias, float* pixels, cudaStream_t stream = nullptr);
+
+// y = GroupNorm(x) (+ swish) with the statistics in norm.stats (x [N][C][HW]); y may alias x.
+void group_norm_apply(const float* x, int64_t N, int C, int64_t HW, const GroupNormIn& norm, float* y,
+                      cudaStream_t stream = nullptr);
+
+// The AttnBlock core as cpu::spatial_attention, reading q, k, v from one tensor: for sample b,
+// q = qkv + b * 3*C*HW, k = q + C*HW, v = q + 2*C*HW (each [C][HW]); out[b][C][HW].
+// HW <= 256, C <= 512.
+void spatial_attention(const float* qkv, int64_t B, int C, int HW, float* out, cudaStream_t stream = nullptr);
+
+// z[n][c][t] = table[tokens[n][t]][c] for the 196 tokens of each grid; table [V][C] holds
+// post_quant_conv(codebook[v]). A token outside [0, V) writes NaN (the test poisons show it).
+void codebook_lookup(const int32_t* tokens, int64_t N, const float* table, int V, int C, float* z,
+                     cudaStream_t stream = nullptr);
+
+// Per score job j: the IoU or MSE (model::score_cell) of image[job_image[j]] ([3][224][224] pixels in
+// [0, 1], cropped to [113:224, 113:224] and truncated to bytes) against target[job_target[j]]
+// ([3][111][111] bytes). loss[j] = -IoU or MSE, metric[j] = IoU or MSE. Jobs' indices are device arrays.
+void cell_scores(Loss loss, const float* pixels, const uint8_t* targets, const int32_t* job_image,
+                 const int32_t* job_target, int64_t jobs, float* loss_out, float* metric_out,
+                 cudaStream_t stream = nullptr);
+
+}  // namespace vtv::cuda
