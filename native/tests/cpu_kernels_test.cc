@@ -232,6 +232,14 @@ void check_conv(const Conv2dShape& s, const char* what) {
 
 TEST(Conv2d, ThreeByThreePadOne) { check_conv(make_shape(2, 5, 9, 11, 7, 3, 1, 1, 1, 1, 1, false), "3x3"); }
 TEST(Conv2d, ThreeByThreeManyChannels) { check_conv(make_shape(1, 40, 20, 21, 30, 3, 1, 1, 1, 1, 1, false), "3x3 K>KC"); }
+TEST(Conv2d, ThreeByThreeManyBands) {
+  // Tall enough for several row bands, spread over the threads (two samples, odd width).
+  check_conv(make_shape(2, 5, 64, 70, 11, 3, 1, 1, 1, 1, 1, false), "3x3 bands");
+}
+TEST(Conv2d, ThreeByThreeChannelGroups) {
+  // Too few column panels to balance: output channels are split between threads too.
+  check_conv(make_shape(1, 7, 6, 5, 30, 3, 1, 1, 1, 1, 1, false), "3x3 channel groups");
+}
 TEST(Conv2d, OneByOne) { check_conv(make_shape(2, 37, 7, 9, 19, 1, 1, 0, 0, 0, 0, false), "1x1"); }
 TEST(Conv2d, StrideTwoAsymmetricPad) {
   // The VQGAN Downsample: F.pad(x, (0, 1, 0, 1)) then a 3x3 stride-2 convolution without padding.

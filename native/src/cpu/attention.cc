@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cpu/gemm.h"
+#include "cpu/gemm_driver.h"
 #include "cpu/simd.h"
 #include "vtv/error.h"
 
@@ -26,40 +27,67 @@ void mha_attention(ThreadPool& pool, const float* qkv, int64_t B, int64_t N, int
   check(B >= 0 && N > 0 && H > 0 && dh > 0, "mha_attention: sizes must be positive");
   check(!patch || (patch->mask && patch->means), "mha_attention: a patch needs both mask and means");
   check(scale > 0.0f, "mha_attention: scale must be positive");
+  using namespace gemm_detail;
   const int64_t C = int64_t(H) * dh, row = 3 * C;
-  // One (sample, head) per task. K is transposed to [dh][N] so that a query's scores are dh vector
-  // AXPYs along the keys (no horizontal sums); V stays [N][dh] for the weighted sum.
+  // Score rows padded to whole vectors; the padding holds -inf, so exp() makes it 0 and the softmax
+  // needs no scalar tail.
+  const int64_t ldS = (N + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
+  const TileEpilogue none;
+  // One (sample, head) per task, as two small GEMMs on the microkernel, straight from the strided qkv:
+  // S = Q K^T (N x N x dh), softmax over each row, O = P V (N x dh x N) written into out's head columns.
+  // Patched query rows are left out of the products (their attention is never computed): the remaining
+  // queries are gathered into a compact Q and their outputs scattered back.
   pool.parallel_for(B * H, [&](int64_t begin, int64_t end) {
-    std::vector<float> kt(size_t(dh) * N), v(size_t(N) * dh), scores(N), q(dh);
+    std::vector<float> S(size_t(N) * ldS), qc, oc;
+    std::vector<int64_t> rows;
     for (int64_t t = begin; t < end; ++t) {
       const int64_t b = t / H, h = t % H;
-      const float* base = qkv + b * N * row;
-      bool any_computed = true;
-      if (patch) {
-        any_computed = false;
-        for (int64_t p = 0; p < N && !any_computed; ++p) any_computed = !head_patched(*patch, b, h * N + p);
-      }
-      if (any_computed) {
-        for (int64_t j = 0; j < N; ++j) {
-          const float* kj = base + j * row + C + h * dh;
-          for (int d = 0; d < dh; ++d) kt[d * N + j] = kj[d];
-          std::memcpy(&v[j * dh], base + j * row + 2 * C + h * dh, sizeof(float) * dh);
-        }
-      }
+      const float* q = qkv + b * N * row + h * dh;
+      const float* k = q + C;
+      const float* v = q + 2 * C;
+      float* o = out + b * N * C + h * dh;
+      rows.clear();
       for (int64_t i = 0; i < N; ++i) {
-        float* o = out + (b * N + i) * C + h * dh;
         if (patch && head_patched(*patch, b, h * N + i)) {
           const int64_t src = i == 0 ? 0 : i + patch->position_shift;
-          std::memcpy(o, patch->means + (src * H + h) * dh, sizeof(float) * dh);
-          continue;
+          std::memcpy(o + i * C, patch->means + (src * H + h) * dh, sizeof(float) * dh);
+        } else {
+          rows.push_back(i);
         }
-        const float* qi = base + i * row + h * dh;
-        std::fill(scores.begin(), scores.end(), 0.0f);
-        for (int d = 0; d < dh; ++d) simd::axpy(qi[d], &kt[d * N], scores.data(), N);
-        const float mx = simd::max_of(scores.data(), N) * scale;
-        const float inv = 1.0f / simd::exp_scaled_sum(scores.data(), N, scale, mx);
-        std::fill(o, o + dh, 0.0f);
-        for (int64_t j = 0; j < N; ++j) simd::axpy(scores[j] * inv, &v[j * dh], o, dh);
+      }
+      const int64_t M = static_cast<int64_t>(rows.size());
+      if (M == 0) continue;
+      const bool compact = M < N;
+      const float* qa = q;
+      int64_t lda = row;
+      if (compact) {
+        qc.resize(size_t(M) * dh);
+        for (int64_t r = 0; r < M; ++r) std::memcpy(&qc[r * dh], q + rows[r] * row, sizeof(float) * dh);
+        qa = qc.data();
+        lda = dh;
+      }
+      auto pa_q = packing_a_block(M, [&](float* d, int64_t i0, int64_t mr, int64_t p0, int64_t kc) {
+        pack_a_rowmajor(d, qa, lda, i0, mr, p0, kc);
+      });
+      auto pb_k = [&](float* d, int64_t j0, int64_t nr, int64_t p0, int64_t kc) { pack_b_colmajor(d, k, row, j0, nr, p0, kc); };
+      gemm_block(0, M, 0, N, dh, pa_q, pb_k, S.data(), ldS, false, none);
+      for (int64_t i = 0; i < M; ++i) {
+        float* si = S.data() + i * ldS;
+        for (int64_t j = N; j < ldS; ++j) si[j] = -INFINITY;
+        const float mx = simd::max_of(si, ldS) * scale;
+        const float inv = 1.0f / simd::exp_scaled_sum(si, ldS, scale, mx);
+        simd::scale_inplace(si, N, inv);
+      }
+      auto pa_p = packing_a_block(M, [&](float* d, int64_t i0, int64_t mr, int64_t p0, int64_t kc) {
+        pack_a_rowmajor(d, S.data(), ldS, i0, mr, p0, kc);
+      });
+      auto pb_v = [&](float* d, int64_t j0, int64_t nr, int64_t p0, int64_t kc) { pack_b_rowmajor(d, v, row, j0, nr, p0, kc); };
+      if (compact) {
+        oc.resize(size_t(M) * dh);
+        gemm_block(0, M, 0, dh, N, pa_p, pb_v, oc.data(), dh, false, none);
+        for (int64_t r = 0; r < M; ++r) std::memcpy(o + rows[r] * C, &oc[r * dh], sizeof(float) * dh);
+      } else {
+        gemm_block(0, M, 0, dh, N, pa_p, pb_v, o, C, false, none);
       }
     }
   });
@@ -68,8 +96,8 @@ void mha_attention(ThreadPool& pool, const float* qkv, int64_t B, int64_t N, int
       for (int64_t i = begin; i < end; ++i) {
         float* c = capture + i * C;
         for (int64_t b = 0; b < B; ++b) {
-          const float* o = out + (b * N + i) * C;
-          for (int64_t j = 0; j < C; ++j) c[j] += o[j];
+          const float* ob = out + (b * N + i) * C;
+          for (int64_t j = 0; j < C; ++j) c[j] += ob[j];
         }
       }
     });

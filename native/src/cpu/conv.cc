@@ -1,8 +1,10 @@
-// Convolution as an implicit GEMM: y[Co][P] = W[Co][Ci*k*k] x im2col[Ci*k*k][P] per sample, P = out_h*out_w.
-// The im2col matrix is never built: the GEMM driver asks for one kc x NR panel at a time and the packer
-// fills it from the image. Stride 1 (every VQGAN decoder convolution) goes through a band of padded input
-// rows so that packing is plain vector copies; other strides pack from the image with per-pixel indexing.
-// 1x1 convolutions are a plain GEMM on the image. Each packed panel is reused by every output channel.
+// Convolution as an implicit GEMM: y[Co][P] = W[Co][Ci*k*k] x im2col[Ci*k*k][P] per sample, P = out_h*out_w,
+// on the GEMM microkernel (gemm_microkernel.h). The im2col matrix is never built: B is packed one kc x NR
+// panel at a time, straight from the input, and each panel is reused by every output channel.
+//  - Stride 1 (every VQGAN decoder convolution, with or without the folded x2 upsampling): banded, below.
+//  - 1x1 without padding: a plain GEMM on the image.
+//  - Other strides (the VQGAN encoder's downsampling): the blocked GEMM driver with an im2col packer that
+//    indexes the image per pixel.
 #include "cpu/conv.h"
 
 #include <algorithm>
@@ -24,8 +26,14 @@ namespace {
 // zero-padded buffer band[ci][rr][Wp], Wp = padded input width (upsampling resolved here). Then the
 // output, computed on the flattened grid of Wp columns per row, is a GEMM whose B rows are plain shifted
 // views of the band: B[(ci,ky,kx)][p] = band[ci][0][ky*Wp + kx + p]. Columns p % Wp >= out_w are
-// garbage (the k-1 wrap-around columns) and are dropped when the band is copied into y. Packing a B
-// panel is then two vector copies per k, and the band (not the whole image) is all that is ever copied.
+// garbage (the k-1 wrap-around columns) and are dropped when results are stored into y. Packing a B
+// panel is then a few vector copies per k, and the band (not the whole image, let alone its im2col) is
+// all that is ever copied. Bands are about 2048 output positions, so a band of 128 channels is ~1 MB.
+
+#ifndef VTV_CONV_BAND_POSITIONS
+#define VTV_CONV_BAND_POSITIONS 2048
+#endif
+constexpr int64_t kBandPositions = VTV_CONV_BAND_POSITIONS;
 
 struct BandPlan {
   int64_t Wp = 0, rows = 0, rows_in = 0, bands = 0, band_floats = 0;
@@ -36,8 +44,9 @@ BandPlan plan_bands(const Conv2dShape& s, int threads) {
   BandPlan p;
   const int64_t oh = s.out_h();
   p.Wp = s.in_w() + s.pad_left + s.pad_right;
-  // About 2048 output positions per band (the GEMM's N), and a band count that splits evenly over threads.
-  int64_t rows = std::clamp<int64_t>((2048 + p.Wp - 1) / p.Wp, 1, oh);
+  // About kBandPositions output positions per band (the GEMM's N), and a band count that splits evenly
+  // over threads.
+  int64_t rows = std::clamp<int64_t>((kBandPositions + p.Wp - 1) / p.Wp, 1, oh);
   int64_t bands = (oh + rows - 1) / rows;
   if (bands >= threads) {
     bands = (bands + threads - 1) / threads * threads;
@@ -99,27 +108,6 @@ void pack_band_panel(float* dst, const BandPlan& p, const float* band, int64_t j
   }
 }
 
-// y rows [oy0, oy0 + rows) of every channel from the band's GEMM result c[Co][rows*Wp], dropping the
-// wrap-around columns, adding bias and residual (which may alias y: element-wise, so that is safe).
-void store_band(const Conv2dShape& s, const BandPlan& p, const float* c, int64_t oy0, int64_t rows, int64_t co0,
-                int64_t co1, const float* bias, const float* residual, float* y) {
-  const int64_t ow = s.out_w(), oh = s.out_h();
-  for (int64_t co = co0; co < co1; ++co) {
-    const float b = bias ? bias[co] : 0.0f;
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* src = c + co * rows * p.Wp + r * p.Wp;
-      const int64_t o = (co * oh + oy0 + r) * ow;
-      float* d = y + o;
-      if (residual) {
-        const float* res = residual + o;
-        for (int64_t x = 0; x < ow; ++x) d[x] = src[x] + b + res[x];
-      } else {
-        for (int64_t x = 0; x < ow; ++x) d[x] = src[x] + b;
-      }
-    }
-  }
-}
-
 // The weights [Co][K] packed once per call into the GEMM's A layout (shared read-only by all threads and
 // bands) rather than once per band and thread.
 PrepackedA prepack_weights(ThreadPool& pool, const float* w, int64_t Co, int64_t K) {
@@ -140,50 +128,113 @@ float* thread_band_buffer(int64_t floats) {
   thread_local ScratchBuffer buf;
   return buf.get(floats);
 }
-float* thread_result_buffer(int64_t floats) {
+#ifndef VTV_CONV_PANEL_GROUP
+#define VTV_CONV_PANEL_GROUP 2
+#endif
+// Column panels computed per sweep over the weights: each A micro-panel is then reused from L1 by both,
+// halving the weight traffic, which matters for the 512-channel layers whose weights (9 MB) live in L3.
+constexpr int64_t kGroup = VTV_CONV_PANEL_GROUP;
+
+float* thread_panel_buffer(int64_t floats) {
   thread_local ScratchBuffer buf;
   return buf.get(floats);
+}
+
+// Output rows [m0, m1) (m0 a multiple of MR) x band columns [j_begin, j_end) (panel-aligned) of one band.
+// kGroup column panels at a time, with the whole K loop inside: their C (rows x NR each) stays in L1/L2
+// as it accumulates, and goes to y once, finished, with the wrap-around columns dropped and bias and
+// residual added (the residual may alias y: element-wise, so that is safe). The weights stream from the
+// pre-packed A in order.
+void band_gemm_store(const Conv2dShape& s, const BandPlan& p, const PrepackedA& A, int64_t K, const float* band,
+                     int64_t oy0, int64_t rows, int64_t m0, int64_t m1, int64_t j_begin, int64_t j_end,
+                     const float* bias, const float* residual, float* y) {
+  const int64_t ow = s.out_w(), oh = s.out_h();
+  const int64_t mpad = (m1 - m0 + MR - 1) / MR * MR;
+  float* Bp = pack_b_buffer(kGroup * KC * NR);
+  float* Cp = thread_panel_buffer(kGroup * mpad * NR);
+  // Runs of valid columns of the panel at j: band column j+t is output row (j+t)/Wp, column (j+t)%Wp.
+  auto for_each_run = [&](int64_t j, int64_t nr, auto&& fn) {
+    for (int64_t t = 0; t < nr;) {
+      const int64_t r = (j + t) / p.Wp, c = (j + t) % p.Wp;
+      const int64_t len = std::min(nr - t, p.Wp - c);
+      const int64_t valid = std::clamp<int64_t>(ow - c, 0, len);
+      if (valid > 0) fn(t, r, c, valid);
+      t += len;
+    }
+  };
+  for (int64_t jg = j_begin; jg < j_end; jg += kGroup * NR) {
+    const int64_t width = std::min(kGroup * NR, j_end - jg), panels = (width + NR - 1) / NR;
+    for (int64_t pc = 0; pc < K; pc += KC) {
+      const int64_t kc = std::min(KC, K - pc);
+      for (int64_t g = 0; g < panels; ++g)
+        pack_band_panel(Bp + g * KC * NR, p, band, jg + g * NR, std::min<int64_t>(NR, j_end - jg - g * NR), pc, kc);
+      const float* Ablk = A.data + pc * A.Mpad + m0 * kc;
+      // Each A micro-panel (MR x kc) serves the group's panels while it is in L1.
+      for (int64_t ir = 0; ir < mpad; ir += MR)
+        for (int64_t g = 0; g < panels; ++g)
+          microkernel_full(kc, Ablk + ir * kc, Bp + g * KC * NR, Cp + g * mpad * NR + ir * NR, NR, pc > 0);
+    }
+    for (int64_t g = 0; g < panels; ++g) {
+      const int64_t j = jg + g * NR, nr = std::min<int64_t>(NR, j_end - j);
+      const float* Cg = Cp + g * mpad * NR;
+      for_each_run(j, nr, [&](int64_t t, int64_t r, int64_t c, int64_t valid) {
+        for (int64_t co = m0; co < m1; ++co) {
+          const float* src = Cg + (co - m0) * NR + t;
+          const int64_t o = (co * oh + oy0 + r) * ow + c;
+          float* d = y + o;
+          const float b = bias ? bias[co] : 0.0f;
+          if (residual) {
+            const float* res = residual + o;
+            for (int64_t q = 0; q < valid; ++q) d[q] = src[q] + b + res[q];
+          } else {
+            for (int64_t q = 0; q < valid; ++q) d[q] = src[q] + b;
+          }
+        }
+      });
+    }
+  }
 }
 
 void conv2d_stride1_banded(ThreadPool& pool, const Conv2dShape& s, const float* x, const float* w, const float* bias,
                            float* y, const float* residual) {
   const BandPlan p = plan_bands(s, pool.size());
-  const int64_t K = s.Ci * s.k * s.k, oh = s.out_h();
+  const int64_t K = s.Ci * s.k * s.k, oh = s.out_h(), threads = pool.size();
   const PrepackedA pa = prepack_weights(pool, w, s.Co, K);
-  const TileEpilogue none;
-  // One band: fill, GEMM into a scratch result, store into y. `inner` is the pool for the GEMM's own
-  // parallelism (when bands themselves are not spread over threads).
-  auto run_band = [&](int64_t band_index, const float* xn, float* yn, const float* rn, bool parallel_inside) {
-    const int64_t oy0 = band_index * p.rows, rows = std::min(p.rows, oh - oy0), N = rows * p.Wp;
-    float* band = thread_band_buffer(p.band_floats);
-    float* c = thread_result_buffer(s.Co * N);
-    auto pb = [&](float* d, int64_t j0, int64_t nr, int64_t p0, int64_t kc) { pack_band_panel(d, p, band, j0, nr, p0, kc); };
-    if (parallel_inside) {
-      pool.parallel_for(s.Ci, [&](int64_t b, int64_t e) { fill_band(s, p, xn, oy0, b, e, band); }, 16);
-      std::memset(band + s.Ci * p.rows_in * p.Wp, 0, sizeof(float) * 2 * s.k);
-      gemm_parallel(pool, s.Co, N, K, pa, pb, c, N, false, none);
-      pool.parallel_for(s.Co, [&](int64_t b, int64_t e) { store_band(s, p, c, oy0, rows, b, e, bias, rn, yn); }, 8);
-    } else {
-      fill_band(s, p, xn, oy0, 0, s.Ci, band);
-      std::memset(band + s.Ci * p.rows_in * p.Wp, 0, sizeof(float) * 2 * s.k);
-      gemm_block(0, s.Co, 0, N, K, pa, pb, c, N, false, none);
-      store_band(s, p, c, oy0, rows, 0, s.Co, bias, rn, yn);
-    }
-  };
   const int64_t P = oh * s.out_w(), in_plane = s.Ci * s.H * s.W;
   const int64_t tasks = s.N * p.bands;
-  if (tasks >= pool.size() && p.bands > 1) {
+  auto band_rows = [&](int64_t band_index) { return std::min(p.rows, oh - band_index * p.rows); };
+  if (tasks >= threads && p.bands > 1) {
+    // Enough bands: each thread takes whole bands.
     pool.parallel_for(tasks, [&](int64_t b, int64_t e) {
+      float* band = thread_band_buffer(p.band_floats);
       for (int64_t t = b; t < e; ++t) {
-        const int64_t n = t / p.bands;
-        run_band(t % p.bands, x + n * in_plane, y + n * s.Co * P, residual ? residual + n * s.Co * P : nullptr, false);
+        const int64_t n = t / p.bands, bi = t % p.bands, oy0 = bi * p.rows, rows = band_rows(bi);
+        fill_band(s, p, x + n * in_plane, oy0, 0, s.Ci, band);
+        std::memset(band + s.Ci * p.rows_in * p.Wp, 0, sizeof(float) * 2 * s.k);
+        band_gemm_store(s, p, pa, K, band, oy0, rows, 0, s.Co, 0, rows * p.Wp, bias,
+                        residual ? residual + n * s.Co * P : nullptr, y + n * s.Co * P);
       }
     });
-  } else {
-    for (int64_t t = 0; t < tasks; ++t) {
-      const int64_t n = t / p.bands;
-      run_band(t % p.bands, x + n * in_plane, y + n * s.Co * P, residual ? residual + n * s.Co * P : nullptr, true);
-    }
+    return;
+  }
+  // Few bands (small images): share each band's work over threads, by column panels and, when there are
+  // too few panels to balance, also by groups of output channels.
+  float* band = thread_band_buffer(p.band_floats);
+  for (int64_t t = 0; t < tasks; ++t) {
+    const int64_t n = t / p.bands, bi = t % p.bands, oy0 = bi * p.rows, rows = band_rows(bi);
+    const float* xn = x + n * in_plane;
+    pool.parallel_for(s.Ci, [&](int64_t b, int64_t e) { fill_band(s, p, xn, oy0, b, e, band); }, 16);
+    std::memset(band + s.Ci * p.rows_in * p.Wp, 0, sizeof(float) * 2 * s.k);
+    const int64_t panels = (rows * p.Wp + NR - 1) / NR, m_panels = (s.Co + MR - 1) / MR;
+    const int64_t groups = panels >= 4 * threads ? 1 : std::min(threads, m_panels);
+    pool.parallel_for(groups * panels, [&](int64_t b, int64_t e) {
+      for (int64_t item = b; item < e; ++item) {
+        const int64_t g = item / panels, jp = item % panels;
+        const int64_t m0 = m_panels * g / groups * MR, m1 = std::min(s.Co, m_panels * (g + 1) / groups * MR);
+        band_gemm_store(s, p, pa, K, band, oy0, rows, m0, m1, jp * NR, std::min(rows * p.Wp, (jp + 1) * NR), bias,
+                        residual ? residual + n * s.Co * P : nullptr, y + n * s.Co * P);
+      }
+    });
   }
 }
 

@@ -1,13 +1,14 @@
-// The cache-blocked GEMM driver shared by sgemm/linear (gemm.cc) and the implicit-GEMM convolution
-// (conv.cc). The operands are never read directly: callers supply packers that write one MR x kc panel
-// of A or one kc x NR panel of B, so a convolution packs its im2col panels straight from the image.
+// The cache-blocked GEMM driver used by sgemm/linear (gemm.cc) and by the 1x1 and strided convolutions
+// (conv.cc; stride-1 convolutions run their own loop over the same microkernel and packers). Operands are
+// never read directly: callers supply an A-block provider and a B packer that writes one kc x NR panel,
+// so a convolution can pack its im2col panels straight from the image.
 //
 // Loop nest (BLIS order), per thread on its own block of C:
 //   jc over N by NC -> pc over K by KC -> pack B block (KC x NC, L3)
 //     -> ic over M by MC -> pack A block (MC x KC, L2) -> jr over NR -> ir over MR -> microkernel,
-// so the B micro-panel (KC x NR) stays in L1 while A micro-panels stream from L2. When all of M fits one
-// A block (every convolution, and Linear layers up to MC rows) each B micro-panel is instead packed right
-// before its use and never leaves L1.
+// so each B micro-panel (KC x NR) is reused from L1/L2 by every row panel while A streams from L2.
+// When all of M fits one A block (Linear layers up to MC rows) B micro-panels are instead packed right
+// before their use, never round-tripping through L3.
 // The epilogue (bias, GELU, residual) runs on each tile right after its last K block, while hot.
 #pragma once
 #include <algorithm>
@@ -35,10 +36,6 @@ namespace vtv::cpu::gemm_detail {
 constexpr int64_t KC = VTV_GEMM_KC;
 constexpr int64_t MC = (VTV_GEMM_MC_ROWS + MR - 1) / MR * MR;
 constexpr int64_t NC = NR * VTV_GEMM_NC_PANELS;
-#ifndef VTV_GEMM_C_L2_BYTES
-#define VTV_GEMM_C_L2_BYTES (384 * 1024)
-#endif
-constexpr int64_t kC_L2_BYTES = VTV_GEMM_C_L2_BYTES;  // C block kept in L2 across the K loop (1-A-block mode)
 
 struct TileEpilogue {
   const float* bias_col = nullptr;  // [N], added to every row (Linear)
@@ -118,8 +115,8 @@ void gemm_block(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K, const
   const int64_t mc_max = ((m1 - m0 + m_blocks - 1) / m_blocks + MR - 1) / MR * MR;
   float* Abuf = pack_a_buffer(MC * KC);
   auto run_panel = [&](const float* Ablk, int64_t ic, int64_t mc, const float* Bp, int64_t j, int64_t kc, bool acc,
-                       bool last_k, int64_t jend) {
-    const int nr = static_cast<int>(std::min<int64_t>(NR, jend - j));
+                       bool last_k) {
+    const int nr = static_cast<int>(std::min<int64_t>(NR, n1 - j));
     for (int64_t ir = 0; ir < mc; ir += MR) {
       const int mr = static_cast<int>(std::min<int64_t>(MR, mc - ir));
       float* Ct = C + (ic + ir) * ldc + j;
@@ -130,19 +127,13 @@ void gemm_block(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K, const
   if (m_blocks == 1) {
     // All rows in one A block (L2): pack each B micro-panel just before its use, so it goes straight to
     // L1 and serves every row panel there; no B block ever round-trips through L3.
-    // Columns go in groups whose C block (M x nc) stays in L2 next to the A block across the K loop.
     float* Bp = pack_b_buffer(KC * NR);
-    const int64_t mpad = (m1 - m0 + MR - 1) / MR * MR;
-    const int64_t nc_l2 = std::max<int64_t>(NR, (kC_L2_BYTES / int64_t(sizeof(float)) / mpad) / NR * NR);
-    for (int64_t jc = n0; jc < n1; jc += nc_l2) {
-      const int64_t jend = std::min(n1, jc + nc_l2);
-      for (int64_t pc = 0; pc < K; pc += KC) {
-        const int64_t kc = std::min(KC, K - pc);
-        const float* Ablk = a_block(m0, m1 - m0, pc, kc, Abuf);
-        for (int64_t j = jc; j < jend; j += NR) {
-          pack_b(Bp, j, std::min<int64_t>(NR, jend - j), pc, kc);
-          run_panel(Ablk, m0, m1 - m0, Bp, j, kc, accumulate || pc > 0, pc + kc == K, jend);
-        }
+    for (int64_t pc = 0; pc < K; pc += KC) {
+      const int64_t kc = std::min(KC, K - pc);
+      const float* Ablk = a_block(m0, m1 - m0, pc, kc, Abuf);
+      for (int64_t j = n0; j < n1; j += NR) {
+        pack_b(Bp, j, std::min<int64_t>(NR, n1 - j), pc, kc);
+        run_panel(Ablk, m0, m1 - m0, Bp, j, kc, accumulate || pc > 0, pc + kc == K);
       }
     }
     return;
@@ -158,7 +149,7 @@ void gemm_block(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K, const
         const int64_t mc = std::min(mc_max, m1 - ic);
         const float* Ablk = a_block(ic, mc, pc, kc, Abuf);
         for (int64_t jr = 0; jr < nc; jr += NR)
-          run_panel(Ablk, ic, mc, Bbuf + (jr / NR) * kc * NR, jc + jr, kc, accumulate || pc > 0, pc + kc == K, n1);
+          run_panel(Ablk, ic, mc, Bbuf + (jr / NR) * kc * NR, jc + jr, kc, accumulate || pc > 0, pc + kc == K);
       }
     }
   }
