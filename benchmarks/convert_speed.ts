@@ -5,8 +5,8 @@
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { preset } from '../src/config.js';
 import { convertCheckpoints } from '../src/checkpoint/convert.js';
+import { preset } from '../src/config.js';
 import { makeBigCheckpoint } from '../test/fixtures/torch-fixtures.js';
 
 const work = process.argv[2] ?? mkdtempSync(join(tmpdir(), 'vtv-convert-bench-'));
@@ -21,12 +21,18 @@ try {
     let peak = base;
     t = performance.now();
     const s = await convertCheckpoints({
-      mae: pth, out: join(work, `out-${dtype}.safetensors`), dtype,
-      onProgress: () => { peak = Math.max(peak, process.memoryUsage().rss); },
+      mae: pth,
+      out: join(work, `out-${dtype}.safetensors`),
+      dtype,
+      onProgress: () => {
+        peak = Math.max(peak, process.memoryUsage().rss);
+      },
     });
     const secs = (performance.now() - t) / 1000;
-    console.log(`${dtype}: ${s.keys} tensors, ${(s.bytes / 1e9).toFixed(2)} GB out in ${secs.toFixed(2)} s ` +
-      `(${(size / 1e9 / secs).toFixed(2)} GB/s read); peak RSS ${(peak / 1e6).toFixed(0)} MB (+${((peak - base) / 1e6).toFixed(0)} MB)`);
+    console.log(
+      `${dtype}: ${s.keys} tensors, ${(s.bytes / 1e9).toFixed(2)} GB out in ${secs.toFixed(2)} s ` +
+        `(${(size / 1e9 / secs).toFixed(2)} GB/s read); peak RSS ${(peak / 1e6).toFixed(0)} MB (+${((peak - base) / 1e6).toFixed(0)} MB)`,
+    );
     rmSync(s.out);
   }
 } finally {

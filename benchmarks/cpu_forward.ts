@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { preset, patchBitIndex } from '../src/config.js';
+import { patchBitIndex, preset } from '../src/config.js';
 import { CANVAS_FLOATS, Engine } from '../src/engine.js';
 
 const args = process.argv.slice(2);
@@ -35,12 +35,10 @@ if (!existsSync(weights)) {
 // A random 30%-dense mask over the 1152 search variables' positions is what a search step sends;
 // here: 30% of (layer, head) pairs patched at all their positions, drawn per sample.
 function randomMasks(batch: number, seed: number): Uint8Array {
-  const bytes = Math.ceil(
-    (config.encDepth * config.encHeads * 50 + config.decDepth * config.decHeads * 99) / 8,
-  );
+  const bytes = Math.ceil((config.encDepth * config.encHeads * 50 + config.decDepth * config.decHeads * 99) / 8);
   const out = new Uint8Array(batch * bytes);
   let s = seed >>> 0;
-  const rand = () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
+  const rand = () => (s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32;
   for (let b = 0; b < batch; b++) {
     for (let l = 0; l < config.encDepth + config.decDepth; l++) {
       const heads = l < config.encDepth ? config.encHeads : config.decHeads;
@@ -87,7 +85,23 @@ for (const batch of batches) {
     times.push((performance.now() - t0) / 1000);
   }
   const engineSec = median(times) / batch;
-  const torchOut = execFileSync(PY, ['benchmarks/cpu_forward_torch.py', '--config', configName, '--batch', String(batch), '--threads', String(threads), '--repeats', String(repeats), '--weights', weights], { encoding: 'utf8' });
+  const torchOut = execFileSync(
+    PY,
+    [
+      'benchmarks/cpu_forward_torch.py',
+      '--config',
+      configName,
+      '--batch',
+      String(batch),
+      '--threads',
+      String(threads),
+      '--repeats',
+      String(repeats),
+      '--weights',
+      weights,
+    ],
+    { encoding: 'utf8' },
+  );
   const torch = JSON.parse(torchOut.trim().split('\n').at(-1)!);
   const torchSec = torch.seconds_per_forward as number;
   rows.push(`| ${batch} | ${engineSec.toFixed(3)} | ${torchSec.toFixed(3)} | ${(torchSec / engineSec).toFixed(2)}x |`);

@@ -14,15 +14,15 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type ModelConfig, ModelConfigSchema, preset } from '../src/config.js';
 import { readSafetensorsHeader } from '../src/checkpoint/safetensors.js';
-import { CANVAS_FLOATS, Engine } from '../src/engine.js';
+import { type ModelConfig, ModelConfigSchema, preset } from '../src/config.js';
 import { Rng } from '../src/data/rng.js';
-import { writeRandomWeights } from '../src/model/random_weights.js';
-import { type CanvasSet, REFERENCE_SEARCH, type SearchOptions, type StepRecord, evaluateSubset, runSearch } from '../src/method/reinforce.js';
+import { CANVAS_FLOATS, Engine } from '../src/engine.js';
+import { type CanvasSet, evaluateSubset, REFERENCE_SEARCH, runSearch, type SearchOptions, type StepRecord } from '../src/method/reinforce.js';
 import { computeTargetTokens } from '../src/method/target_tokens.js';
 import { VariableSpace } from '../src/method/variables.js';
-import { PLANTED_BUDGET, jaccard, plantedProblem, recovery } from '../test/search_planted_problem.js';
+import { writeRandomWeights } from '../src/model/random_weights.js';
+import { jaccard, PLANTED_BUDGET, plantedProblem, recovery } from '../test/search_planted_problem.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string | undefined) => {
@@ -59,7 +59,16 @@ async function stepRates(engine: Engine, config: ModelConfig, label: string): Pr
   const space = new VariableSpace(config, 1, 'zero-shot');
   const rows: RateRow[] = [];
   for (const objective of ['pixel', 'token'] as const) {
-    const o: SearchOptions = { ...REFERENCE_SEARCH, steps: rateSteps + 1, samplesPerStep: samples, engineBatch: samples, validateEvery: 0, snapshotEvery: 0, seed: 1, objective };
+    const o: SearchOptions = {
+      ...REFERENCE_SEARCH,
+      steps: rateSteps + 1,
+      samplesPerStep: samples,
+      engineBatch: samples,
+      validateEvery: 0,
+      snapshotEvery: 0,
+      seed: 1,
+      objective,
+    };
     const recs: StepRecord[] = [];
     await runSearch({ engine, space, tasks: [{ name: 't', loss: 'mse', means }], train: [set] }, o, { onStep: (r) => recs.push(r) });
     const timed = recs.slice(1); // the first step warms up
@@ -125,17 +134,36 @@ async function main(): Promise<void> {
     const runs: { label: string; targets: string; o: SearchOptions; tokens?: Int32Array }[] = [
       { label: 'pixel (MSE)', targets: 'planted pixels', o: PLANTED_BUDGET },
       { label: 'token (ce)', targets: 'VQGAN encoder tokens', o: { ...PLANTED_BUDGET, objective: 'token', tokenLoss: 'ce' }, tokens: encoderTokens },
-      { label: 'token (accuracy)', targets: 'VQGAN encoder tokens', o: { ...PLANTED_BUDGET, objective: 'token', tokenLoss: 'accuracy' }, tokens: encoderTokens },
+      {
+        label: 'token (accuracy)',
+        targets: 'VQGAN encoder tokens',
+        o: { ...PLANTED_BUDGET, objective: 'token', tokenLoss: 'accuracy' },
+        tokens: encoderTokens,
+      },
       { label: 'token (ce)', targets: 'planted tokens', o: { ...PLANTED_BUDGET, objective: 'token', tokenLoss: 'ce' }, tokens: p.plantedTokens },
       { label: 'token (accuracy)', targets: 'planted tokens', o: { ...PLANTED_BUDGET, objective: 'token', tokenLoss: 'accuracy' }, tokens: p.plantedTokens },
-      { label: 'token (accuracy)', targets: 'planted tokens', o: { ...PLANTED_BUDGET, steps: 200, objective: 'token', tokenLoss: 'accuracy' }, tokens: p.plantedTokens },
+      {
+        label: 'token (accuracy)',
+        targets: 'planted tokens',
+        o: { ...PLANTED_BUDGET, steps: 200, objective: 'token', tokenLoss: 'accuracy' },
+        tokens: p.plantedTokens,
+      },
     ];
     const none = await evaluateSubset(inputs(), [set], new Uint8Array(p.space.count), 64);
     let pixelChoice: Uint8Array | undefined;
     const bits = (c: Uint8Array) => [...c.subarray(p.space.encoderCount)].join('');
-    out.push('', `### Planted problem (tiny, random weights seed 3; 8 decoder heads searched, hidden ${bits(p.hidden)}; ${PLANTED_BUDGET.samplesPerStep} samples/step, seed ${PLANTED_BUDGET.seed})`, '');
-    out.push(`Pixel MSE of patching nothing: ${fmt(none.planted!, 4)}; of the hidden set: 0. Encoder tokens of the planted images agree with the planted forward's own tokens at ${fmt((100 * agree) / encoderTokens.length, 0)}% of the ${encoderTokens.length} output-quadrant positions (${p.count} canvases x 49).`, '');
-    out.push('| objective | targets | steps | wall-clock s | decodes | subset (decoder heads) | precision / recall | Jaccard vs hidden | Jaccard vs pixel run | final pixel MSE |');
+    out.push(
+      '',
+      `### Planted problem (tiny, random weights seed 3; 8 decoder heads searched, hidden ${bits(p.hidden)}; ${PLANTED_BUDGET.samplesPerStep} samples/step, seed ${PLANTED_BUDGET.seed})`,
+      '',
+    );
+    out.push(
+      `Pixel MSE of patching nothing: ${fmt(none.planted!, 4)}; of the hidden set: 0. Encoder tokens of the planted images agree with the planted forward's own tokens at ${fmt((100 * agree) / encoderTokens.length, 0)}% of the ${encoderTokens.length} output-quadrant positions (${p.count} canvases x 49).`,
+      '',
+    );
+    out.push(
+      '| objective | targets | steps | wall-clock s | decodes | subset (decoder heads) | precision / recall | Jaccard vs hidden | Jaccard vs pixel run | final pixel MSE |',
+    );
     out.push('|---|---|---|---|---|---|---|---|---|---|');
     for (const r of runs) {
       let decodes = 0;

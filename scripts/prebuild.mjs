@@ -14,10 +14,7 @@ const cmakeJs = join(root, 'node_modules', '.bin', 'cmake-js');
 const arch = process.env.VTV_CPU_ARCH ?? 'x86-64-v3';
 const shim = join(shimDir, 'node-gyp');
 // prebuildify calls `node-gyp rebuild --target=... --release ...`: we build the same addon with cmake-js.
-writeFileSync(
-  shim,
-  `#!/bin/sh\nexec "${cmakeJs}" compile --out build --CDVTV_CPU_ARCH=${arch} --CDVTV_TESTS=OFF --CDVTV_BENCH=OFF\n`,
-);
+writeFileSync(shim, `#!/bin/sh\nexec "${cmakeJs}" compile --out build --CDVTV_CPU_ARCH=${arch} --CDVTV_TESTS=OFF --CDVTV_BENCH=OFF\n`);
 chmodSync(shim, 0o755);
 mkdirSync(join(root, 'prebuilds'), { recursive: true });
 const prebuildify = join(root, 'node_modules', '.bin', 'prebuildify');

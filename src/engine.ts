@@ -1,8 +1,9 @@
 // The typed engine API over the native addon. Buffers are allocated here and filled in place by the
 // engine's worker thread; nothing is copied across N-API.
-import { type ModelConfig, type Mode, decTokens, encTokens, meansDecFloats, meansEncFloats, patchBytes } from './config.js';
-import { loadAddon } from './native.js';
+
 import type { NativeEngine, NativeForwardRequest } from '../bindings/addon.js';
+import { decTokens, encTokens, type Mode, type ModelConfig, meansDecFloats, meansEncFloats, patchBytes } from './config.js';
+import { loadAddon } from './native.js';
 
 export const CANVAS_FLOATS = 3 * 224 * 224;
 export const TARGET_BYTES = 3 * 111 * 111;

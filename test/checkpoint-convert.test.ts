@@ -3,14 +3,14 @@
 import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { preset } from '../src/config.js';
 import { convertCheckpoints } from '../src/checkpoint/convert.js';
 import { maeKeys, vqDecodeKeys, vqEncodeKeys } from '../src/checkpoint/keys.js';
+import type { InertObject } from '../src/checkpoint/pickle.js';
 import { readSafetensors, readSafetensorsHeader } from '../src/checkpoint/safetensors.js';
 import { TorchCheckpoint } from '../src/checkpoint/torch-checkpoint.js';
 import { TensorRef } from '../src/checkpoint/torch-globals.js';
-import type { InertObject } from '../src/checkpoint/pickle.js';
-import { loadExpected, makeTorchCheckpoints, tempDir, type Expected } from './fixtures/torch-fixtures.js';
+import { preset } from '../src/config.js';
+import { type Expected, loadExpected, makeTorchCheckpoints, tempDir } from './fixtures/torch-fixtures.js';
 
 let dir = '';
 let cleanup = () => {};
@@ -121,7 +121,9 @@ describe('convertCheckpoints on release-like files', () => {
     const s = await convertCheckpoints({ mae: f('mae.pth'), out, config: f('cfg.json') });
     expect(JSON.parse(readSafetensorsHeader(out).metadata.vtv_config)).toEqual(custom);
     expect(s.config.encHeads).toBe(8);
-    await expect(convertCheckpoints({ mae: f('mae.pth'), out, config: 'mae-vqgan-vit-large' })).rejects.toThrow(/does not match config 'mae-vqgan-vit-large': encDim: config 1024, checkpoint 64/);
+    await expect(convertCheckpoints({ mae: f('mae.pth'), out, config: 'mae-vqgan-vit-large' })).rejects.toThrow(
+      /does not match config 'mae-vqgan-vit-large': encDim: config 1024, checkpoint 64/,
+    );
     await expect(convertCheckpoints({ mae: f('mae.pth'), out, config: 'nope' })).rejects.toThrow(/neither a preset/);
   });
 });
@@ -137,7 +139,10 @@ describe('TorchCheckpoint', () => {
           const got = ck.readF32(ref, k);
           const exp = want.f32(k);
           expect(got.length, k).toBe(exp.length);
-          expect(got.every((v, i) => Object.is(v, exp[i]) || (Number.isNaN(v) && Number.isNaN(exp[i]))), `${k} (maxReadBytes ${maxReadBytes})`).toBe(true);
+          expect(
+            got.every((v, i) => Object.is(v, exp[i]) || (Number.isNaN(v) && Number.isNaN(exp[i]))),
+            `${k} (maxReadBytes ${maxReadBytes})`,
+          ).toBe(true);
         }
       } finally {
         ck.close();
@@ -168,7 +173,9 @@ describe('convertCheckpoints refuses bad input with clear messages', () => {
     convertCheckpoints({ mae: f(mae), out: f('bad.safetensors'), ...extra });
 
   it('lists the first missing keys and the source file', async () => {
-    await expect(convert('missing_keys.pth')).rejects.toThrow(/missing 3 key\(s\) for config 'tiny' in .*missing_keys\.pth: blocks\.2\.attn\.proj\.bias, decoder_pred\.weight, vae\.decoder\.up\.1\.upsample\.conv\.weight/);
+    await expect(convert('missing_keys.pth')).rejects.toThrow(
+      /missing 3 key\(s\) for config 'tiny' in .*missing_keys\.pth: blocks\.2\.attn\.proj\.bias, decoder_pred\.weight, vae\.decoder\.up\.1\.upsample\.conv\.weight/,
+    );
     await expect(convert('missing_block.pth', { config: 'tiny' })).rejects.toThrow(/decDepth: config 2, checkpoint 1/);
     await expect(convert('mae_novae.pth')).rejects.toThrow(/missing \d+ key\(s\).*vae\.quantize\.embedding\.weight.*pass the VQGAN last\.ckpt/);
     expect(existsSync(f('bad.safetensors'))).toBe(false);
@@ -201,7 +208,9 @@ describe('convertCheckpoints refuses bad input with clear messages', () => {
     for (const cut of cuts) {
       const p = f(`cut-${cut}.pth`);
       writeFileSync(p, whole.subarray(0, cut));
-      await expect(convertCheckpoints({ mae: p, out: f('bad.safetensors') }), `cut at ${cut}`).rejects.toThrow(new RegExp(`cut-${cut}\\.pth.*(not a PyTorch checkpoint|not a zip archive|truncated|end-of-central-directory)`));
+      await expect(convertCheckpoints({ mae: p, out: f('bad.safetensors') }), `cut at ${cut}`).rejects.toThrow(
+        new RegExp(`cut-${cut}\\.pth.*(not a PyTorch checkpoint|not a zip archive|truncated|end-of-central-directory)`),
+      );
     }
     await expect(convert('short_pickle.pth')).rejects.toThrow(/data\.pkl: truncated pickle/);
     await expect(convert('short_storage.pth')).rejects.toThrow(/tensor '.+' \(offset \d+, size .*\) needs \d+ bytes of storage '\d+', which has \d+/);
@@ -221,7 +230,9 @@ describe('convertCheckpoints refuses bad input with clear messages', () => {
     // Inside storage 0, which cls_token and pos_embed share and each read only in part.
     bytes[layout.pkl_start + layout.pkl_size + 4096] ^= 0xff;
     writeFileSync(f('data-corrupt.pth'), bytes);
-    await expect(convertCheckpoints({ mae: f('data-corrupt.pth'), out: f('bad.safetensors') })).rejects.toThrow(/storage '.+\/data\/0' of tensor '(cls_token|pos_embed)' fails its CRC-32 check/);
+    await expect(convertCheckpoints({ mae: f('data-corrupt.pth'), out: f('bad.safetensors') })).rejects.toThrow(
+      /storage '.+\/data\/0' of tensor '(cls_token|pos_embed)' fails its CRC-32 check/,
+    );
     // Inside the last storage entry (read whole).
     const last = Buffer.from(whole);
     last[whole.length - 2000] ^= 0xff;

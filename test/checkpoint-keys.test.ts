@@ -1,9 +1,9 @@
 // Engine key names and shapes: SPEC §2's counts and parameter totals for ViT-L, and agreement with the
 // names the Python fixture derives independently from the taming/timm constructors.
 import { describe, expect, it } from 'vitest';
-import { preset } from '../src/config.js';
-import { maeKeys, vqDecodeKeys, vqEncodeKeys } from '../src/checkpoint/keys.js';
 import { inferConfig, inferDims } from '../src/checkpoint/infer-config.js';
+import { maeKeys, vqDecodeKeys, vqEncodeKeys } from '../src/checkpoint/keys.js';
+import { preset } from '../src/config.js';
 import { pythonKeyShapes } from './fixtures/torch-fixtures.js';
 
 const params = (m: Map<string, number[]>) => [...m.values()].reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0);

@@ -2,9 +2,9 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { preset, type ModelConfig } from '../src/config.js';
 import { convertCheckpoints } from '../src/checkpoint/convert.js';
 import { readSafetensorsHeader } from '../src/checkpoint/safetensors.js';
+import { type ModelConfig, preset } from '../src/config.js';
 import { makeBigCheckpoint, tempDir } from './fixtures/torch-fixtures.js';
 
 // Matches no preset, so it also exercises passing a config object.
@@ -25,7 +25,9 @@ it('converts ~100 MB with memory bounded well below the file size', async () => 
   let peakBuffers = 0;
   let peakRss = 0;
   const s = await convertCheckpoints({
-    mae: pth, out: join(dir, 'big.safetensors'), config,
+    mae: pth,
+    out: join(dir, 'big.safetensors'),
+    config,
     onProgress: () => {
       const m = process.memoryUsage();
       peakBuffers = Math.max(peakBuffers, m.arrayBuffers - base.arrayBuffers);
@@ -37,5 +39,7 @@ it('converts ~100 MB with memory bounded well below the file size', async () => 
   // The largest tensor is 4 MB and its buffers are reused; allow slack, but far from the whole file.
   expect(peakBuffers).toBeLessThan(size * 0.25);
   expect(peakRss).toBeLessThan(size * 0.4);
-  console.log(`converted ${(size / 1e6).toFixed(0)} MB in ${s.seconds.toFixed(2)} s; peak +${(peakBuffers / 1e6).toFixed(1)} MB buffers, +${(peakRss / 1e6).toFixed(1)} MB rss`);
+  console.log(
+    `converted ${(size / 1e6).toFixed(0)} MB in ${s.seconds.toFixed(2)} s; peak +${(peakBuffers / 1e6).toFixed(1)} MB buffers, +${(peakRss / 1e6).toFixed(1)} MB rss`,
+  );
 });

@@ -1,11 +1,12 @@
 // The safe unpickler against pickles written by CPython in every protocol, and hostile pickles that
 // would run code if loaded by Python: they must be refused and nothing may run.
-import { existsSync, readFileSync } from 'node:fs';
+
 import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InertObject, PickleError, type PickleGlobal, unpickle } from '../src/checkpoint/pickle.js';
-import { resolveTorchGlobal, findInert } from '../src/checkpoint/torch-globals.js';
+import { findInert, resolveTorchGlobal } from '../src/checkpoint/torch-globals.js';
 import { PYTHON, tempDir } from './fixtures/torch-fixtures.js';
 
 let dir = '';
@@ -16,8 +17,7 @@ beforeAll(() => {
 });
 afterAll(() => cleanup());
 
-const load = (file: string) =>
-  unpickle(readFileSync(join(dir, file)), { source: file, resolveGlobal: (m, n) => resolveTorchGlobal(m, n, file) });
+const load = (file: string) => unpickle(readFileSync(join(dir, file)), { source: file, resolveGlobal: (m, n) => resolveTorchGlobal(m, n, file) });
 
 /** The fixture's JSON encoding of a value (see make_pickles.py). */
 function toJson(v: unknown): unknown {
@@ -57,14 +57,20 @@ describe('unpickle', () => {
       expect(obj.known).toBe(false);
       expect(toJson(obj.state)).toEqual({ dict: [['attr', [1, 2]]] });
       expect((v.get('cls') as PickleGlobal).qualifiedName).toBe('__main__.Unknown');
-      expect(findInert(v, 'root').map((x) => x.path).sort()).toEqual(['root.cls', 'root.obj']);
+      expect(
+        findInert(v, 'root')
+          .map((x) => x.path)
+          .sort(),
+      ).toEqual(['root.cls', 'root.obj']);
     }
   });
 
   for (const name of ['os_system', 'subprocess', 'eval', 'exec', 'getattr', 'import']) {
     it(`refuses a pickle calling ${name} and runs nothing`, () => {
       for (const proto of [2, 4]) {
-        expect(() => load(`hostile_${name}.p${proto}.pkl`)).toThrow(/refused: the pickle names the global '(posix\.system|subprocess\.call|builtins\.(eval|exec|getattr|__import__))'/);
+        expect(() => load(`hostile_${name}.p${proto}.pkl`)).toThrow(
+          /refused: the pickle names the global '(posix\.system|subprocess\.call|builtins\.(eval|exec|getattr|__import__))'/,
+        );
       }
       expect(existsSync(join(dir, 'PWNED'))).toBe(false);
     });

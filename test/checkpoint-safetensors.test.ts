@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readSafetensors, readSafetensorsHeader, SafetensorsWriter, writeSafetensors, type SafeTensor } from '../src/checkpoint/safetensors.js';
+import { readSafetensors, readSafetensorsHeader, type SafeTensor, SafetensorsWriter, writeSafetensors } from '../src/checkpoint/safetensors.js';
 import { PYTHON, tempDir } from './fixtures/torch-fixtures.js';
 
 let dir = '';
@@ -56,7 +56,10 @@ f = h['f32']; lo, hi = f['data_offsets']
 print(json.dumps({'meta': meta, 'f32': np.frombuffer(b[8 + n + lo:8 + n + hi], '<f4').reshape(f['shape']).tolist(), 'dtypes': {k: v['dtype'] for k, v in h.items()}}))`;
     const out = JSON.parse(execFileSync(PYTHON, ['-c', script, p], { encoding: 'utf8' }));
     expect(out.meta).toEqual({ vtv_config: '{"a":1}' });
-    expect(out.f32).toEqual([[1.5, -2, 3], [0, -0, Math.fround(1e-42)]]);
+    expect(out.f32).toEqual([
+      [1.5, -2, 3],
+      [0, -0, Math.fround(1e-42)],
+    ]);
     expect(out.dtypes).toEqual({ u8: 'U8', bf: 'BF16', f32: 'F32', i32: 'I32', scalar: 'F32', empty: 'F32', i64: 'I64' });
   });
 

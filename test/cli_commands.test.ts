@@ -1,19 +1,19 @@
 // The vtv commands end to end on the bundled data with a fake engine (the method's own tests cover the
 // maths; these check the files, the flow and the errors a user will hit). The real-engine demo runs in
 // cli_demo_engine.test.ts.
-import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { preset } from '../src/config.js';
 import { collectCommand } from '../src/cli/collect.js';
 import type { Deps } from '../src/cli/common.js';
 import { demoCommand } from '../src/cli/demo.js';
 import { evalCommand } from '../src/cli/eval.js';
 import { program } from '../src/cli/program.js';
 import { searchCommand } from '../src/cli/search.js';
-import { writeRandomWeights } from '../src/model/random_weights.js';
+import { preset } from '../src/config.js';
 import { runPaths } from '../src/method/run_layout.js';
+import { writeRandomWeights } from '../src/model/random_weights.js';
 import { FakeEngine } from './method_fake_engine.js';
 
 const tiny = preset('tiny');
@@ -90,7 +90,9 @@ describe('vtv collect / search / eval (fake engine)', () => {
     await searchCommand({ ...base, ...searchSmall, tasks: ['colorization'], force: true, stopAfter: 2 }, deps);
     const state = snapshot(p.searchState('colorization'));
     const log = snapshot(p.searchLog('colorization'));
-    await expect(searchCommand({ ...base, ...searchSmall, tasks: ['colorization'], resume: true, lr: 0.2 }, deps)).rejects.toThrow(/different search configuration[\s\S]*options\.lr: 0\.1 vs 0\.2/);
+    await expect(searchCommand({ ...base, ...searchSmall, tasks: ['colorization'], resume: true, lr: 0.2 }, deps)).rejects.toThrow(
+      /different search configuration[\s\S]*options\.lr: 0\.1 vs 0\.2/,
+    );
     expect(snapshot(p.searchState('colorization'))).toBe(state);
     expect(snapshot(p.searchLog('colorization'))).toBe(log);
     await searchCommand({ ...base, ...searchSmall, tasks: ['colorization'], resume: true }, deps);
@@ -102,16 +104,26 @@ describe('vtv collect / search / eval (fake engine)', () => {
     await expect(searchCommand({ ...base, run: bare, ...searchSmall }, deps)).rejects.toThrow(/not a vtv run \(no config.json\)/);
     // A run whose collect never happened.
     await expect(collectCommand({ ...base, run: bare, ...small, tasks: ['segmentation'], episodesPerFold: 0 }, deps)).rejects.toThrow(/no episodes to score/);
-    await expect(searchCommand({ ...base, run: bare, ...searchSmall }, deps)).rejects.toThrow(/task-vector file .*means\.safetensors does not exist: run `vtv collect`/);
-    await expect(searchCommand({ ...base, ...searchSmall, tasks: ['inpaint'] }, deps)).rejects.toThrow(/has no task vector for 'inpaint' \(it has: segmentation, colorization\)/);
-    await expect(evalCommand({ ...base, tasks: ['segmentation', 'lowlight_enhance'], episodes: 1 }, deps)).rejects.toThrow(/no task vector for 'lowlight_enhance'/);
+    await expect(searchCommand({ ...base, run: bare, ...searchSmall }, deps)).rejects.toThrow(
+      /task-vector file .*means\.safetensors does not exist: run `vtv collect`/,
+    );
+    await expect(searchCommand({ ...base, ...searchSmall, tasks: ['inpaint'] }, deps)).rejects.toThrow(
+      /has no task vector for 'inpaint' \(it has: segmentation, colorization\)/,
+    );
+    await expect(evalCommand({ ...base, tasks: ['segmentation', 'lowlight_enhance'], episodes: 1 }, deps)).rejects.toThrow(
+      /no task vector for 'lowlight_enhance'/,
+    );
   });
 
   it('rejects weights that do not fit the model, before writing anything', async () => {
     const other = join(root, 'mismatch');
-    await expect(collectCommand({ ...base, run: other, model: 'mae-vqgan-vit-large', ...small }, deps)).rejects.toThrow(/weights do not match model 'mae-vqgan-vit-large': .*cls_token of shape \[1,1,64\], the model needs \[1,1,1024\]/);
+    await expect(collectCommand({ ...base, run: other, model: 'mae-vqgan-vit-large', ...small }, deps)).rejects.toThrow(
+      /weights do not match model 'mae-vqgan-vit-large': .*cls_token of shape \[1,1,64\], the model needs \[1,1,1024\]/,
+    );
     expect(existsSync(join(other, 'config.json'))).toBe(false);
-    await expect(collectCommand({ ...base, run: other, weights: [join(root, 'nope.safetensors')], ...small }, deps)).rejects.toThrow(/weights file .*nope\.safetensors does not exist/);
+    await expect(collectCommand({ ...base, run: other, weights: [join(root, 'nope.safetensors')], ...small }, deps)).rejects.toThrow(
+      /weights file .*nope\.safetensors does not exist/,
+    );
     await expect(collectCommand({ ...base, model: 'mae-vqgan-vit-large', ...small }, deps)).rejects.toThrow(/was made with --model "tiny"/);
   });
 
@@ -125,7 +137,9 @@ describe('vtv collect / search / eval (fake engine)', () => {
     const md = await demoCommand({ run: demoRun, scale: 0.25 }, deps);
     expect(readFileSync(md, 'utf8')).toMatch(/task vector/);
     await expect(demoCommand({ run: demoRun }, deps)).rejects.toThrow(/already holds a run: pass --force/);
-    const names = program().commands.map((c) => c.name()).filter((n) => n !== 'help');
+    const names = program()
+      .commands.map((c) => c.name())
+      .filter((n) => n !== 'help');
     expect(names).toEqual(expect.arrayContaining(['demo', 'collect', 'search', 'eval', 'convert', 'info', 'bench']));
   });
 });

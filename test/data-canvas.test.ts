@@ -2,8 +2,18 @@
 // (test/reference/pil_image_ops.py 'canvas': torch.ones, paste, float64 numpy normalisation, .float()).
 import { afterAll, describe, expect, it } from 'vitest';
 import {
-  buildCanvas, CANVAS, CANVAS_FLOATS, type Cell, CELL_FLOATS, cellFromImage, cellsTarget, gtQuadrant,
-  IMAGENET_MEAN, IMAGENET_STD, imageToPlanar, planarToImage,
+  buildCanvas,
+  CANVAS,
+  CANVAS_FLOATS,
+  CELL_FLOATS,
+  type Cell,
+  cellFromImage,
+  cellsTarget,
+  gtQuadrant,
+  IMAGENET_MEAN,
+  IMAGENET_STD,
+  imageToPlanar,
+  planarToImage,
 } from '../src/data/canvas.js';
 import { makeImage } from '../src/data/image.js';
 import { lowLight } from '../src/data/tasks/ops.js';
@@ -39,7 +49,15 @@ describe('canvas', () => {
       expect(at(canvas, c, 223, 110)).toBe(norm(120, c));
       expect(at(canvas, c, 113, 113)).toBe(norm(200, c));
       expect(at(canvas, c, 223, 223)).toBe(norm(200, c));
-      for (const [y, x] of [[111, 0], [112, 50], [0, 111], [50, 112], [111, 111], [112, 223], [223, 112]] as const) {
+      for (const [y, x] of [
+        [111, 0],
+        [112, 50],
+        [0, 111],
+        [50, 112],
+        [111, 111],
+        [112, 223],
+        [223, 112],
+      ] as const) {
         expect(at(canvas, c, y, x)).toBe(norm(255, c));
       }
     }

@@ -41,8 +41,12 @@ describe('Pascal-5i split lists (shipped copy)', () => {
 
 describe('seeded episodes', () => {
   const entries: ListEntry[] = [
-    { id: 'a', classId: 1 }, { id: 'b', classId: 1 }, { id: 'c', classId: 1 },
-    { id: 'd', classId: 2 }, { id: 'e', classId: 2 }, { id: 'a', classId: 2 },
+    { id: 'a', classId: 1 },
+    { id: 'b', classId: 1 },
+    { id: 'c', classId: 1 },
+    { id: 'd', classId: 2 },
+    { id: 'e', classId: 2 },
+    { id: 'a', classId: 2 },
   ];
   it('cycles queries, draws a different same-class support, and replays by seed and index', () => {
     const refs = sampleEpisodeRefs(entries, 'L', 3, 30);
@@ -56,12 +60,26 @@ describe('seeded episodes', () => {
     expect(sampleEpisodeRefs(entries, 'L', 3, 10, 12)).toEqual(refs.slice(12, 22));
     expect(sampleEpisodeRefs(entries, 'L', 4, 30).map((r) => r.supportId)).not.toEqual(refs.map((r) => r.supportId));
     // Supports are spread over the candidates: class 1 query 'a' -> 'b' or 'c'.
-    const sup = new Set(sampleEpisodeRefs(entries, 'L', 3, 600).filter((r) => r.queryId === 'a' && r.classId === 1).map((r) => r.supportId));
+    const sup = new Set(
+      sampleEpisodeRefs(entries, 'L', 3, 600)
+        .filter((r) => r.queryId === 'a' && r.classId === 1)
+        .map((r) => r.supportId),
+    );
     expect(sup).toEqual(new Set(['b', 'c']));
   });
 
   it('fails clearly when a class has a single image', () => {
-    expect(() => sampleEpisodeRefs([{ id: 'x', classId: 4 }, { id: 'y', classId: 5 }], 'L', 1, 1)).toThrow(/class 4 has no image other than x/);
+    expect(() =>
+      sampleEpisodeRefs(
+        [
+          { id: 'x', classId: 4 },
+          { id: 'y', classId: 5 },
+        ],
+        'L',
+        1,
+        1,
+      ),
+    ).toThrow(/class 4 has no image other than x/);
   });
 });
 
@@ -91,7 +109,9 @@ describe('Pascal-5i reader on a VOC-layout tree', () => {
     expect(ds.classes[6]).toBe('car');
     // The third image is missing: the error names its path and the expected layout.
     const jpg3 = join(voc, 'JPEGImages', `${ids[2]}.jpg`);
-    expect(() => ds.checkFiles({ split: 'val', fold: 1 })).toThrow(new RegExp(`missing ${jpg3.replace(/[.]/g, '\\.')}[\\s\\S]*expected layout: <base>/VOCdevkit/VOC2012/JPEGImages`));
+    expect(() => ds.checkFiles({ split: 'val', fold: 1 })).toThrow(
+      new RegExp(`missing ${jpg3.replace(/[.]/g, '\\.')}[\\s\\S]*expected layout: <base>/VOCdevkit/VOC2012/JPEGImages`),
+    );
     expect(() => ds.loadSample(ids[2] as string)).toThrow(/missing .*2007_000003\.jpg/);
     expect(() => ds.entries({ split: 'trn', fold: 1 })).toThrow(/missing .*trn\/fold1\.txt/);
     expect(() => ds.entries({ split: 'val', fold: 4 })).toThrow(/fold must be an integer in 0\.\.3/);
@@ -125,7 +145,10 @@ describe('bundled dataset', () => {
   });
 
   it('is exactly what scripts/make-bundled-data.ts generates', () => {
-    for (const [classId, n] of [[1, 0], [4, 19]] as const) {
+    for (const [classId, n] of [
+      [1, 0],
+      [4, 19],
+    ] as const) {
       const g = generateBundledImage(classId, n);
       const dir = join(import.meta.dirname, '..', 'data', 'bundled');
       expect(encodePng(g.labels)).toEqual(new Uint8Array(readFileSync(join(dir, 'SegmentationClassAug', `${g.id}.png`))));

@@ -2,9 +2,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  decodeImage, decodeJpeg, decodeLabelPng, decodePng, encodeJpeg, encodePng, makeImage, readImageFile,
-} from '../src/data/image.js';
+import { decodeImage, decodeJpeg, decodeLabelPng, decodePng, encodeJpeg, encodePng, makeImage, readImageFile } from '../src/data/image.js';
 import { resizeBicubic } from '../src/data/resize.js';
 import { noiseImage, PyRef, Rng, smoothImage } from './data-helpers.js';
 
@@ -87,7 +85,10 @@ describe('PNG', () => {
 describe('JPEG vs PIL (libjpeg-turbo)', () => {
   it('decodes the bundled 4:4:4 JPEGs within 3 levels of PIL', () => {
     const dir = join(import.meta.dirname, '..', 'data', 'bundled', 'JPEGImages');
-    const files = readdirSync(dir).filter((f) => f.endsWith('.jpg')).slice(0, 12).map((f) => join(dir, f));
+    const files = readdirSync(dir)
+      .filter((f) => f.endsWith('.jpg'))
+      .slice(0, 12)
+      .map((f) => join(dir, f));
     const outs = files.map((f) => {
       const out = py.file();
       py.add({ op: 'decode', path: f, out });

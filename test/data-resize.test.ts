@@ -14,7 +14,18 @@ describe('resizeBicubic vs PIL', () => {
   it('matches PIL exactly on random and smooth images of many sizes', () => {
     const rng = Rng.fromSeed(7);
     const cases: { img: Image8; ow: number; oh: number; name: string }[] = [];
-    const sizes: [number, number][] = [[500, 375], [375, 500], [333, 222], [111, 111], [112, 110], [64, 48], [17, 29], [200, 111], [1, 1], [3, 250]];
+    const sizes: [number, number][] = [
+      [500, 375],
+      [375, 500],
+      [333, 222],
+      [111, 111],
+      [112, 110],
+      [64, 48],
+      [17, 29],
+      [200, 111],
+      [1, 1],
+      [3, 250],
+    ];
     for (const [w, h] of sizes) {
       for (const channels of [3, 1] as const) {
         cases.push({ img: noiseImage(rng, w, h, channels), ow: 111, oh: 111, name: `noise ${w}x${h}x${channels}` });

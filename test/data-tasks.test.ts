@@ -1,7 +1,7 @@
 // The seven tasks of SPEC §3 on real (bundled) episodes: each cell is the documented operation.
 import { afterAll, describe, expect, it } from 'vitest';
-import { type Cell, CELL_FLOATS, cellFromImage } from '../src/data/canvas.js';
 import { openBundled } from '../src/data/bundled.js';
+import { CELL_FLOATS, type Cell, cellFromImage } from '../src/data/canvas.js';
 import { buildTaskCanvas, buildTaskCanvases } from '../src/data/episode-canvas.js';
 import type { RgbImage } from '../src/data/image.js';
 import { classMask, prepareEpisode } from '../src/data/prepare.js';
@@ -19,11 +19,20 @@ const prepared = prepareEpisode(ep);
 
 /** Positions where a cell is exactly 0 in all channels. */
 function blackSquareOf(cell: Cell): { y0: number; x0: number; y1: number; x1: number; n: number } {
-  let y0 = 111, x0 = 111, y1 = -1, x1 = -1, n = 0;
+  let y0 = 111,
+    x0 = 111,
+    y1 = -1,
+    x1 = -1,
+    n = 0;
   for (let i = 0; i < 111 * 111; i++) {
     if (cell[i] === 0 && cell[111 * 111 + i] === 0 && cell[2 * 111 * 111 + i] === 0) {
-      const y = Math.floor(i / 111), x = i % 111;
-      y0 = Math.min(y0, y); x0 = Math.min(x0, x); y1 = Math.max(y1, y); x1 = Math.max(x1, x); n++;
+      const y = Math.floor(i / 111),
+        x = i % 111;
+      y0 = Math.min(y0, y);
+      x0 = Math.min(x0, x);
+      y1 = Math.max(y1, y);
+      x1 = Math.max(x1, x);
+      n++;
     }
   }
   return { y0, x0, y1, x1, n };
@@ -85,7 +94,9 @@ describe('tasks', () => {
     expect([sqEx.y0, sqEx.x0]).toEqual([sq.y0, sq.x0]);
     // Outside the square the image is untouched; the output is the clean image.
     let changed = 0;
-    a.queryInput.forEach((v, i) => { if (v !== prepared.query.imageCell[i]) changed++; });
+    a.queryInput.forEach((v, i) => {
+      if (v !== prepared.query.imageCell[i]) changed++;
+    });
     expect(changed).toBeLessThanOrEqual(3 * 27 * 27);
     expect(changed).toBeGreaterThan(0);
     expect(a.queryOutput).toEqual(prepared.query.imageCell);
@@ -94,7 +105,9 @@ describe('tasks', () => {
     const r = Rng.fromSeed(6);
     const ys = new Set<number>();
     for (let k = 0; k < 400; k++) {
-      const s = blackSquareOf(getTask('inpaint').cells({ ...prepared, query: { ...prepared.query, imageCell: new Float32Array(CELL_FLOATS).fill(1) } }, r).queryInput);
+      const s = blackSquareOf(
+        getTask('inpaint').cells({ ...prepared, query: { ...prepared.query, imageCell: new Float32Array(CELL_FLOATS).fill(1) } }, r).queryInput,
+      );
       expect(s.n).toBe(27 * 27);
       expect(s.y0 >= 0 && s.y0 <= 84 && s.x0 >= 0 && s.x0 <= 84).toBe(true);
       ys.add(s.y0);
@@ -142,7 +155,10 @@ describe('tasks', () => {
     expect(a.target).toEqual(Uint8Array.from(prepared.query.imageCell, (v) => Math.round(v * 255)));
     // Another episode index draws another square.
     const other = ds.episodeRefs({ split: 'trn', fold: 0 }, 1, 1, 8)[0]!;
-    expect(blackSquareOf(buildTaskCanvas('inpaint', ds.loadEpisode({ ...other, queryId: ep.queryId, supportId: ep.supportId, classId: ep.classId })).cells.queryInput))
-      .not.toEqual(blackSquareOf(a.cells.queryInput));
+    expect(
+      blackSquareOf(
+        buildTaskCanvas('inpaint', ds.loadEpisode({ ...other, queryId: ep.queryId, supportId: ep.supportId, classId: ep.classId })).cells.queryInput,
+      ),
+    ).not.toEqual(blackSquareOf(a.cells.queryInput));
   });
 });

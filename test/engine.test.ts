@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PRESETS, patchBitIndex, patchBytes, preset } from '../src/config.js';
 import { CANVAS_FLOATS, Engine } from '../src/engine.js';
-import { loadAddon } from '../src/native.js';
 import { randomWeights, writeRandomWeights } from '../src/model/random_weights.js';
+import { loadAddon } from '../src/native.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vtv-engine-'));
 const config = preset('tiny');
@@ -81,12 +81,22 @@ describe('bad input is a clear error, never a crash', () => {
     await expect(engine.forward({ mode: 'zero-shot', canvases: c })).rejects.toThrow(/canvas 1/);
   });
   it('canvas index out of range', async () => {
-    await expect(engine.forward({ mode: 'zero-shot', canvases: canvases(2), canvasIndex: Int32Array.from([0, 2]) })).rejects.toThrow(/canvas_index|out of range/);
+    await expect(engine.forward({ mode: 'zero-shot', canvases: canvases(2), canvasIndex: Int32Array.from([0, 2]) })).rejects.toThrow(
+      /canvas_index|out of range/,
+    );
   });
   it('patch mask of the wrong size, or bits past the last variable', async () => {
     const means = { enc: new Float32Array(config.encDepth * 148 * config.encDim), dec: new Float32Array(config.decDepth * 197 * config.decDim) };
-    await expect(engine.forward({ mode: 'zero-shot', canvases: canvases(1), patch: { means, masks: new Uint8Array(3) } })).rejects.toThrow(/patchMask has 3 elements/);
-    await expect(engine.forward({ mode: 'zero-shot', canvases: canvases(1), patch: { means: { enc: new Float32Array(5), dec: means.dec }, masks: new Uint8Array(patchBytes(config, 'zero-shot')) } })).rejects.toThrow(/meansEnc has 5 elements/);
+    await expect(engine.forward({ mode: 'zero-shot', canvases: canvases(1), patch: { means, masks: new Uint8Array(3) } })).rejects.toThrow(
+      /patchMask has 3 elements/,
+    );
+    await expect(
+      engine.forward({
+        mode: 'zero-shot',
+        canvases: canvases(1),
+        patch: { means: { enc: new Float32Array(5), dec: means.dec }, masks: new Uint8Array(patchBytes(config, 'zero-shot')) },
+      }),
+    ).rejects.toThrow(/meansEnc has 5 elements/);
   });
   it('an unknown mode or loss', async () => {
     // @ts-expect-error: deliberately wrong
@@ -111,7 +121,10 @@ describe('bad input is a clear error, never a crash', () => {
 describe('forward', () => {
   it('each sample of one batch patches differently, and equals its own single run', async () => {
     const c = canvases(1, 9);
-    const means = { enc: new Float32Array(config.encDepth * 148 * config.encDim).fill(0.7), dec: new Float32Array(config.decDepth * 197 * config.decDim).fill(-0.7) };
+    const means = {
+      enc: new Float32Array(config.encDepth * 148 * config.encDim).fill(0.7),
+      dec: new Float32Array(config.decDepth * 197 * config.decDim).fill(-0.7),
+    };
     const bytes = patchBytes(config, 'zero-shot');
     const masks = new Uint8Array(3 * bytes);
     for (let h = 0; h < config.encHeads; h++) {
@@ -126,7 +139,13 @@ describe('forward', () => {
         masks[2 * bytes + (i >> 3)]! |= 1 << (i & 7); // sample 2: every head of the last decoder layer
       }
     }
-    const batch = await engine.forward({ mode: 'zero-shot', canvases: c, canvasIndex: Int32Array.from([0, 0, 0]), patch: { means, masks }, outputs: { logits: true } });
+    const batch = await engine.forward({
+      mode: 'zero-shot',
+      canvases: c,
+      canvasIndex: Int32Array.from([0, 0, 0]),
+      patch: { means, masks },
+      outputs: { logits: true },
+    });
     const V = config.vq.nEmbed;
     const per = 98 * V;
     const differs = (a: number, b: number) => batch.logits!.subarray(a * per, (a + 1) * per).some((v, i) => v !== batch.logits![b * per + i]);
@@ -134,7 +153,12 @@ describe('forward', () => {
     expect(differs(0, 2)).toBe(true);
     expect(differs(1, 2)).toBe(true);
     for (let s = 0; s < 3; s++) {
-      const single = await engine.forward({ mode: 'zero-shot', canvases: c, patch: { means, masks: masks.subarray(s * bytes, (s + 1) * bytes) }, outputs: { logits: true } });
+      const single = await engine.forward({
+        mode: 'zero-shot',
+        canvases: c,
+        patch: { means, masks: masks.subarray(s * bytes, (s + 1) * bytes) },
+        outputs: { logits: true },
+      });
       expect(single.logits).toEqual(batch.logits!.subarray(s * per, (s + 1) * per));
     }
   });

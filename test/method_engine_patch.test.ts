@@ -6,11 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { preset } from '../src/config.js';
-import { CANVAS_FLOATS, Engine, type TaskMeans } from '../src/engine.js';
 import { Rng } from '../src/data/rng.js';
-import { writeRandomWeights } from '../src/model/random_weights.js';
+import { CANVAS_FLOATS, Engine, type TaskMeans } from '../src/engine.js';
 import { sampleChoices } from '../src/method/policy.js';
 import { VariableSpace } from '../src/method/variables.js';
+import { writeRandomWeights } from '../src/model/random_weights.js';
 
 const config = preset('tiny');
 const dir = mkdtempSync(join(tmpdir(), 'vtv-patch-'));
@@ -41,7 +41,10 @@ describe('patched zero-shot batches (tiny model)', () => {
     expect(new Set(batch.losses).size).toBeGreaterThan(1);
     for (let b = 0; b < B; b++) {
       const one = await engine.forward({
-        mode: 'zero-shot', canvases, canvasIndex: Int32Array.of(b % 3), loss: 'mse',
+        mode: 'zero-shot',
+        canvases,
+        canvasIndex: Int32Array.of(b % 3),
+        loss: 'mse',
         patch: { means, masks: masks.subarray(b * space.maskBytes, (b + 1) * space.maskBytes) },
       });
       expect(one.losses![0]).toBe(batch.losses![b]);
@@ -62,7 +65,13 @@ describe('patched zero-shot batches (tiny model)', () => {
   it('an empty subset is the unpatched forward', async () => {
     const space = new VariableSpace(config, 1, 'zero-shot');
     const plain = await engine.forward({ mode: 'zero-shot', canvases, loss: 'mse', outputs: { tokens: true } });
-    const patched = await engine.forward({ mode: 'zero-shot', canvases, loss: 'mse', outputs: { tokens: true }, patch: { means, masks: space.masks(new Uint8Array(3 * space.count), 3) } });
+    const patched = await engine.forward({
+      mode: 'zero-shot',
+      canvases,
+      loss: 'mse',
+      outputs: { tokens: true },
+      patch: { means, masks: space.masks(new Uint8Array(3 * space.count), 3) },
+    });
     expect(patched.tokens).toEqual(plain.tokens);
     expect(patched.losses).toEqual(plain.losses);
   });
@@ -73,7 +82,12 @@ describe('patched zero-shot batches (tiny model)', () => {
     const m0 = g0.masks(new Uint8Array(g0.count).fill(1), 1);
     const m2 = g2.masks(new Uint8Array(g2.count).fill(1), 1);
     expect(m2).toEqual(m0);
-    const r = await engine.forward({ mode: 'zero-shot', canvases: canvases.subarray(0, CANVAS_FLOATS), outputs: { tokens: true }, patch: { means, masks: m0 } });
+    const r = await engine.forward({
+      mode: 'zero-shot',
+      canvases: canvases.subarray(0, CANVAS_FLOATS),
+      outputs: { tokens: true },
+      patch: { means, masks: m0 },
+    });
     const plain = await engine.forward({ mode: 'zero-shot', canvases: canvases.subarray(0, CANVAS_FLOATS), outputs: { tokens: true } });
     expect(r.tokens).not.toEqual(plain.tokens);
   });

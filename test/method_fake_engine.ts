@@ -3,8 +3,9 @@
 // canvas-dependent base plus, for every patched (layer, head, position) bit, a fixed random effect
 // scaled by the task mean at that place. So patching matters, different bits have distinguishable
 // effects, and the means matter, which is all the search and collection code can observe.
+
+import { decTokens, encTokens, type ModelConfig, ONE_SHOT_DEC_TOKENS, ONE_SHOT_ENC_TOKENS, patchBits, patchBytes } from '../src/config.js';
 import { CANVAS_FLOATS, type ForwardRequest, type ForwardResult, TARGET_BYTES } from '../src/engine.js';
-import { type ModelConfig, ONE_SHOT_DEC_TOKENS, ONE_SHOT_ENC_TOKENS, decTokens, encTokens, patchBits, patchBytes } from '../src/config.js';
 
 const BLOCKS = 64; // 8x8 blocks over the 111x111 quadrant
 const CELL = 111;
@@ -93,8 +94,7 @@ export class FakeEngine {
       if (images) {
         const img = images.subarray(b * CANVAS_FLOATS, (b + 1) * CANVAS_FLOATS);
         for (let ch = 0; ch < 3; ch++)
-          for (let y = 0; y < CELL; y++)
-            for (let x = 0; x < CELL; x++) img[ch * 224 * 224 + (113 + y) * 224 + 113 + x] = v[blockOf(y, x)]!;
+          for (let y = 0; y < CELL; y++) for (let x = 0; x < CELL; x++) img[ch * 224 * 224 + (113 + y) * 224 + 113 + x] = v[blockOf(y, x)]!;
       }
       if (req.loss) {
         const target = (y: number, x: number) => {

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../src/data/rng.js';
 import {
-  DISABLED_LOGIT,
   adamStep,
   advantages,
+  DISABLED_LOGIT,
   newAdamState,
   probabilities,
   sampleChoices,

@@ -30,7 +30,7 @@ describe('variable spaces (SPEC §5)', () => {
       const slot = a % 3;
       const q1 = [];
       const q2 = [];
-      for (let r = 0; r < 7; r++) for (let c = 0; c < 7; c++) (q1.push(r * 14 + c + 1), q2.push(r * 14 + 7 + c + 1));
+      for (let r = 0; r < 7; r++) for (let c = 0; c < 7; c++) q1.push(r * 14 + c + 1), q2.push(r * 14 + 7 + c + 1);
       expect(v.positions).toEqual(slot === 0 ? [0] : slot === 1 ? q1 : q2);
     }
   });
@@ -56,7 +56,12 @@ describe('variable spaces (SPEC §5)', () => {
   });
 
   it('builds per-sample masks equal to setting each triple bit one by one', () => {
-    for (const [g, mode] of [[0, 'zero-shot'], [1, 'zero-shot'], [1, 'one-shot'], [2, 'zero-shot']] as const) {
+    for (const [g, mode] of [
+      [0, 'zero-shot'],
+      [1, 'zero-shot'],
+      [1, 'one-shot'],
+      [2, 'zero-shot'],
+    ] as const) {
       const s = new VariableSpace(tiny, g, mode);
       const B = 5;
       const choices = new Uint8Array(B * s.count);

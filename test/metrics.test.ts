@@ -31,22 +31,42 @@ describe('IoU (SPEC §3)', () => {
     const right = crop((_y, x) => x >= 40); // 71 columns, overlap 10
     expect(iou(left, right)).toBeCloseTo(10 / 111, 12);
     expect(iou(left, left)).toBe(1);
-    expect(iou(left, crop((_y, x) => x >= 50))).toBe(0);
+    expect(
+      iou(
+        left,
+        crop((_y, x) => x >= 50),
+      ),
+    ).toBe(0);
     // Grey predictions count by rounding: 200,200,200 is white.
-    expect(iou(left, crop((_y, x) => x < 50, [200, 200, 200]))).toBe(1);
+    expect(
+      iou(
+        left,
+        crop((_y, x) => x < 50, [200, 200, 200]),
+      ),
+    ).toBe(1);
   });
 
   it('returns 1 when both masks are empty (the reference would give NaN), 0 when only one is', () => {
     const empty = crop(() => false);
     expect(iou(empty, empty)).toBe(1);
-    expect(iou(empty, crop((y) => y === 3))).toBe(0);
+    expect(
+      iou(
+        empty,
+        crop((y) => y === 3),
+      ),
+    ).toBe(0);
   });
 
   it('averages per-image IoUs (not pooled)', () => {
     const big = crop(() => true);
     const small = crop((y, x) => y === 0 && x === 0);
     // Image 1: IoU 1; image 2: 1/12321. Pooled would be (12321+1)/(12321+12321) ≈ 0.5.
-    expect(meanIoU([[big, big], [small, big]])).toBeCloseTo((1 + 1 / P) / 2, 12);
+    expect(
+      meanIoU([
+        [big, big],
+        [small, big],
+      ]),
+    ).toBeCloseTo((1 + 1 / P) / 2, 12);
     expect(() => meanIoU([])).toThrow(/no images/);
     expect(() => iou(new Uint8Array(10), big)).toThrow(/36963 bytes, got 10 and 36963/);
   });

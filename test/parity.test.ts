@@ -40,7 +40,11 @@ const f32 = (k: string) => expected.get(k)!.data as Float32Array;
 
 beforeAll(async () => {
   console.log(`parity seed ${seed} (replay with VTV_PARITY_SEED=${seed})`);
-  execFileSync(PYTHON, ['test/reference/make_parity_case.py', '--config', 'tiny', '--seed', String(seed), '--batch', String(BATCH), '--out', dir, '--threads', '1'], { stdio: 'pipe' });
+  execFileSync(
+    PYTHON,
+    ['test/reference/make_parity_case.py', '--config', 'tiny', '--seed', String(seed), '--batch', String(BATCH), '--out', dir, '--threads', '1'],
+    { stdio: 'pipe' },
+  );
   inputs = readSafetensors(join(dir, 'inputs.safetensors')).tensors;
   const e = readSafetensors(join(dir, 'expected.safetensors'));
   expected = e.tensors;
@@ -213,6 +217,8 @@ describe('VQGAN encoder and token losses', () => {
     const bad = new Int32Array(BATCH * 49);
     bad[49 + 3] = config.vq.nEmbed;
     await expect(engine.forward({ mode: 'zero-shot', canvases, loss: 'token-accuracy', targetTokens: bad })).rejects.toThrow(/target_tokens\[1\]\[3\]/);
-    await expect(engine.forward({ mode: 'zero-shot', canvases, loss: 'token-ce', targetTokens: new Int32Array(5) })).rejects.toThrow(/targetTokens has 5 elements/);
+    await expect(engine.forward({ mode: 'zero-shot', canvases, loss: 'token-ce', targetTokens: new Int32Array(5) })).rejects.toThrow(
+      /targetTokens has 5 elements/,
+    );
   });
 });

@@ -14,7 +14,16 @@ import { makeCompleteRun, makeInterruptedRun } from './report_fixture.js';
 
 const CHROMIUM = process.env.VTV_CHROMIUM ?? '/usr/bin/chromium';
 // Without these, chromium tries to reach the network (updates, sync, QUIC probes) on a machine that has none.
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium) console.warn(`report-browser: ${CHROMIUM} not found (install Debian's chromium or set VTV_CHROMIUM); browser checks skipped`);
@@ -53,7 +62,9 @@ async function renderAndCheck(runDir: string): Promise<string> {
     if (!r.url().startsWith(pathToFileURL(res.outDir).href)) outside.push(r.url());
   });
   await page.goto(pathToFileURL(res.html).href, { waitUntil: 'load' });
-  const imgs = await page.$$eval('img', (els) => els.map((e) => ({ src: e.getAttribute('src'), w: (e as HTMLImageElement).naturalWidth, complete: (e as HTMLImageElement).complete })));
+  const imgs = await page.$$eval('img', (els) =>
+    els.map((e) => ({ src: e.getAttribute('src'), w: (e as HTMLImageElement).naturalWidth, complete: (e as HTMLImageElement).complete })),
+  );
   expect(imgs.length).toBeGreaterThan(0);
   for (const i of imgs) {
     expect(i.complete, `${i.src} did not finish loading`).toBe(true);

@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { decode } from 'fast-png';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { preset } from '../src/config.js';
 import { registerReport } from '../src/cli/report.js';
+import { preset } from '../src/config.js';
 import type { EvalResults } from '../src/method/evaluate.js';
 import { runPaths } from '../src/method/run_layout.js';
 import type { SubsetFile } from '../src/method/subset_file.js';
@@ -16,8 +16,8 @@ import { VariableSpace } from '../src/method/variables.js';
 import { continuousScale, selectionScale } from '../src/report/colormap.js';
 import { drawHeatmapFigure, drawLineChart, niceTicks } from '../src/report/figures.js';
 import { headMapGrid } from '../src/report/head_maps.js';
-import { readRunFiles } from '../src/report/run_files.js';
 import { referencedImages, writeReport } from '../src/report/report.js';
+import { readRunFiles } from '../src/report/run_files.js';
 import { makeCompleteRun, makeInterruptedRun } from './report_fixture.js';
 
 let base: string;
@@ -206,7 +206,24 @@ describe('figures', () => {
     expect(red).toBeGreaterThanOrEqual(19 * 19); // the cell, plus the legend swatch
     const probs = decode(drawHeatmapFigure({ title: 'p', grid: headMapGrid(space, chosen), scale: continuousScale(0, 1, 'probability') }));
     expect(probs.width).toBeGreaterThan(100);
-    const chart = decode(drawLineChart({ title: 't', xLabel: 'step', yLabel: 'loss', series: [{ name: 'a', points: [[0, 1], [1, Number.NaN], [2, 3]], color: [0, 0, 255] }] }));
+    const chart = decode(
+      drawLineChart({
+        title: 't',
+        xLabel: 'step',
+        yLabel: 'loss',
+        series: [
+          {
+            name: 'a',
+            points: [
+              [0, 1],
+              [1, Number.NaN],
+              [2, 3],
+            ],
+            color: [0, 0, 255],
+          },
+        ],
+      }),
+    );
     expect(chart.width).toBe(520);
     expect(niceTicks(0, 1, 5)).toEqual([0, 0.2, 0.4, 0.6, 0.8, 1]);
   });

@@ -29,22 +29,47 @@ function rand(seed: number): () => number {
 }
 
 function writeConfig(root: string, model: string): void {
-  const run: RunConfig = { format: 'vtv-run', version: RUN_FORMAT_VERSION, model, weights: [], dataset: 'bundled', backend: 'cpu', created: '2026-01-01T00:00:00.000Z' };
+  const run: RunConfig = {
+    format: 'vtv-run',
+    version: RUN_FORMAT_VERSION,
+    model,
+    weights: [],
+    dataset: 'bundled',
+    backend: 'cpu',
+    created: '2026-01-01T00:00:00.000Z',
+  };
   writeJsonAtomic(runPaths(root).config, run);
 }
 
 function writeMeans(root: string, c: ModelConfig, tasks: string[]): void {
   const m = new Map<string, TaskMeansEntry>();
   for (const t of tasks) {
-    m.set(t, { means: { enc: new Float32Array(c.encDepth * ONE_SHOT_ENC_TOKENS * c.encDim), dec: new Float32Array(c.decDepth * ONE_SHOT_DEC_TOKENS * c.decDim) }, count: 10 });
+    m.set(t, {
+      means: { enc: new Float32Array(c.encDepth * ONE_SHOT_ENC_TOKENS * c.encDim), dec: new Float32Array(c.decDepth * ONE_SHOT_DEC_TOKENS * c.decDim) },
+      count: 10,
+    });
   }
   writeMeansFile(runPaths(root).means, c, m);
 }
 
 function writeCollectOutputs(root: string, c: ModelConfig, tasks: string[], r: () => number): void {
   writeJsonAtomic(runPaths(root).prompts, {
-    format: 'vtv-prompts', version: 1, scored: 30,
-    tasks: Object.fromEntries(tasks.map((t) => [t, Array.from({ length: 5 }, (_, i) => ({ fold: 1, index: i, query: `q${i}`, support: `s${i}`, classId: 3, metric: t === 'segmentation' ? 0.5 + 0.1 * r() : 0.05 * r() }))])),
+    format: 'vtv-prompts',
+    version: 1,
+    scored: 30,
+    tasks: Object.fromEntries(
+      tasks.map((t) => [
+        t,
+        Array.from({ length: 5 }, (_, i) => ({
+          fold: 1,
+          index: i,
+          query: `q${i}`,
+          support: `s${i}`,
+          classId: 3,
+          metric: t === 'segmentation' ? 0.5 + 0.1 * r() : 0.05 * r(),
+        })),
+      ]),
+    ),
   });
   // Taskness rising with depth (as the paper reports for the task-encoding heads), plus noise.
   const perHead: Taskness['perHead'] = [];
@@ -65,20 +90,33 @@ function writeCollectOutputs(root: string, c: ModelConfig, tasks: string[], r: (
   };
   // perHead lists encoder then decoder heads, as tasknessScores writes them.
   taskness.perHead.sort((a, b) => a.layer - b.layer || a.head - b.head);
-  writeJsonAtomic(runPaths(root).taskness, { format: 'vtv-taskness', version: 1, formula: 'sum_e Var_all / (n * sum_j sum_e Var_task_j), population variances', ...taskness });
+  writeJsonAtomic(runPaths(root).taskness, {
+    format: 'vtv-taskness',
+    version: 1,
+    formula: 'sum_e Var_all / (n * sum_j sum_e Var_task_j), population variances',
+    ...taskness,
+  });
 }
 
 /** Logits of a plausible search: a few decoder and late-encoder query heads go up, the rest down. */
 function searchLogits(space: VariableSpace, progress: number, r: () => number): Float64Array {
   const c = space.config;
   return Float64Array.from(space.info, (v) => {
-    const favoured = (v.layer >= c.encDepth && v.slot !== 'cls' && (v.head * 7 + v.layer) % 5 === 0) || (v.layer === c.encDepth - 2 && v.slot === 'query' && v.head % 4 === 1);
+    const favoured =
+      (v.layer >= c.encDepth && v.slot !== 'cls' && (v.head * 7 + v.layer) % 5 === 0) || (v.layer === c.encDepth - 2 && v.slot === 'query' && v.head % 4 === 1);
     return -1 + progress * (favoured ? 4 : -1.5) + 0.5 * (r() - 0.5);
   });
 }
 
 /** Writes search/<key>/: log.jsonl (steps [0, loggedSteps)), state.json (after stateStep steps), subset.json if finished. */
-function writeSearch(root: string, key: string, tasks: { name: string; loss: 'iou' | 'mse' }[], space: VariableSpace, opt: { loggedSteps: number; stateStep?: number; finished: boolean; cutLastLine?: boolean }, r: () => number): void {
+function writeSearch(
+  root: string,
+  key: string,
+  tasks: { name: string; loss: 'iou' | 'mse' }[],
+  space: VariableSpace,
+  opt: { loggedSteps: number; stateStep?: number; finished: boolean; cutLastLine?: boolean },
+  r: () => number,
+): void {
   const p = runPaths(root);
   mkdirSync(p.searchDir(key), { recursive: true });
   const total = opt.finished ? opt.loggedSteps : opt.loggedSteps * 2;
@@ -116,7 +154,15 @@ function writeSearch(root: string, key: string, tasks: { name: string; loss: 'io
     const state: SearchState = {
       format: 'vtv-search-state',
       version: 1,
-      fingerprint: { model: space.config, granularity: space.granularity, mode: space.mode, variables: space.count, tasks: tasks.map((t) => `${t.name}:${t.loss}`), options: {}, data: 'fixture' },
+      fingerprint: {
+        model: space.config,
+        granularity: space.granularity,
+        mode: space.mode,
+        variables: space.count,
+        tasks: tasks.map((t) => `${t.name}:${t.loss}`),
+        options: {},
+        data: 'fixture',
+      },
       step: opt.stateStep,
       logits: Array.from(logits),
       adam: { m: new Array(space.count).fill(0), v: new Array(space.count).fill(0), t: opt.stateStep },
@@ -128,7 +174,17 @@ function writeSearch(root: string, key: string, tasks: { name: string; loss: 'io
   if (opt.finished) {
     const sel = Float64Array.from(best!.logits);
     const choice = Uint8Array.from(probabilities(sel), (x) => (x > 0.5 ? 1 : 0));
-    writeSubsetFile(p.subset(key), makeSubsetFile(space, tasks.map((t) => t.name), 'threshold', best!.step, sel, choice));
+    writeSubsetFile(
+      p.subset(key),
+      makeSubsetFile(
+        space,
+        tasks.map((t) => t.name),
+        'threshold',
+        best!.step,
+        sel,
+        choice,
+      ),
+    );
   }
 }
 
@@ -174,7 +230,17 @@ function writeEval(root: string, model: string, tasks: { name: string; loss: 'io
   for (const t of tasks)
     for (const fold of [0, 1]) {
       const iou = t.loss === 'iou';
-      rows.push({ task: t.name, fold, metric: t.loss, episodes: 4, subsetSize: size, oneShot: iou ? 0.42 + 0.01 * fold : 0.031, zeroShot: iou ? 0.12 : 0.12, taskVector: iou ? 0.35 - 0.01 * fold : 0.05, random: iou ? 0.11 : 0.14 });
+      rows.push({
+        task: t.name,
+        fold,
+        metric: t.loss,
+        episodes: 4,
+        subsetSize: size,
+        oneShot: iou ? 0.42 + 0.01 * fold : 0.031,
+        zeroShot: iou ? 0.12 : 0.12,
+        taskVector: iou ? 0.35 - 0.01 * fold : 0.05,
+        random: iou ? 0.11 : 0.14,
+      });
     }
   const summary = tasks.map((t) => {
     const rs = rows.filter((x) => x.task === t.name);
@@ -197,8 +263,17 @@ export function makeCompleteRun(root: string): void {
   const r = rand(1);
   const c = preset('mae-vqgan-vit-large');
   writeConfig(root, c.name);
-  writeMeans(root, preset('tiny'), TASKS.map((t) => t.name)); // tiny tensors: the report reads only the header
-  writeCollectOutputs(root, c, TASKS.map((t) => t.name), r);
+  writeMeans(
+    root,
+    preset('tiny'),
+    TASKS.map((t) => t.name),
+  ); // tiny tensors: the report reads only the header
+  writeCollectOutputs(
+    root,
+    c,
+    TASKS.map((t) => t.name),
+    r,
+  );
   const space = new VariableSpace(c, 1, 'zero-shot');
   for (const t of TASKS) writeSearch(root, t.name, [t], space, { loggedSteps: 60, stateStep: 60, finished: true }, r);
   writeEval(root, c.name, TASKS, 40);
@@ -214,8 +289,17 @@ export function makeInterruptedRun(root: string): void {
   const r = rand(2);
   const c = preset('tiny');
   writeConfig(root, c.name);
-  writeMeans(root, c, TASKS.map((t) => t.name));
-  writeCollectOutputs(root, c, TASKS.map((t) => t.name), r);
+  writeMeans(
+    root,
+    c,
+    TASKS.map((t) => t.name),
+  );
+  writeCollectOutputs(
+    root,
+    c,
+    TASKS.map((t) => t.name),
+    r,
+  );
   const space = new VariableSpace(c, 1, 'zero-shot');
   writeSearch(root, 'segmentation', [TASKS[0]!], space, { loggedSteps: 25, stateStep: 20, finished: false, cutLastLine: true }, r);
   writeSearch(root, 'colorization', [TASKS[1]!], space, { loggedSteps: 3, finished: false }, r);

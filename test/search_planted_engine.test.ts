@@ -10,10 +10,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { preset } from '../src/config.js';
 import { Engine } from '../src/engine.js';
-import { writeRandomWeights } from '../src/model/random_weights.js';
-import { type CanvasSet, type SearchInputs, type StepRecord, evaluateSubset, runSearch } from '../src/method/reinforce.js';
+import { type CanvasSet, evaluateSubset, runSearch, type SearchInputs, type StepRecord } from '../src/method/reinforce.js';
 import { computeTargetTokens } from '../src/method/target_tokens.js';
-import { PLANTED_BUDGET, type PlantedProblem, jaccard, plantedProblem, recovery } from './search_planted_problem.js';
+import { writeRandomWeights } from '../src/model/random_weights.js';
+import { jaccard, PLANTED_BUDGET, type PlantedProblem, plantedProblem, recovery } from './search_planted_problem.js';
 
 const config = preset('tiny');
 const dir = mkdtempSync(join(tmpdir(), 'vtv-planted-'));
@@ -95,7 +95,11 @@ describe('REINFORCE on a planted subset (tiny model, real engine)', () => {
     // images are decoded from tokens). The accuracy signal is weak (a head changes few of 98 tokens),
     // so this runs 200 steps, still ~4x cheaper than the pixel search's 40.
     const steps: StepRecord[] = [];
-    const res = await runSearch(inputs(problem.plantedTokens), { ...PLANTED_BUDGET, steps: 200, objective: 'token', tokenLoss: 'accuracy' }, { onStep: (r) => steps.push(r) });
+    const res = await runSearch(
+      inputs(problem.plantedTokens),
+      { ...PLANTED_BUDGET, steps: 200, objective: 'token', tokenLoss: 'accuracy' },
+      { onStep: (r) => steps.push(r) },
+    );
     expect(steps.every((s) => s.uniqueDecodes === 0)).toBe(true);
     const r = recovery(res.choice, problem.hidden);
     expect(r.recall, `chosen ${[...res.choice]} hidden ${[...problem.hidden]}`).toBe(1);

@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { meansDecFloats, meansEncFloats, preset } from '../src/config.js';
-import { CANVAS_FLOATS, type TaskMeans } from '../src/engine.js';
 import { Rng } from '../src/data/rng.js';
-import { REFERENCE_SEARCH, type SearchInputs, type SearchOptions, runSearch } from '../src/method/reinforce.js';
+import { CANVAS_FLOATS, type TaskMeans } from '../src/engine.js';
+import { REFERENCE_SEARCH, runSearch, type SearchInputs, type SearchOptions } from '../src/method/reinforce.js';
 import { VariableSpace } from '../src/method/variables.js';
 import { FakeEngine, targetsFromImages } from './method_fake_engine.js';
 
@@ -42,7 +42,15 @@ async function plantedProblem(seed: number, hiddenCount: number) {
   return { inputs, hidden, engine };
 }
 
-const budget: SearchOptions = { ...REFERENCE_SEARCH, steps: 150, samplesPerStep: 128, validateEvery: 25, finalSubset: 'threshold', seed: 11, checkpointEvery: 20 };
+const budget: SearchOptions = {
+  ...REFERENCE_SEARCH,
+  steps: 150,
+  samplesPerStep: 128,
+  validateEvery: 25,
+  finalSubset: 'threshold',
+  seed: 11,
+  checkpointEvery: 20,
+};
 
 describe('REINFORCE on a planted subset (fake engine)', () => {
   it('recovers the hidden subset with precision and recall >= 0.9, and the loss falls', async () => {
@@ -78,7 +86,11 @@ describe('REINFORCE on a planted subset (fake engine)', () => {
     const resumed = await runSearch(b.inputs, opt, { statePath: join(dir, 'b.json'), logPath: join(dir, 'b.jsonl'), resume: true });
     expect(resumed.completed).toBe(true);
     expect(readFileSync(join(dir, 'b.json'), 'utf8')).toBe(readFileSync(join(dir, 'a.json'), 'utf8'));
-    const strip = (p: string) => readFileSync(p, 'utf8').trim().split('\n').map((l) => ({ ...JSON.parse(l), seconds: 0 }));
+    const strip = (p: string) =>
+      readFileSync(p, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => ({ ...JSON.parse(l), seconds: 0 }));
     expect(strip(join(dir, 'b.jsonl'))).toEqual(strip(join(dir, 'a.jsonl')));
   });
 
@@ -89,7 +101,9 @@ describe('REINFORCE on a planted subset (fake engine)', () => {
     await runSearch(p.inputs, opt, { statePath: join(dir, 's.json'), logPath: join(dir, 'l.jsonl') });
     const before = readFileSync(join(dir, 's.json'), 'utf8');
     const logBefore = readFileSync(join(dir, 'l.jsonl'), 'utf8');
-    await expect(runSearch(p.inputs, { ...opt, lr: 0.05 }, { statePath: join(dir, 's.json'), logPath: join(dir, 'l.jsonl'), resume: true })).rejects.toThrow(/different search configuration[\s\S]*options\.lr: 0\.1 vs 0\.05/);
+    await expect(runSearch(p.inputs, { ...opt, lr: 0.05 }, { statePath: join(dir, 's.json'), logPath: join(dir, 'l.jsonl'), resume: true })).rejects.toThrow(
+      /different search configuration[\s\S]*options\.lr: 0\.1 vs 0\.05/,
+    );
     await expect(runSearch(p.inputs, opt, { statePath: join(dir, 'missing.json'), resume: true })).rejects.toThrow(/no search state/);
     expect(readFileSync(join(dir, 's.json'), 'utf8')).toBe(before);
     expect(readFileSync(join(dir, 'l.jsonl'), 'utf8')).toBe(logBefore);

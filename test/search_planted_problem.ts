@@ -3,8 +3,8 @@
 // outputs patched by a hidden, identifiable set of decoder (layer, head) variables, so the search's
 // answer is known. Everything is seeded: the same engine weights give the same problem.
 import type { ModelConfig } from '../src/config.js';
-import { CANVAS_FLOATS, type Engine, type TaskMeans, quadrantTokens } from '../src/engine.js';
 import { Rng } from '../src/data/rng.js';
+import { CANVAS_FLOATS, type Engine, quadrantTokens, type TaskMeans } from '../src/engine.js';
 import { REFERENCE_SEARCH, type SearchOptions } from '../src/method/reinforce.js';
 import { VariableSpace } from '../src/method/variables.js';
 import { targetsFromImages } from './method_fake_engine.js';
@@ -74,7 +74,10 @@ export async function plantedProblem(engine: Engine, config: ModelConfig): Promi
     for (const v of vs) c[v] = 1;
     return c;
   };
-  const single = await lossesOf(decoderVars.map((v) => oneHot([v])), baseTargets);
+  const single = await lossesOf(
+    decoderVars.map((v) => oneHot([v])),
+    baseTargets,
+  );
   const visible = decoderVars.filter((_, i) => single[i]! > 0);
   // Candidates: pairs of the most visible heads first, then single heads as a fallback.
   const order = [...visible].sort((x, y) => single[decoderVars.indexOf(y)]! - single[decoderVars.indexOf(x)]!);

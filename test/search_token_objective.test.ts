@@ -7,19 +7,19 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { meansDecFloats, meansEncFloats, preset } from '../src/config.js';
-import { CANVAS_FLOATS, QUADRANT_TOKENS, TARGET_BYTES } from '../src/engine.js';
-import { gtQuadrant } from '../src/data/canvas.js';
-import { Rng } from '../src/data/rng.js';
+import { writeSafetensors } from '../src/checkpoint/safetensors.js';
 import { collectCommand } from '../src/cli/collect.js';
 import { type Deps, defaultDeps } from '../src/cli/common.js';
 import { searchCommand, searchProgram } from '../src/cli/search.js';
-import { writeSafetensors } from '../src/checkpoint/safetensors.js';
-import { randomWeights, writeRandomWeights } from '../src/model/random_weights.js';
+import { meansDecFloats, meansEncFloats, preset } from '../src/config.js';
+import { gtQuadrant } from '../src/data/canvas.js';
+import { Rng } from '../src/data/rng.js';
+import { CANVAS_FLOATS, QUADRANT_TOKENS, TARGET_BYTES } from '../src/engine.js';
 import { REFERENCE_SEARCH, runSearch } from '../src/method/reinforce.js';
 import { runPaths } from '../src/method/run_layout.js';
 import { groundTruthCanvases } from '../src/method/target_tokens.js';
 import { VariableSpace } from '../src/method/variables.js';
+import { randomWeights, writeRandomWeights } from '../src/model/random_weights.js';
 import { FakeEngine } from './method_fake_engine.js';
 
 const tiny = preset('tiny');
@@ -38,7 +38,11 @@ const randomMeans = (rng: Rng) => ({
   dec: Float32Array.from({ length: meansDecFloats(tiny) }, () => rng.float() * 4 - 2),
 });
 const randomCanvases = (rng: Rng, n: number) => Float32Array.from({ length: n * CANVAS_FLOATS }, () => rng.float() * 2 - 1);
-const readLog = () => readFileSync(p.searchLog('segmentation'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+const readLog = () =>
+  readFileSync(p.searchLog('segmentation'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
 
 beforeAll(async () => {
   writeRandomWeights(withEncoder, tiny, 1);
@@ -79,8 +83,12 @@ describe('vtv search --objective token (real engine, tiny model)', () => {
   it('resumes with the same objective (reusing the cached tokens) and refuses another one', async () => {
     await searchCommand({ ...base, ...small, objective: 'token', force: true, stopAfter: 2 }, real);
     const state = readFileSync(p.searchState('segmentation'), 'utf8');
-    await expect(searchCommand({ ...base, ...small, resume: true }, real)).rejects.toThrow(/different search configuration[\s\S]*objective: "token-ce" vs "pixel"/);
-    await expect(searchCommand({ ...base, ...small, objective: 'token', tokenLoss: 'accuracy', resume: true }, real)).rejects.toThrow(/objective: "token-ce" vs "token-accuracy"/);
+    await expect(searchCommand({ ...base, ...small, resume: true }, real)).rejects.toThrow(
+      /different search configuration[\s\S]*objective: "token-ce" vs "pixel"/,
+    );
+    await expect(searchCommand({ ...base, ...small, objective: 'token', tokenLoss: 'accuracy', resume: true }, real)).rejects.toThrow(
+      /objective: "token-ce" vs "token-accuracy"/,
+    );
     expect(readFileSync(p.searchState('segmentation'), 'utf8')).toBe(state);
     logs.length = 0;
     await searchCommand({ ...base, ...small, objective: 'token', resume: true }, real);
@@ -106,7 +114,9 @@ describe('vtv search --objective token (real engine, tiny model)', () => {
       /--objective token\) needs the VQGAN encoder weights \(vae\.encoder\.\*, vae\.quant_conv\.\*\).*vae\.encoder\.conv_in\.weight[\s\S]*--vqgan <VQGAN last\.ckpt>/,
     );
     await expect(searchCommand({ ...other, ...small, objective: 'tokens' as never }, real)).rejects.toThrow(/--objective must be pixel or token, got 'tokens'/);
-    await expect(searchCommand({ ...other, ...small, objective: 'token', tokenLoss: 'mse' as never }, real)).rejects.toThrow(/--token-loss must be ce or accuracy/);
+    await expect(searchCommand({ ...other, ...small, objective: 'token', tokenLoss: 'mse' as never }, real)).rejects.toThrow(
+      /--token-loss must be ce or accuracy/,
+    );
   });
 
   it('documents the flags and keeps pixel as the default', () => {
@@ -144,7 +154,8 @@ describe('token objective: search state and targets (no addon needed)', () => {
     const canvases = randomCanvases(rng, 2);
     const targets = Uint8Array.from({ length: 2 * TARGET_BYTES }, () => Math.floor(rng.float() * 256));
     const gt = groundTruthCanvases({ canvases, count: 2, targets });
-    for (let b = 0; b < 2; b++) expect(gtQuadrant(gt.subarray(b * CANVAS_FLOATS, (b + 1) * CANVAS_FLOATS))).toEqual(targets.subarray(b * TARGET_BYTES, (b + 1) * TARGET_BYTES));
+    for (let b = 0; b < 2; b++)
+      expect(gtQuadrant(gt.subarray(b * CANVAS_FLOATS, (b + 1) * CANVAS_FLOATS))).toEqual(targets.subarray(b * TARGET_BYTES, (b + 1) * TARGET_BYTES));
     // Outside that cell the canvas is unchanged; without targets the canvases are their own ground truth.
     expect(gt[0]).toBe(canvases[0]);
     expect(groundTruthCanvases({ canvases, count: 2 })).toBe(canvases);

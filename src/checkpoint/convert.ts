@@ -2,14 +2,14 @@
 // the engine's key names, streamed tensor by tensor so memory stays bounded by the largest tensor.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
-import { ModelConfigSchema, PRESETS, type ModelConfig } from '../config.js';
+import { type ModelConfig, ModelConfigSchema, PRESETS } from '../config.js';
 import { f32ToBf16 } from './dtype.js';
 import { dimMismatches, inferConfig, inferDims } from './infer-config.js';
-import { maeKeys, vqDecodeKeys, vqEncodeKeys, VQ_MODULES, type Shape } from './keys.js';
+import { maeKeys, type Shape, VQ_MODULES, vqDecodeKeys, vqEncodeKeys } from './keys.js';
+import { describe } from './pickle.js';
 import { SafetensorsWriter, type TensorSpec } from './safetensors.js';
 import { CheckpointError, TorchCheckpoint } from './torch-checkpoint.js';
 import { findInert, TensorRef } from './torch-globals.js';
-import { describe } from './pickle.js';
 
 export interface ConvertOptions {
   /** The MAE-VQGAN .pth (torch.save zip): `{'model': state_dict, ...}`, or a bare state dict. */
@@ -64,7 +64,9 @@ function stateDictTensors(sd: Map<unknown, unknown>, ckpt: TorchCheckpoint, wher
   const inert = findInert(sd, where);
   if (inert.length) {
     const f = inert[0];
-    throw new CheckpointError(`${ckpt.path}: refused: ${f.path} is an object of class '${f.cls}', which is not a tensor and is not on the allowlist (${inert.length} such object(s) in ${where})`);
+    throw new CheckpointError(
+      `${ckpt.path}: refused: ${f.path} is an object of class '${f.cls}', which is not a tensor and is not on the allowlist (${inert.length} such object(s) in ${where})`,
+    );
   }
   const out = new Map<string, Source>();
   const other: string[] = [];
@@ -142,7 +144,10 @@ export async function convertCheckpoints(opts: ConvertOptions): Promise<ConvertS
       const vq = TorchCheckpoint.open(opts.vqgan);
       opened.push(vq);
       const root = asMap(vq.root, `${vq.path}: top-level object`);
-      if (!root.has('state_dict')) throw new CheckpointError(`${vq.path}: no 'state_dict' entry; is this a Lightning checkpoint? (top-level keys: ${listFirst([...root.keys()].map(String))})`);
+      if (!root.has('state_dict'))
+        throw new CheckpointError(
+          `${vq.path}: no 'state_dict' entry; is this a Lightning checkpoint? (top-level keys: ${listFirst([...root.keys()].map(String))})`,
+        );
       for (const [k, s] of stateDictTensors(asMap(root.get('state_dict'), `${vq.path}: 'state_dict'`), vq, 'state_dict', warnings)) {
         if (VQ_MODULES.includes(k.split('.')[0])) vqFromCkpt.set(k, s);
         else if (!k.startsWith('loss.')) dropped.push(`${basename(vq.path)}:${k}`);
@@ -181,12 +186,16 @@ export async function convertCheckpoints(opts: ConvertOptions): Promise<ConvertS
     const encPresent = [...enc.keys()].filter((k) => vqSrc.has(k));
     const encoder = encPresent.length === enc.size;
     if (encoder) for (const [k, shape] of enc) wanted.set(`vae.${k}`, { shape, src: vqSrc.get(k) });
-    else if (encPresent.length) warnings.push(`VQGAN encoder is incomplete (${encPresent.length} of ${enc.size} keys; missing e.g. ${listFirst([...enc.keys()].filter((k) => !vqSrc.has(k)))}); not written`);
+    else if (encPresent.length)
+      warnings.push(
+        `VQGAN encoder is incomplete (${encPresent.length} of ${enc.size} keys; missing e.g. ${listFirst([...enc.keys()].filter((k) => !vqSrc.has(k)))}); not written`,
+      );
 
     const badShapes: string[] = [];
     for (const [k, w] of wanted) {
       const got = w.src?.ref.size ?? [];
-      if (JSON.stringify(got) !== JSON.stringify(w.shape)) badShapes.push(`${k}: config '${config.name}' expects [${w.shape}], ${w.src?.ckpt.path} has [${got}]`);
+      if (JSON.stringify(got) !== JSON.stringify(w.shape))
+        badShapes.push(`${k}: config '${config.name}' expects [${w.shape}], ${w.src?.ckpt.path} has [${got}]`);
     }
     if (badShapes.length) throw new CheckpointError(`shape mismatch: ${listFirst(badShapes)}`);
 
@@ -201,7 +210,10 @@ export async function convertCheckpoints(opts: ConvertOptions): Promise<ConvertS
     const metadata = {
       vtv_config: JSON.stringify(config),
       vtv_format: '1',
-      source: [opts.mae, opts.vqgan].filter(Boolean).map((p) => basename(p as string)).join(' + '),
+      source: [opts.mae, opts.vqgan]
+        .filter(Boolean)
+        .map((p) => basename(p as string))
+        .join(' + '),
       dtype,
     };
     const writer = new SafetensorsWriter(opts.out, specs, metadata);

@@ -4,21 +4,58 @@
 export type TorchDType = 'f64' | 'f32' | 'f16' | 'bf16' | 'i64' | 'i32' | 'i16' | 'i8' | 'u8' | 'bool' | 'c64' | 'c128';
 
 export const DTYPE_BYTES: Record<TorchDType, number> = {
-  f64: 8, f32: 4, f16: 2, bf16: 2, i64: 8, i32: 4, i16: 2, i8: 1, u8: 1, bool: 1, c64: 8, c128: 16,
+  f64: 8,
+  f32: 4,
+  f16: 2,
+  bf16: 2,
+  i64: 8,
+  i32: 4,
+  i16: 2,
+  i8: 1,
+  u8: 1,
+  bool: 1,
+  c64: 8,
+  c128: 16,
 };
 
 /** torch.<Name>Storage class names (what torch.save pickles for each storage) to element types. */
 export const STORAGE_DTYPES: Record<string, TorchDType> = {
-  DoubleStorage: 'f64', FloatStorage: 'f32', HalfStorage: 'f16', BFloat16Storage: 'bf16',
-  LongStorage: 'i64', IntStorage: 'i32', ShortStorage: 'i16', CharStorage: 'i8', ByteStorage: 'u8',
-  BoolStorage: 'bool', ComplexFloatStorage: 'c64', ComplexDoubleStorage: 'c128',
+  DoubleStorage: 'f64',
+  FloatStorage: 'f32',
+  HalfStorage: 'f16',
+  BFloat16Storage: 'bf16',
+  LongStorage: 'i64',
+  IntStorage: 'i32',
+  ShortStorage: 'i16',
+  CharStorage: 'i8',
+  ByteStorage: 'u8',
+  BoolStorage: 'bool',
+  ComplexFloatStorage: 'c64',
+  ComplexDoubleStorage: 'c128',
 };
 
 /** torch.<dtype> globals (pickled by name, e.g. in _rebuild_tensor_v3 or optimizer state). */
 export const TORCH_DTYPE_NAMES: Record<string, TorchDType> = {
-  float64: 'f64', double: 'f64', float32: 'f32', float: 'f32', float16: 'f16', half: 'f16', bfloat16: 'bf16',
-  int64: 'i64', long: 'i64', int32: 'i32', int: 'i32', int16: 'i16', short: 'i16', int8: 'i8', uint8: 'u8',
-  bool: 'bool', complex64: 'c64', complex128: 'c128', cfloat: 'c64', cdouble: 'c128',
+  float64: 'f64',
+  double: 'f64',
+  float32: 'f32',
+  float: 'f32',
+  float16: 'f16',
+  half: 'f16',
+  bfloat16: 'bf16',
+  int64: 'i64',
+  long: 'i64',
+  int32: 'i32',
+  int: 'i32',
+  int16: 'i16',
+  short: 'i16',
+  int8: 'i8',
+  uint8: 'u8',
+  bool: 'bool',
+  complex64: 'c64',
+  complex128: 'c128',
+  cfloat: 'c64',
+  cdouble: 'c128',
 };
 
 export const isFloatDType = (d: TorchDType) => d === 'f64' || d === 'f32' || d === 'f16' || d === 'bf16';

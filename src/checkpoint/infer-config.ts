@@ -1,7 +1,7 @@
 // Recovers a model config from tensor shapes. Widths, depths, MLP ratio and every VQGAN channel count
 // follow from shapes; head counts, GroupNorm groups and eps do not, so they come from the preset whose
 // inferable fields all match (or from an explicit config, which is then checked against the shapes).
-import { PRESETS, type ModelConfig } from '../config.js';
+import { type ModelConfig, PRESETS } from '../config.js';
 
 export type ShapeOf = (key: string) => number[] | undefined;
 
@@ -22,7 +22,12 @@ function gcd(a: number, b: number): number {
 
 /** The shape-determined fields, with `undefined` where a needed key is missing. */
 export interface InferredDims {
-  encDim?: number; encDepth: number; decDim?: number; decDepth: number; mlpRatio?: number; vocab?: number;
+  encDim?: number;
+  encDepth: number;
+  decDim?: number;
+  decDepth: number;
+  mlpRatio?: number;
+  vocab?: number;
   vq: { embedDim?: number; nEmbed?: number; zChannels?: number; ch?: number; chMult?: number[]; numResBlocks?: number };
 }
 
@@ -37,7 +42,10 @@ export function inferDims(mae: Map<string, number[]>, vq: Map<string, number[]>)
   if (ch === undefined && levelCh.length && levelCh.every((x) => x !== undefined)) {
     const g = (levelCh as number[]).reduce(gcd);
     // Without the encoder, ch and ch_mult[0] are not separable: prefer a preset's ch when it divides all.
-    ch = Object.values(PRESETS).map((p) => p.vq.ch).find((c) => (levelCh as number[]).every((x) => x % c === 0) && g % c === 0) ?? g;
+    ch =
+      Object.values(PRESETS)
+        .map((p) => p.vq.ch)
+        .find((c) => (levelCh as number[]).every((x) => x % c === 0) && g % c === 0) ?? g;
   }
   const upBlocks = countIndexed(vq.keys(), 'decoder.up.0.block.');
   return {
@@ -62,7 +70,8 @@ export function inferDims(mae: Map<string, number[]>, vq: Map<string, number[]>)
 export function dimMismatches(c: ModelConfig, d: InferredDims): string[] {
   const out: string[] = [];
   const cmp = (name: string, want: unknown, got: unknown) => {
-    if (got !== undefined && JSON.stringify(want) !== JSON.stringify(got)) out.push(`${name}: config ${JSON.stringify(want)}, checkpoint ${JSON.stringify(got)}`);
+    if (got !== undefined && JSON.stringify(want) !== JSON.stringify(got))
+      out.push(`${name}: config ${JSON.stringify(want)}, checkpoint ${JSON.stringify(got)}`);
   };
   cmp('encDim', c.encDim, d.encDim);
   cmp('encDepth', c.encDepth, d.encDepth);
@@ -74,7 +83,11 @@ export function dimMismatches(c: ModelConfig, d: InferredDims): string[] {
   cmp('vq.embedDim', c.vq.embedDim, d.vq.embedDim);
   cmp('vq.zChannels', c.vq.zChannels, d.vq.zChannels);
   if (d.vq.ch !== undefined && d.vq.chMult) {
-    cmp('vq.ch x vq.chMult', c.vq.chMult.map((m) => m * c.vq.ch), d.vq.chMult.map((m) => m * (d.vq.ch as number)));
+    cmp(
+      'vq.ch x vq.chMult',
+      c.vq.chMult.map((m) => m * c.vq.ch),
+      d.vq.chMult.map((m) => m * (d.vq.ch as number)),
+    );
   }
   cmp('vq.numResBlocks', c.vq.numResBlocks, d.vq.numResBlocks);
   return out;
@@ -89,5 +102,7 @@ export function inferConfig(d: InferredDims, source: string): ModelConfig {
     if (dimMismatches(p, d).length === 0 && d.encDim !== undefined && d.decDim !== undefined) return structuredClone(p);
   }
   const dims = { encDim: d.encDim, encDepth: d.encDepth, decDim: d.decDim, decDepth: d.decDepth, mlpRatio: d.mlpRatio, vocab: d.vocab, vq: d.vq };
-  throw new Error(`${source}: no preset matches the checkpoint's shapes ${JSON.stringify(dims)}; head counts cannot be inferred from shapes, so pass a config (preset name or JSON file)`);
+  throw new Error(
+    `${source}: no preset matches the checkpoint's shapes ${JSON.stringify(dims)}; head counts cannot be inferred from shapes, so pass a config (preset name or JSON file)`,
+  );
 }

@@ -1,7 +1,7 @@
 // The engine's weight names and shapes for a config: the MAE state-dict keys exactly as SPEC §2 lists
 // them, and the taming VQGAN keys under "vae." (decoder and codebook required, encoder optional),
 // derived from the taming Encoder/Decoder constructors so they hold for any ch/ch_mult/num_res_blocks.
-import { GRID, PATCH, type ModelConfig } from '../config.js';
+import { GRID, type ModelConfig, PATCH } from '../config.js';
 
 export type Shape = number[];
 

@@ -9,7 +9,10 @@ export class PickleError extends Error {}
 
 /** A global the resolver does not implement; calling it yields an InertObject. */
 export class PickleGlobal {
-  constructor(readonly module: string, readonly name: string) {}
+  constructor(
+    readonly module: string,
+    readonly name: string,
+  ) {}
   get qualifiedName(): string {
     return `${this.module}.${this.name}`;
   }
@@ -20,7 +23,11 @@ export class InertObject {
   state: unknown = undefined;
   readonly listItems: unknown[] = [];
   readonly dictItems: Array<[unknown, unknown]> = [];
-  constructor(readonly cls: string, readonly args: unknown[], readonly known: boolean) {}
+  constructor(
+    readonly cls: string,
+    readonly args: unknown[],
+    readonly known: boolean,
+  ) {}
 }
 
 /** A resolver-provided implementation of a global: builds a JS value from the pickled arguments. */
@@ -59,10 +66,28 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
   const need = (n: number) => {
     if (n < 0 || pos + n > buf.length) fail(`truncated pickle: needs ${n} more bytes`);
   };
-  const u8 = () => { need(1); return buf[pos++]; };
-  const u16 = () => { need(2); const v = buf.readUInt16LE(pos); pos += 2; return v; };
-  const u32 = () => { need(4); const v = buf.readUInt32LE(pos); pos += 4; return v; };
-  const i32 = () => { need(4); const v = buf.readInt32LE(pos); pos += 4; return v; };
+  const u8 = () => {
+    need(1);
+    return buf[pos++];
+  };
+  const u16 = () => {
+    need(2);
+    const v = buf.readUInt16LE(pos);
+    pos += 2;
+    return v;
+  };
+  const u32 = () => {
+    need(4);
+    const v = buf.readUInt32LE(pos);
+    pos += 4;
+    return v;
+  };
+  const i32 = () => {
+    need(4);
+    const v = buf.readInt32LE(pos);
+    pos += 4;
+    return v;
+  };
   const u64 = () => {
     need(8);
     const v = buf.readBigUInt64LE(pos);
@@ -70,10 +95,19 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
     if (v > BigInt(buf.length)) fail(`length ${v} exceeds the pickle size`);
     return Number(v);
   };
-  const bytes = (n: number) => { need(n); const b = buf.subarray(pos, pos + n); pos += n; return b; };
+  const bytes = (n: number) => {
+    need(n);
+    const b = buf.subarray(pos, pos + n);
+    pos += n;
+    return b;
+  };
   const utf8 = (n: number) => {
     const b = bytes(n);
-    try { return decoder.decode(b); } catch { return fail('invalid UTF-8 in a string'); }
+    try {
+      return decoder.decode(b);
+    } catch {
+      return fail('invalid UTF-8 in a string');
+    }
   };
   const line = () => {
     const end = buf.indexOf(0x0a, pos);
@@ -130,34 +164,62 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
   for (;;) {
     const op = u8();
     switch (op) {
-      case 0x80: { // PROTO
+      case 0x80: {
+        // PROTO
         const p = u8();
         if (p > 5) fail(`unsupported pickle protocol ${p}`);
         break;
       }
-      case 0x95: u64(); break; // FRAME: a framing hint, the content follows inline
-      case 0x2e: { // STOP
+      case 0x95:
+        u64();
+        break; // FRAME: a framing hint, the content follows inline
+      case 0x2e: {
+        // STOP
         if (stack.length !== 1 || marks.length) fail(`STOP with ${stack.length} values on the stack`);
         return stack[0];
       }
-      case 0x28: marks.push(stack.length); break; // MARK
-      case 0x30: pop(); break; // POP
-      case 0x31: popMark(); break; // POP_MARK
-      case 0x32: stack.push(top()); break; // DUP
-      case 0x4e: stack.push(null); break; // NONE
-      case 0x88: stack.push(true); break; // NEWTRUE
-      case 0x89: stack.push(false); break; // NEWFALSE
-      case 0x4a: stack.push(i32()); break; // BININT
-      case 0x4b: stack.push(u8()); break; // BININT1
-      case 0x4d: stack.push(u16()); break; // BININT2
-      case 0x8a: stack.push(signedLE(bytes(u8()))); break; // LONG1
-      case 0x8b: { // LONG4
+      case 0x28:
+        marks.push(stack.length);
+        break; // MARK
+      case 0x30:
+        pop();
+        break; // POP
+      case 0x31:
+        popMark();
+        break; // POP_MARK
+      case 0x32:
+        stack.push(top());
+        break; // DUP
+      case 0x4e:
+        stack.push(null);
+        break; // NONE
+      case 0x88:
+        stack.push(true);
+        break; // NEWTRUE
+      case 0x89:
+        stack.push(false);
+        break; // NEWFALSE
+      case 0x4a:
+        stack.push(i32());
+        break; // BININT
+      case 0x4b:
+        stack.push(u8());
+        break; // BININT1
+      case 0x4d:
+        stack.push(u16());
+        break; // BININT2
+      case 0x8a:
+        stack.push(signedLE(bytes(u8())));
+        break; // LONG1
+      case 0x8b: {
+        // LONG4
         const n = i32();
         if (n < 0) fail('negative LONG4 length');
         stack.push(signedLE(bytes(n)));
         break;
       }
-      case 0x49: { // INT (text); "01"/"00" are protocol-0 booleans
+      case 0x49: {
+        // INT (text); "01"/"00" are protocol-0 booleans
         const s = line();
         if (s === '01' || s === '00') stack.push(s === '01');
         else {
@@ -167,89 +229,194 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
         }
         break;
       }
-      case 0x4c: { // LONG (text)
+      case 0x4c: {
+        // LONG (text)
         const s = line().replace(/L$/, '');
         if (!/^[-+]?\d+$/.test(s)) fail(`bad LONG literal '${s}'`);
         const v = BigInt(s);
         stack.push(v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
         break;
       }
-      case 0x47: { need(8); stack.push(buf.readDoubleBE(pos)); pos += 8; break; } // BINFLOAT
-      case 0x46: { // FLOAT (text)
+      case 0x47: {
+        need(8);
+        stack.push(buf.readDoubleBE(pos));
+        pos += 8;
+        break;
+      } // BINFLOAT
+      case 0x46: {
+        // FLOAT (text)
         const s = line().trim();
         const v = s === 'inf' ? Infinity : s === '-inf' ? -Infinity : Number(s);
         if (Number.isNaN(v) && s !== 'nan') fail(`bad FLOAT literal '${s}'`);
         stack.push(v);
         break;
       }
-      case 0x58: stack.push(utf8(u32())); break; // BINUNICODE
-      case 0x8c: stack.push(utf8(u8())); break; // SHORT_BINUNICODE
-      case 0x8d: stack.push(utf8(u64())); break; // BINUNICODE8
-      case 0x56: { // UNICODE (raw-unicode-escape text)
+      case 0x58:
+        stack.push(utf8(u32()));
+        break; // BINUNICODE
+      case 0x8c:
+        stack.push(utf8(u8()));
+        break; // SHORT_BINUNICODE
+      case 0x8d:
+        stack.push(utf8(u64()));
+        break; // BINUNICODE8
+      case 0x56: {
+        // UNICODE (raw-unicode-escape text)
         const s = line().replace(/\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})/g, (_, a, b) => String.fromCodePoint(parseInt(a ?? b, 16)));
         stack.push(s);
         break;
       }
-      case 0x42: stack.push(Buffer.from(bytes(u32()))); break; // BINBYTES
-      case 0x43: stack.push(Buffer.from(bytes(u8()))); break; // SHORT_BINBYTES
-      case 0x8e: stack.push(Buffer.from(bytes(u64()))); break; // BINBYTES8
-      case 0x96: stack.push(Buffer.from(bytes(u64()))); break; // BYTEARRAY8
+      case 0x42:
+        stack.push(Buffer.from(bytes(u32())));
+        break; // BINBYTES
+      case 0x43:
+        stack.push(Buffer.from(bytes(u8())));
+        break; // SHORT_BINBYTES
+      case 0x8e:
+        stack.push(Buffer.from(bytes(u64())));
+        break; // BINBYTES8
+      case 0x96:
+        stack.push(Buffer.from(bytes(u64())));
+        break; // BYTEARRAY8
       // Python 2 str: kept as a latin-1 JS string (torch never writes these in protocol 2+).
-      case 0x54: { const n = i32(); if (n < 0) fail('negative BINSTRING length'); stack.push(bytes(n).toString('latin1')); break; }
-      case 0x55: stack.push(bytes(u8()).toString('latin1')); break; // SHORT_BINSTRING
-      case 0x53: fail('protocol-0 STRING opcode is not supported'); break;
-      case 0x7d: stack.push(new Map()); break; // EMPTY_DICT
-      case 0x5d: stack.push([]); break; // EMPTY_LIST
-      case 0x29: stack.push([]); break; // EMPTY_TUPLE
-      case 0x8f: stack.push(new Set()); break; // EMPTY_SET
-      case 0x85: stack.push([pop()]); break; // TUPLE1
-      case 0x86: { const b = pop(); const a = pop(); stack.push([a, b]); break; } // TUPLE2
-      case 0x87: { const c = pop(); const b = pop(); const a = pop(); stack.push([a, b, c]); break; } // TUPLE3
-      case 0x74: stack.push(popMark()); break; // TUPLE
-      case 0x6c: stack.push(popMark()); break; // LIST
-      case 0x64: { const kv = popMark(); const d = new Map(); setItems(d, kv); stack.push(d); break; } // DICT
-      case 0x91: stack.push(new Set(popMark())); break; // FROZENSET
-      case 0x90: { // ADDITEMS
+      case 0x54: {
+        const n = i32();
+        if (n < 0) fail('negative BINSTRING length');
+        stack.push(bytes(n).toString('latin1'));
+        break;
+      }
+      case 0x55:
+        stack.push(bytes(u8()).toString('latin1'));
+        break; // SHORT_BINSTRING
+      case 0x53:
+        fail('protocol-0 STRING opcode is not supported');
+        break;
+      case 0x7d:
+        stack.push(new Map());
+        break; // EMPTY_DICT
+      case 0x5d:
+        stack.push([]);
+        break; // EMPTY_LIST
+      case 0x29:
+        stack.push([]);
+        break; // EMPTY_TUPLE
+      case 0x8f:
+        stack.push(new Set());
+        break; // EMPTY_SET
+      case 0x85:
+        stack.push([pop()]);
+        break; // TUPLE1
+      case 0x86: {
+        const b = pop();
+        const a = pop();
+        stack.push([a, b]);
+        break;
+      } // TUPLE2
+      case 0x87: {
+        const c = pop();
+        const b = pop();
+        const a = pop();
+        stack.push([a, b, c]);
+        break;
+      } // TUPLE3
+      case 0x74:
+        stack.push(popMark());
+        break; // TUPLE
+      case 0x6c:
+        stack.push(popMark());
+        break; // LIST
+      case 0x64: {
+        const kv = popMark();
+        const d = new Map();
+        setItems(d, kv);
+        stack.push(d);
+        break;
+      } // DICT
+      case 0x91:
+        stack.push(new Set(popMark()));
+        break; // FROZENSET
+      case 0x90: {
+        // ADDITEMS
         const items = popMark();
         const s = top();
         if (!(s instanceof Set)) fail(`ADDITEMS on a ${describe(s)}`);
         for (const x of items) (s as Set<unknown>).add(x);
         break;
       }
-      case 0x61: { const v = pop(); appendItems(top(), [v]); break; } // APPEND
-      case 0x65: { const items = popMark(); appendItems(top(), items); break; } // APPENDS
-      case 0x73: { const v = pop(); const k = pop(); setItems(top(), [k, v]); break; } // SETITEM
-      case 0x75: { const kv = popMark(); setItems(top(), kv); break; } // SETITEMS
-      case 0x71: memo.set(u8(), top()); break; // BINPUT
-      case 0x72: memo.set(u32(), top()); break; // LONG_BINPUT
-      case 0x94: memo.set(memo.size, top()); break; // MEMOIZE
-      case 0x70: memo.set(Number(line()), top()); break; // PUT
-      case 0x68: stack.push(memoGet(u8())); break; // BINGET
-      case 0x6a: stack.push(memoGet(u32())); break; // LONG_BINGET
-      case 0x67: stack.push(memoGet(Number(line()))); break; // GET
-      case 0x63: { const module = line(); const name = line(); stack.push(global(module, name)); break; } // GLOBAL
-      case 0x93: { // STACK_GLOBAL
+      case 0x61: {
+        const v = pop();
+        appendItems(top(), [v]);
+        break;
+      } // APPEND
+      case 0x65: {
+        const items = popMark();
+        appendItems(top(), items);
+        break;
+      } // APPENDS
+      case 0x73: {
+        const v = pop();
+        const k = pop();
+        setItems(top(), [k, v]);
+        break;
+      } // SETITEM
+      case 0x75: {
+        const kv = popMark();
+        setItems(top(), kv);
+        break;
+      } // SETITEMS
+      case 0x71:
+        memo.set(u8(), top());
+        break; // BINPUT
+      case 0x72:
+        memo.set(u32(), top());
+        break; // LONG_BINPUT
+      case 0x94:
+        memo.set(memo.size, top());
+        break; // MEMOIZE
+      case 0x70:
+        memo.set(Number(line()), top());
+        break; // PUT
+      case 0x68:
+        stack.push(memoGet(u8()));
+        break; // BINGET
+      case 0x6a:
+        stack.push(memoGet(u32()));
+        break; // LONG_BINGET
+      case 0x67:
+        stack.push(memoGet(Number(line())));
+        break; // GET
+      case 0x63: {
+        const module = line();
+        const name = line();
+        stack.push(global(module, name));
+        break;
+      } // GLOBAL
+      case 0x93: {
+        // STACK_GLOBAL
         const name = pop();
         const module = pop();
         if (typeof module !== 'string' || typeof name !== 'string') fail('STACK_GLOBAL needs two strings');
         stack.push(global(module as string, name as string));
         break;
       }
-      case 0x52: { // REDUCE
+      case 0x52: {
+        // REDUCE
         const args = pop();
         const fn = pop();
         if (!Array.isArray(args)) fail(`REDUCE arguments are a ${describe(args)}, not a tuple`);
         stack.push(instantiate(fn, args as unknown[]));
         break;
       }
-      case 0x81: { // NEWOBJ: cls.__new__(cls, *args)
+      case 0x81: {
+        // NEWOBJ: cls.__new__(cls, *args)
         const args = pop();
         const cls = pop();
         if (!Array.isArray(args)) fail('NEWOBJ arguments are not a tuple');
         stack.push(instantiate(cls, args as unknown[]));
         break;
       }
-      case 0x92: { // NEWOBJ_EX: keyword arguments are appended as a Map
+      case 0x92: {
+        // NEWOBJ_EX: keyword arguments are appended as a Map
         const kwargs = pop();
         const args = pop();
         const cls = pop();
@@ -257,20 +424,23 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
         stack.push(instantiate(cls, kwargs instanceof Map && kwargs.size ? [...(args as unknown[]), kwargs] : (args as unknown[])));
         break;
       }
-      case 0x69: { // INST: module/name on text lines, arguments since MARK
+      case 0x69: {
+        // INST: module/name on text lines, arguments since MARK
         const module = line();
         const name = line();
         const args = popMark();
         stack.push(instantiate(global(module, name), args));
         break;
       }
-      case 0x6f: { // OBJ: class and arguments since MARK
+      case 0x6f: {
+        // OBJ: class and arguments since MARK
         const items = popMark();
         if (items.length === 0) fail('OBJ without a class');
         stack.push(instantiate(items[0], items.slice(1)));
         break;
       }
-      case 0x62: { // BUILD
+      case 0x62: {
+        // BUILD
         const state = pop();
         const obj = top();
         if (obj instanceof InertObject) obj.state = state;
@@ -280,17 +450,21 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
         break;
       }
       case 0x51: // BINPERSID
-      case 0x50: { // PERSID (text)
+      case 0x50: {
+        // PERSID (text)
         const pid = op === 0x51 ? pop() : line();
         const load = opts.persistentLoad;
         if (!load) return fail('persistent id without a loader');
         stack.push(load(pid));
         break;
       }
-      case 0x82: case 0x83: case 0x84:
+      case 0x82:
+      case 0x83:
+      case 0x84:
         fail('extension-registry opcodes (EXT1/2/4) are not supported');
         break;
-      case 0x97: case 0x98:
+      case 0x97:
+      case 0x98:
         fail('out-of-band buffers (protocol 5 NEXT_BUFFER/READONLY_BUFFER) are not supported');
         break;
       default:

@@ -3,7 +3,7 @@
 // padded with spaces to a multiple of 8 bytes, then the tensor bytes with no holes. The writer lays
 // tensors out by element size, largest first, so every tensor starts aligned to its element size and
 // readers (this one, and the engine's mmap reader) can view the bytes in place.
-import { closeSync, fstatSync, openSync, readSync, renameSync, rmSync, writeSync, fsyncSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 
 export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
@@ -22,7 +22,16 @@ export interface TensorSpec {
 }
 
 export const SAFETENSORS_DTYPE_BYTES: Record<SafetensorsDType, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
 };
 
 const ARRAY_FOR: Record<SafetensorsDType, (b: ArrayBuffer, off: number, n: number) => TensorData> = {
@@ -88,7 +97,11 @@ export class SafetensorsWriter {
   private fd: number | null;
   private next = 0;
 
-  constructor(readonly path: string, specs: Map<string, TensorSpec> | Record<string, TensorSpec>, metadata: Record<string, string> = {}) {
+  constructor(
+    readonly path: string,
+    specs: Map<string, TensorSpec> | Record<string, TensorSpec>,
+    metadata: Record<string, string> = {},
+  ) {
     this.layout = planSafetensors(specs, metadata);
     this.tmp = `${path}.tmp-${process.pid}`;
     this.fd = openSync(this.tmp, 'w');
@@ -108,7 +121,8 @@ export class SafetensorsWriter {
     if (this.fd === null) throw new SafetensorsError(`${this.path}: writer is closed`);
     const slot = this.layout.order[this.next];
     if (!slot || slot.key !== key) throw new SafetensorsError(`${this.path}: expected tensor '${slot?.key ?? '(none)'}' next, got '${key}'`);
-    if (data.byteLength !== slot.end - slot.begin) throw new SafetensorsError(`${this.path}: tensor '${key}' has ${data.byteLength} bytes, the header says ${slot.end - slot.begin}`);
+    if (data.byteLength !== slot.end - slot.begin)
+      throw new SafetensorsError(`${this.path}: tensor '${key}' has ${data.byteLength} bytes, the header says ${slot.end - slot.begin}`);
     this.writeAll(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     this.next++;
   }
@@ -139,7 +153,8 @@ export function writeSafetensors(path: string, tensors: Map<string, SafeTensor> 
   for (const [k, t] of m) {
     const want = numel(t.shape);
     if (t.data.length !== want) throw new SafetensorsError(`tensor '${k}': shape [${t.shape}] needs ${want} elements, data has ${t.data.length}`);
-    if (t.data.BYTES_PER_ELEMENT !== SAFETENSORS_DTYPE_BYTES[t.dtype]) throw new SafetensorsError(`tensor '${k}': ${t.data.constructor.name} does not hold ${t.dtype}`);
+    if (t.data.BYTES_PER_ELEMENT !== SAFETENSORS_DTYPE_BYTES[t.dtype])
+      throw new SafetensorsError(`tensor '${k}': ${t.data.constructor.name} does not hold ${t.dtype}`);
     specs.set(k, { dtype: t.dtype, shape: t.shape });
   }
   const w = new SafetensorsWriter(path, specs, metadata);
@@ -178,7 +193,10 @@ function parseHeader(path: string, fd: number, fileSize: number): SafetensorsHea
   let metadata: Record<string, string> = {};
   const spans: Array<[number, number, string]> = [];
   for (const [key, v] of Object.entries(json)) {
-    if (key === '__metadata__') { metadata = v as Record<string, string>; continue; }
+    if (key === '__metadata__') {
+      metadata = v as Record<string, string>;
+      continue;
+    }
     const e = v as { dtype: SafetensorsDType; shape: number[]; data_offsets: [number, number] };
     const es = SAFETENSORS_DTYPE_BYTES[e?.dtype];
     if (!es || !Array.isArray(e.shape) || !Array.isArray(e.data_offsets)) throw new SafetensorsError(`${path}: tensor '${key}' has a malformed header entry`);

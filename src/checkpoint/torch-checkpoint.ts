@@ -2,12 +2,12 @@
 // (`<top>/data.pkl`) is parsed by the safe reader, and each tensor's bytes are read from
 // `<top>/data/<storage key>` at its offset only when asked for, so memory stays bounded by the largest
 // tensor whatever the archive's size. The pre-1.6 (non-zip) format is refused with a clear message.
-import { openSync, closeSync, readSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
-import { unpickle, PickleError } from './pickle.js';
-import { ZipArchive, ZipError } from './zip.js';
 import { DTYPE_BYTES, isFloatDType, toF32 } from './dtype.js';
-import { resolveTorchGlobal, StorageType, TensorRef, type StorageRef } from './torch-globals.js';
+import { PickleError, unpickle } from './pickle.js';
+import { resolveTorchGlobal, type StorageRef, StorageType, TensorRef } from './torch-globals.js';
+import { ZipArchive, ZipError } from './zip.js';
 
 export class CheckpointError extends Error {}
 
@@ -55,7 +55,8 @@ export class TorchCheckpoint {
     const head = sniff(path);
     if (head.length < 4) throw new CheckpointError(`${path}: not a PyTorch checkpoint (${head.length} bytes)`);
     if (head.readUInt32LE(0) !== 0x04034b50) {
-      if (head[0] === 0x80) throw new CheckpointError(`${path}: legacy (non-zip) torch format is not supported; re-save with torch>=1.6 (torch.save(torch.load(f), f))`);
+      if (head[0] === 0x80)
+        throw new CheckpointError(`${path}: legacy (non-zip) torch format is not supported; re-save with torch>=1.6 (torch.save(torch.load(f), f))`);
       throw new CheckpointError(`${path}: not a PyTorch checkpoint (expected a zip archive written by torch.save)`);
     }
     const zip = ZipArchive.open(path);
@@ -121,10 +122,14 @@ export class TorchCheckpoint {
     const out = into ? into.subarray(0, t.numel) : new Float32Array(t.numel);
     if (t.numel === 0) return out;
     let last = t.offset;
-    t.size.forEach((d, i) => { last += (d - 1) * t.stride[i]; });
+    t.size.forEach((d, i) => {
+      last += (d - 1) * t.stride[i];
+    });
     const have = this.zip.entry(entryName).size;
     if ((last + 1) * es > have) {
-      throw new CheckpointError(`${this.path}: tensor '${name}' (offset ${t.offset}, size [${t.size}], stride [${t.stride}]) needs ${(last + 1) * es} bytes of storage '${key}', which has ${have}`);
+      throw new CheckpointError(
+        `${this.path}: tensor '${name}' (offset ${t.offset}, size [${t.size}], stride [${t.stride}]) needs ${(last + 1) * es} bytes of storage '${key}', which has ${have}`,
+      );
     }
     this.gather(entryName, dtype, t.offset, t.size, t.stride, out, name);
     return out;
@@ -155,7 +160,9 @@ export class TorchCheckpoint {
   private gather(entryName: string, dtype: StorageRef['dtype'], offset: number, size: number[], stride: number[], out: Float32Array, name: string): void {
     const es = DTYPE_BYTES[dtype];
     let span = 1;
-    size.forEach((d, i) => { span += (d - 1) * stride[i]; });
+    size.forEach((d, i) => {
+      span += (d - 1) * stride[i];
+    });
     if (span * es > this.maxReadBytes && size.length > 0 && size[0] > 1) {
       const inner = out.length / size[0];
       for (let i = 0; i < size[0]; i++) {
@@ -199,4 +206,4 @@ function stridedIndices(size: number[], stride: number[]): Float64Array {
   return idx;
 }
 
-export { TensorRef, ZipError, PickleError };
+export { PickleError, TensorRef, ZipError };

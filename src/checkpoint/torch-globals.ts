@@ -11,19 +11,26 @@
 //      the plain containers, importlib, pickle, ...) makes the whole file unreadable, wherever it sits.
 // Inert objects are harmless to hold but are never acceptable where weights are needed: the converter
 // refuses a state dict that contains one (see findInert), naming its class.
-import { InertObject, PickleError, PickleGlobal, SafeCallable } from './pickle.js';
+
 import { STORAGE_DTYPES, TORCH_DTYPE_NAMES, type TorchDType } from './dtype.js';
+import { InertObject, PickleError, PickleGlobal, SafeCallable } from './pickle.js';
 
 export class UnsafePickleError extends PickleError {}
 
 /** A storage type global (torch.FloatStorage ...): identifies the element type of a persistent storage. */
 export class StorageType {
-  constructor(readonly name: string, readonly dtype: TorchDType) {}
+  constructor(
+    readonly name: string,
+    readonly dtype: TorchDType,
+  ) {}
 }
 
 /** A torch dtype global (torch.float32 ...). */
 export class TorchDTypeValue {
-  constructor(readonly name: string, readonly dtype: TorchDType) {}
+  constructor(
+    readonly name: string,
+    readonly dtype: TorchDType,
+  ) {}
 }
 
 /** A storage in the archive: `data/<key>` holding `dtype` elements. */
@@ -48,20 +55,74 @@ export class TensorRef {
 
 const KNOWN_INERT = new Set([
   'argparse.Namespace',
-  'pathlib.Path', 'pathlib.PosixPath', 'pathlib.WindowsPath', 'pathlib.PurePath', 'pathlib.PurePosixPath', 'pathlib.PureWindowsPath',
-  'numpy.core.multiarray.scalar', 'numpy._core.multiarray.scalar', 'numpy.core.multiarray._reconstruct',
-  'numpy._core.multiarray._reconstruct', 'numpy.dtype', 'numpy.ndarray',
-  'numpy.dtypes.Float64DType', 'numpy.dtypes.Float32DType', 'numpy.dtypes.Int64DType',
-  'torch.device', 'copyreg._reconstructor', 'builtins.object', 'builtins.slice', 'builtins.complex',
-  'datetime.datetime', 'datetime.date', 'datetime.timedelta', 'datetime.timezone', 'decimal.Decimal',
+  'pathlib.Path',
+  'pathlib.PosixPath',
+  'pathlib.WindowsPath',
+  'pathlib.PurePath',
+  'pathlib.PurePosixPath',
+  'pathlib.PureWindowsPath',
+  'numpy.core.multiarray.scalar',
+  'numpy._core.multiarray.scalar',
+  'numpy.core.multiarray._reconstruct',
+  'numpy._core.multiarray._reconstruct',
+  'numpy.dtype',
+  'numpy.ndarray',
+  'numpy.dtypes.Float64DType',
+  'numpy.dtypes.Float32DType',
+  'numpy.dtypes.Int64DType',
+  'torch.device',
+  'copyreg._reconstructor',
+  'builtins.object',
+  'builtins.slice',
+  'builtins.complex',
+  'datetime.datetime',
+  'datetime.date',
+  'datetime.timedelta',
+  'datetime.timezone',
+  'decimal.Decimal',
 ]);
 
 /** Modules whose globals can run code or touch the system: a file naming any of them is refused. */
 const REFUSED_MODULES = new Set([
-  'os', 'posix', 'nt', 'posixpath', 'ntpath', 'subprocess', 'sys', 'builtins', '__builtin__', 'shutil', 'socket',
-  'importlib', 'runpy', 'pickle', '_pickle', 'marshal', 'types', 'code', 'codeop', 'ctypes', 'pty',
-  'webbrowser', 'functools', 'operator', 'multiprocessing', 'threading', 'signal', 'io', 'tempfile',
-  'commands', 'platform', 'asyncio', 'urllib', 'http', 'requests', 'pdb', 'timeit', 'inspect', 'gc',
+  'os',
+  'posix',
+  'nt',
+  'posixpath',
+  'ntpath',
+  'subprocess',
+  'sys',
+  'builtins',
+  '__builtin__',
+  'shutil',
+  'socket',
+  'importlib',
+  'runpy',
+  'pickle',
+  '_pickle',
+  'marshal',
+  'types',
+  'code',
+  'codeop',
+  'ctypes',
+  'pty',
+  'webbrowser',
+  'functools',
+  'operator',
+  'multiprocessing',
+  'threading',
+  'signal',
+  'io',
+  'tempfile',
+  'commands',
+  'platform',
+  'asyncio',
+  'urllib',
+  'http',
+  'requests',
+  'pdb',
+  'timeit',
+  'inspect',
+  'gc',
 ]);
 const PY2_MODULES: Record<string, string> = { __builtin__: 'builtins', copy_reg: 'copyreg', commands: 'subprocess', cPickle: 'pickle' };
 const SAFE_BUILTINS = new Set(['set', 'frozenset', 'bytes', 'bytearray', 'slice', 'complex', 'object']);
@@ -96,7 +157,9 @@ function orderedDict(args: unknown[]): Map<unknown, unknown> {
 }
 
 const SAFE: Record<string, SafeCallable> = {};
-const safe = (name: string, call: (args: unknown[]) => unknown) => { SAFE[name] = new SafeCallable(name, call); };
+const safe = (name: string, call: (args: unknown[]) => unknown) => {
+  SAFE[name] = new SafeCallable(name, call);
+};
 safe('collections.OrderedDict', orderedDict);
 safe('torch._utils._rebuild_tensor', rebuildTensor);
 safe('torch._utils._rebuild_tensor_v2', rebuildTensor);
@@ -115,7 +178,15 @@ safe('_codecs.encode', (a) => {
 });
 safe('builtins.set', (a) => new Set(Array.isArray(a[0]) ? a[0] : []));
 safe('builtins.frozenset', (a) => new Set(Array.isArray(a[0]) ? a[0] : []));
-safe('builtins.bytes', (a) => (a.length === 0 ? Buffer.alloc(0) : Buffer.isBuffer(a[0]) ? Buffer.from(a[0]) : (() => { throw new PickleError('builtins.bytes with unsupported arguments'); })()));
+safe('builtins.bytes', (a) =>
+  a.length === 0
+    ? Buffer.alloc(0)
+    : Buffer.isBuffer(a[0])
+      ? Buffer.from(a[0])
+      : (() => {
+          throw new PickleError('builtins.bytes with unsupported arguments');
+        })(),
+);
 safe('builtins.bytearray', (a) => (Buffer.isBuffer(a[0]) ? Buffer.from(a[0]) : Buffer.alloc(0)));
 
 /** Resolves one GLOBAL of a torch checkpoint pickle (see the file comment for the four outcomes). */
@@ -130,13 +201,20 @@ export function resolveTorchGlobal(pickledModule: string, name: string, source: 
   if (KNOWN_INERT.has(q)) return new SafeCallable(q, (args) => new InertObject(q, args, true));
   const top = module.split('.')[0];
   if (REFUSED_MODULES.has(top) && !(top === 'builtins' && SAFE_BUILTINS.has(name) && !module.includes('.'))) {
-    throw new UnsafePickleError(`${source}: refused: the pickle names the global '${q}', which could run code; this converter never executes pickle code and only reads plain tensor data`);
+    throw new UnsafePickleError(
+      `${source}: refused: the pickle names the global '${q}', which could run code; this converter never executes pickle code and only reads plain tensor data`,
+    );
   }
   return new PickleGlobal(module, name);
 }
 
 /** Paths of every inert (unimplemented-class) object inside `v`, e.g. [{path: "model.foo", cls: "a.B"}]. */
-export function findInert(v: unknown, path: string, out: Array<{ path: string; cls: string }> = [], seen = new Set<unknown>()): Array<{ path: string; cls: string }> {
+export function findInert(
+  v: unknown,
+  path: string,
+  out: Array<{ path: string; cls: string }> = [],
+  seen = new Set<unknown>(),
+): Array<{ path: string; cls: string }> {
   if (v === null || typeof v !== 'object' || seen.has(v)) return out;
   seen.add(v);
   if (v instanceof InertObject) out.push({ path, cls: v.cls });

@@ -1,7 +1,7 @@
 // A read-only view of a zip archive that reads only the byte ranges asked for. torch.save writes its
 // archives with stored (uncompressed) entries, so a tensor's bytes can be read in place at an offset
 // without inflating or loading the archive; deflated entries (a re-zipped file) are inflated per entry.
-import { openSync, closeSync, fstatSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { inflateRawSync } from 'node:zlib';
 
 export interface ZipEntry {
@@ -34,7 +34,10 @@ export class ZipArchive {
   private fd: number | null;
   readonly fileSize: number;
 
-  private constructor(readonly path: string, fd: number) {
+  private constructor(
+    readonly path: string,
+    fd: number,
+  ) {
     this.fd = fd;
     this.fileSize = fstatSync(fd).size;
   }
@@ -64,7 +67,8 @@ export class ZipArchive {
     let done = 0;
     while (done < length) {
       const n = readSync(this.fd, buf, done, length - done, position + done);
-      if (n === 0) throw new ZipError(`${this.path}: unexpected end of file reading ${length} bytes at offset ${position} (file is ${this.fileSize} bytes; truncated?)`);
+      if (n === 0)
+        throw new ZipError(`${this.path}: unexpected end of file reading ${length} bytes at offset ${position} (file is ${this.fileSize} bytes; truncated?)`);
       done += n;
     }
     return buf;
@@ -76,7 +80,10 @@ export class ZipArchive {
     const tail = this.readAt(this.fileSize - tailLen, tailLen);
     let eocd = -1;
     for (let i = tail.length - 22; i >= 0; i--) {
-      if (tail.readUInt32LE(i) === EOCD_SIG && i + 22 + tail.readUInt16LE(i + 20) <= tail.length) { eocd = i; break; }
+      if (tail.readUInt32LE(i) === EOCD_SIG && i + 22 + tail.readUInt16LE(i + 20) <= tail.length) {
+        eocd = i;
+        break;
+      }
     }
     if (eocd < 0) throw new ZipError(`${this.path}: no zip end-of-central-directory record (truncated, or not a zip archive)`);
     let count = tail.readUInt16LE(eocd + 10);
@@ -91,7 +98,8 @@ export class ZipArchive {
       cdSize = u64(z64, 40);
       cdOffset = u64(z64, 48);
     }
-    if (cdOffset + cdSize > this.fileSize) throw new ZipError(`${this.path}: central directory [${cdOffset}, +${cdSize}) lies outside the file (${this.fileSize} bytes)`);
+    if (cdOffset + cdSize > this.fileSize)
+      throw new ZipError(`${this.path}: central directory [${cdOffset}, +${cdSize}) lies outside the file (${this.fileSize} bytes)`);
     const cd = this.readAt(cdOffset, cdSize);
     let p = 0;
     for (let i = 0; i < count; i++) {
@@ -113,9 +121,18 @@ export class ZipArchive {
         const len = cd.readUInt16LE(e + 2);
         if (id === 0x0001) {
           let q = e + 4;
-          if (size === 0xffffffff) { size = u64(cd, q); q += 8; }
-          if (compressedSize === 0xffffffff) { compressedSize = u64(cd, q); q += 8; }
-          if (localHeaderOffset === 0xffffffff) { localHeaderOffset = u64(cd, q); q += 8; }
+          if (size === 0xffffffff) {
+            size = u64(cd, q);
+            q += 8;
+          }
+          if (compressedSize === 0xffffffff) {
+            compressedSize = u64(cd, q);
+            q += 8;
+          }
+          if (localHeaderOffset === 0xffffffff) {
+            localHeaderOffset = u64(cd, q);
+            q += 8;
+          }
         }
         e += 4 + len;
       }
@@ -129,10 +146,13 @@ export class ZipArchive {
     const cached = this.dataStart.get(entry.name);
     if (cached !== undefined) return cached;
     const h = this.readAt(entry.localHeaderOffset, 30);
-    if (h.readUInt32LE(0) !== LOCAL_SIG) throw new ZipError(`${this.path}: entry '${entry.name}' has a corrupt local header at offset ${entry.localHeaderOffset}`);
+    if (h.readUInt32LE(0) !== LOCAL_SIG)
+      throw new ZipError(`${this.path}: entry '${entry.name}' has a corrupt local header at offset ${entry.localHeaderOffset}`);
     const start = entry.localHeaderOffset + 30 + h.readUInt16LE(26) + h.readUInt16LE(28);
     if (start + entry.compressedSize > this.fileSize) {
-      throw new ZipError(`${this.path}: entry '${entry.name}' needs bytes up to ${start + entry.compressedSize} but the file has ${this.fileSize} (truncated?)`);
+      throw new ZipError(
+        `${this.path}: entry '${entry.name}' needs bytes up to ${start + entry.compressedSize} but the file has ${this.fileSize} (truncated?)`,
+      );
     }
     this.dataStart.set(entry.name, start);
     return start;

@@ -2,13 +2,19 @@
 // without patching and decoding (random canvases; the model from --model/--weights or a run).
 import { Command } from 'commander';
 import { type ModelConfig, preset } from '../config.js';
-import { CANVAS_FLOATS, type ForwardRequest, type TaskMeans } from '../engine.js';
 import { Rng } from '../data/rng.js';
-import { VariableSpace } from '../method/variables.js';
+import { CANVAS_FLOATS, type ForwardRequest, type TaskMeans } from '../engine.js';
 import { sampleChoices } from '../method/policy.js';
-import { type Deps, type OpenedEngine, UsageError, checkWeights, defaultDeps, parseIntArg, parseIntList } from './common.js';
+import { VariableSpace } from '../method/variables.js';
+import { checkWeights, type Deps, defaultDeps, type OpenedEngine, parseIntArg, parseIntList, UsageError } from './common.js';
 
-export interface BenchRow { case: string; batch: number; seconds: number; forwardsPerSecond: number; uniqueForwards: number }
+export interface BenchRow {
+  case: string;
+  batch: number;
+  seconds: number;
+  forwardsPerSecond: number;
+  uniqueForwards: number;
+}
 
 export async function benchEngine(engine: OpenedEngine, c: ModelConfig, batches: number[], repeats: number): Promise<BenchRow[]> {
   const rng = Rng.fromSeed(1);
@@ -27,7 +33,10 @@ export async function benchEngine(engine: OpenedEngine, c: ModelConfig, batches:
       ['one-shot MAE only', () => ({ mode: 'one-shot', canvases, canvasIndex, outputs: { tokens: true } })],
       ['zero-shot MAE only', () => ({ mode: 'zero-shot', canvases, canvasIndex, outputs: { tokens: true } })],
       ['one-shot + decode + loss', () => ({ mode: 'one-shot', canvases, canvasIndex, loss: 'mse' })],
-      ['zero-shot patched + decode + loss (a search step)', () => ({ mode: 'zero-shot', canvases, canvasIndex, loss: 'mse', patch: { means, masks: space.masks(sampleChoices(probs, B, rng), B) } })],
+      [
+        'zero-shot patched + decode + loss (a search step)',
+        () => ({ mode: 'zero-shot', canvases, canvasIndex, loss: 'mse', patch: { means, masks: space.masks(sampleChoices(probs, B, rng), B) } }),
+      ],
     ];
     for (const [name, make] of cases) {
       await engine.forward(make()); // warm-up
@@ -56,18 +65,24 @@ export function benchProgram(deps: Deps = defaultDeps): Command {
     .option('--batches <list>', 'batch sizes', parseIntList('--batches'), [1, 16])
     .option('--repeats <n>', 'timed repeats per case', parseIntArg('--repeats'), 3)
     .option('--json', 'print JSON rows', false)
-    .action(async (o: { model: string; weights: string[]; backend: 'auto' | 'cpu' | 'cuda'; threads: number; batches: number[]; repeats: number; json: boolean }) => {
-      if (o.repeats < 1) throw new UsageError('--repeats must be >= 1');
-      const c = preset(o.model);
-      checkWeights(c, o.weights);
-      const engine = await deps.openEngine(c, o.weights, o.backend, o.threads);
-      try {
-        if (engine.backend) deps.log(`engine: ${engine.backend.name} (${engine.backend.reason}), ${engine.backend.threads} thread(s)`);
-        const rows = await benchEngine(engine, c, o.batches, o.repeats);
-        if (o.json) console.log(JSON.stringify(rows, null, 1));
-        else for (const r of rows) console.log(`${r.case.padEnd(50)} batch ${String(r.batch).padStart(4)}  ${r.forwardsPerSecond.toFixed(1).padStart(9)} forwards/s  (${(r.seconds * 1000).toFixed(1)} ms per call, ${r.uniqueForwards} unique)`);
-      } finally {
-        engine.close?.();
-      }
-    });
+    .action(
+      async (o: { model: string; weights: string[]; backend: 'auto' | 'cpu' | 'cuda'; threads: number; batches: number[]; repeats: number; json: boolean }) => {
+        if (o.repeats < 1) throw new UsageError('--repeats must be >= 1');
+        const c = preset(o.model);
+        checkWeights(c, o.weights);
+        const engine = await deps.openEngine(c, o.weights, o.backend, o.threads);
+        try {
+          if (engine.backend) deps.log(`engine: ${engine.backend.name} (${engine.backend.reason}), ${engine.backend.threads} thread(s)`);
+          const rows = await benchEngine(engine, c, o.batches, o.repeats);
+          if (o.json) console.log(JSON.stringify(rows, null, 1));
+          else
+            for (const r of rows)
+              console.log(
+                `${r.case.padEnd(50)} batch ${String(r.batch).padStart(4)}  ${r.forwardsPerSecond.toFixed(1).padStart(9)} forwards/s  (${(r.seconds * 1000).toFixed(1)} ms per call, ${r.uniqueForwards} unique)`,
+              );
+        } finally {
+          engine.close?.();
+        }
+      },
+    );
 }

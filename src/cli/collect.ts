@@ -3,9 +3,21 @@ import { existsSync } from 'node:fs';
 import { Command } from 'commander';
 import { getTask } from '../data/tasks/index.js';
 import { writeJsonAtomic } from '../method/atomic_file.js';
-import { type CollectOptions, REFERENCE_COLLECT, collectTaskVectors } from '../method/collect.js';
+import { type CollectOptions, collectTaskVectors, REFERENCE_COLLECT } from '../method/collect.js';
 import { writeMeansFile } from '../method/means_file.js';
-import { type Deps, type RunOptions, UsageError, defaultDeps, openDataset, openEngine, openRun, parseIntArg, parseIntList, parseList, progressBar } from './common.js';
+import {
+  type Deps,
+  defaultDeps,
+  openDataset,
+  openEngine,
+  openRun,
+  parseIntArg,
+  parseIntList,
+  parseList,
+  progressBar,
+  type RunOptions,
+  UsageError,
+} from './common.js';
 import { addRunOptions } from './run_options.js';
 
 export interface CollectCliOptions extends RunOptions, Partial<CollectOptions> {
@@ -43,10 +55,23 @@ export async function collectCommand(o: CollectCliOptions, deps: Deps = defaultD
     bar.stop();
     writeMeansFile(ctx.paths.means, ctx.config, res.means);
     writeJsonAtomic(ctx.paths.prompts, {
-      format: 'vtv-prompts', version: 1, options: opt, scored: res.scored,
-      tasks: Object.fromEntries([...res.kept].map(([t, ps]) => [t, ps.map((p) => ({ fold: p.fold, index: p.ref.index, query: p.queryId, support: p.supportId, classId: p.classId, metric: p.metric }))])),
+      format: 'vtv-prompts',
+      version: 1,
+      options: opt,
+      scored: res.scored,
+      tasks: Object.fromEntries(
+        [...res.kept].map(([t, ps]) => [
+          t,
+          ps.map((p) => ({ fold: p.fold, index: p.ref.index, query: p.queryId, support: p.supportId, classId: p.classId, metric: p.metric })),
+        ]),
+      ),
     });
-    writeJsonAtomic(ctx.paths.taskness, { format: 'vtv-taskness', version: 1, formula: 'sum_e Var_all / (n * sum_j sum_e Var_task_j), population variances', ...res.taskness });
+    writeJsonAtomic(ctx.paths.taskness, {
+      format: 'vtv-taskness',
+      version: 1,
+      formula: 'sum_e Var_all / (n * sum_j sum_e Var_task_j), population variances',
+      ...res.taskness,
+    });
     deps.log(`collect: scored ${res.scored} episodes x ${opt.tasks.length} tasks; kept ${[...res.kept].map(([t, p]) => `${t} ${p.length}`).join(', ')}`);
     deps.log(`  task vectors: ${ctx.paths.means}\n  taskness:     ${ctx.paths.taskness}`);
     return ctx.paths.means;
@@ -56,7 +81,9 @@ export async function collectCommand(o: CollectCliOptions, deps: Deps = defaultD
 }
 
 export function collectProgram(deps: Deps = defaultDeps): Command {
-  const c = new Command('collect').description('score one-shot prompts, keep the best K per task, record per-task mean head outputs (task vectors) and taskness');
+  const c = new Command('collect').description(
+    'score one-shot prompts, keep the best K per task, record per-task mean head outputs (task vectors) and taskness',
+  );
   addRunOptions(c)
     .option('--tasks <list>', 'comma-separated task ids', parseList, REFERENCE_COLLECT.tasks)
     .option('--folds <list>', 'trn folds to draw candidate episodes from', parseIntList('--folds'), REFERENCE_COLLECT.folds)

@@ -3,9 +3,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
-import { type ModelConfig, ModelConfigSchema, preset } from '../config.js';
 import { maeKeys, vqDecodeKeys, vqEncodeKeys } from '../checkpoint/keys.js';
 import { readSafetensorsHeader } from '../checkpoint/safetensors.js';
+import { type ModelConfig, ModelConfigSchema, preset } from '../config.js';
 import { openBundled } from '../data/bundled.js';
 import type { SegmentationDataset } from '../data/dataset.js';
 import { openPascal5i } from '../data/pascal5i.js';
@@ -47,7 +47,8 @@ export interface Deps {
 }
 
 export const defaultDeps: Deps = {
-  openEngine: (config, weights, backend, threads, needs = {}) => Engine.open({ config, weights, backend, threads, needVqganEncoder: needs.vqganEncoder ?? false }),
+  openEngine: (config, weights, backend, threads, needs = {}) =>
+    Engine.open({ config, weights, backend, threads, needVqganEncoder: needs.vqganEncoder ?? false }),
   log: (m) => console.error(m),
   progress: process.stderr.isTTY === true,
 };
@@ -85,11 +86,15 @@ export function checkWeights(config: ModelConfig, paths: string[], needs: Engine
     const h = have.get(k);
     if (!h) missing.push(k);
     else if (h.shape.join(',') !== shape.join(',')) {
-      throw new UsageError(`weights do not match model '${config.name}': ${h.file} has ${k} of shape [${h.shape}], the model needs [${shape}] (wrong --model or wrong file?)`);
+      throw new UsageError(
+        `weights do not match model '${config.name}': ${h.file} has ${k} of shape [${h.shape}], the model needs [${shape}] (wrong --model or wrong file?)`,
+      );
     }
   }
   if (missing.length) {
-    throw new UsageError(`weights do not match model '${config.name}': ${missing.length} tensor(s) missing from ${paths.join(', ')}, e.g. ${missing.slice(0, 3).join(', ')}`);
+    throw new UsageError(
+      `weights do not match model '${config.name}': ${missing.length} tensor(s) missing from ${paths.join(', ')}, e.g. ${missing.slice(0, 3).join(', ')}`,
+    );
   }
   if (needs.vqganEncoder) {
     const enc = [...vqEncodeKeys(config)].map(([k, s]) => [`vae.${k}`, s] as const);
@@ -130,11 +135,17 @@ export function openRun(o: RunOptions, create: boolean): RunContext {
     if (run.format !== 'vtv-run') throw new UsageError(`${paths.config} is not a vtv run config`);
     const clash = (flag: string, given: unknown, stored: unknown) => {
       if (given !== undefined && JSON.stringify(given) !== JSON.stringify(stored)) {
-        throw new UsageError(`run ${dir} was made with ${flag} ${JSON.stringify(stored)}, not ${JSON.stringify(given)}: use another --run (nothing was changed)`);
+        throw new UsageError(
+          `run ${dir} was made with ${flag} ${JSON.stringify(stored)}, not ${JSON.stringify(given)}: use another --run (nothing was changed)`,
+        );
       }
     };
     clash('--model', o.model, run.model);
-    clash('--weights', o.weights?.map((w) => resolve(w)), run.weights);
+    clash(
+      '--weights',
+      o.weights?.map((w) => resolve(w)),
+      run.weights,
+    );
     clash('--dataset', o.dataset, run.dataset);
     if (o.backend) run.backend = o.backend;
   } else {
@@ -174,7 +185,12 @@ export function openDataset(run: RunConfig): SegmentationDataset {
 }
 
 /** A progress bar with rate and ETA on a TTY, or nothing (the log files have everything). */
-export function progressBar(deps: Deps, label: string, total: number, extra = ''): { update: (v: number, payload?: Record<string, string>) => void; stop: () => void } {
+export function progressBar(
+  deps: Deps,
+  label: string,
+  total: number,
+  extra = '',
+): { update: (v: number, payload?: Record<string, string>) => void; stop: () => void } {
   if (!deps.progress) return { update: () => {}, stop: () => {} };
   const bar = new cliProgress.SingleBar(
     {
@@ -193,15 +209,26 @@ export function progressBar(deps: Deps, label: string, total: number, extra = ''
   };
 }
 
-export const parseIntArg = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new UsageError(`${name} must be an integer, got '${v}'`);
-  return n;
-};
-export const parseFloatArg = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new UsageError(`${name} must be a number, got '${v}'`);
-  return n;
-};
-export const parseList = (v: string): string[] => v.split(',').map((s) => s.trim()).filter(Boolean);
-export const parseIntList = (name: string) => (v: string): number[] => parseList(v).map(parseIntArg(name));
+export const parseIntArg =
+  (name: string) =>
+  (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n)) throw new UsageError(`${name} must be an integer, got '${v}'`);
+    return n;
+  };
+export const parseFloatArg =
+  (name: string) =>
+  (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n)) throw new UsageError(`${name} must be a number, got '${v}'`);
+    return n;
+  };
+export const parseList = (v: string): string[] =>
+  v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+export const parseIntList =
+  (name: string) =>
+  (v: string): number[] =>
+    parseList(v).map(parseIntArg(name));

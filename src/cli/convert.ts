@@ -23,6 +23,8 @@ export function convertProgram(deps: Deps = defaultDeps): Command {
       });
       bar?.stop();
       for (const w of s.warnings) deps.log(`warning: ${w}`);
-      deps.log(`wrote ${s.out}: ${s.keys} tensors, ${(s.bytes / 2 ** 20).toFixed(1)} MiB, ${s.dtype}, model ${s.config.name}${s.encoder ? ' (with VQGAN encoder)' : ''}, ${s.seconds.toFixed(1)} s`);
+      deps.log(
+        `wrote ${s.out}: ${s.keys} tensors, ${(s.bytes / 2 ** 20).toFixed(1)} MiB, ${s.dtype}, model ${s.config.name}${s.encoder ? ' (with VQGAN encoder)' : ''}, ${s.seconds.toFixed(1)} s`,
+      );
     });
 }

@@ -11,13 +11,13 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { Command } from 'commander';
 import { preset } from '../config.js';
-import { writeRandomWeights } from '../model/random_weights.js';
 import { runPaths } from '../method/run_layout.js';
+import { writeRandomWeights } from '../model/random_weights.js';
+import { writeReport } from '../report/report.js';
 import { collectCommand } from './collect.js';
-import { type Deps, UsageError, defaultDeps, parseIntArg } from './common.js';
+import { type Deps, defaultDeps, parseIntArg, UsageError } from './common.js';
 import { evalCommand } from './eval.js';
 import { searchCommand } from './search.js';
-import { writeReport } from '../report/report.js';
 
 export const DEMO_BUDGET = {
   collect: { tasks: ['segmentation', 'lowlight_enhance', 'identity', 'inpaint', 'colorization'], folds: [1, 2, 3], episodesPerFold: 8, keep: 8 },
@@ -38,7 +38,8 @@ export async function demoCommand(o: DemoOptions, deps: Deps = defaultDeps): Pro
   const t0 = performance.now();
   const run = o.run ?? join('runs', 'demo');
   const paths = runPaths(run);
-  if (existsSync(paths.config) && !o.force) throw new UsageError(`${run} already holds a run: pass --force to redo the demo there (its files are replaced), or --run <dir>`);
+  if (existsSync(paths.config) && !o.force)
+    throw new UsageError(`${run} already holds a run: pass --force to redo the demo there (its files are replaced), or --run <dir>`);
   const config = preset('tiny');
   if (!existsSync(paths.weights) || o.force) {
     mkdirSync(paths.root, { recursive: true });

@@ -7,7 +7,19 @@ import { type EvalTask, evaluateTaskVectors, resultsMarkdown } from '../method/e
 import { readMeansFile } from '../method/means_file.js';
 import { MULTITASK } from '../method/run_layout.js';
 import { readSubsetFile } from '../method/subset_file.js';
-import { type Deps, type RunOptions, UsageError, defaultDeps, openDataset, openEngine, openRun, parseIntArg, parseIntList, parseList, progressBar } from './common.js';
+import {
+  type Deps,
+  defaultDeps,
+  openDataset,
+  openEngine,
+  openRun,
+  parseIntArg,
+  parseIntList,
+  parseList,
+  progressBar,
+  type RunOptions,
+  UsageError,
+} from './common.js';
 import { addRunOptions } from './run_options.js';
 
 export interface EvalCliOptions extends RunOptions {
@@ -27,7 +39,8 @@ export async function evalCommand(o: EvalCliOptions, deps: Deps = defaultDeps): 
   let defaults = ['segmentation', 'lowlight_enhance', 'inpaint', 'colorization'].filter(searched);
   if (defaults.length === 0 && searched(MULTITASK)) defaults = readSubsetFile(ctx.paths.subset(MULTITASK), ctx.config).file.tasks;
   const taskIds = (o.tasks ?? defaults).map((t) => getTask(t).id);
-  if (taskIds.length === 0) throw new UsageError(`no searched subsets under ${ctx.paths.searchDir('')}: run \`vtv search --task <task>\` first, or pass --tasks`);
+  if (taskIds.length === 0)
+    throw new UsageError(`no searched subsets under ${ctx.paths.searchDir('')}: run \`vtv search --task <task>\` first, or pass --tasks`);
   const means = readMeansFile(ctx.paths.means, ctx.config, taskIds);
   const tasks: EvalTask[] = taskIds.map((t) => {
     const path = searched(t) ? ctx.paths.subset(t) : ctx.paths.subset(MULTITASK);
@@ -40,7 +53,13 @@ export async function evalCommand(o: EvalCliOptions, deps: Deps = defaultDeps): 
   const engine = await openEngine(ctx, deps, o.threads);
   try {
     const bar = progressBar(deps, 'eval', tasks.length * folds.length * episodes);
-    const res = await evaluateTaskVectors(engine, ds, tasks, { folds, episodes, seed: o.seed ?? 0, batch: o.batch ?? 16, examples: o.examples ?? 4, examplesDir: ctx.paths.examples, drawPerFold: o.drawPerFold }, (d) => bar.update(d));
+    const res = await evaluateTaskVectors(
+      engine,
+      ds,
+      tasks,
+      { folds, episodes, seed: o.seed ?? 0, batch: o.batch ?? 16, examples: o.examples ?? 4, examplesDir: ctx.paths.examples, drawPerFold: o.drawPerFold },
+      (d) => bar.update(d),
+    );
     bar.stop();
     writeJsonAtomic(ctx.paths.evalJson, res);
     const md = resultsMarkdown(res);
@@ -62,7 +81,11 @@ export function evalProgram(deps: Deps = defaultDeps): Command {
     .option('--seed <n>', 'episode and random-subset seed', parseIntArg('--seed'), 0)
     .option('--batch <n>', 'episodes per engine call', parseIntArg('--batch'), 16)
     .option('--examples <n>', 'episodes per task and fold saved as PNGs', parseIntArg('--examples'), 4)
-    .option('--draw-per-fold', "the reference's evaluation: a fresh Bernoulli draw of the subset from the search's probabilities for each fold (seeded), instead of subset.json's chosen set", false)
+    .option(
+      '--draw-per-fold',
+      "the reference's evaluation: a fresh Bernoulli draw of the subset from the search's probabilities for each fold (seeded), instead of subset.json's chosen set",
+      false,
+    )
     .action(async (opts: EvalCliOptions) => {
       await evalCommand(opts, deps);
     });

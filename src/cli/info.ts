@@ -1,25 +1,28 @@
 // `vtv info`: the engine's backends, the model presets, a weights file's summary and a run's files.
 import { existsSync, readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { PRESETS, preset } from '../config.js';
 import { readSafetensorsHeader } from '../checkpoint/safetensors.js';
+import { PRESETS, preset } from '../config.js';
 import { meansFileTasks } from '../method/means_file.js';
 import { runPaths } from '../method/run_layout.js';
 import { loadAddon } from '../native.js';
-import { type Deps, checkWeights, defaultDeps, resolveRunDir } from './common.js';
+import { checkWeights, type Deps, defaultDeps, resolveRunDir } from './common.js';
 
 export function infoText(o: { weights?: string[]; run?: string; name?: string }): string {
   const out: string[] = [];
   try {
     const a = loadAddon();
     out.push(`engine ${a.version} (gemm: ${a.gemmImplementation})`);
-    for (const b of a.backends()) out.push(`  backend ${b.name}: ${b.usable ? 'usable' : b.compiled ? 'compiled, not usable' : 'not compiled'}${b.detail ? ` - ${b.detail}` : ''}`);
+    for (const b of a.backends())
+      out.push(`  backend ${b.name}: ${b.usable ? 'usable' : b.compiled ? 'compiled, not usable' : 'not compiled'}${b.detail ? ` - ${b.detail}` : ''}`);
   } catch (e) {
     out.push(`engine: not loadable\n${(e as Error).message}`);
   }
   out.push('model presets:');
   for (const [name, c] of Object.entries(PRESETS)) {
-    out.push(`  ${name}: encoder ${c.encDepth}x${c.encDim} (${c.encHeads} heads), decoder ${c.decDepth}x${c.decDim} (${c.decHeads} heads), VQGAN ch ${c.vq.ch} x [${c.vq.chMult}], vocab ${c.vq.nEmbed}`);
+    out.push(
+      `  ${name}: encoder ${c.encDepth}x${c.encDim} (${c.encHeads} heads), decoder ${c.decDepth}x${c.decDim} (${c.decHeads} heads), VQGAN ch ${c.vq.ch} x [${c.vq.chMult}], vocab ${c.vq.nEmbed}`,
+    );
   }
   for (const w of o.weights ?? []) {
     const h = readSafetensorsHeader(w);

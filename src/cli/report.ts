@@ -9,7 +9,12 @@ export interface ReportCliOptions {
 }
 
 /** Writes the report; the page's path goes to `print` (stdout: scripts can use it), remarks to `warn`. */
-export function reportCommand(runDir: string, o: ReportCliOptions = {}, print: (m: string) => void = (m) => console.log(m), warn: (m: string) => void = (m) => console.error(m)): string {
+export function reportCommand(
+  runDir: string,
+  o: ReportCliOptions = {},
+  print: (m: string) => void = (m) => console.log(m),
+  warn: (m: string) => void = (m) => console.error(m),
+): string {
   const res = writeReport(resolve(runDir), { outDir: o.out ? resolve(o.out) : undefined });
   const missing = res.notes.filter((n) => n.level !== 'info').length;
   if (missing) warn(`report: ${missing} file(s) missing or unreadable; the page says what each means`);

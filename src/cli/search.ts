@@ -5,17 +5,29 @@
 // in pixel space.
 import { existsSync, mkdirSync } from 'node:fs';
 import { Command } from 'commander';
-import { CANVAS_FLOATS } from '../engine.js';
 import type { SegmentationDataset } from '../data/dataset.js';
 import { buildTaskCanvas } from '../data/episode-canvas.js';
 import { getTask } from '../data/tasks/index.js';
+import { CANVAS_FLOATS } from '../engine.js';
 import { readMeansFile } from '../method/means_file.js';
-import { type CanvasSet, REFERENCE_SEARCH, type Restrict, type SearchOptions, runSearch } from '../method/reinforce.js';
+import { type CanvasSet, REFERENCE_SEARCH, runSearch, type SearchOptions } from '../method/reinforce.js';
 import { MULTITASK } from '../method/run_layout.js';
-import { cachedTargetTokens, weightsIdentity } from '../method/target_tokens.js';
 import { makeSubsetFile, writeSubsetFile } from '../method/subset_file.js';
+import { cachedTargetTokens, weightsIdentity } from '../method/target_tokens.js';
 import { type Granularity, VariableSpace } from '../method/variables.js';
-import { type Deps, type RunOptions, UsageError, defaultDeps, openDataset, openEngine, openRun, parseFloatArg, parseIntArg, parseList, progressBar } from './common.js';
+import {
+  type Deps,
+  defaultDeps,
+  openDataset,
+  openEngine,
+  openRun,
+  parseFloatArg,
+  parseIntArg,
+  parseList,
+  progressBar,
+  type RunOptions,
+  UsageError,
+} from './common.js';
 import { addRunOptions } from './run_options.js';
 
 export interface SearchCliOptions extends RunOptions, Partial<SearchOptions> {
@@ -50,7 +62,8 @@ export async function searchCommand(o: SearchCliOptions, deps: Deps = defaultDep
   }
   const opt: SearchOptions = { ...REFERENCE_SEARCH };
   for (const k of Object.keys(REFERENCE_SEARCH) as (keyof SearchOptions)[]) if (o[k] !== undefined) (opt as unknown as Record<string, unknown>)[k] = o[k];
-  if (!['none', 'encoder-only', 'decoder-only'].includes(opt.restrict)) throw new UsageError(`--restrict must be none, encoder-only or decoder-only, got '${opt.restrict}'`);
+  if (!['none', 'encoder-only', 'decoder-only'].includes(opt.restrict))
+    throw new UsageError(`--restrict must be none, encoder-only or decoder-only, got '${opt.restrict}'`);
   if (opt.objective !== 'pixel' && opt.objective !== 'token') throw new UsageError(`--objective must be pixel or token, got '${opt.objective}'`);
   if (opt.tokenLoss !== 'ce' && opt.tokenLoss !== 'accuracy') throw new UsageError(`--token-loss must be ce or accuracy, got '${opt.tokenLoss}'`);
   const tokenObjective = opt.objective === 'token';
@@ -75,7 +88,13 @@ export async function searchCommand(o: SearchCliOptions, deps: Deps = defaultDep
   if (tokenObjective) {
     if (!engine.encodeTokens) throw new UsageError('--objective token: this engine cannot encode tokens (it has no VQGAN encoder)');
     const t0 = performance.now();
-    const tt = await cachedTargetTokens(ctx.paths.targetTokens(key), { encodeTokens: engine.encodeTokens.bind(engine) }, tasks, train, weightsIdentity(ctx.run.weights));
+    const tt = await cachedTargetTokens(
+      ctx.paths.targetTokens(key),
+      { encodeTokens: engine.encodeTokens.bind(engine) },
+      tasks,
+      train,
+      weightsIdentity(ctx.run.weights),
+    );
     tt.tokens.forEach((tokens, i) => (train[i]!.targetTokens = tokens));
     const how = tt.cached ? 'read from' : `computed in ${((performance.now() - t0) / 1000).toFixed(1)} s ->`;
     deps.log(`target tokens of ${train.reduce((a, s) => a + s.count, 0)} training canvas(es) ${how} ${ctx.paths.targetTokens(key)}`);
@@ -157,7 +176,11 @@ export function searchProgram(deps: Deps = defaultDeps): Command {
       'how training samples are scored: pixel (the reference: decode, then -IoU or MSE) | token (VQGAN token space: the MAE logits of the output quadrant against the VQGAN encoder tokens of the ground truth; no decode, needs encoder weights). Validation is pixel-space for both',
       REFERENCE_SEARCH.objective,
     )
-    .option('--token-loss <loss>', 'for --objective token: ce (mean cross-entropy of the 49 output tokens) | accuracy (minus the token accuracy)', REFERENCE_SEARCH.tokenLoss)
+    .option(
+      '--token-loss <loss>',
+      'for --objective token: ce (mean cross-entropy of the 49 output tokens) | accuracy (minus the token accuracy)',
+      REFERENCE_SEARCH.tokenLoss,
+    )
     .option('--resume', 'continue from search/<task>/state.json', false)
     .option('--force', 'start over, replacing an existing state', false)
     .action(async (opts: SearchCliOptions & { task: string[] }) => {

@@ -99,7 +99,7 @@ function randomShape(rng: Rng, classId: number, w: number, h: number, scale: num
 }
 
 function shapeColor(s: Shape, x: number, y: number, c: number): number {
-  const t = 0.5 + (((x - s.cx) * Math.cos(s.gradAngle) + (y - s.cy) * Math.sin(s.gradAngle)) / (2 * s.r));
+  const t = 0.5 + ((x - s.cx) * Math.cos(s.gradAngle) + (y - s.cy) * Math.sin(s.gradAngle)) / (2 * s.r);
   let v = (s.color[c] as number) * (1 - t) + (s.color2[c] as number) * t;
   if (s.stripeFreq > 0) v += 18 * Math.sin(s.stripeFreq * (x * Math.cos(s.stripeAngle) + y * Math.sin(s.stripeAngle)));
   return v;
@@ -170,7 +170,7 @@ export function generateBundledImage(classId: number, n: number): BundledImage {
       const i = y * w + x;
       for (let c = 0; c < 3; c++) {
         const v = Math.round((acc[c] as number) / (SS * SS));
-        image.data[3 * i + c] = v < 0 ? 0 : v > 255 ? 255 : v;
+        image.data[3 * i + c] = v < 0 ? 0 : Math.min(v, 255);
       }
       let label = 0;
       for (let k = shapes.length - 1; k >= 0; k--) {

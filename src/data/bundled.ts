@@ -17,7 +17,8 @@ export function openBundled(dir = join(packageDataDir(), 'bundled')): ListSegmen
     imageExt: '.jpg',
     labelDir: join(dir, 'SegmentationClassAug'),
     splitDir: join(dir, 'splits'),
-    layout: `${dir}/JPEGImages/<id>.jpg, ${dir}/SegmentationClassAug/<id>.png, ${dir}/splits/{trn,val}/fold{0..3}.txt `
-      + '(regenerate with: npx tsx scripts/make-bundled-data.ts)',
+    layout:
+      `${dir}/JPEGImages/<id>.jpg, ${dir}/SegmentationClassAug/<id>.png, ${dir}/splits/{trn,val}/fold{0..3}.txt ` +
+      '(regenerate with: npx tsx scripts/make-bundled-data.ts)',
   });
 }

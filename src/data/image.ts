@@ -69,9 +69,10 @@ export function decodePng(bytes: Uint8Array, what = 'PNG'): RgbImage {
     }
     return out;
   }
-  const src = png.depth < 8
-    ? unpackBits(png.data as Uint8Array, width, height, png.depth).map((v) => Math.round((v * 255) / ((1 << png.depth) - 1)))
-    : to8bit(png.data, png.depth);
+  const src =
+    png.depth < 8
+      ? unpackBits(png.data as Uint8Array, width, height, png.depth).map((v) => Math.round((v * 255) / ((1 << png.depth) - 1)))
+      : to8bit(png.data, png.depth);
   for (let i = 0; i < width * height; i++) {
     if (channels === 1 || channels === 2) {
       const g = src[i * channels] as number;

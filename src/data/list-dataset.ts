@@ -3,8 +3,14 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  type Episode, type EpisodeRef, type ListEntry, parseSplitList, sampleEpisodeRefs, type Sample,
-  type SegmentationDataset, type SplitSpec,
+  type Episode,
+  type EpisodeRef,
+  type ListEntry,
+  parseSplitList,
+  type Sample,
+  type SegmentationDataset,
+  type SplitSpec,
+  sampleEpisodeRefs,
 } from './dataset.js';
 import { readImageFile, readLabelFile } from './image.js';
 

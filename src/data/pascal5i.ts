@@ -8,8 +8,26 @@ import { ListSegmentationDataset } from './list-dataset.js';
 import { packageDataDir } from './paths.js';
 
 export const VOC_CLASSES = [
-  'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
-  'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train', 'tvmonitor',
+  'aeroplane',
+  'bicycle',
+  'bird',
+  'boat',
+  'bottle',
+  'bus',
+  'car',
+  'cat',
+  'chair',
+  'cow',
+  'diningtable',
+  'dog',
+  'horse',
+  'motorbike',
+  'person',
+  'pottedplant',
+  'sheep',
+  'sofa',
+  'train',
+  'tvmonitor',
 ] as const;
 
 /** Classes 5k+1..5k+5 of fold k. */
@@ -35,7 +53,8 @@ export function openPascal5i(opts: Pascal5iOptions): ListSegmentationDataset {
     imageExt: '.jpg',
     labelDir: join(voc, 'SegmentationClassAug'),
     splitDir: opts.splitDir ?? join(packageDataDir(), 'pascal5i-splits'),
-    layout: '<base>/VOCdevkit/VOC2012/JPEGImages/<id>.jpg and <base>/VOCdevkit/VOC2012/SegmentationClassAug/<id>.png '
-      + '(SBD-augmented masks, pixel value = class id), split lists <splitDir>/{trn,val}/fold{0..3}.txt',
+    layout:
+      '<base>/VOCdevkit/VOC2012/JPEGImages/<id>.jpg and <base>/VOCdevkit/VOC2012/SegmentationClassAug/<id>.png ' +
+      '(SBD-augmented masks, pixel value = class id), split lists <splitDir>/{trn,val}/fold{0..3}.txt',
   });
 }

@@ -33,7 +33,7 @@ interface Coeffs {
 /** Pillow's precompute_coeffs + normalize_coeffs_8bpc for the whole input range (box = [0, inSize]). */
 function precomputeCoeffs(inSize: number, outSize: number): Coeffs {
   const scale = inSize / outSize;
-  const filterscale = scale < 1 ? 1 : scale;
+  const filterscale = Math.max(scale, 1);
   const support = BICUBIC_SUPPORT * filterscale;
   const ksize = Math.ceil(support) * 2 + 1;
   const bounds = new Int32Array(outSize * 2);

@@ -2,8 +2,9 @@
 // sampling, inpainting squares, search masks. The generator is pure-rand's xoroshiro128+, whose state
 // is four 32-bit integers and whose arithmetic is integer-only, so a seed gives the same stream on any
 // platform, and the state can be written into a checkpoint and restored exactly.
-import { uniformInt } from 'pure-rand/distribution/uniformInt';
+
 import { uniformFloat64 } from 'pure-rand/distribution/uniformFloat64';
+import { uniformInt } from 'pure-rand/distribution/uniformInt';
 import { xoroshiro128plus, xoroshiro128plusFromState } from 'pure-rand/generator/xoroshiro128plus';
 import type { JumpableRandomGenerator } from 'pure-rand/types/JumpableRandomGenerator';
 
@@ -50,7 +51,10 @@ export class Rng {
     const lo = seed | 0;
     const hi = Math.floor(seed / 0x1_0000_0000) | 0;
     const s: [number, number, number, number] = [
-      fmix32(lo ^ 0x243f6a88), fmix32(hi ^ 0x85a308d3), fmix32(fmix32(lo) ^ 0x13198a2e ^ hi), fmix32(fmix32(hi) ^ 0x03707344 ^ lo),
+      fmix32(lo ^ 0x243f6a88),
+      fmix32(hi ^ 0x85a308d3),
+      fmix32(fmix32(lo) ^ 0x13198a2e ^ hi),
+      fmix32(fmix32(hi) ^ 0x03707344 ^ lo),
     ];
     if (s.every((v) => v === 0)) s[0] = 1;
     return new Rng(xoroshiro128plusFromState(s));
@@ -68,8 +72,7 @@ export class Rng {
   }
 
   setState(s: RngState): void {
-    if (s?.algorithm !== 'xoroshiro128plus' || !Array.isArray(s.state) || s.state.length !== 4
-      || !s.state.every((v) => Number.isInteger(v))) {
+    if (s?.algorithm !== 'xoroshiro128plus' || !Array.isArray(s.state) || s.state.length !== 4 || !s.state.every((v) => Number.isInteger(v))) {
       throw new Error(`Rng.setState: expected {algorithm:'xoroshiro128plus', state:[4 integers]}, got ${JSON.stringify(s)}`);
     }
     if (s.state.every((v) => (v | 0) === 0)) throw new Error('Rng.setState: the all-zero state is invalid for xoroshiro128+');

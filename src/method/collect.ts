@@ -13,7 +13,7 @@ import { getTask, type Task } from '../data/tasks/index.js';
 import { CANVAS_FLOATS, type TaskMeans } from '../engine.js';
 import type { ForwardEngine } from './forward_engine.js';
 import type { TaskMeansEntry } from './means_file.js';
-import { type TasknessAccumulator, newTasknessAccumulator, tasknessAddTask, tasknessScores, type Taskness } from './taskness.js';
+import { newTasknessAccumulator, type Taskness, type TasknessAccumulator, tasknessAddTask, tasknessScores } from './taskness.js';
 
 export interface CollectOptions {
   tasks: string[]; // reference: the 5 tasks 0..4

@@ -4,10 +4,9 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CELL } from '../config.js';
-import { canvasToPixels } from '../data/canvas.js';
+import { canvasToPixels, planarToImage } from '../data/canvas.js';
 import type { SegmentationDataset } from '../data/dataset.js';
 import { buildTaskCanvas } from '../data/episode-canvas.js';
-import { planarToImage } from '../data/canvas.js';
 import { writePngFile } from '../data/image.js';
 import { Rng } from '../data/rng.js';
 import { getTask } from '../data/tasks/index.js';
@@ -75,8 +74,7 @@ export interface EvalResults {
 function cropCell(planar: Uint8Array, y0: number, x0: number): Uint8Array {
   const out = new Uint8Array(3 * CELL * CELL);
   for (let c = 0; c < 3; c++)
-    for (let y = 0; y < CELL; y++)
-      for (let x = 0; x < CELL; x++) out[(c * CELL + y) * CELL + x] = planar[c * 224 * 224 + (y0 + y) * 224 + x0 + x]!;
+    for (let y = 0; y < CELL; y++) for (let x = 0; x < CELL; x++) out[(c * CELL + y) * CELL + x] = planar[c * 224 * 224 + (y0 + y) * 224 + x0 + x]!;
   return out;
 }
 
@@ -89,7 +87,13 @@ function randomChoice(space: VariableSpace, size: number, rng: Rng): Uint8Array 
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
-export async function evaluateTaskVectors(engine: ForwardEngine, ds: SegmentationDataset, tasks: EvalTask[], opt: EvalOptions, onProgress?: (done: number, total: number) => void): Promise<EvalResults> {
+export async function evaluateTaskVectors(
+  engine: ForwardEngine,
+  ds: SegmentationDataset,
+  tasks: EvalTask[],
+  opt: EvalOptions,
+  onProgress?: (done: number, total: number) => void,
+): Promise<EvalResults> {
   const rows: EvalRow[] = [];
   const total = tasks.length * opt.folds.length * opt.episodes;
   let done = 0;
@@ -149,16 +153,30 @@ export async function evaluateTaskVectors(engine: ForwardEngine, ds: Segmentatio
         onProgress?.(done, total);
       }
       rows.push({
-        task: t.name, fold, metric: task.metric, episodes: refs.length, subsetSize: size,
-        oneShot: mean(scores.oneShot), zeroShot: mean(scores.zeroShot), taskVector: mean(scores.taskVector), random: mean(scores.random),
+        task: t.name,
+        fold,
+        metric: task.metric,
+        episodes: refs.length,
+        subsetSize: size,
+        oneShot: mean(scores.oneShot),
+        zeroShot: mean(scores.zeroShot),
+        taskVector: mean(scores.taskVector),
+        random: mean(scores.random),
       });
     }
   }
   const summary: EvalRow[] = tasks.map((t) => {
     const rs = rows.filter((r) => r.task === t.name);
     return {
-      task: t.name, fold: -1, metric: rs[0]!.metric, episodes: rs.reduce((a, r) => a + r.episodes, 0), subsetSize: Math.round(mean(rs.map((r) => r.subsetSize))),
-      oneShot: mean(rs.map((r) => r.oneShot)), zeroShot: mean(rs.map((r) => r.zeroShot)), taskVector: mean(rs.map((r) => r.taskVector)), random: mean(rs.map((r) => r.random)),
+      task: t.name,
+      fold: -1,
+      metric: rs[0]!.metric,
+      episodes: rs.reduce((a, r) => a + r.episodes, 0),
+      subsetSize: Math.round(mean(rs.map((r) => r.subsetSize))),
+      oneShot: mean(rs.map((r) => r.oneShot)),
+      zeroShot: mean(rs.map((r) => r.zeroShot)),
+      taskVector: mean(rs.map((r) => r.taskVector)),
+      random: mean(rs.map((r) => r.random)),
     };
   });
   return { format: 'vtv-eval', version: 1, model: engine.config.name, dataset: ds.name, seed: opt.seed, episodesPerFold: opt.episodes, rows, summary };
@@ -176,7 +194,9 @@ export function resultsMarkdown(r: EvalResults): string {
     '|---|---|---|---|---|---|---|---|',
   ];
   for (const row of [...r.rows, ...r.summary]) {
-    lines.push(`| ${row.task} | ${row.fold < 0 ? 'mean' : row.fold} | ${row.metric === 'iou' ? 'mIoU' : 'MSE'} | ${fmt(row, row.oneShot)} | ${fmt(row, row.zeroShot)} | ${fmt(row, row.taskVector)} | ${fmt(row, row.random)} | ${row.subsetSize} |`);
+    lines.push(
+      `| ${row.task} | ${row.fold < 0 ? 'mean' : row.fold} | ${row.metric === 'iou' ? 'mIoU' : 'MSE'} | ${fmt(row, row.oneShot)} | ${fmt(row, row.zeroShot)} | ${fmt(row, row.taskVector)} | ${fmt(row, row.random)} | ${row.subsetSize} |`,
+    );
   }
   return `${lines.join('\n')}\n`;
 }

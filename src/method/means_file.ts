@@ -5,9 +5,9 @@
 //   <task>.count I32 [1]                        prompts averaged
 // metadata: vtv_means_format "1", vtv_config (the model config JSON), tasks (JSON list).
 import { existsSync } from 'node:fs';
+import { readSafetensors, readSafetensorsHeader, type SafeTensor, writeSafetensors } from '../checkpoint/safetensors.js';
 import { type ModelConfig, ONE_SHOT_DEC_TOKENS, ONE_SHOT_ENC_TOKENS } from '../config.js';
 import type { TaskMeans } from '../engine.js';
-import { type SafeTensor, readSafetensors, readSafetensorsHeader, writeSafetensors } from '../checkpoint/safetensors.js';
 
 export const MEANS_FORMAT = '1';
 
@@ -27,8 +27,14 @@ export function writeMeansFile(path: string, config: ModelConfig, tasks: Map<str
 }
 
 function sameShapes(a: ModelConfig, b: ModelConfig): boolean {
-  return a.encDim === b.encDim && a.encDepth === b.encDepth && a.encHeads === b.encHeads
-    && a.decDim === b.decDim && a.decDepth === b.decDepth && a.decHeads === b.decHeads;
+  return (
+    a.encDim === b.encDim &&
+    a.encDepth === b.encDepth &&
+    a.encHeads === b.encHeads &&
+    a.decDim === b.decDim &&
+    a.decDepth === b.decDepth &&
+    a.decHeads === b.decHeads
+  );
 }
 
 /** Tasks stored in a means file (without reading the tensors). */

@@ -15,15 +15,15 @@
 // for both, so the two objectives are compared on the same footing.
 import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { QUADRANT_TOKENS, type TaskMeans } from '../engine.js';
 import { Rng, type RngState } from '../data/rng.js';
+import { QUADRANT_TOKENS, type TaskMeans } from '../engine.js';
 import { writeJsonAtomic } from './atomic_file.js';
 import type { ForwardEngine } from './forward_engine.js';
 import {
-  DISABLED_LOGIT,
   type AdamState,
   adamStep,
   advantages,
+  DISABLED_LOGIT,
   newAdamState,
   probabilities,
   sampleChoices,
@@ -251,7 +251,9 @@ function validateInputs(inp: SearchInputs, opt: SearchOptions): void {
     for (let t = 0; t < inp.tasks.length; t++) {
       const s = inp.train[t]!;
       if (!s.targetTokens || s.targetTokens.length !== s.count * QUADRANT_TOKENS) {
-        throw new Error(`search: the token objective needs [${s.count}][${QUADRANT_TOKENS}] target tokens for the training canvases of '${inp.tasks[t]!.name}' (see target_tokens.ts)`);
+        throw new Error(
+          `search: the token objective needs [${s.count}][${QUADRANT_TOKENS}] target tokens for the training canvases of '${inp.tasks[t]!.name}' (see target_tokens.ts)`,
+        );
       }
     }
   }

@@ -23,7 +23,14 @@ export interface SubsetFile {
   probabilities: number[];
 }
 
-export function makeSubsetFile(space: VariableSpace, tasks: string[], rule: SubsetFile['rule'], selectedStep: number, logits: Float64Array, choice: Uint8Array): SubsetFile {
+export function makeSubsetFile(
+  space: VariableSpace,
+  tasks: string[],
+  rule: SubsetFile['rule'],
+  selectedStep: number,
+  logits: Float64Array,
+  choice: Uint8Array,
+): SubsetFile {
   const chosen: number[] = [];
   choice.forEach((c, i) => c && chosen.push(i));
   return {
@@ -52,7 +59,9 @@ export function readSubsetFile(path: string, config: ModelConfig): { file: Subse
   if (file.format !== 'vtv-subset' || file.version !== 1) throw new Error(`${path} is not a vtv subset file (version 1)`);
   const space = new VariableSpace(config, file.granularity, file.mode);
   if (space.count !== file.variables) {
-    throw new Error(`${path} has ${file.variables} variables but model '${config.name}' at granularity ${file.granularity} has ${space.count}: it was searched with another model`);
+    throw new Error(
+      `${path} has ${file.variables} variables but model '${config.name}' at granularity ${file.granularity} has ${space.count}: it was searched with another model`,
+    );
   }
   const choice = new Uint8Array(space.count);
   for (const v of file.chosen) {

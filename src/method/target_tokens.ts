@@ -7,8 +7,8 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { CANVAS_FLOATS, QUADRANT_TOKENS, TARGET_BYTES, quadrantTokens } from '../engine.js';
-import { CELL_OFFSET, CELL_SIZE as CELL, IMAGENET_MEAN, IMAGENET_STD } from '../data/canvas.js';
+import { CELL_SIZE as CELL, CELL_OFFSET, IMAGENET_MEAN, IMAGENET_STD } from '../data/canvas.js';
+import { CANVAS_FLOATS, QUADRANT_TOKENS, quadrantTokens, TARGET_BYTES } from '../engine.js';
 import { writeJsonAtomic } from './atomic_file.js';
 import type { CanvasSet } from './reinforce.js';
 

@@ -32,8 +32,13 @@ export function newTasknessAccumulator(c: ModelConfig): TasknessAccumulator {
   const ne = c.encDepth * ONE_SHOT_ENC_TOKENS * c.encDim;
   const nd = c.decDepth * ONE_SHOT_DEC_TOKENS * c.decDim;
   return {
-    config: c, tasks: 0, count: 0,
-    sumEnc: new Float64Array(ne), sqEnc: new Float64Array(ne), sumDec: new Float64Array(nd), sqDec: new Float64Array(nd),
+    config: c,
+    tasks: 0,
+    count: 0,
+    sumEnc: new Float64Array(ne),
+    sqEnc: new Float64Array(ne),
+    sumDec: new Float64Array(nd),
+    sqDec: new Float64Array(nd),
     withinEnc: new Float64Array(c.encDepth * c.encHeads * ONE_SHOT_ENC_TOKENS),
     withinDec: new Float64Array(c.decDepth * c.decHeads * ONE_SHOT_DEC_TOKENS),
   };
@@ -56,7 +61,14 @@ function varianceByHead(n: number, sum: Float64Array, sq: Float64Array, depth: n
 }
 
 /** Adds one task: its prompt count and per-element sums and sums of squares of the head outputs. */
-export function tasknessAddTask(acc: TasknessAccumulator, n: number, sumEnc: Float64Array, sqEnc: Float64Array, sumDec: Float64Array, sqDec: Float64Array): void {
+export function tasknessAddTask(
+  acc: TasknessAccumulator,
+  n: number,
+  sumEnc: Float64Array,
+  sqEnc: Float64Array,
+  sumDec: Float64Array,
+  sqDec: Float64Array,
+): void {
   const c = acc.config;
   varianceByHead(n, sumEnc, sqEnc, c.encDepth, ONE_SHOT_ENC_TOKENS, c.encHeads, c.encDim, acc.withinEnc);
   varianceByHead(n, sumDec, sqDec, c.decDepth, ONE_SHOT_DEC_TOKENS, c.decHeads, c.decDim, acc.withinDec);

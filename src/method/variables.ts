@@ -14,16 +14,16 @@
 //      (1152 for ViT-L: the default)
 //   2: one variable per (layer, head, reduced position)              (31,872 for ViT-L)
 import {
+  decTokens,
+  encTokens,
   type Mode,
   type ModelConfig,
-  ZERO_SHOT_DEC_TOKENS,
-  ZERO_SHOT_ENC_TOKENS,
-  ZERO_SHOT_SHIFT,
-  encTokens,
-  decTokens,
   patchBitIndex,
   patchBits,
   patchBytes,
+  ZERO_SHOT_DEC_TOKENS,
+  ZERO_SHOT_ENC_TOKENS,
+  ZERO_SHOT_SHIFT,
 } from '../config.js';
 
 export type Granularity = 0 | 1 | 2;

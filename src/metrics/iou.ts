@@ -2,7 +2,7 @@
 // by squared RGB distance (t = 0); (R-255)^2+(G-255)^2+(B-255)^2 < R^2+G^2+B^2 iff R+G+B > 382.5,
 // so foreground = R+G+B > 382.5 (no integer pixel ties). IoU is per image; the dataset score is the
 // mean of per-image IoUs (mIoU).
-import { checkCrops, CROP_PLANE } from './crop.js';
+import { CROP_PLANE, checkCrops } from './crop.js';
 
 /** Foreground map of a [3][111][111] crop: 1 where R+G+B > 382.5. */
 export function foreground(crop: Uint8Array): Uint8Array {

@@ -2,7 +2,7 @@
 // (v/255 - mean_c)/std_c, mean squared difference over 3x111x111. Equal to
 // mean over (c, i) of ((gt - pred) / (255 std_c))^2, which is what we compute.
 import { IMAGENET_STD } from '../data/canvas.js';
-import { checkCrops, CROP_PLANE } from './crop.js';
+import { CROP_PLANE, checkCrops } from './crop.js';
 
 export function mse(gt: Uint8Array, pred: Uint8Array): number {
   checkCrops('mse', gt, pred);

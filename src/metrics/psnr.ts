@@ -1,6 +1,6 @@
 // PSNR on 8-bit pixels: 10 log10(255^2 / MSE), MSE over all 3x111x111 values in [0,255].
 // Not in the reference (which reports normalised MSE); offered because users compare with it.
-import { checkCrops, CROP_BYTES } from './crop.js';
+import { CROP_BYTES, checkCrops } from './crop.js';
 
 /** Infinity when the crops are identical. */
 export function psnr(gt: Uint8Array, pred: Uint8Array): number {

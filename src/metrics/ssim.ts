@@ -2,7 +2,7 @@
 // population (biased) statistics, computed per RGB channel over the "valid" window positions
 // (no padding: 101x101 windows on a 111x111 crop, as Wang's MATLAB filter2(..., 'valid')), then
 // averaged over positions and over the three channels. Not in the reference; offered for users.
-import { checkCrops, CROP, CROP_PLANE } from './crop.js';
+import { CROP, CROP_PLANE, checkCrops } from './crop.js';
 
 const WIN = 11;
 const SIGMA = 1.5;

@@ -3,9 +3,10 @@
 // (LayerNorm/GroupNorm 1 and 0, Linear and Conv with fan-in scaled uniforms, fixed 2-D sin-cos
 // position embeddings, a uniform codebook), so activations stay in a sensible range and decoded
 // images are not constant. Seeded: the same seed gives the same file.
-import { GRID, type ModelConfig } from '../config.js';
+
 import { maeKeys, vqDecodeKeys, vqEncodeKeys } from '../checkpoint/keys.js';
 import { type SafeTensor, writeSafetensors } from '../checkpoint/safetensors.js';
+import { GRID, type ModelConfig } from '../config.js';
 import { Rng } from '../data/rng.js';
 
 /** MAE's fixed 2-D sin-cos embedding (SPEC §1): row 0 (CLS) zero, first half encodes the column. */

@@ -2,7 +2,7 @@
 // x, head along y, encoder and decoder as separate panels, one row of panels per slot, with a colour
 // legend) and line charts of the search curves (axes with ticks and labels, legend).
 import { type ColorScale, NO_DATA } from './colormap.js';
-import { BLACK, GREY, LIGHT_GREY, Raster, type Rgb, WHITE, textHeight, textWidth } from './raster.js';
+import { BLACK, GREY, LIGHT_GREY, Raster, type Rgb, textHeight, textWidth, WHITE } from './raster.js';
 
 export interface HeatmapPanel {
   title: string;

@@ -84,10 +84,12 @@ export function tasknessFigure(title: string, t: Taskness, scale: ColorScale): H
   }
   return {
     title,
-    grid: [[
-      { title: 'encoder: taskness rho', xLabel: 'encoder layer', yLabel: 'head', values: enc },
-      { title: 'decoder: taskness rho', xLabel: 'decoder layer', yLabel: 'head', values: dec },
-    ]],
+    grid: [
+      [
+        { title: 'encoder: taskness rho', xLabel: 'encoder layer', yLabel: 'head', values: enc },
+        { title: 'decoder: taskness rho', xLabel: 'decoder layer', yLabel: 'head', values: dec },
+      ],
+    ],
     scale,
     cell: cellSize(config),
   };

@@ -4,18 +4,18 @@
 // it also works on a run interrupted half-way.
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, isAbsolute, join } from 'node:path';
-import { readImageFile } from '../data/image.js';
 import { imageToPlanar } from '../data/canvas.js';
+import { readImageFile } from '../data/image.js';
 import { getTask, type MetricName } from '../data/tasks/index.js';
-import { CONDITIONS, CONDITION_LABEL, type EvalRow } from '../method/evaluate.js';
+import { CONDITION_LABEL, CONDITIONS, type EvalRow } from '../method/evaluate.js';
 import { probabilities } from '../method/policy.js';
 import { MULTITASK } from '../method/run_layout.js';
 import { type Granularity, VariableSpace, variableCount } from '../method/variables.js';
 import { taskMetric } from '../metrics/index.js';
 import { continuousScale, selectionScale } from './colormap.js';
-import { LINE_COLORS, type Series, drawHeatmapFigure, drawLineChart, formatNumber } from './figures.js';
+import { drawHeatmapFigure, drawLineChart, formatNumber, LINE_COLORS, type Series } from './figures.js';
 import { headMapFigure, tasknessFigure } from './head_maps.js';
-import { type ExampleImages, type Note, type RunFiles, type SearchFiles, readRunFiles } from './run_files.js';
+import { type ExampleImages, type Note, type RunFiles, readRunFiles, type SearchFiles } from './run_files.js';
 
 export interface ReportOptions {
   /** Where index.html and the figures go (default RUN_DIR/report); replaced on every run. */
@@ -92,13 +92,20 @@ table.examples th{text-align:center}table.examples td{text-align:center;vertical
 function notesHtml(notes: Note[]): string {
   if (notes.length === 0) return '<p class="ok">Every file of a finished run is present.</p>';
   return `<ul class="notes">${notes
-    .map((n) => `<li class="${n.level}"><b>${n.level === 'missing' ? 'missing' : n.level === 'problem' ? 'problem' : 'note'}:</b> <code>${esc(n.file)}</code> ${esc(n.message).replace(/`([^`]+)`/g, '<code>$1</code>')}</li>`)
+    .map(
+      (n) =>
+        `<li class="${n.level}"><b>${n.level === 'missing' ? 'missing' : n.level === 'problem' ? 'problem' : 'note'}:</b> <code>${esc(n.file)}</code> ${esc(n.message).replace(/`([^`]+)`/g, '<code>$1</code>')}</li>`,
+    )
     .join('')}</ul>`;
 }
 
 function statusHtml(run: RunFiles): string {
   const rows: [string, string, boolean][] = [];
-  rows.push(['collect (task vectors, taskness)', run.meansTasks ? `done: ${run.meansTasks.length} task(s): ${run.meansTasks.join(', ')}` : 'not done', !!run.meansTasks]);
+  rows.push([
+    'collect (task vectors, taskness)',
+    run.meansTasks ? `done: ${run.meansTasks.length} task(s): ${run.meansTasks.join(', ')}` : 'not done',
+    !!run.meansTasks,
+  ]);
   for (const s of run.searches) {
     const last = s.log.length ? s.log[s.log.length - 1]!.step + 1 : 0;
     const state = s.subset
@@ -145,7 +152,10 @@ function exampleMetric(metric: MetricName, ex: ExampleImages, what: string): num
 
 function examplesHtml(run: RunFiles, page: Page): string {
   if (run.examples.size === 0) {
-    return `<p class="empty">No example images${run.eval ? ' (eval ran with --examples 0?)' : ': `vtv eval` has not run'}.</p>`.replace(/`([^`]+)`/g, '<code>$1</code>');
+    return `<p class="empty">No example images${run.eval ? ' (eval ran with --examples 0?)' : ': `vtv eval` has not run'}.</p>`.replace(
+      /`([^`]+)`/g,
+      '<code>$1</code>',
+    );
   }
   const out: string[] = [];
   for (const [task, exs] of run.examples) {
@@ -155,11 +165,19 @@ function examplesHtml(run: RunFiles, page: Page): string {
     out.push(`<h3>${esc(task)}</h3>`);
     const rows = run.eval?.rows.filter((r) => r.task === task) ?? [];
     if (rows.length && metric) {
-      out.push(`<p>Fold means (${metric === 'iou' ? 'mIoU %' : 'MSE'}): ${rows
-        .map((r) => `fold ${r.fold}: one-shot ${fmtMetric(metric, r.oneShot)}, zero-shot ${fmtMetric(metric, r.zeroShot)}, task vector ${fmtMetric(metric, r.taskVector)}, random ${fmtMetric(metric, r.random)}`)
-        .join('; ')}.</p>`);
+      out.push(
+        `<p>Fold means (${metric === 'iou' ? 'mIoU %' : 'MSE'}): ${rows
+          .map(
+            (r) =>
+              `fold ${r.fold}: one-shot ${fmtMetric(metric, r.oneShot)}, zero-shot ${fmtMetric(metric, r.zeroShot)}, task vector ${fmtMetric(metric, r.taskVector)}, random ${fmtMetric(metric, r.random)}`,
+          )
+          .join('; ')}.</p>`,
+      );
     }
-    if (metric) out.push(`<p>Under each output: its ${metric === 'iou' ? 'IoU (%, higher is better)' : 'MSE (lower is better)'} against the target, recomputed from the saved 8-bit PNGs.</p>`);
+    if (metric)
+      out.push(
+        `<p>Under each output: its ${metric === 'iou' ? 'IoU (%, higher is better)' : 'MSE (lower is better)'} against the target, recomputed from the saved 8-bit PNGs.</p>`,
+      );
     out.push(`<table class="examples"><tr><th>fold / episode</th>${EXAMPLE_COLUMNS.map((c) => `<th>${esc(c.label)}</th>`).join('')}</tr>`);
     for (const ex of exs) {
       const cells = EXAMPLE_COLUMNS.map((c) => {
@@ -201,7 +219,10 @@ function searchSpace(s: SearchFiles): { space?: VariableSpace; why?: string; inf
     // identifies the granularity (the three counts differ for every model), and vtv search uses zero-shot.
     const n = s.log.find((r) => r.probabilities)?.probabilities?.length;
     const found = ([0, 1, 2] as Granularity[]).find((k) => variableCount(s.model!, k) === n);
-    if (found === undefined) return { why: 'neither subset.json nor state.json exists to say the granularity of the variables, and the log has no probability snapshot that fits the model' };
+    if (found === undefined)
+      return {
+        why: 'neither subset.json nor state.json exists to say the granularity of the variables, and the log has no probability snapshot that fits the model',
+      };
     g = found;
     mode = 'zero-shot';
     inferred = true;
@@ -219,9 +240,14 @@ function searchHtml(s: SearchFiles, page: Page): string {
   const { space, why, inferred } = searchSpace(s);
   if (!space) out.push(`<p class="empty">No layer x head maps: ${esc(why ?? '')}.</p>`);
   else {
-    if (inferred) out.push(`<p class="missing">Only the log exists: granularity ${space.granularity} and zero-shot mode are inferred from the number of probabilities in its snapshots.</p>`);
+    if (inferred)
+      out.push(
+        `<p class="missing">Only the log exists: granularity ${space.granularity} and zero-shot mode are inferred from the number of probabilities in its snapshots.</p>`,
+      );
     const wrongSize = (n: number, what: string) => {
-      out.push(`<p class="problem">${esc(what)} has ${n} values but the variable space has ${space.count}: it was written by another model or granularity; map not drawn.</p>`);
+      out.push(
+        `<p class="problem">${esc(what)} has ${n} values but the variable space has ${space.count}: it was written by another model or granularity; map not drawn.</p>`,
+      );
     };
     if (s.subset) {
       const choice = new Float64Array(space.count);
@@ -229,7 +255,13 @@ function searchHtml(s: SearchFiles, page: Page): string {
       if (s.subset.variables !== space.count) wrongSize(s.subset.variables, 'subset.json');
       else {
         const title = `Selected heads, search '${s.key}': ${s.subset.chosen.length} of ${space.count} variables (granularity ${space.granularity}, step ${s.subset.selectedStep}, rule ${s.subset.rule})`;
-        out.push(page.figure(`${name}-selected`, drawHeatmapFigure(headMapFigure(title, space, choice, selectionScale(space.granularity === 2 ? 'fraction chosen' : 'variable'))), title));
+        out.push(
+          page.figure(
+            `${name}-selected`,
+            drawHeatmapFigure(headMapFigure(title, space, choice, selectionScale(space.granularity === 2 ? 'fraction chosen' : 'variable'))),
+            title,
+          ),
+        );
       }
     } else {
       out.push('<p class="empty">No heads selected yet: subset.json is missing because this search has not finished (see the notes above).</p>');
@@ -287,7 +319,11 @@ function searchHtml(s: SearchFiles, page: Page): string {
           title: `Training metric per task (${better})`,
           xLabel: 'step',
           yLabel: metric ?? 'metric',
-          series: taskNames.map((t, i) => ({ name: t, points: s.log.map((r) => [r.step, r.perTask?.[t] ?? Number.NaN] as [number, number]), color: LINE_COLORS[i % LINE_COLORS.length]! })),
+          series: taskNames.map((t, i) => ({
+            name: t,
+            points: s.log.map((r) => [r.step, r.perTask?.[t] ?? Number.NaN] as [number, number]),
+            color: LINE_COLORS[i % LINE_COLORS.length]!,
+          })),
         }),
         'Mean training metric of the sampled subsets per task',
       ),
@@ -302,12 +338,20 @@ function searchHtml(s: SearchFiles, page: Page): string {
         points: val.map((r) => [r.step, r.validation!.metric]),
         color: LINE_COLORS[0]!,
         markers: true,
-        highlight: val.filter((r) => r.validation!.best).slice(-1).map((r) => [r.step, r.validation!.metric] as [number, number]),
+        highlight: val
+          .filter((r) => r.validation!.best)
+          .slice(-1)
+          .map((r) => [r.step, r.validation!.metric] as [number, number]),
       },
     ];
     if (vTasks.length > 1) {
       vTasks.forEach((t, i) => {
-        series.push({ name: t, points: val.map((r) => [r.step, r.validation!.perTask[t] ?? Number.NaN]), color: LINE_COLORS[(i + 1) % LINE_COLORS.length]!, markers: true });
+        series.push({
+          name: t,
+          points: val.map((r) => [r.step, r.validation!.perTask[t] ?? Number.NaN]),
+          color: LINE_COLORS[(i + 1) % LINE_COLORS.length]!,
+          markers: true,
+        });
       });
     }
     charts.push(
@@ -328,7 +372,16 @@ function searchHtml(s: SearchFiles, page: Page): string {
         series: [
           { name: 'expected (sum of p)', points: s.log.map((r) => [r.step, r.expectedSize]), color: LINE_COLORS[0]! },
           { name: 'mean sampled', points: s.log.map((r) => [r.step, r.meanSampledSize]), color: LINE_COLORS[1]! },
-          ...(val.length ? [{ name: 'validated subset', points: val.map((r) => [r.step, r.validation!.subsetSize] as [number, number]), color: LINE_COLORS[2]!, markers: true }] : []),
+          ...(val.length
+            ? [
+                {
+                  name: 'validated subset',
+                  points: val.map((r) => [r.step, r.validation!.subsetSize] as [number, number]),
+                  color: LINE_COLORS[2]!,
+                  markers: true,
+                },
+              ]
+            : []),
         ],
       }),
       'Expected subset size (sum of probabilities after the step), mean size of the sampled subsets, and size of each validated subset',
@@ -395,7 +448,9 @@ export function writeReport(runDir: string, opt: ReportOptions = {}): ReportResu
       const mean = ms.length ? ms.reduce((a, b) => a + b, 0) / ms.length : Number.NaN;
       return `<tr><td class="l">${esc(t)}</td><td>${ps.length}</td><td>${m ? fmtMetric(m, mean) : formatNumber(mean)}</td><td>${m === 'iou' ? 'mIoU %' : 'MSE'}</td></tr>`;
     });
-    page.add(`<h2>Kept prompts</h2><p>${run.prompts.scored ?? '?'} episodes scored, each with every task's prompt.</p><table><tr><th class="l">task</th><th>kept</th><th>mean one-shot score</th><th>metric</th></tr>${rows.join('')}</table>`);
+    page.add(
+      `<h2>Kept prompts</h2><p>${run.prompts.scored ?? '?'} episodes scored, each with every task's prompt.</p><table><tr><th class="l">task</th><th>kept</th><th>mean one-shot score</th><th>metric</th></tr>${rows.join('')}</table>`,
+    );
   }
   const html = `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">

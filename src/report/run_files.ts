@@ -2,7 +2,7 @@
 // each absence or problem becomes a note saying what it means (which command has not run or did not
 // finish, and how to continue). Files are read with the method's own types (run_layout.ts and the
 // files it names); only their "format"/"version" tags and the fields the report uses are checked.
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { type ModelConfig, ModelConfigSchema, preset } from '../config.js';
 import type { EvalResults } from '../method/evaluate.js';
@@ -73,7 +73,11 @@ function readJson<T>(path: string, rel: string, format: string, notes: Note[]): 
   try {
     value = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
-    notes.push({ level: 'problem', file: rel, message: `cannot be read as JSON (${(e as Error).message}); it may have been cut off while being written. It is left out below.` });
+    notes.push({
+      level: 'problem',
+      file: rel,
+      message: `cannot be read as JSON (${(e as Error).message}); it may have been cut off while being written. It is left out below.`,
+    });
     return undefined;
   }
   const tag = (value as { format?: unknown } | null)?.format;
@@ -99,7 +103,12 @@ function readLog(path: string, rel: string, notes: Note[]): StepRecord[] {
       bad++;
     }
   });
-  if (bad) notes.push({ level: 'problem', file: rel, message: `${bad} line(s) could not be read and were skipped (a run killed while writing leaves a partial last line).` });
+  if (bad)
+    notes.push({
+      level: 'problem',
+      file: rel,
+      message: `${bad} line(s) could not be read and were skipped (a run killed while writing leaves a partial last line).`,
+    });
   return out;
 }
 
@@ -134,9 +143,15 @@ export function readRunFiles(root: string): RunFiles {
   if (existsSync(paths.config)) {
     run.config = readJson<RunConfig>(paths.config, rel(paths.config), 'vtv-run', notes);
     run.model = presetOrUndefined(run.config?.model);
-    if (run.config && !run.model) notes.push({ level: 'problem', file: rel(paths.config), message: `names model '${run.config.model}', which is not a known preset.` });
+    if (run.config && !run.model)
+      notes.push({ level: 'problem', file: rel(paths.config), message: `names model '${run.config.model}', which is not a known preset.` });
   } else {
-    notes.push({ level: 'missing', file: rel(paths.config), message: 'no run config: this directory was not started by a vtv command (or config.json was removed). Model and dataset are taken from the other files where they say.' });
+    notes.push({
+      level: 'missing',
+      file: rel(paths.config),
+      message:
+        'no run config: this directory was not started by a vtv command (or config.json was removed). Model and dataset are taken from the other files where they say.',
+    });
   }
 
   if (existsSync(paths.means)) {
@@ -146,16 +161,35 @@ export function readRunFiles(root: string): RunFiles {
       notes.push({ level: 'problem', file: rel(paths.means), message: (e as Error).message });
     }
   } else {
-    notes.push({ level: 'missing', file: rel(paths.means), message: '`vtv collect` has not run or did not finish: there are no task vectors yet, so no search or eval can run.' });
+    notes.push({
+      level: 'missing',
+      file: rel(paths.means),
+      message: '`vtv collect` has not run or did not finish: there are no task vectors yet, so no search or eval can run.',
+    });
   }
   if (existsSync(paths.prompts)) run.prompts = readJson<PromptsFile>(paths.prompts, rel(paths.prompts), 'vtv-prompts', notes);
-  else notes.push({ level: 'missing', file: rel(paths.prompts), message: '`vtv collect` has not finished: the kept prompts and their one-shot scores are not recorded.' });
+  else
+    notes.push({
+      level: 'missing',
+      file: rel(paths.prompts),
+      message: '`vtv collect` has not finished: the kept prompts and their one-shot scores are not recorded.',
+    });
   if (existsSync(paths.taskness)) run.taskness = readJson<TasknessFile>(paths.taskness, rel(paths.taskness), 'vtv-taskness', notes);
-  else notes.push({ level: 'missing', file: rel(paths.taskness), message: '`vtv collect` has not finished: no taskness scores, so the taskness map is not shown.' });
+  else
+    notes.push({
+      level: 'missing',
+      file: rel(paths.taskness),
+      message: '`vtv collect` has not finished: no taskness scores, so the taskness map is not shown.',
+    });
 
   const searchRoot = join(root, 'search');
   const keys = listDirs(searchRoot);
-  if (keys.length === 0) notes.push({ level: 'missing', file: 'search/', message: 'no search has been started: run `vtv search --task <task>`. No selected heads or curves to show.' });
+  if (keys.length === 0)
+    notes.push({
+      level: 'missing',
+      file: 'search/',
+      message: 'no search has been started: run `vtv search --task <task>`. No selected heads or curves to show.',
+    });
   for (const key of keys) {
     const s: SearchFiles = { key, log: [] };
     const taskFlag = key === MULTITASK ? '<task,task,...>' : key;
@@ -177,7 +211,12 @@ export function readRunFiles(root: string): RunFiles {
   }
 
   if (existsSync(paths.evalJson)) run.eval = readJson<EvalResults>(paths.evalJson, rel(paths.evalJson), 'vtv-eval', notes);
-  else notes.push({ level: 'missing', file: rel(paths.evalJson), message: '`vtv eval` has not run or did not finish: no comparison of one-shot, zero-shot and task-vector prompting yet.' });
+  else
+    notes.push({
+      level: 'missing',
+      file: rel(paths.evalJson),
+      message: '`vtv eval` has not run or did not finish: no comparison of one-shot, zero-shot and task-vector prompting yet.',
+    });
 
   const examplesRoot = join(paths.evalDir, 'examples');
   for (const task of listDirs(examplesRoot)) {

@@ -4,9 +4,7 @@ import type { CanvasCells } from '../canvas.js';
 import type { PreparedEpisode } from '../prepare.js';
 import type { Rng } from '../rng.js';
 
-export type TaskId =
-  | 'segmentation' | 'lowlight_enhance' | 'identity' | 'inpaint' | 'colorization'
-  | 'inpaint_lowlight' | 'segmentation_inpaint';
+export type TaskId = 'segmentation' | 'lowlight_enhance' | 'identity' | 'inpaint' | 'colorization' | 'inpaint_lowlight' | 'segmentation_inpaint';
 
 export type MetricName = 'iou' | 'mse';
 
