@@ -14,7 +14,19 @@ const cmakeJs = join(root, 'node_modules', '.bin', 'cmake-js');
 const arch = process.env.VTV_CPU_ARCH ?? 'x86-64-v3';
 const shim = join(shimDir, 'node-gyp');
 // prebuildify calls `node-gyp rebuild --target=... --release ...`: we build the same addon with cmake-js.
-writeFileSync(shim, `#!/bin/sh\nexec "${cmakeJs}" compile --out build --CDVTV_CPU_ARCH=${arch} --CDVTV_TESTS=OFF --CDVTV_BENCH=OFF\n`);
+// A build folder of its own, so the portable -march is really configured and the local build/ keeps its
+// settings; the result goes where prebuildify looks for it (build/Release/).
+writeFileSync(
+  shim,
+  [
+    '#!/bin/sh',
+    'set -e',
+    `"${cmakeJs}" compile --out build-prebuild --CDVTV_CPU_ARCH=${arch} --CDVTV_TESTS=OFF --CDVTV_BENCH=OFF`,
+    'mkdir -p build/Release',
+    'cp build-prebuild/Release/vtv.node build/Release/vtv.node',
+    '',
+  ].join('\n'),
+);
 chmodSync(shim, 0o755);
 mkdirSync(join(root, 'prebuilds'), { recursive: true });
 const prebuildify = join(root, 'node_modules', '.bin', 'prebuildify');

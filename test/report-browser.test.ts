@@ -26,6 +26,8 @@ const ARGS = [
 ];
 
 const haveChromium = existsSync(CHROMIUM);
+// In CI (.ci/run installs chromium) a missing browser is a failure, not a skip.
+if (!haveChromium && process.env.CI) throw new Error(`report-browser: ${CHROMIUM} not found; .ci/run installs Debian's chromium`);
 if (!haveChromium) console.warn(`report-browser: ${CHROMIUM} not found (install Debian's chromium or set VTV_CHROMIUM); browser checks skipped`);
 
 let base: string;
