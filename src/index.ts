@@ -1,0 +1,15 @@
+// The library API: the engine, model configs, data (images, canvases, tasks, datasets), metrics,
+// checkpoint conversion, and the method (variables, collection, search, evaluation, reports).
+
+export { convertCheckpoints, readSafetensors, writeSafetensors } from './checkpoint/index.js';
+export * from './config.js';
+export * as data from './data/index.js';
+export { CANVAS_FLOATS, Engine, type EngineOptions, type ForwardRequest, type ForwardResult, type TaskMeans } from './engine.js';
+export { collectTaskVectors } from './method/collect.js';
+export { evaluateTaskVectors } from './method/evaluate.js';
+export { REFERENCE_SEARCH, runSearch, type SearchOptions } from './method/reinforce.js';
+export * as variables from './method/variables.js';
+export * as metrics from './metrics/index.js';
+export { writeRandomWeights } from './model/random_weights.js';
+export { loadAddon } from './native.js';
+export { writeReport } from './report/report.js';
