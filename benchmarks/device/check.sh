@@ -2,7 +2,8 @@
 # The CUDA backend's device check, for a fresh GPU machine (written for an H200; no Node.js needed):
 # builds the engine and its CUDA tests with CMake, runs them (every kernel and the whole MAE path against
 # the CPU backend, then full-depth ViT-L at batch 320; the VQGAN decoder kernels, the whole decoder at tiny
-# and real widths and the pixel losses against the CPU), and prints a short table last:
+# and real widths and the pixel losses against the CPU; the VQGAN encoder's kernels and the whole encoder's
+# tokens against the CPU), and prints a short table last:
 # kernel, mode, max relative error, token agreement, time. Meant to finish inside 8 minutes.
 #
 #   benchmarks/device/check.sh [build-dir]          (default: build-device in the repository root)
@@ -60,7 +61,8 @@ fi
 
 # ---- build -----------------------------------------------------------------------------------------------
 log "building with $jobs jobs"
-if ! cmake --build "$build" -j "$jobs" --target cuda_kernels_test cuda_mae_test cuda_vqgan_test >"$build/build.log" 2>&1; then
+if ! cmake --build "$build" -j "$jobs" --target cuda_kernels_test cuda_mae_test cuda_vqgan_test \
+    cuda_vqgan_encoder_test >"$build/build.log" 2>&1; then
   grep -E "error|Error" "$build/build.log" | head -40
   echo "check.sh: build failed (log: $build/build.log)" >&2
   exit 2

@@ -31,7 +31,7 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&v);
 }
 
-template <int KS>
+template <int KS, bool DOWN>
 __global__ void __launch_bounds__(THREADS) conv_bf16_kernel(ConvParams p, const __nv_bfloat16* __restrict__ Wt) {
   __shared__ __align__(16) __nv_bfloat16 As[2][BM][LDS];  // weights [co][k]
   __shared__ __align__(16) __nv_bfloat16 Bs[2][BN][LDS];  // gathered input [pixel][k]: B "col"
@@ -68,8 +68,8 @@ __global__ void __launch_bounds__(THREADS) conv_bf16_kernel(ConvParams p, const 
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
       const int k = k0 + 2 * (bkp + 2 * i);
-      rb[i][0] = conv_gather<KS>(p, xn, px, k, sc, sh);
-      rb[i][1] = conv_gather<KS>(p, xn, px, k + 1, sc, sh);
+      rb[i][0] = conv_gather<KS, DOWN>(p, xn, px, k, sc, sh);
+      rb[i][1] = conv_gather<KS, DOWN>(p, xn, px, k + 1, sc, sh);
     }
   };
   auto store = [&](int buf) {
@@ -184,10 +184,12 @@ void conv2d_bf16(const ConvArgs& a, cudaStream_t stream) {
   dim3 grid(static_cast<unsigned>((int64_t(p.Ho) * p.Wo + BN - 1) / BN), static_cast<unsigned>((a.Co + BM - 1) / BM),
             static_cast<unsigned>(a.N));
   const auto* w = reinterpret_cast<const __nv_bfloat16*>(a.w_bf16);
-  if (a.k == 3) {
-    conv_bf16_kernel<3><<<grid, THREADS, 0, stream>>>(p, w);
+  if (a.downsample2x) {
+    conv_bf16_kernel<3, true><<<grid, THREADS, 0, stream>>>(p, w);
+  } else if (a.k == 3) {
+    conv_bf16_kernel<3, false><<<grid, THREADS, 0, stream>>>(p, w);
   } else {
-    conv_bf16_kernel<1><<<grid, THREADS, 0, stream>>>(p, w);
+    conv_bf16_kernel<1, false><<<grid, THREADS, 0, stream>>>(p, w);
   }
   VTV_CUDA_CHECK_LAUNCH("conv_bf16_kernel");
 }

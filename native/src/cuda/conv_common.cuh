@@ -5,7 +5,8 @@
 // GEMM view, per sample n: C[co][p] = sum_k W[co][k] * B[k][p] with k = (ci, ky, kx) in the weight's own
 // order (W is [Co][Ci][KS][KS] = [Co][K] row-major) and p = oy * Wo + ox an output pixel;
 // B[k][p] = prologue(x[n][ci][iy >> up][ix >> up]) for iy = oy + ky - KS/2, ix = ox + kx - KS/2 inside
-// the (upsampled) input, else 0. The grid is (pixel tiles of one sample, Co tiles, samples), so a block
+// the (upsampled) input, else 0. The encoder's Downsample (DOWN) instead reads iy = 2 * oy + ky,
+// ix = 2 * ox + kx, zero past the bottom/right edge (pad (0, 1, 0, 1), stride 2). The grid is (pixel tiles of one sample, Co tiles, samples), so a block
 // never mixes samples and its GroupNorm sums belong to one sample.
 #pragma once
 #include <cstdint>
@@ -31,6 +32,9 @@ struct ConvParams {
   int stats_groups;
 };
 
+// Output side of the taming Downsample over `side` input pixels: pad 1 at the end, 3x3, stride 2.
+inline int downsampled_side(int side) { return (side + 1 - 3) / 2 + 1; }
+
 inline ConvParams conv_params(const ConvArgs& a) {
   ConvParams p;
   p.x = a.x;
@@ -38,8 +42,8 @@ inline ConvParams conv_params(const ConvArgs& a) {
   p.H = a.H;
   p.W = a.W;
   p.up = a.upsample2x ? 1 : 0;
-  p.Ho = a.H << p.up;
-  p.Wo = a.W << p.up;
+  p.Ho = a.downsample2x ? downsampled_side(a.H) : a.H << p.up;
+  p.Wo = a.downsample2x ? downsampled_side(a.W) : a.W << p.up;
   p.Co = a.Co;
   p.K = a.Ci * a.k * a.k;
   p.bias = a.bias;
@@ -66,7 +70,8 @@ __device__ __forceinline__ ConvPixel conv_pixel(const ConvParams& p, int pix) {
 }
 
 // B[k][p] for sample base xn (= x + n*Ci*H*W); sc/sh: the prologue tables (unused without norm).
-template <int KS>
+// DOWN (KS == 3 only): the stride-2 Downsample indexing (up is 0 then).
+template <int KS, bool DOWN = false>
 __device__ __forceinline__ float conv_gather(const ConvParams& p, const float* __restrict__ xn, const ConvPixel& px,
                                              int k, const float* sc, const float* sh) {
   if (!px.valid || k >= p.K) return 0.0f;
@@ -75,6 +80,13 @@ __device__ __forceinline__ float conv_gather(const ConvParams& p, const float* _
     ci = k;
     iy = px.oy;
     ix = px.ox;
+  } else if (DOWN) {
+    ci = k / (KS * KS);
+    const int r = k - ci * (KS * KS);
+    const int ky = r / KS, kx = r - ky * KS;
+    iy = 2 * px.oy + ky;  // never negative: no padding before the top/left edge
+    ix = 2 * px.ox + kx;
+    if (iy >= p.H || ix >= p.W) return 0.0f;  // the bottom/right pad: zero after the prologue
   } else {
     ci = k / (KS * KS);
     const int r = k - ci * (KS * KS);
@@ -107,6 +119,12 @@ inline void validate_conv(const ConvArgs& a, const char* name) {
   check(a.x != nullptr && a.y != nullptr && a.bias != nullptr, n + ": x, y and bias must be set");
   check(a.x != a.y, n + ": x must not alias y");
   check(a.residual != a.x || a.residual == nullptr, n + ": residual must not alias x");
+  if (a.downsample2x) {
+    check(!a.upsample2x, n + ": downsample2x and upsample2x exclude each other");
+    check(a.k == 3, n + ": downsample2x needs a 3x3 kernel, got k " + std::to_string(a.k));
+    check(a.H >= 2 && a.W >= 2, n + ": downsample2x needs an input of at least 2x2, got " + std::to_string(a.H) + "x" +
+                                    std::to_string(a.W));
+  }
   const int64_t ho = int64_t(a.H) << (a.upsample2x ? 1 : 0), wo = int64_t(a.W) << (a.upsample2x ? 1 : 0);
   check(ho * wo < (int64_t(1) << 30), n + ": output map too large");
   if (a.norm.stats) {

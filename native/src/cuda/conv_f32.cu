@@ -13,7 +13,7 @@ constexpr int BM = 64, BN = 64, BK = 16, THREADS = 256, PAD = 4;
 
 // Tiles are stored k-major (As[k][co], Bs[k][pixel]); thread (ty, tx) = (tid / 16, tid % 16) owns
 // channels 4*ty.. and pixels 4*tx.. of the tile.
-template <int KS>
+template <int KS, bool DOWN>
 __global__ void __launch_bounds__(THREADS) conv_f32_kernel(ConvParams p, const float* __restrict__ Wt) {
   __shared__ __align__(16) float As[2][BK][BM + PAD];
   __shared__ __align__(16) float Bs[2][BK][BN + PAD];
@@ -41,7 +41,7 @@ __global__ void __launch_bounds__(THREADS) conv_f32_kernel(ConvParams p, const f
     ra = (arow < p.Co && k < p.K) ? __ldg(reinterpret_cast<const float4*>(Wt + int64_t(arow) * p.K + k))
                                   : make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
-    for (int i = 0; i < 4; ++i) rb[i] = conv_gather<KS>(p, xn, px, k0 + bk + 4 * i, sc, sh);
+    for (int i = 0; i < 4; ++i) rb[i] = conv_gather<KS, DOWN>(p, xn, px, k0 + bk + 4 * i, sc, sh);
   };
   auto store = [&](int buf) {
     As[buf][lk + 0][lrow] = ra.x;
@@ -127,10 +127,12 @@ void conv2d_f32(const ConvArgs& a, cudaStream_t stream) {
   const ConvParams p = conv_params(a);
   dim3 grid(static_cast<unsigned>((int64_t(p.Ho) * p.Wo + BN - 1) / BN), static_cast<unsigned>((a.Co + BM - 1) / BM),
             static_cast<unsigned>(a.N));
-  if (a.k == 3) {
-    conv_f32_kernel<3><<<grid, THREADS, 0, stream>>>(p, a.w_f32);
+  if (a.downsample2x) {
+    conv_f32_kernel<3, true><<<grid, THREADS, 0, stream>>>(p, a.w_f32);
+  } else if (a.k == 3) {
+    conv_f32_kernel<3, false><<<grid, THREADS, 0, stream>>>(p, a.w_f32);
   } else {
-    conv_f32_kernel<1><<<grid, THREADS, 0, stream>>>(p, a.w_f32);
+    conv_f32_kernel<1, false><<<grid, THREADS, 0, stream>>>(p, a.w_f32);
   }
   VTV_CUDA_CHECK_LAUNCH("conv_f32_kernel");
 }

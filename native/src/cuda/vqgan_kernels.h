@@ -1,5 +1,5 @@
-// The CUDA kernels of the VQGAN decoder and the losses (SPEC §1 "Tokens -> image", §3 crop and
-// metrics), as host functions over device pointers, one family per file:
+// The CUDA kernels of the VQGAN decoder and encoder and the losses (SPEC §1 "Tokens -> image" and "VQGAN
+// encoder", §3 crop and metrics), as host functions over device pointers, one family per file:
 //   conv_f32.cu / conv_bf16.cu  3x3 and 1x1 convolutions as implicit GEMM (fp32 FMA for parity, bf16
 //                               mma.sync with fp32 accumulation), nearest x2 upsampling folded into the
 //                               input indexing, GroupNorm(+swish) of the input applied as it is loaded,
@@ -10,8 +10,11 @@
 //   spatial_attention.cu        the single-head AttnBlock core at 14x14
 //   codebook.cu                 token grid -> post_quant_conv(codebook vectors), NCHW
 //   cell_loss.cu                the bottom-right 111x111 crop and the per-sample IoU / MSE
+//   map_pixels.cu               the encoder's input mapping, normalised canvas -> [-1, 1]
+//   nearest_code.cu             the encoder's quantisation: nearest codebook vector per latent
+// The convolutions also run the encoder's pad-(0,1,0,1) stride-2 Downsample (ConvArgs::downsample2x).
 // CPU counterparts: cpu::conv2d, cpu::group_norm, cpu::spatial_attention, model::VqganDecoder,
-// model::score_cell. Every function enqueues on `stream` and returns; bad arguments throw vtv::Error.
+// model::VqganEncoder, model::score_cell. Every function enqueues on `stream` and returns; bad arguments throw vtv::Error.
 // No CUDA headers here.
 #pragma once
 #include <cstdint>
@@ -36,7 +39,9 @@ struct GroupNormIn {
 
 // y[N][Co][Ho][Wo] = conv(prologue(x)[N][Ci][H][W], w[Co][Ci][k][k]) + bias (+ residual), stride 1,
 // pad k/2, k in {1, 3}; Ho = 2H, Wo = 2W when upsample2x (the input is read as its nearest x2
-// upsampling), else H, W. prologue = GroupNorm (+ swish) from `norm` when norm.stats is set; padding
+// upsampling), else H, W. downsample2x instead makes it the encoder's taming Downsample: k = 3, pad
+// (0, 1, 0, 1) (one zero row/column after the bottom/right edge only), stride 2, so
+// Ho = (H - 2) / 2 + 1, Wo = (W - 2) / 2 + 1 (224 -> 112 -> ... -> 14). prologue = GroupNorm (+ swish) from `norm` when norm.stats is set; padding
 // is zero after the prologue, as in PyTorch. residual may alias y (read, then written, by the same
 // thread); x must not alias y. stats_out (nullable): zeroed, then the GroupNorm statistics of y over
 // `stats_groups` groups are accumulated into it. Exactly one of w_f32 / w_bf16 picks the kernel.
@@ -46,6 +51,7 @@ struct ConvArgs {
   int64_t N = 0;
   int Ci = 0, H = 0, W = 0;
   bool upsample2x = false;
+  bool downsample2x = false;  // the encoder's pad-(0,1,0,1) stride-2 3x3 conv (excludes upsample2x)
   int Co = 0, k = 3;
   const float* w_f32 = nullptr;
   const uint16_t* w_bf16 = nullptr;  // bf16 bit patterns, [Co][Ci*k*k]
@@ -83,5 +89,17 @@ void codebook_lookup(const int32_t* tokens, int64_t N, const float* table, int V
 void cell_scores(Loss loss, const float* pixels, const uint8_t* targets, const int32_t* job_image,
                  const int32_t* job_target, int64_t jobs, float* loss_out, float* metric_out,
                  cudaStream_t stream = nullptr);
+
+// map_pixels of the VQGAN encoder: x[n][c][i] = 2 * (canvas[n][c][i] * std[c] + mean[c]) - 1 for the three
+// colour channels of each ImageNet-normalised canvas ([N][3][plane]), and 0 for channels 3..C-1 (x is
+// [N][C][plane], C >= 3: conv_in's input padded to a multiple of 8 channels).
+void map_pixels(const float* canvases, int64_t N, int64_t plane, int C, float* x, cudaStream_t stream = nullptr);
+
+// Nearest codebook vector of each latent: z [N][E][T] (quant_conv's output, T = 196 positions),
+// codebook [V][E], code_norms [V] = |codebook[v]|^2 in double (summed in order, as the CPU does);
+// tokens[n][t] = argmin_v (code_norms[v] - 2 * z[n][:][t] . codebook[v]) in double, first index on ties.
+// E <= 512.
+void nearest_code(const float* z, int64_t N, int E, int T, const float* codebook, const double* code_norms, int V,
+                  int32_t* tokens, cudaStream_t stream = nullptr);
 
 }  // namespace vtv::cuda

@@ -17,6 +17,7 @@
 #ifdef VTV_WITH_CUDA
 #include "cuda/mae_cuda.h"
 #include "cuda/vqgan_cuda.h"
+#include "cuda/vqgan_encoder_cuda.h"
 #endif
 #include "model/activation_budget.h"
 #include "model/losses.h"
@@ -96,6 +97,7 @@ class EngineImpl {
 #ifdef VTV_WITH_CUDA
   std::unique_ptr<cuda::MaeCuda> mae_cuda_;  // the transformer path on the GPU (backend "cuda")
   std::unique_ptr<cuda::VqganCuda> vq_cuda_;  // the VQGAN decode and pixel losses on the GPU (backend "cuda")
+  std::unique_ptr<cuda::VqganEncoderCuda> vq_enc_cuda_;  // encode_tokens on the GPU (backend "cuda")
 #endif
   std::mutex mutex_;  // forward() reuses scratch buffers
   friend class Engine;
@@ -116,7 +118,7 @@ EngineImpl::EngineImpl(const ModelConfig& cfg, std::shared_ptr<Weights> weights,
   if (options.backend == "cuda") {
     if (!probe.compiled || !probe.usable) throw Error("engine: backend 'cuda' requested but cuda is not usable: " + probe.detail);
     backend = "cuda";
-    reason = "cuda requested (" + probe.detail + "): MAE, VQGAN decoder and pixel losses on the GPU";
+    reason = "cuda requested (" + probe.detail + "): MAE, VQGAN decoder and encoder, and pixel losses on the GPU";
   } else if (options.backend == "cpu") {
     reason = "cpu requested";
   } else if (probe.compiled && probe.usable && kCudaForwardVerified) {
@@ -149,6 +151,11 @@ EngineImpl::EngineImpl(const ModelConfig& cfg, std::shared_ptr<Weights> weights,
   if (options.need_vqgan_encoder) {
     vq_enc_w_ = model::bind_vqgan_encoder(*weights_, config);
     vq_enc_ = std::make_unique<model::VqganEncoder>(config, vq_enc_w_);
+#ifdef VTV_WITH_CUDA
+    if (backend == "cuda") {
+      vq_enc_cuda_ = std::make_unique<cuda::VqganEncoderCuda>(config, vq_enc_w_, cuda::parse_precision(options.precision));
+    }
+#endif
   }
 }
 
@@ -504,6 +511,12 @@ void EngineImpl::encode_tokens(const float* canvases, int n, int32_t* tokens) {
   check(tokens != nullptr, "encode_tokens: tokens is null");
   check(n > 0, "encode_tokens: the number of canvases must be > 0, got " + std::to_string(n));
   check_canvases("encode_tokens", canvases, n);
+#ifdef VTV_WITH_CUDA
+  if (vq_enc_cuda_) {  // backend "cuda": passes of the encoder's own chunk size on the device
+    vq_enc_cuda_->encode(canvases, n, tokens);
+    return;
+  }
+#endif
   const int64_t canvas_floats = int64_t(3) * kImage * kImage;
   const int64_t chunk = model::chunk_samples(vq_enc_->bytes_per_sample(), kMaxEncodeChunk);
   std::vector<const float*> ptrs;
