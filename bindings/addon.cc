@@ -134,6 +134,22 @@ T* typed(const Napi::Object& req, const char* key, int64_t expected, bool requir
   return a.Data();
 }
 
+// Builds a worker (its constructor checks the arguments and may throw) and queues it. A throw becomes a
+// rejected Promise, so a bad call never throws synchronously into JS and never reaches the engine.
+template <typename MakeWorker>
+Napi::Value queue_or_reject(Napi::Env env, MakeWorker make_worker) {
+  try {
+    auto* worker = make_worker();
+    auto promise = worker->promise();
+    worker->Queue();
+    return promise;
+  } catch (const std::exception& e) {
+    auto deferred = Napi::Promise::Deferred::New(env);
+    deferred.Reject(Napi::Error::New(env, e.what()).Value());
+    return deferred.Promise();
+  }
+}
+
 // ---- the engine object ---------------------------------------------------------------------------
 
 struct EngineHandle {
@@ -306,34 +322,18 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
  private:
   Napi::Value Forward(const Napi::CallbackInfo& info) {
-    auto env = info.Env();
-    auto deferred = Napi::Promise::Deferred::New(env);
-    try {
+    return queue_or_reject(info.Env(), [&] {
       if (!handle_->engine) throw vtv::Error("forward: the engine was closed");
       if (info.Length() < 1 || !info[0].IsObject()) throw vtv::Error("forward: expected a request object");
-      auto* worker = new ForwardWorker(env, handle_, info[0].As<Napi::Object>());
-      auto promise = worker->promise();
-      worker->Queue();
-      return promise;
-    } catch (const std::exception& e) {
-      deferred.Reject(Napi::Error::New(env, e.what()).Value());
-      return deferred.Promise();
-    }
+      return new ForwardWorker(info.Env(), handle_, info[0].As<Napi::Object>());
+    });
   }
   Napi::Value EncodeTokens(const Napi::CallbackInfo& info) {
-    auto env = info.Env();
-    auto deferred = Napi::Promise::Deferred::New(env);
-    try {
+    return queue_or_reject(info.Env(), [&] {
       if (!handle_->engine) throw vtv::Error("encodeTokens: the engine was closed");
       if (info.Length() < 1) throw vtv::Error("encodeTokens: expected a Float32Array of canvases");
-      auto* worker = new EncodeTokensWorker(env, handle_, info[0]);
-      auto promise = worker->promise();
-      worker->Queue();
-      return promise;
-    } catch (const std::exception& e) {
-      deferred.Reject(Napi::Error::New(env, e.what()).Value());
-      return deferred.Promise();
-    }
+      return new EncodeTokensWorker(info.Env(), handle_, info[0]);
+    });
   }
   Napi::Value Config(const Napi::CallbackInfo& info) {
     if (!handle_->engine) throw Napi::Error::New(info.Env(), "the engine was closed");
@@ -412,9 +412,7 @@ std::vector<std::string> string_list(const Napi::Value& v, const char* what) {
 }
 
 Napi::Value CreateEngine(const Napi::CallbackInfo& info) {
-  auto env = info.Env();
-  auto deferred = Napi::Promise::Deferred::New(env);
-  try {
+  return queue_or_reject(info.Env(), [&] {
     if (info.Length() < 1 || !info[0].IsObject()) throw vtv::Error("createEngine: expected an options object");
     auto o = info[0].As<Napi::Object>();
     auto config = config_from_js(o.Get("config"));
@@ -427,14 +425,8 @@ Napi::Value CreateEngine(const Napi::CallbackInfo& info) {
     if (o.Get("needVqganEncoder").IsBoolean()) {
       opts.need_vqgan_encoder = o.Get("needVqganEncoder").As<Napi::Boolean>().Value();
     }
-    auto* worker = new CreateEngineWorker(env, std::move(config), std::move(paths), std::move(opts));
-    auto promise = worker->promise();
-    worker->Queue();
-    return promise;
-  } catch (const std::exception& e) {
-    deferred.Reject(Napi::Error::New(env, e.what()).Value());
-    return deferred.Promise();
-  }
+    return new CreateEngineWorker(info.Env(), std::move(config), std::move(paths), std::move(opts));
+  });
 }
 
 Napi::Value Backends(const Napi::CallbackInfo& info) {

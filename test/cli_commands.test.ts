@@ -61,6 +61,14 @@ describe('vtv collect / search / eval (fake engine)', () => {
     const res = JSON.parse(readFileSync(p.evalJson, 'utf8'));
     expect(res.rows.map((r: { task: string }) => r.task)).toEqual(['segmentation', 'colorization']);
     expect(res.rows[1].metric).toBe('mse');
+    // Image tasks also carry PSNR and SSIM per condition; segmentation does not.
+    expect(res.rows[0].psnr).toBeUndefined();
+    for (const k of ['oneShot', 'zeroShot', 'taskVector', 'random']) {
+      expect(res.rows[1].psnr[k]).toBeGreaterThan(0);
+      expect(res.rows[1].ssim[k]).toBeGreaterThan(-1);
+      expect(res.rows[1].ssim[k]).toBeLessThanOrEqual(1);
+    }
+    expect(readFileSync(p.evalMd, 'utf8')).toMatch(/PSNR \(dB/);
     // The reference's per-fold draw from the search probabilities runs too.
     await evalCommand({ ...base, run: p.root, tasks: ['colorization'], folds: [0, 1], episodes: 1, examples: 0, drawPerFold: true }, deps);
     expect(JSON.parse(readFileSync(p.evalJson, 'utf8')).rows).toHaveLength(2);

@@ -11,6 +11,8 @@ import { writePngFile } from '../data/image.js';
 import { Rng } from '../data/rng.js';
 import { getTask } from '../data/tasks/index.js';
 import { CANVAS_FLOATS, type ForwardRequest, type TaskMeans } from '../engine.js';
+import { psnr } from '../metrics/psnr.js';
+import { ssim } from '../metrics/ssim.js';
 import type { ForwardEngine } from './forward_engine.js';
 import { probabilities, sampleChoices } from './policy.js';
 import type { VariableSpace } from './variables.js';
@@ -57,6 +59,9 @@ export interface EvalRow {
   zeroShot: number;
   taskVector: number;
   random: number;
+  /** Image tasks (MSE metric) only: mean PSNR (dB, on 0..255) and SSIM of the output cell per condition. */
+  psnr?: Record<Condition, number>;
+  ssim?: Record<Condition, number>;
 }
 
 export interface EvalResults {
@@ -86,6 +91,8 @@ function randomChoice(space: VariableSpace, size: number, rng: Rng): Uint8Array 
 }
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const meanPerCondition = (v: Record<Condition, number[]>): Record<Condition, number> =>
+  Object.fromEntries(CONDITIONS.map((c) => [c, mean(v[c])])) as Record<Condition, number>;
 
 export async function evaluateTaskVectors(
   engine: ForwardEngine,
@@ -113,6 +120,10 @@ export async function evaluateTaskVectors(
       const rnd = randomChoice(t.space, size, rng);
       const masks = { taskVector: t.space.masks(choice, 1), random: t.space.masks(rnd, 1) };
       const scores: Record<Condition, number[]> = { oneShot: [], zeroShot: [], taskVector: [], random: [] };
+      // Image tasks are also scored with PSNR and SSIM, which users compare with (VTV itself reports MSE).
+      const imageTask = task.metric === 'mse';
+      const psnrs: Record<Condition, number[]> = { oneShot: [], zeroShot: [], taskVector: [], random: [] };
+      const ssims: Record<Condition, number[]> = { oneShot: [], zeroShot: [], taskVector: [], random: [] };
       for (let off = 0; off < refs.length; off += opt.batch) {
         const chunk = refs.slice(off, off + opt.batch);
         const built = chunk.map((r) => buildTaskCanvas(task, ds.loadEpisode(r)));
@@ -121,7 +132,12 @@ export async function evaluateTaskVectors(
         const wantImages = opt.examplesDir !== undefined && off < opt.examples;
         const images: Partial<Record<Condition, Uint8Array>> = {};
         for (const cond of CONDITIONS) {
-          const req: ForwardRequest = { mode: cond === 'oneShot' ? 'one-shot' : t.space.mode, canvases, loss: task.metric, outputs: { images: wantImages } };
+          const req: ForwardRequest = {
+            mode: cond === 'oneShot' ? 'one-shot' : t.space.mode,
+            canvases,
+            loss: task.metric,
+            outputs: { images: wantImages || imageTask },
+          };
           if (cond === 'zeroShot') req.mode = 'zero-shot';
           if (cond === 'taskVector' || cond === 'random') {
             const one = masks[cond];
@@ -132,6 +148,14 @@ export async function evaluateTaskVectors(
           const r = await engine.forward(req);
           scores[cond].push(...r.metrics!);
           if (r.images) images[cond] = r.images;
+          if (imageTask) {
+            for (let i = 0; i < built.length; i++) {
+              const cell = cropCell(r.images!.subarray(i * CANVAS_FLOATS, (i + 1) * CANVAS_FLOATS), 113, 113);
+              // PSNR of identical cells is Infinity; cap at 100 dB so means stay finite.
+              psnrs[cond].push(Math.min(100, psnr(built[i]!.target, cell)));
+              ssims[cond].push(ssim(built[i]!.target, cell));
+            }
+          }
         }
         if (wantImages) {
           const dir = opt.examplesDir!(t.name);
@@ -162,6 +186,7 @@ export async function evaluateTaskVectors(
         zeroShot: mean(scores.zeroShot),
         taskVector: mean(scores.taskVector),
         random: mean(scores.random),
+        ...(imageTask ? { psnr: meanPerCondition(psnrs), ssim: meanPerCondition(ssims) } : {}),
       });
     }
   }
@@ -177,6 +202,12 @@ export async function evaluateTaskVectors(
       zeroShot: mean(rs.map((r) => r.zeroShot)),
       taskVector: mean(rs.map((r) => r.taskVector)),
       random: mean(rs.map((r) => r.random)),
+      ...(rs[0]!.psnr
+        ? {
+            psnr: meanPerCondition(Object.fromEntries(CONDITIONS.map((c) => [c, rs.map((r) => r.psnr![c])])) as Record<Condition, number[]>),
+            ssim: meanPerCondition(Object.fromEntries(CONDITIONS.map((c) => [c, rs.map((r) => r.ssim![c])])) as Record<Condition, number[]>),
+          }
+        : {}),
     };
   });
   return { format: 'vtv-eval', version: 1, model: engine.config.name, dataset: ds.name, seed: opt.seed, episodesPerFold: opt.episodes, rows, summary };
@@ -197,6 +228,17 @@ export function resultsMarkdown(r: EvalResults): string {
     lines.push(
       `| ${row.task} | ${row.fold < 0 ? 'mean' : row.fold} | ${row.metric === 'iou' ? 'mIoU' : 'MSE'} | ${fmt(row, row.oneShot)} | ${fmt(row, row.zeroShot)} | ${fmt(row, row.taskVector)} | ${fmt(row, row.random)} | ${row.subsetSize} |`,
     );
+  }
+  const imageRows = [...r.rows, ...r.summary].filter((row) => row.psnr && row.ssim);
+  if (imageRows.length) {
+    lines.push('', 'Image tasks, also as PSNR (dB, higher is better) / SSIM (higher is better) of the output cell:', '');
+    lines.push('| task | fold | one-shot | zero-shot | task vector | random subset |', '|---|---|---|---|---|---|');
+    for (const row of imageRows) {
+      const cell = (c: Condition) => `${row.psnr![c].toFixed(2)} / ${row.ssim![c].toFixed(4)}`;
+      lines.push(
+        `| ${row.task} | ${row.fold < 0 ? 'mean' : row.fold} | ${cell('oneShot')} | ${cell('zeroShot')} | ${cell('taskVector')} | ${cell('random')} |`,
+      );
+    }
   }
   return `${lines.join('\n')}\n`;
 }
