@@ -2,12 +2,14 @@
 // the tiling and fragment layout of gemm_bf16.cu (block 128 output channels x 128 output pixels x 32 k,
 // 8 warps as 2 x 4, each 64 x 32; rows padded to 40 bf16). A is the bf16 weight [Co][K] as stored; B is
 // gathered from the fp32 input by conv_gather (GroupNorm + swish prologue, padding, upsampling) and
-// rounded to bf16 as it is staged. Register-staged double buffering as in gemm_bf16.cu. Also the
-// conv2d() dispatcher.
+// rounded to bf16 as it is staged. Register-staged double buffering as in gemm_bf16.cu (k_loop.cuh,
+// mma_bf16.cuh). Also the conv2d() dispatcher.
 #include <cuda_bf16.h>
 
 #include "cuda/check.cuh"
 #include "cuda/conv_common.cuh"
+#include "cuda/k_loop.cuh"
+#include "cuda/mma_bf16.cuh"
 
 namespace vtv::cuda {
 
@@ -16,20 +18,6 @@ void conv2d_f32(const ConvArgs& a, cudaStream_t stream);  // conv_f32.cu
 namespace {
 
 constexpr int BM = 128, BN = 128, BK = 32, THREADS = 256, LDS = BK + 8;
-
-__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-
-__device__ __forceinline__ uint32_t lds32(const __nv_bfloat16* p) { return *reinterpret_cast<const uint32_t*>(p); }
-
-__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (low half, lower address) = lo
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
 
 template <int KS, bool DOWN>
 __global__ void __launch_bounds__(THREADS) conv_bf16_kernel(ConvParams p, const __nv_bfloat16* __restrict__ Wt) {
@@ -43,11 +31,7 @@ __global__ void __launch_bounds__(THREADS) conv_bf16_kernel(ConvParams p, const 
   const int p0 = blockIdx.x * BN, c0 = blockIdx.y * BM;
   const int64_t n = blockIdx.z;
   const float* xn = p.x + n * p.Ci * int64_t(p.H) * p.W;
-  if (p.norm.stats) group_norm_tables(p.norm, n, p.Ci, int64_t(p.H) * p.W, sc, sh);
-  if (p.stats_out) {
-    for (int r = tid; r < BM; r += THREADS) row_sum[r] = row_sq[r] = 0.0;
-  }
-  __syncthreads();
+  conv_block_begin<BM, THREADS>(p, n, sc, sh, row_sum, row_sq);
 
   // W tile: 128 rows x 32 k = 512 chunks of 8 bf16, two per thread (row idx/4, k 8*(idx%4)).
   // B tile: thread owns pixel column bc and the k pairs 2*kp, 2*kp+1 for kp = (tid >> 7) + 2i, i < 8;
@@ -92,41 +76,8 @@ __global__ void __launch_bounds__(THREADS) conv_bf16_kernel(ConvParams p, const 
 #pragma unroll
       for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.0f;
 
-  const int KT = (p.K + BK - 1) / BK;
-  load(0);
-  store(0);
-  __syncthreads();
-  for (int kt = 0; kt < KT; ++kt) {
-    const int cur = kt & 1;
-    if (kt + 1 < KT) load((kt + 1) * BK);
-#pragma unroll
-    for (int ks = 0; ks < BK; ks += 16) {
-      // A fragment (16x16, row-major): a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..).
-      uint32_t af[4][4];
-#pragma unroll
-      for (int mt = 0; mt < 4; ++mt) {
-        const int r = wm * 64 + mt * 16 + g;
-        af[mt][0] = lds32(&As[cur][r][ks + 2 * t]);
-        af[mt][1] = lds32(&As[cur][r + 8][ks + 2 * t]);
-        af[mt][2] = lds32(&As[cur][r][ks + 2 * t + 8]);
-        af[mt][3] = lds32(&As[cur][r + 8][ks + 2 * t + 8]);
-      }
-      // B fragment (16x8, k contiguous per pixel): b0 (k 2t..2t+1, n g), b1 (k 2t+8.., n g).
-      uint32_t bfr[4][2];
-#pragma unroll
-      for (int nt = 0; nt < 4; ++nt) {
-        const int c = wn * 32 + nt * 8 + g;
-        bfr[nt][0] = lds32(&Bs[cur][c][ks + 2 * t]);
-        bfr[nt][1] = lds32(&Bs[cur][c][ks + 2 * t + 8]);
-      }
-#pragma unroll
-      for (int mt = 0; mt < 4; ++mt)
-#pragma unroll
-        for (int nt = 0; nt < 4; ++nt) mma_bf16_16816(acc[mt][nt], af[mt], bfr[nt]);
-    }
-    if (kt + 1 < KT) store(cur ^ 1);
-    __syncthreads();
-  }
+  double_buffered_k_loop<BK>(p.K, load, store,
+                             [&](int buf) { mma_warp_tile_64x32<BK>(acc, As[buf], Bs[buf], wm, wn, g, t); });
 
   // C fragment: c0, c1 at (g, 2t), (g, 2t+1); c2, c3 at (g+8, 2t), (g+8, 2t+1). Rows are channels,
   // columns pixels.
@@ -150,23 +101,11 @@ __global__ void __launch_bounds__(THREADS) conv_bf16_kernel(ConvParams p, const 
           }
         }
       }
-      if (p.stats_out) {
-        // The four threads of a quad (same g) hold this row's 32 pixels of the warp tile.
-        s += __shfl_xor_sync(0xFFFFFFFFu, s, 1);
-        s += __shfl_xor_sync(0xFFFFFFFFu, s, 2);
-        q += __shfl_xor_sync(0xFFFFFFFFu, q, 1);
-        q += __shfl_xor_sync(0xFFFFFFFFu, q, 2);
-        if (t == 0) {
-          atomicAdd(&row_sum[r], s);
-          atomicAdd(&row_sq[r], q);
-        }
-      }
+      // The four threads of a quad (same g) hold this row's 32 pixels of the warp tile.
+      if (p.stats_out) conv_row_stats_add<4>(s, q, t == 0, &row_sum[r], &row_sq[r]);
     }
   }
-  if (p.stats_out) {
-    __syncthreads();
-    group_norm_flush(row_sum, row_sq, BM, c0, p.Co, p.stats_groups, n, p.stats_out);
-  }
+  conv_block_end<BM>(p, n, c0, row_sum, row_sq);
 }
 
 }  // namespace

@@ -32,9 +32,6 @@ struct ConvParams {
   int stats_groups;
 };
 
-// Output side of the taming Downsample over `side` input pixels: pad 1 at the end, 3x3, stride 2.
-inline int downsampled_side(int side) { return (side + 1 - 3) / 2 + 1; }
-
 inline ConvParams conv_params(const ConvArgs& a) {
   ConvParams p;
   p.x = a.x;
@@ -97,6 +94,44 @@ __device__ __forceinline__ float conv_gather(const ConvParams& p, const float* _
   }
   const float v = __ldg(xn + (int64_t(ci) * p.H + (iy >> p.up)) * p.W + (ix >> p.up));
   return p.norm.stats ? group_norm_value(v, sc[ci], sh[ci], p.norm.swish) : v;
+}
+
+// The start of a conv block (BM output channels of sample n, THREADS threads): the GroupNorm prologue
+// tables sc/sh when norm is set, zeroed output-row statistics when stats_out is set, then a barrier.
+template <int BM, int THREADS>
+__device__ __forceinline__ void conv_block_begin(const ConvParams& p, int64_t n, float* sc, float* sh, double* row_sum,
+                                                 double* row_sq) {
+  if (p.norm.stats) group_norm_tables(p.norm, n, p.Ci, int64_t(p.H) * p.W, sc, sh);
+  if (p.stats_out) {
+    for (int r = threadIdx.x; r < BM; r += THREADS) row_sum[r] = row_sq[r] = 0.0;
+  }
+  __syncthreads();
+}
+
+// One thread's partial sums s, q of an output row into the block's row statistics: the LANES lanes
+// that share the row (LANES a power of two, lanes differing in the low bits only) fold their sums by
+// shuffles and the first of them (`first`) adds them.
+template <int LANES>
+__device__ __forceinline__ void conv_row_stats_add(double s, double q, bool first, double* row_sum, double* row_sq) {
+#pragma unroll
+  for (int m = 1; m < LANES; m <<= 1) {
+    s += __shfl_xor_sync(0xFFFFFFFFu, s, m);
+    q += __shfl_xor_sync(0xFFFFFFFFu, q, m);
+  }
+  if (first) {
+    atomicAdd(row_sum, s);
+    atomicAdd(row_sq, q);
+  }
+}
+
+// The end of a conv block: its row statistics (BM channels from c0) into stats_out, when set.
+template <int BM>
+__device__ __forceinline__ void conv_block_end(const ConvParams& p, int64_t n, int c0, const double* row_sum,
+                                               const double* row_sq) {
+  if (p.stats_out) {
+    __syncthreads();
+    group_norm_flush(row_sum, row_sq, BM, c0, p.Co, p.stats_groups, n, p.stats_out);
+  }
 }
 
 // Output value of (n, co, pix): + bias, + residual, stored; returns it for the statistics.

@@ -1,9 +1,12 @@
 // The convolution as an implicit GEMM with plain fp32 FMA (the parity path): the tiling of gemm_f32.cu
 // (64 output channels x 64 output pixels x 16 k, 4x4 outputs per thread, register-staged double
-// buffering), with B gathered from the input by conv_gather (GroupNorm + swish prologue, padding,
-// upsampling) and the epilogue of conv_common.cuh (bias, residual, GroupNorm statistics of the output).
+// buffering: k_loop.cuh, fma_tile_f32.cuh), with B gathered from the input by conv_gather (GroupNorm +
+// swish prologue, padding, upsampling) and the epilogue of conv_common.cuh (bias, residual, GroupNorm
+// statistics of the output).
 #include "cuda/check.cuh"
 #include "cuda/conv_common.cuh"
+#include "cuda/fma_tile_f32.cuh"
+#include "cuda/k_loop.cuh"
 
 namespace vtv::cuda {
 
@@ -23,11 +26,7 @@ __global__ void __launch_bounds__(THREADS) conv_f32_kernel(ConvParams p, const f
   const int p0 = blockIdx.x * BN, c0 = blockIdx.y * BM;
   const int64_t n = blockIdx.z;
   const float* xn = p.x + n * p.Ci * int64_t(p.H) * p.W;
-  if (p.norm.stats) group_norm_tables(p.norm, n, p.Ci, int64_t(p.H) * p.W, sc, sh);
-  if (p.stats_out) {
-    for (int r = tid; r < BM; r += THREADS) row_sum[r] = row_sq[r] = 0.0;
-  }
-  __syncthreads();
+  conv_block_begin<BM, THREADS>(p, n, sc, sh, row_sum, row_sq);
 
   // Loader: one float4 of W (row lrow, k lk..lk+3) and four gathered inputs (pixel bc, k bk + 4i).
   const int lrow = tid >> 2, lk = (tid & 3) * 4;
@@ -59,26 +58,7 @@ __global__ void __launch_bounds__(THREADS) conv_f32_kernel(ConvParams p, const f
 #pragma unroll
     for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
 
-  const int KT = (p.K + BK - 1) / BK;
-  load(0);
-  store(0);
-  __syncthreads();
-  for (int kt = 0; kt < KT; ++kt) {
-    const int cur = kt & 1;
-    if (kt + 1 < KT) load((kt + 1) * BK);
-#pragma unroll
-    for (int k = 0; k < BK; ++k) {
-      const float4 a = *reinterpret_cast<const float4*>(&As[cur][k][ty * 4]);
-      const float4 b = *reinterpret_cast<const float4*>(&Bs[cur][k][tx * 4]);
-      const float av[4] = {a.x, a.y, a.z, a.w}, bv[4] = {b.x, b.y, b.z, b.w};
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
-    }
-    if (kt + 1 < KT) store(cur ^ 1);
-    __syncthreads();
-  }
+  double_buffered_k_loop<BK>(p.K, load, store, [&](int buf) { fma_tile_4x4(acc, As[buf], Bs[buf], ty, tx); });
 
   const int P = p.Ho * p.Wo;
 #pragma unroll
@@ -94,23 +74,10 @@ __global__ void __launch_bounds__(THREADS) conv_f32_kernel(ConvParams p, const f
         q += double(v) * double(v);
       }
     }
-    if (p.stats_out) {
-      // The 16 threads with this ty (one half-warp) hold the row's 64 pixels.
-#pragma unroll
-      for (int m = 1; m < 16; m <<= 1) {
-        s += __shfl_xor_sync(0xFFFFFFFFu, s, m);
-        q += __shfl_xor_sync(0xFFFFFFFFu, q, m);
-      }
-      if (tx == 0) {
-        atomicAdd(&row_sum[r], s);
-        atomicAdd(&row_sq[r], q);
-      }
-    }
+    // The 16 threads with this ty (one half-warp) hold the row's 64 pixels.
+    if (p.stats_out) conv_row_stats_add<16>(s, q, tx == 0, &row_sum[r], &row_sq[r]);
   }
-  if (p.stats_out) {
-    __syncthreads();
-    group_norm_flush(row_sum, row_sq, BM, c0, p.Co, p.stats_groups, n, p.stats_out);
-  }
+  conv_block_end<BM>(p, n, c0, row_sum, row_sq);
 }
 
 }  // namespace

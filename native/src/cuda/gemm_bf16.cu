@@ -2,33 +2,21 @@
 // Block tile 128x128x32, 8 warps as 2 (M) x 4 (N), each warp 64x32 = 4x4 mma tiles. Activations arrive in
 // fp32 and are rounded to bf16 (nearest even) as they are staged into shared memory; weights are bf16 in
 // global memory. Register-staged double buffering: the next k tile is loaded into registers while the
-// current one is multiplied, then stored to the other buffer. Fragments are read with 32-bit shared loads
-// straight from the PTX ISA fragment tables (no ldmatrix), with rows padded to 40 bf16 (80 bytes) so that
-// the eight row groups of a warp fall in distinct banks.
+// current one is multiplied, then stored to the other buffer (k_loop.cuh). Fragments are read with 32-bit
+// shared loads straight from the PTX ISA fragment tables (mma_bf16.cuh), with rows padded to 40 bf16
+// (80 bytes) so that the eight row groups of a warp fall in distinct banks.
 #include <cuda_bf16.h>
 
 #include "cuda/check.cuh"
 #include "cuda/gemm_epilogue.cuh"
+#include "cuda/k_loop.cuh"
+#include "cuda/mma_bf16.cuh"
 
 namespace vtv::cuda {
 
 namespace {
 
 constexpr int BM = 128, BN = 128, BK = 32, THREADS = 256, LDS = BK + 8;
-
-__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-
-__device__ __forceinline__ uint32_t lds32(const __nv_bfloat16* p) { return *reinterpret_cast<const uint32_t*>(p); }
-
-__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (low half, lower address) = lo
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
 
 __global__ void __launch_bounds__(THREADS)
 gemm_bf16_kernel(const float* __restrict__ X, const __nv_bfloat16* __restrict__ W, int64_t M, int N, int K,
@@ -86,42 +74,8 @@ gemm_bf16_kernel(const float* __restrict__ X, const __nv_bfloat16* __restrict__ 
 #pragma unroll
       for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.0f;
 
-  const int KT = (K + BK - 1) / BK;
-  load(0);
-  store(0);
-  __syncthreads();
-  for (int kt = 0; kt < KT; ++kt) {
-    const int cur = kt & 1;
-    if (kt + 1 < KT) load((kt + 1) * BK);
-#pragma unroll
-    for (int ks = 0; ks < BK; ks += 16) {
-      // A fragment (16x16, row-major): a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..).
-      uint32_t af[4][4];
-#pragma unroll
-      for (int mt = 0; mt < 4; ++mt) {
-        const int r = wm * 64 + mt * 16 + g;
-        af[mt][0] = lds32(&As[cur][r][ks + 2 * t]);
-        af[mt][1] = lds32(&As[cur][r + 8][ks + 2 * t]);
-        af[mt][2] = lds32(&As[cur][r][ks + 2 * t + 8]);
-        af[mt][3] = lds32(&As[cur][r + 8][ks + 2 * t + 8]);
-      }
-      // B fragment (16x8, "col" = k contiguous per n): b0 (k 2t..2t+1, n g), b1 (k 2t+8.., n g).
-      uint32_t bfr[4][2];
-#pragma unroll
-      for (int nt = 0; nt < 4; ++nt) {
-        const int n = wn * 32 + nt * 8 + g;
-        bfr[nt][0] = lds32(&Bs[cur][n][ks + 2 * t]);
-        bfr[nt][1] = lds32(&Bs[cur][n][ks + 2 * t + 8]);
-      }
-#pragma unroll
-      for (int mt = 0; mt < 4; ++mt)
-#pragma unroll
-        for (int nt = 0; nt < 4; ++nt) mma_bf16_16816(acc[mt][nt], af[mt], bfr[nt]);
-    }
-    // The other buffer was last read in iteration kt-1, which ended with the barrier below.
-    if (kt + 1 < KT) store(cur ^ 1);
-    __syncthreads();
-  }
+  double_buffered_k_loop<BK>(K, load, store,
+                             [&](int buf) { mma_warp_tile_64x32<BK>(acc, As[buf], Bs[buf], wm, wn, g, t); });
 
   // C fragment: c0, c1 at (g, 2t), (g, 2t+1); c2, c3 at (g+8, 2t), (g+8, 2t+1).
 #pragma unroll

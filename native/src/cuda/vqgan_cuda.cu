@@ -10,6 +10,7 @@
 #include "cuda/check.cuh"
 #include "cuda/device_buffer.h"
 #include "cuda/kernels.h"
+#include "cuda/vqgan_device_blocks.h"
 #include "cuda/vqgan_device_weights.h"
 #include "cuda/vqgan_kernels.h"
 #include "model/losses.h"
@@ -30,9 +31,8 @@ struct DevLevel {
 
 }  // namespace
 
-struct VqganCuda::State {
-  ModelConfig c;
-  Precision precision;
+// The ring, blocks and stream come from VqganDeviceBlocks (shared with VqganEncoderCuda).
+struct VqganCuda::State : VqganDeviceBlocks {
   int max_chunk;
   bool graphs_on;
   int V = 0, Cz = 0;
@@ -42,87 +42,24 @@ struct VqganCuda::State {
   DevAttn mid_attn;
   std::vector<DevLevel> up;
   DevNorm norm_out;
-  int64_t max_elems = 0, max_attn = 0;  // per sample: largest feature map, largest attention map (C*HW)
 
-  // Activations of one pass (capacity grids), grown on demand; growing drops the captured graphs.
+  // Activations of one pass (capacity grids; the ring and attention scratch in VqganDeviceBlocks), grown
+  // on demand; growing drops the captured graphs.
   int64_t capacity = 0;
-  DeviceBuffer<float> ring[3];
-  DeviceBuffer<double> stats[3];  // GroupNorm statistics of ring[i]'s current map: [n][groups][2]
-  DeviceBuffer<float> qkv, att, pixels;
+  DeviceBuffer<float> pixels;
   DeviceBuffer<int32_t> tokens;
   // Scoring.
   DeviceBuffer<uint8_t> targets;
   DeviceBuffer<int32_t> job_image, job_target;
   DeviceBuffer<float> job_loss, job_metric;
 
-  cudaStream_t stream = nullptr;
   std::map<int64_t, cudaGraphExec_t> graphs;
-
-  // ---- the forward, as enqueued work ------------------------------------------------------------
-  int cur = 0;
-  int H = 0, W = 0;
-  float* buf(int i) { return ring[i % 3].get(); }
-  double* st(int i) { return stats[i % 3].get(); }
-
-  GroupNormIn gn(const DevNorm& w, const double* s, bool swish) const {
-    GroupNormIn g;
-    g.stats = s;
-    g.gamma = w.gamma.get();
-    g.beta = w.beta.get();
-    g.groups = c.vq.groups;
-    g.eps = c.vq.eps;
-    g.swish = swish;
-    return g;
-  }
-
-  void conv(const DevConv& w, const float* x, int64_t n, bool up2, float* y, const float* residual,
-            const GroupNormIn& norm, double* stats_out) {
-    ConvArgs a;
-    a.x = x;
-    a.N = n;
-    a.Ci = w.in;
-    a.H = H;
-    a.W = W;
-    a.upsample2x = up2;
-    a.Co = w.out;
-    a.k = w.k;
-    if (precision == Precision::F32) a.w_f32 = w.w32.get();
-    else a.w_bf16 = w.w16.get();
-    a.bias = w.b.get();
-    a.residual = residual;
-    a.y = y;
-    a.norm = norm;
-    a.stats_out = stats_out;
-    a.stats_groups = c.vq.groups;
-    conv2d(a, stream);
-  }
-
-  // ResnetBlock: shortcut(x) + conv2(swish(GN2(conv1(swish(GN1(x)))))); the result becomes current.
-  void resnet(const DevResnet& w, int64_t n) {
-    const int t2 = (cur + 1) % 3, sc = (cur + 2) % 3;
-    conv(w.conv1, buf(cur), n, false, buf(t2), nullptr, gn(w.norm1, st(cur), true), st(t2));
-    if (w.has_nin) {
-      conv(w.nin, buf(cur), n, false, buf(sc), nullptr, GroupNormIn{}, nullptr);
-      conv(w.conv2, buf(t2), n, false, buf(sc), buf(sc), gn(w.norm2, st(t2), true), st(sc));
-      cur = sc;
-    } else {
-      conv(w.conv2, buf(t2), n, false, buf(cur), buf(cur), gn(w.norm2, st(t2), true), st(cur));
-    }
-  }
-
-  // AttnBlock: x + proj_out(attention(q, k, v of GN(x))), in place on the current map.
-  void attention(const DevAttn& w, int64_t n) {
-    const int C = w.channels;
-    conv(w.qkv, buf(cur), n, false, qkv.get(), nullptr, gn(w.norm, st(cur), false), nullptr);
-    spatial_attention(qkv.get(), n, C, H * W, att.get(), stream);
-    conv(w.proj, att.get(), n, false, buf(cur), buf(cur), GroupNormIn{}, st(cur));
-  }
 
   // tokens (device, n grids) -> pixels (device).
   void forward(int64_t n) {
     H = W = kGrid;
     codebook_lookup(tokens.get(), n, table.get(), V, Cz, buf(1), stream);
-    conv(conv_in, buf(1), n, false, buf(0), nullptr, GroupNormIn{}, st(0));
+    conv(conv_in, buf(1), n, Resample::None, buf(0), nullptr, GroupNormIn{}, st(0));
     cur = 0;
     resnet(mid1, n);
     attention(mid_attn, n);
@@ -133,13 +70,7 @@ struct VqganCuda::State {
         resnet(L.blocks[j], n);
         if (!L.attn.empty()) attention(L.attn[j], n);
       }
-      if (L.has_upsample) {
-        const int nxt = (cur + 1) % 3;
-        conv(L.upsample, buf(cur), n, true, buf(nxt), nullptr, GroupNormIn{}, st(nxt));
-        cur = nxt;
-        H *= 2;
-        W *= 2;
-      }
+      if (L.has_upsample) resample(L.upsample, n, Resample::Up2x);
     }
     conv_out_pixels(buf(cur), n, conv_out.in, H, W, gn(norm_out, st(cur), true), conv_out.w32.get(), conv_out.b.get(),
                     pixels.get(), stream);
@@ -154,12 +85,7 @@ struct VqganCuda::State {
     if (n <= capacity) return;
     drop_graphs();
     const size_t N = static_cast<size_t>(n);
-    for (int i = 0; i < 3; ++i) {
-      ring[i].resize(N * static_cast<size_t>(max_elems));
-      stats[i].resize(N * static_cast<size_t>(c.vq.groups) * 2);
-    }
-    qkv.resize(N * 3 * static_cast<size_t>(max_attn));
-    att.resize(N * static_cast<size_t>(max_attn));
+    reserve(n);
     pixels.resize(N * static_cast<size_t>(kPixelFloats));
     tokens.resize(N * kPatches);
     capacity = n;
@@ -314,8 +240,7 @@ size_t VqganCuda::weight_bytes() const {
 
 int64_t VqganCuda::device_bytes_per_sample() const {
   const State& s = *s_;
-  return (3 * s.max_elems + 4 * s.max_attn + kPixelFloats) * int64_t(sizeof(float)) +
-         3 * int64_t(s.c.vq.groups) * 2 * int64_t(sizeof(double)) + kPatches * int64_t(sizeof(int32_t));
+  return s.bytes_per_sample() + kPixelFloats * int64_t(sizeof(float)) + kPatches * int64_t(sizeof(int32_t));
 }
 
 void VqganCuda::run(const int32_t* tokens, int64_t grids, const VqganScoreJobs& scores, const VqganCudaOutputs& out) {

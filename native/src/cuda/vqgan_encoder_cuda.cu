@@ -9,6 +9,7 @@
 
 #include "cuda/check.cuh"
 #include "cuda/device_buffer.h"
+#include "cuda/vqgan_device_blocks.h"
 #include "cuda/vqgan_device_weights.h"
 #include "cuda/vqgan_kernels.h"
 #include "vtv/error.h"
@@ -20,9 +21,6 @@ namespace {
 constexpr int64_t kPlane = int64_t(kImage) * kImage;
 constexpr int kInputChannels = 8;  // conv_in's 3 channels padded to the conv kernels' multiple of 8
 
-// Output side of the taming Downsample (pad 1 at the end, 3x3, stride 2), as model::VqganEncoder.
-int downsampled(int side) { return (side + 1 - 3) / 2 + 1; }
-
 struct DevDownLevel {
   std::vector<DevResnet> blocks;
   std::vector<DevAttn> attn;
@@ -32,9 +30,8 @@ struct DevDownLevel {
 
 }  // namespace
 
-struct VqganEncoderCuda::State {
-  ModelConfig c;
-  Precision precision;
+// The ring, blocks and stream come from VqganDeviceBlocks (shared with VqganCuda).
+struct VqganEncoderCuda::State : VqganDeviceBlocks {
   int max_chunk;
   int V = 0, E = 0;
   DevConv conv_in;  // [ch][8][3][3]: input channels 3..7 zero
@@ -45,102 +42,33 @@ struct VqganEncoderCuda::State {
   DevConv conv_out, quant_conv;
   DeviceBuffer<float> codebook;       // [V][E]
   DeviceBuffer<double> code_norms;    // [V]: |e_v|^2 summed in order in double, as the CPU
-  int64_t max_elems = 0, max_attn = 0;  // per sample: largest feature map, largest attention map (C*HW)
 
-  // Activations of one pass (capacity canvases), grown on demand.
+  // Activations of one pass (capacity canvases; the ring and attention scratch in VqganDeviceBlocks),
+  // grown on demand.
   int64_t capacity = 0;
-  DeviceBuffer<float> canvases, input, ring[3], qkv, att, z;
-  DeviceBuffer<double> stats[3];  // GroupNorm statistics of ring[i]'s current map: [n][groups][2]
+  DeviceBuffer<float> canvases, input, z;
   DeviceBuffer<int32_t> tokens;
-
-  cudaStream_t stream = nullptr;
-
-  // ---- the forward, as enqueued work (the same buffer discipline as VqganCuda's) ----------------
-  int cur = 0;
-  int H = 0, W = 0;
-  float* buf(int i) { return ring[i % 3].get(); }
-  double* st(int i) { return stats[i % 3].get(); }
-
-  GroupNormIn gn(const DevNorm& w, const double* s, bool swish) const {
-    GroupNormIn g;
-    g.stats = s;
-    g.gamma = w.gamma.get();
-    g.beta = w.beta.get();
-    g.groups = c.vq.groups;
-    g.eps = c.vq.eps;
-    g.swish = swish;
-    return g;
-  }
-
-  void conv(const DevConv& w, const float* x, int64_t n, bool down2, float* y, const float* residual,
-            const GroupNormIn& norm, double* stats_out) {
-    ConvArgs a;
-    a.x = x;
-    a.N = n;
-    a.Ci = w.in;
-    a.H = H;
-    a.W = W;
-    a.downsample2x = down2;
-    a.Co = w.out;
-    a.k = w.k;
-    if (precision == Precision::F32) a.w_f32 = w.w32.get();
-    else a.w_bf16 = w.w16.get();
-    a.bias = w.b.get();
-    a.residual = residual;
-    a.y = y;
-    a.norm = norm;
-    a.stats_out = stats_out;
-    a.stats_groups = c.vq.groups;
-    conv2d(a, stream);
-  }
-
-  // ResnetBlock: shortcut(x) + conv2(swish(GN2(conv1(swish(GN1(x)))))); the result becomes current.
-  void resnet(const DevResnet& w, int64_t n) {
-    const int t2 = (cur + 1) % 3, sc = (cur + 2) % 3;
-    conv(w.conv1, buf(cur), n, false, buf(t2), nullptr, gn(w.norm1, st(cur), true), st(t2));
-    if (w.has_nin) {
-      conv(w.nin, buf(cur), n, false, buf(sc), nullptr, GroupNormIn{}, nullptr);
-      conv(w.conv2, buf(t2), n, false, buf(sc), buf(sc), gn(w.norm2, st(t2), true), st(sc));
-      cur = sc;
-    } else {
-      conv(w.conv2, buf(t2), n, false, buf(cur), buf(cur), gn(w.norm2, st(t2), true), st(cur));
-    }
-  }
-
-  // AttnBlock: x + proj_out(attention(q, k, v of GN(x))), in place on the current map.
-  void attention(const DevAttn& w, int64_t n) {
-    const int C = w.channels;
-    conv(w.qkv, buf(cur), n, false, qkv.get(), nullptr, gn(w.norm, st(cur), false), nullptr);
-    spatial_attention(qkv.get(), n, C, H * W, att.get(), stream);
-    conv(w.proj, att.get(), n, false, buf(cur), buf(cur), GroupNormIn{}, st(cur));
-  }
 
   // canvases (device, n) -> z and tokens (device).
   void forward(int64_t n) {
     H = W = kImage;
     map_pixels(canvases.get(), n, kPlane, kInputChannels, input.get(), stream);
-    conv(conv_in, input.get(), n, false, buf(0), nullptr, GroupNormIn{}, st(0));
+    conv(conv_in, input.get(), n, Resample::None, buf(0), nullptr, GroupNormIn{}, st(0));
     cur = 0;
     for (const DevDownLevel& L : down) {
       for (size_t j = 0; j < L.blocks.size(); ++j) {
         resnet(L.blocks[j], n);
         if (!L.attn.empty()) attention(L.attn[j], n);
       }
-      if (L.has_downsample) {
-        const int nxt = (cur + 1) % 3;
-        conv(L.downsample, buf(cur), n, true, buf(nxt), nullptr, GroupNormIn{}, st(nxt));
-        cur = nxt;
-        H = downsampled(H);
-        W = downsampled(W);
-      }
+      if (L.has_downsample) resample(L.downsample, n, Resample::Down2x);
     }
     resnet(mid1, n);
     attention(mid_attn, n);
     resnet(mid2, n);
     // norm_out + swish as conv_out's prologue, then quant_conv into z.
     const int t1 = (cur + 1) % 3;
-    conv(conv_out, buf(cur), n, false, buf(t1), nullptr, gn(norm_out, st(cur), true), nullptr);
-    conv(quant_conv, buf(t1), n, false, z.get(), nullptr, GroupNormIn{}, nullptr);
+    conv(conv_out, buf(cur), n, Resample::None, buf(t1), nullptr, gn(norm_out, st(cur), true), nullptr);
+    conv(quant_conv, buf(t1), n, Resample::None, z.get(), nullptr, GroupNormIn{}, nullptr);
     nearest_code(z.get(), n, E, H * W, codebook.get(), code_norms.get(), V, tokens.get(), stream);
   }
 
@@ -149,12 +77,7 @@ struct VqganEncoderCuda::State {
     const size_t N = static_cast<size_t>(n);
     canvases.resize(N * 3 * kPlane);
     input.resize(N * kInputChannels * kPlane);
-    for (int i = 0; i < 3; ++i) {
-      ring[i].resize(N * static_cast<size_t>(max_elems));
-      stats[i].resize(N * static_cast<size_t>(c.vq.groups) * 2);
-    }
-    qkv.resize(N * 3 * static_cast<size_t>(max_attn));
-    att.resize(N * static_cast<size_t>(max_attn));
+    reserve(n);
     z.resize(N * static_cast<size_t>(E) * kPatches);
     tokens.resize(N * kPatches);
     capacity = n;
@@ -220,7 +143,7 @@ VqganEncoderCuda::VqganEncoderCuda(const ModelConfig& config, const model::Vqgan
           "VqganEncoderCuda: " + name + (i != q.levels() - 1 ? " lacks" : " has") + " a downsample conv");
     if (D.has_downsample) {
       D.downsample = upload_conv(L.downsample, precision, name + ".downsample.conv");
-      res = downsampled(res);
+      res = downsampled_side(res);
       see(L.channels, res);
     }
   }
@@ -271,9 +194,8 @@ size_t VqganEncoderCuda::weight_bytes() const {
 
 int64_t VqganEncoderCuda::device_bytes_per_sample() const {
   const State& s = *s_;
-  return ((3 + kInputChannels) * kPlane + 3 * s.max_elems + 4 * s.max_attn + int64_t(s.E) * kPatches) *
-             int64_t(sizeof(float)) +
-         3 * int64_t(s.c.vq.groups) * 2 * int64_t(sizeof(double)) + kPatches * int64_t(sizeof(int32_t));
+  return s.bytes_per_sample() + ((3 + kInputChannels) * kPlane + int64_t(s.E) * kPatches) * int64_t(sizeof(float)) +
+         kPatches * int64_t(sizeof(int32_t));
 }
 
 void VqganEncoderCuda::encode(const float* canvases_host, int64_t n, int32_t* tokens_host, float* latents_host) {

@@ -64,6 +64,10 @@ struct ConvArgs {
 };
 void conv2d(const ConvArgs& a, cudaStream_t stream = nullptr);
 
+// Output side of the taming Downsample (ConvArgs::downsample2x) over `side` input pixels: pad 1 at the
+// end, 3x3, stride 2.
+inline int downsampled_side(int side) { return (side + 1 - 3) / 2 + 1; }
+
 // conv_out of the decoder with what surrounds it: pixels[N][3][H][W] = (clamp(conv3x3(swish(GN(x))) +
 // bias, -1, 1) + 1) / 2, in fp32 (both precisions: it is 3 output channels). w [3][Ci][3][3]. Ci <= 512.
 void conv_out_pixels(const float* x, int64_t N, int Ci, int H, int W, const GroupNormIn& norm, const float* w,

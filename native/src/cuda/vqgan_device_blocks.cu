@@ -1,0 +1,86 @@
+// VqganDeviceBlocks: the VQGAN's convolutions and blocks as enqueued work (see vqgan_device_blocks.h).
+#include "cuda/vqgan_device_blocks.h"
+
+namespace vtv::cuda {
+
+GroupNormIn VqganDeviceBlocks::gn(const DevNorm& w, const double* s, bool swish) const {
+  GroupNormIn g;
+  g.stats = s;
+  g.gamma = w.gamma.get();
+  g.beta = w.beta.get();
+  g.groups = c.vq.groups;
+  g.eps = c.vq.eps;
+  g.swish = swish;
+  return g;
+}
+
+void VqganDeviceBlocks::conv(const DevConv& w, const float* x, int64_t n, Resample r, float* y, const float* residual,
+                             const GroupNormIn& norm, double* stats_out) {
+  ConvArgs a;
+  a.x = x;
+  a.N = n;
+  a.Ci = w.in;
+  a.H = H;
+  a.W = W;
+  a.upsample2x = r == Resample::Up2x;
+  a.downsample2x = r == Resample::Down2x;
+  a.Co = w.out;
+  a.k = w.k;
+  if (precision == Precision::F32) a.w_f32 = w.w32.get();
+  else a.w_bf16 = w.w16.get();
+  a.bias = w.b.get();
+  a.residual = residual;
+  a.y = y;
+  a.norm = norm;
+  a.stats_out = stats_out;
+  a.stats_groups = c.vq.groups;
+  conv2d(a, stream);
+}
+
+void VqganDeviceBlocks::resnet(const DevResnet& w, int64_t n) {
+  const int t2 = (cur + 1) % 3, sc = (cur + 2) % 3;
+  conv(w.conv1, buf(cur), n, Resample::None, buf(t2), nullptr, gn(w.norm1, st(cur), true), st(t2));
+  if (w.has_nin) {
+    conv(w.nin, buf(cur), n, Resample::None, buf(sc), nullptr, GroupNormIn{}, nullptr);
+    conv(w.conv2, buf(t2), n, Resample::None, buf(sc), buf(sc), gn(w.norm2, st(t2), true), st(sc));
+    cur = sc;
+  } else {
+    conv(w.conv2, buf(t2), n, Resample::None, buf(cur), buf(cur), gn(w.norm2, st(t2), true), st(cur));
+  }
+}
+
+void VqganDeviceBlocks::attention(const DevAttn& w, int64_t n) {
+  const int C = w.channels;
+  conv(w.qkv, buf(cur), n, Resample::None, qkv.get(), nullptr, gn(w.norm, st(cur), false), nullptr);
+  spatial_attention(qkv.get(), n, C, H * W, att.get(), stream);
+  conv(w.proj, att.get(), n, Resample::None, buf(cur), buf(cur), GroupNormIn{}, st(cur));
+}
+
+void VqganDeviceBlocks::resample(const DevConv& w, int64_t n, Resample r) {
+  const int nxt = (cur + 1) % 3;
+  conv(w, buf(cur), n, r, buf(nxt), nullptr, GroupNormIn{}, st(nxt));
+  cur = nxt;
+  if (r == Resample::Up2x) {
+    H *= 2;
+    W *= 2;
+  } else if (r == Resample::Down2x) {
+    H = downsampled_side(H);
+    W = downsampled_side(W);
+  }
+}
+
+void VqganDeviceBlocks::reserve(int64_t n) {
+  const size_t N = static_cast<size_t>(n);
+  for (int i = 0; i < 3; ++i) {
+    ring[i].resize(N * static_cast<size_t>(max_elems));
+    stats[i].resize(N * static_cast<size_t>(c.vq.groups) * 2);
+  }
+  qkv.resize(N * 3 * static_cast<size_t>(max_attn));
+  att.resize(N * static_cast<size_t>(max_attn));
+}
+
+int64_t VqganDeviceBlocks::bytes_per_sample() const {
+  return (3 * max_elems + 4 * max_attn) * int64_t(sizeof(float)) + 3 * int64_t(c.vq.groups) * 2 * int64_t(sizeof(double));
+}
+
+}  // namespace vtv::cuda

@@ -1,0 +1,59 @@
+// The forward machinery the VQGAN decoder (VqganCuda) and encoder (VqganEncoderCuda) share on the device:
+// a ring of three activation maps, each with the GroupNorm statistics its producer accumulated, the
+// q/k/v and attention scratch, and the enqueueing of a convolution, a ResnetBlock, an AttnBlock and a
+// resampling convolution on one stream. GroupNorm (+ swish) runs as the consuming convolution's prologue,
+// from the statistics the producing one left (vqgan_kernels.h). Each model's State derives from it and
+// adds its own ends (token lookup and conv_out for the decoder, map_pixels and quantisation for the
+// encoder). No CUDA headers.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "cuda/device_buffer.h"
+#include "cuda/mae_cuda.h"  // Precision
+#include "cuda/vqgan_device_weights.h"
+#include "cuda/vqgan_kernels.h"
+#include "vtv/config.h"
+
+namespace vtv::cuda {
+
+// How a convolution resamples its input (ConvArgs::upsample2x / downsample2x).
+enum class Resample { None, Up2x, Down2x };
+
+struct VqganDeviceBlocks {
+  ModelConfig c;
+  Precision precision;
+  cudaStream_t stream = nullptr;
+  int64_t max_elems = 0, max_attn = 0;  // per sample: largest feature map, largest attention map (C*HW)
+
+  // Activations: the current map is ring[cur] (H x W), with its GroupNorm statistics in stats[cur]:
+  // [n][groups][2]. Sized by reserve().
+  DeviceBuffer<float> ring[3];
+  DeviceBuffer<double> stats[3];
+  DeviceBuffer<float> qkv, att;
+  int cur = 0;
+  int H = 0, W = 0;
+
+  float* buf(int i) { return ring[i % 3].get(); }
+  double* st(int i) { return stats[i % 3].get(); }
+
+  // The GroupNorm prologue of norm w over the map whose statistics are s.
+  GroupNormIn gn(const DevNorm& w, const double* s, bool swish) const;
+  // y = conv w of x (n samples at the current H x W, resampled as r) (+ residual), in the precision's form.
+  void conv(const DevConv& w, const float* x, int64_t n, Resample r, float* y, const float* residual,
+            const GroupNormIn& norm, double* stats_out);
+  // ResnetBlock: shortcut(x) + conv2(swish(GN2(conv1(swish(GN1(x)))))); the result becomes current.
+  void resnet(const DevResnet& w, int64_t n);
+  // AttnBlock: x + proj_out(attention(q, k, v of GN(x))), in place on the current map.
+  void attention(const DevAttn& w, int64_t n);
+  // The Upsample (Up2x) or Downsample (Down2x) conv of the current map into the next ring slot, which
+  // becomes current; H and W follow.
+  void resample(const DevConv& w, int64_t n, Resample r);
+
+  // Sizes the ring, its statistics and the attention scratch for n samples (of max_elems, max_attn).
+  void reserve(int64_t n);
+  // Device bytes per sample of what reserve() allocates.
+  int64_t bytes_per_sample() const;
+};
+
+}  // namespace vtv::cuda
