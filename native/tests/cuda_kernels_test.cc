@@ -25,22 +25,6 @@ namespace {
 
 using cuda::DeviceBuffer;
 
-ThreadPool& pool() {
-  static ThreadPool p(0);
-  return p;
-}
-
-std::vector<uint16_t> to_bf16_bits(const std::vector<float>& v) {
-  std::vector<uint16_t> r(v.size());
-  for (size_t i = 0; i < v.size(); ++i) {
-    const float f = round_bf16(v[i]);
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    r[i] = static_cast<uint16_t>(u >> 16);
-  }
-  return r;
-}
-
 // ---- Linear -------------------------------------------------------------------------------------------
 
 struct LinearCase {
@@ -479,8 +463,6 @@ TEST(CudaPatchEmbed, GatherAndAssemblyMatchTheTokenLayout) {
 
 #else  // !VTV_WITH_CUDA
 
-TEST(CudaKernels, NotCompiledIn) {
-  GTEST_SKIP() << "the CUDA backend is not compiled into this build (" << vtv::cuda::probe().detail << ")";
-}
+VTV_CUDA_NOT_COMPILED_IN_TEST(CudaKernels)
 
 #endif

@@ -25,11 +25,6 @@
 namespace vtv::test {
 namespace {
 
-ThreadPool& pool() {
-  static ThreadPool p(0);
-  return p;
-}
-
 // Random MAE weights in memory with the scales of test_weights.h (activations stay O(1)); a fast
 // generator, since full-depth ViT-L has 330 M of them.
 class RandomMae {
@@ -351,8 +346,6 @@ TEST(CudaMaeSpeed, FullDepthVitLargeBatch320) {
 
 #else  // !VTV_WITH_CUDA
 
-TEST(CudaMae, NotCompiledIn) {
-  GTEST_SKIP() << "the CUDA backend is not compiled into this build (" << vtv::cuda::probe().detail << ")";
-}
+VTV_CUDA_NOT_COMPILED_IN_TEST(CudaMae)
 
 #endif

@@ -1,5 +1,6 @@
-// Shared by the CUDA tests: skipping without a GPU, random data, bf16 rounding, error measures that
-// point at the worst element, and the result lines that benchmarks/device/check.sh tabulates.
+// Shared by the CUDA tests: skipping without a GPU (or without the CUDA backend compiled in), the CPU
+// reference's thread pool, random data (test_inputs.h), bf16 rounding, GroupNorm sums, error measures
+// that point at the worst element, and the result lines that benchmarks/device/check.sh tabulates.
 #pragma once
 #include <gtest/gtest.h>
 
@@ -13,7 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "core/thread_pool.h"
 #include "cuda/probe.h"
+#include "test_inputs.h"
 
 // Every CUDA test starts with this: without a usable device it skips, saying why.
 #define VTV_REQUIRE_GPU()                                                                        \
@@ -22,14 +25,19 @@
     if (!vtv_probe_.usable) GTEST_SKIP() << "no usable CUDA GPU, skipping: " << vtv_probe_.detail; \
   } while (0)
 
+// The one test a CUDA test file defines in a build without the CUDA backend (its #else branch): it
+// skips, saying so, where the file's other tests would not exist at all.
+#define VTV_CUDA_NOT_COMPILED_IN_TEST(suite)                                                          \
+  TEST(suite, NotCompiledIn) {                                                                        \
+    GTEST_SKIP() << "the CUDA backend is not compiled into this build (" << vtv::cuda::probe().detail << ")"; \
+  }
+
 namespace vtv::test {
 
-inline std::vector<float> random_vector(size_t n, uint32_t seed, float scale = 1.0f, float offset = 0.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = offset + scale * normal(rng);
-  return v;
+// The pool the CPU references run on: all cores, so the references of the real-width cases stay quick.
+inline ThreadPool& pool() {
+  static ThreadPool p(0);
+  return p;
 }
 
 // Round to bf16 (nearest even) and back: the values the tensor-core path multiplies.
@@ -46,6 +54,32 @@ inline std::vector<float> rounded_bf16(const std::vector<float>& v) {
   std::vector<float> r(v.size());
   for (size_t i = 0; i < v.size(); ++i) r[i] = round_bf16(v[i]);
   return r;
+}
+// The same rounding as the bf16 bit patterns the device weights are uploaded as.
+inline std::vector<uint16_t> to_bf16_bits(const std::vector<float>& v) {
+  std::vector<uint16_t> r(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    const float f = round_bf16(v[i]);
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    r[i] = static_cast<uint16_t>(u >> 16);
+  }
+  return r;
+}
+
+// GroupNorm sums [N][G][2] (sum, sum of squares) of x [N][C][HW] in double, as a producing kernel's
+// epilogue would leave them for the next kernel's GroupNorm prologue.
+inline std::vector<double> group_sums(const std::vector<float>& x, int64_t N, int C, int64_t HW, int G) {
+  std::vector<double> s(size_t(N) * G * 2, 0.0);
+  const int cpg = C / G;
+  for (int64_t n = 0; n < N; ++n)
+    for (int c = 0; c < C; ++c)
+      for (int64_t i = 0; i < HW; ++i) {
+        const double v = x[size_t((n * C + c) * HW + i)];
+        s[size_t((n * G + c / cpg) * 2)] += v;
+        s[size_t((n * G + c / cpg) * 2 + 1)] += v * v;
+      }
+  return s;
 }
 
 // Relative error of `got` against `ref` in the max norm: max|got - ref| / max|ref|, with the worst element

@@ -35,49 +35,6 @@
 namespace vtv::test {
 namespace {
 
-constexpr int64_t kCanvasFloats = int64_t(3) * kImage * kImage;
-
-ThreadPool& pool() {
-  static ThreadPool p(0);
-  return p;
-}
-
-std::vector<uint16_t> to_bf16_bits(const std::vector<float>& v) {
-  std::vector<uint16_t> r(v.size());
-  for (size_t i = 0; i < v.size(); ++i) r[i] = float_to_bf16(v[i]);
-  return r;
-}
-
-std::vector<double> group_sums(const std::vector<float>& x, int64_t N, int C, int64_t HW, int G) {
-  std::vector<double> s(size_t(N) * G * 2, 0.0);
-  const int cpg = C / G;
-  for (int64_t n = 0; n < N; ++n)
-    for (int c = 0; c < C; ++c)
-      for (int64_t i = 0; i < HW; ++i) {
-        const double v = x[size_t((n * C + c) * HW + i)];
-        s[size_t((n * G + c / cpg) * 2)] += v;
-        s[size_t((n * G + c / cpg) * 2 + 1)] += v * v;
-      }
-  return s;
-}
-
-// Canvases with image-like structure (gradients plus noise, in normalised units) so tokens vary.
-std::vector<float> make_canvases(int n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> noise(0.0f, 0.3f);
-  std::uniform_real_distribution<float> u(-1.5f, 1.5f);
-  std::vector<float> c(static_cast<size_t>(n * kCanvasFloats));
-  for (int i = 0; i < n; ++i)
-    for (int ch = 0; ch < 3; ++ch) {
-      const float a = u(rng), b = u(rng), d = u(rng);
-      for (int y = 0; y < kImage; ++y)
-        for (int x = 0; x < kImage; ++x)
-          c[static_cast<size_t>(((i * 3 + ch) * kImage + y) * kImage + x)] =
-              a + b * float(y) / kImage + d * float(x) / kImage + noise(rng);
-    }
-  return c;
-}
-
 // ---- the Downsample conv -------------------------------------------------------------------------------
 
 struct DownCase {
@@ -399,8 +356,6 @@ TEST(CudaVqganEncoder, EngineEncodeTokensMatchesCpuBackend) {
 
 #else  // !VTV_WITH_CUDA
 
-TEST(CudaVqganEncoder, NotCompiledIn) {
-  GTEST_SKIP() << "the CUDA backend is not compiled into this build (" << vtv::cuda::probe().detail << ")";
-}
+VTV_CUDA_NOT_COMPILED_IN_TEST(CudaVqganEncoder)
 
 #endif

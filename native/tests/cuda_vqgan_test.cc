@@ -34,31 +34,6 @@
 namespace vtv::test {
 namespace {
 
-ThreadPool& pool() {
-  static ThreadPool p(0);
-  return p;
-}
-
-std::vector<uint16_t> to_bf16_bits(const std::vector<float>& v) {
-  std::vector<uint16_t> r(v.size());
-  for (size_t i = 0; i < v.size(); ++i) r[i] = float_to_bf16(v[i]);
-  return r;
-}
-
-// GroupNorm sums [N][G][2] of x [N][C][HW] in double, as a producing kernel would leave them.
-std::vector<double> group_sums(const std::vector<float>& x, int64_t N, int C, int64_t HW, int G) {
-  std::vector<double> s(size_t(N) * G * 2, 0.0);
-  const int cpg = C / G;
-  for (int64_t n = 0; n < N; ++n)
-    for (int c = 0; c < C; ++c)
-      for (int64_t i = 0; i < HW; ++i) {
-        const double v = x[size_t((n * C + c) * HW + i)];
-        s[size_t((n * G + c / cpg) * 2)] += v;
-        s[size_t((n * G + c / cpg) * 2 + 1)] += v * v;
-      }
-  return s;
-}
-
 struct ConvCase {
   const char* name;
   int N, Ci, Co, H, W, k;
@@ -380,7 +355,9 @@ void compare_decoders(const VqModel& m, cuda::Precision prec, int n, int max_chu
       EXPECT_LE(worst_loss, loss == Loss::IoU ? max_iou_diff : max_mse_rel) << m.c.name << " " << mode;
       report("vqgan " + m.c.name + (loss == Loss::IoU ? " IoU" : " MSE"), mode, d.rel, worst_loss, ms);
     }
-    if (graphs) EXPECT_TRUE(gpu.graphs_enabled()) << "graph capture failed, the decoder fell back to direct launches";
+    if (graphs) {
+      EXPECT_TRUE(gpu.graphs_enabled()) << "graph capture failed, the decoder fell back to direct launches";
+    }
   }
 }
 
@@ -501,8 +478,6 @@ TEST(CudaVqgan, EngineCudaBackendMatchesCpu) {
 
 #else  // !VTV_WITH_CUDA
 
-TEST(CudaVqgan, NotCompiledIn) {
-  GTEST_SKIP() << "the CUDA backend is not compiled into this build (" << vtv::cuda::probe().detail << ")";
-}
+VTV_CUDA_NOT_COMPILED_IN_TEST(CudaVqgan)
 
 #endif

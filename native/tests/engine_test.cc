@@ -11,26 +11,21 @@
 #include <random>
 #include <set>
 
+#include "expect_error.h"
 #include "model/activation_budget.h"
+#include "test_inputs.h"
 #include "test_weights.h"
 #include "vtv/error.h"
 
 namespace vtv {
 namespace {
 
-constexpr int64_t kCanvasFloats = 3 * kImage * kImage;
-const float kPoison = std::numeric_limits<float>::quiet_NaN();
+using test::expect_error;
+using test::kCanvasFloats;
+using test::make_canvases;
+using test::random_vector;
 
-template <class F>
-void expect_error(F f, std::vector<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error containing '" << parts[0] << "'";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "message: " << msg << "\nmissing: " << p;
-  }
-}
+const float kPoison = std::numeric_limits<float>::quiet_NaN();
 
 // Everything one forward can return, in owned buffers poisoned before the call.
 struct Outputs {
@@ -76,34 +71,6 @@ class EngineTest : public ::testing::Test {
 
   static const ModelConfig& cfg() { return *config_; }
   static Engine& engine() { return *engine_; }
-
-  // Random canvases with image-like structure: smooth gradients plus noise, in normalised units.
-  static std::vector<float> make_canvases(int n, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> noise(0.0f, 0.3f);
-    std::uniform_real_distribution<float> u(-1.5f, 1.5f);
-    std::vector<float> c(static_cast<size_t>(n * kCanvasFloats));
-    for (int i = 0; i < n; ++i) {
-      for (int ch = 0; ch < 3; ++ch) {
-        const float a = u(rng), b = u(rng), d = u(rng);
-        for (int y = 0; y < kImage; ++y) {
-          for (int x = 0; x < kImage; ++x) {
-            c[static_cast<size_t>(((i * 3 + ch) * kImage + y) * kImage + x)] =
-                a + b * float(y) / kImage + d * float(x) / kImage + noise(rng);
-          }
-        }
-      }
-    }
-    return c;
-  }
-
-  static std::vector<float> random_floats(int64_t n, uint32_t seed, float scale = 1.0f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> normal(0.0f, scale);
-    std::vector<float> v(static_cast<size_t>(n));
-    for (auto& x : v) x = normal(rng);
-    return v;
-  }
 
   static Outputs run(const Call& c) {
     const int B = c.index.empty() ? static_cast<int>(c.canvases->size() / kCanvasFloats) : static_cast<int>(c.index.size());
@@ -235,8 +202,8 @@ TEST_F(EngineTest, BatchedChunkedAndDedupedEqualPerSample) {
   for (Mode mode : {Mode::ZeroShot, Mode::OneShot}) {
     SCOPED_TRACE(mode == Mode::ZeroShot ? "zero-shot" : "one-shot");
     auto canvases = make_canvases(3, 11);
-    auto means_enc = random_floats(means_enc_floats(cfg()), 12);
-    auto means_dec = random_floats(means_dec_floats(cfg()), 13);
+    auto means_enc = random_vector(means_enc_floats(cfg()), 12);
+    auto means_dec = random_vector(means_dec_floats(cfg()), 13);
     const std::vector<int32_t> index = {0, 1, 2, 1, 0, 2, 1};
     const int B = static_cast<int>(index.size());
     auto masks = random_masks(B, mode, 14, 0.3);
@@ -304,7 +271,7 @@ TEST_F(EngineTest, DedupeCountsDistinctSamplesAndTokenGrids) {
   EXPECT_EQ(slice(o.pixels, 5, 0), slice(o.pixels, 5, 3));
   // Samples 0 and 2 (same canvas, both masks zero) share a forward; sample 1 differs by one decoder
   // bit, so it is its own forward, but decodes only once more if its token grid changed.
-  auto means_enc = random_floats(means_enc_floats(cfg()), 22), means_dec = random_floats(means_dec_floats(cfg()), 23);
+  auto means_enc = random_vector(means_enc_floats(cfg()), 22), means_dec = random_vector(means_dec_floats(cfg()), 23);
   std::vector<uint8_t> masks(static_cast<size_t>(3 * patch_bytes(cfg(), Mode::ZeroShot)), 0);
   set_bit(masks, patch_bytes(cfg(), Mode::ZeroShot), 1, dec_bit(Mode::ZeroShot, 1, 0, 0));  // sample 1 differs
   Call p = c;
@@ -321,7 +288,7 @@ TEST_F(EngineTest, DedupeCountsDistinctSamplesAndTokenGrids) {
 TEST_F(EngineTest, AllZeroMaskEqualsUnpatched) {
   for (Mode mode : {Mode::ZeroShot, Mode::OneShot}) {
     auto canvases = make_canvases(2, 31);
-    auto means_enc = random_floats(means_enc_floats(cfg()), 32), means_dec = random_floats(means_dec_floats(cfg()), 33);
+    auto means_enc = random_vector(means_enc_floats(cfg()), 32), means_dec = random_vector(means_dec_floats(cfg()), 33);
     std::vector<uint8_t> masks(static_cast<size_t>(2 * patch_bytes(cfg(), mode)), 0);
     Call c;
     c.mode = mode;
@@ -340,8 +307,8 @@ TEST_F(EngineTest, AllZeroMaskEqualsUnpatched) {
 TEST_F(EngineTest, PatchingEveryHeadOfALayerChangesTheOutput) {
   const Mode mode = Mode::ZeroShot;
   auto canvases = make_canvases(1, 41);
-  auto means_enc = random_floats(means_enc_floats(cfg()), 42, 3.0f);
-  auto means_dec = random_floats(means_dec_floats(cfg()), 43, 3.0f);
+  auto means_enc = random_vector(means_enc_floats(cfg()), 42, 3.0f);
+  auto means_dec = random_vector(means_dec_floats(cfg()), 43, 3.0f);
   Call c;
   c.mode = mode;
   c.canvases = &canvases;
@@ -388,8 +355,8 @@ TEST_F(EngineTest, PatchBitsAddressTheirOwnTableEntries) {
     Outputs plain = run(c);
     // Own activations, moved into one-shot positions (reduced p >= 1 is one-shot p + 98).
     const int shift = mode == Mode::ZeroShot ? kZeroShotShift : 0;
-    auto own_e = random_floats(means_enc_floats(cfg()), 52, 5.0f);
-    auto own_d = random_floats(means_dec_floats(cfg()), 53, 5.0f);
+    auto own_e = random_vector(means_enc_floats(cfg()), 52, 5.0f);
+    auto own_d = random_vector(means_dec_floats(cfg()), 53, 5.0f);
     for (int l = 0; l < cfg().enc_depth; ++l) {
       for (int p = 0; p < Ne; ++p) {
         const int q = p == 0 ? 0 : p + shift;
@@ -649,7 +616,7 @@ TEST_F(EngineTest, BadRequestsFailBeforeAnyWork) {
     b.index = {0, 3};
     expect_error([&] { run(b); }, {"canvas_index[1] = 3", "[0, 3)"});
   }
-  auto means_enc = random_floats(means_enc_floats(cfg()), 102), means_dec = random_floats(means_dec_floats(cfg()), 103);
+  auto means_enc = random_vector(means_enc_floats(cfg()), 102), means_dec = random_vector(means_dec_floats(cfg()), 103);
   const int64_t bytes = patch_bytes(cfg(), Mode::ZeroShot);
   {
     // The presets' bit counts are multiples of 8; 3 encoder layers of 3 heads leave padding bits.

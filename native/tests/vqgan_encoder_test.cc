@@ -13,11 +13,13 @@
 
 #include "core/thread_pool.h"
 #include "cpu/conv.h"
+#include "expect_error.h"
 #include "model/activation_budget.h"
 #include "model/token_losses.h"
 #include "model/vqgan_blocks.h"
 #include "model/vqgan_encoder.h"
 #include "model/weights_view.h"
+#include "test_inputs.h"
 #include "test_weights.h"
 #include "vtv/engine.h"
 #include "vtv/error.h"
@@ -25,38 +27,9 @@
 namespace vtv {
 namespace {
 
-constexpr int64_t kCanvasFloats = 3 * kImage * kImage;
-
-template <class F>
-void expect_error(F f, std::vector<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error containing '" << parts[0] << "'";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "message: " << msg << "\nmissing: " << p;
-  }
-}
-
-// Canvases with image-like structure (gradients plus noise, normalised units) so tokens vary.
-std::vector<float> make_canvases(int n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> noise(0.0f, 0.3f);
-  std::uniform_real_distribution<float> u(-1.5f, 1.5f);
-  std::vector<float> c(static_cast<size_t>(n * kCanvasFloats));
-  for (int i = 0; i < n; ++i) {
-    for (int ch = 0; ch < 3; ++ch) {
-      const float a = u(rng), b = u(rng), d = u(rng);
-      for (int y = 0; y < kImage; ++y) {
-        for (int x = 0; x < kImage; ++x) {
-          c[static_cast<size_t>(((i * 3 + ch) * kImage + y) * kImage + x)] =
-              a + b * float(y) / kImage + d * float(x) / kImage + noise(rng);
-        }
-      }
-    }
-  }
-  return c;
-}
+using test::expect_error;
+using test::kCanvasFloats;
+using test::make_canvases;
 
 class VqganEncoderTest : public ::testing::Test {
  protected:

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/json.h"
+#include "expect_error.h"
 #include "test_weights.h"
 #include "vtv/error.h"
 
@@ -14,18 +15,7 @@ namespace {
 
 using test::SafetensorsWriter;
 using test::TempFile;
-
-// Runs f, expecting a vtv::Error whose message contains every one of `parts`.
-template <class F>
-void expect_error(F f, std::vector<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error containing '" << parts[0] << "'";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "message: " << msg << "\nmissing: " << p;
-  }
-}
+using test::expect_error;
 
 std::vector<float> iota_floats(size_t n, float scale) {
   std::vector<float> v(n);
