@@ -295,7 +295,13 @@ void EngineImpl::forward(const ForwardRequest& rq, ForwardResult& rs) {
 
   // ---- MAE in chunks --------------------------------------------------------------------------------
   std::vector<int32_t> tokens(static_cast<size_t>(U) * kPatches);
-  const int64_t chunk = model::chunk_samples(mae_->bytes_per_sample(mode), kMaxMaeChunk);
+  // The CPU chunk bounds the CPU's activation scratch; on the GPU only the host logits buffer grows with
+  // the chunk (MaeCuda splits its own device passes), so the whole step goes in one call.
+  bool gpu_mae = false;
+#ifdef VTV_WITH_CUDA
+  gpu_mae = mae_cuda_ != nullptr;
+#endif
+  const int64_t chunk = gpu_mae ? std::max(1, U) : model::chunk_samples(mae_->bytes_per_sample(mode), kMaxMaeChunk);
   std::vector<float> logits, enc_out, dec_out;
   std::vector<uint8_t> masks;
   std::vector<int32_t> argmax;
@@ -320,8 +326,11 @@ void EngineImpl::forward(const ForwardRequest& rq, ForwardResult& rs) {
     mc.capture_enc = rq.capture_enc;
     mc.capture_dec = rq.capture_dec;
     model::MaeOutputs mo;
-    logits.resize(static_cast<size_t>(n * P * V));
-    mo.logits = logits.data();
+    // The CPU path needs the logits for its argmax; the GPU fuses the argmax into the head.
+    if (!gpu_mae || rs.logits || token_loss) {
+      logits.resize(static_cast<size_t>(n * P * V));
+      mo.logits = logits.data();
+    }
     if (rs.encoder_out) {
       enc_out.resize(static_cast<size_t>(n * Ne * E));
       mo.encoder_out = enc_out.data();
@@ -334,6 +343,7 @@ void EngineImpl::forward(const ForwardRequest& rq, ForwardResult& rs) {
 #ifdef VTV_WITH_CUDA
     if (mae_cuda_) {
       // The GPU writes the token grids itself (argmax fused into the head, duplication included).
+      // Logits leave the GPU only when someone reads them (the caller, or the token losses).
       mae_cuda_->run(mc, {mo.encoder_out, mo.decoder_out, mo.logits, tokens.data() + u0 * kPatches});
       on_gpu = true;
     }
