@@ -1,17 +1,25 @@
 #!/usr/bin/env node
-// Adds up ctest's JUnit report and vitest's JSON report into the one line CI reads: "N passed, N failed".
+// Adds up ctest's JUnit reports and vitest's JSON report into the one line CI reads: "N passed, N failed".
 // A missing report counts as one failure: a runner that produced nothing did not pass.
 import { existsSync, readFileSync } from 'node:fs';
 
-const [junitPath, vitestPath] = process.argv.slice(2);
+// Arguments: any number of ctest JUnit reports (*.xml), then vitest's JSON report (*.json).
+const args = process.argv.slice(2);
+const junitPaths = args.filter((a) => a.endsWith('.xml'));
+const vitestPath = args.find((a) => a.endsWith('.json'));
 let passed = 0;
 let failed = 0;
 let skipped = 0;
 
-if (junitPath && existsSync(junitPath)) {
+for (const junitPath of junitPaths) {
+  if (!existsSync(junitPath)) {
+    console.error(`count-results: no ctest report at ${junitPath}`);
+    failed++;
+    continue;
+  }
   const xml = readFileSync(junitPath, 'utf8');
   if (!/<testcase\b/.test(xml)) {
-    console.error('count-results: ctest ran no test (were the C++ tests built? apt-get install libgtest-dev)');
+    console.error(`count-results: ctest ran no test for ${junitPath} (were the C++ tests built? apt-get install libgtest-dev)`);
     failed++;
   }
   for (const m of xml.matchAll(/<testcase\b[^>]*?(\/>|>([\s\S]*?)<\/testcase>)/g)) {
@@ -21,9 +29,6 @@ if (junitPath && existsSync(junitPath)) {
     else if (/<skipped/.test(body) || status === 'notrun' || status === 'disabled') skipped++;
     else passed++;
   }
-} else {
-  console.error(`count-results: no ctest report at ${junitPath}`);
-  failed++;
 }
 
 if (vitestPath && existsSync(vitestPath)) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command (`npm test` runs this): build the native engine, its C++ tests and the
 # addon in build/ (cmake-js), compile the TypeScript, run ctest (one entry per gtest case) and vitest,
-# and print "N passed, N failed" over both as the last line.
+# then the CUDA tests on the CPU CUDA emulator (build-emu/), and print "N passed, N failed" over all
+# three as the last line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p build
@@ -27,7 +28,24 @@ ctest_status=$?
 npx vitest run
 vitest_status=$?
 
-node scripts/count-results.mjs build/ctest-junit.xml build/vitest-report.json
+# The CUDA tests once more, on the CPU CUDA emulator (native/cuda_emulator/README.md): the same kernel
+# sources built as C++, so every kernel is checked against its CPU counterpart without a GPU. ctest runs
+# them one at a time; each uses every core.
+rm -f build-emu/ctest-junit.xml
+emu_status=0
+if { cmake -S . -B build-emu -DVTV_CUDA=EMULATE -DVTV_TESTS=ON -DVTV_BENCH=OFF -DCMAKE_BUILD_TYPE=Release &&
+     cmake --build build-emu --parallel "$jobs"; } > build-emu.log 2>&1; then
+  (cd build-emu && ctest --output-on-failure --output-junit ctest-junit.xml)
+  emu_status=$?
+else
+  tail -n 60 build-emu.log
+  echo "CUDA emulator build failed (full log: build-emu.log)"
+  emu_status=1
+fi
+
+node scripts/count-results.mjs build/ctest-junit.xml build-emu/ctest-junit.xml build/vitest-report.json
 count_status=$?
-if [ $ctest_status -ne 0 ] || [ $vitest_status -ne 0 ] || [ $count_status -ne 0 ]; then exit 1; fi
+if [ $ctest_status -ne 0 ] || [ $vitest_status -ne 0 ] || [ $emu_status -ne 0 ] || [ $count_status -ne 0 ]; then
+  exit 1
+fi
 exit 0

@@ -1,4 +1,5 @@
-// Shared by the CUDA tests: skipping without a GPU (or without the CUDA backend compiled in), the CPU
+// Shared by the CUDA tests: skipping without a GPU (or without the CUDA backend compiled in, or on the
+// CPU CUDA emulator where a case is too large), the CPU
 // reference's thread pool, random data (test_inputs.h), bf16 rounding, GroupNorm sums, error measures
 // that point at the worst element, and the result lines that benchmarks/device/check.sh tabulates.
 #pragma once
@@ -23,6 +24,13 @@
   do {                                                                                           \
     const vtv::cuda::Probe vtv_probe_ = vtv::cuda::probe();                                      \
     if (!vtv_probe_.usable) GTEST_SKIP() << "no usable CUDA GPU, skipping: " << vtv_probe_.detail; \
+  } while (0)
+
+// For the tests too large for the CPU CUDA emulator (full-size models, timings): on the emulator they
+// skip, saying so; on a GPU they run.
+#define VTV_SKIP_ON_EMULATOR(why)                                                                \
+  do {                                                                                           \
+    if (vtv::cuda::probe().emulated) GTEST_SKIP() << "too large for the CPU CUDA emulator: " << why; \
   } while (0)
 
 // The one test a CUDA test file defines in a build without the CUDA backend (its #else branch): it

@@ -1,6 +1,7 @@
 // Argmax keys -> token indices and token grids (SPEC §1 "Tokens -> image" step 1, SPEC §4 hstack).
 #include "cuda/argmax.cuh"
 #include "cuda/check.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/kernels.h"
 #include "vtv/config.h"
 
@@ -32,15 +33,14 @@ void argmax_keys_reset(unsigned long long* keys, int64_t rows, cudaStream_t stre
 
 void argmax_keys_to_index(const unsigned long long* keys, int64_t rows, int32_t* index, cudaStream_t stream) {
   if (rows <= 0) return;
-  keys_to_index_kernel<<<blocks_for(rows, 256), 256, 0, stream>>>(keys, rows, index);
-  VTV_CUDA_CHECK_LAUNCH("keys_to_index_kernel");
+  VTV_LAUNCH("keys_to_index_kernel", blocks_for(rows, 256), 256, 0, stream, keys_to_index_kernel, keys, rows, index);
 }
 
 void token_grid(const unsigned long long* keys, int64_t samples, int P, int32_t* tokens, cudaStream_t stream) {
   check(P == kPatches || P == kPatches / 2, "token_grid: P must be 196 (one-shot) or 98 (zero-shot), got " + std::to_string(P));
   if (samples <= 0) return;
-  token_grid_kernel<<<blocks_for(samples * kPatches, 256), 256, 0, stream>>>(keys, samples, P, tokens);
-  VTV_CUDA_CHECK_LAUNCH("token_grid_kernel");
+  VTV_LAUNCH("token_grid_kernel", blocks_for(samples * kPatches, 256), 256, 0, stream, token_grid_kernel, keys, samples,
+             P, tokens);
 }
 
 }  // namespace vtv::cuda

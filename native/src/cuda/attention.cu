@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "cuda/check.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/kernels.h"
 
 namespace vtv::cuda {
@@ -40,7 +41,7 @@ size_t smem_bytes(int N, int DH) {
 template <int DH>
 __global__ void __launch_bounds__(kThreads)
 mha_kernel(const float* __restrict__ qkv, int N, int H, float scale, float* __restrict__ out, HeadPatch patch) {
-  extern __shared__ float smem[];
+  VTV_DYNAMIC_SHARED(float, smem);
   float* Ks = smem;                 // [N][DH + 1]
   float* Vs = Ks + N * (DH + 1);    // [N][DH]
   float* Qs = Vs + N * DH;          // [kWarps][DH]
@@ -135,8 +136,8 @@ void launch_mha(const float* qkv, int64_t B, int N, int H, float scale, float* o
   if (bytes > 48 * 1024) {
     VTV_CUDA_CHECK(cudaFuncSetAttribute(mha_kernel<DH>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
   }
-  mha_kernel<DH><<<static_cast<unsigned>(B * H), kThreads, bytes, stream>>>(qkv, N, H, scale, out, patch);
-  VTV_CUDA_CHECK_LAUNCH("mha_kernel");
+  VTV_LAUNCH("mha_kernel", static_cast<unsigned>(B * H), kThreads, bytes, stream, mha_kernel<DH>, qkv, N, H, scale, out,
+             patch);
 }
 
 __global__ void add_batch_sum_kernel(const float* __restrict__ x, int64_t B, int64_t per_sample, float* __restrict__ sum) {
@@ -171,8 +172,8 @@ void mha_attention(const float* qkv, int64_t B, int64_t N, int H, int dh, float 
 void add_batch_sum(const float* x, int64_t B, int64_t per_sample, float* sum, cudaStream_t stream) {
   check(B >= 0 && per_sample >= 0, "add_batch_sum: sizes must be >= 0");
   if (B == 0 || per_sample == 0) return;
-  add_batch_sum_kernel<<<static_cast<unsigned>((per_sample + 255) / 256), 256, 0, stream>>>(x, B, per_sample, sum);
-  VTV_CUDA_CHECK_LAUNCH("add_batch_sum_kernel");
+  VTV_LAUNCH("add_batch_sum_kernel", static_cast<unsigned>((per_sample + 255) / 256), 256, 0, stream,
+             add_batch_sum_kernel, x, B, per_sample, sum);
 }
 
 }  // namespace vtv::cuda

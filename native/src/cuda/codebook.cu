@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "cuda/check.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/vqgan_kernels.h"
 #include "vtv/config.h"
 #include "vtv/error.h"
@@ -32,8 +33,8 @@ void codebook_lookup(const int32_t* tokens, int64_t N, const float* table, int V
   check(tokens && table && z, "codebook_lookup: tokens, table and z must be set");
   const int64_t total = N * C * kPatches;
   if (total == 0) return;
-  codebook_lookup_kernel<<<static_cast<unsigned>((total + 255) / 256), 256, 0, stream>>>(tokens, total, table, V, C, z);
-  VTV_CUDA_CHECK_LAUNCH("codebook_lookup_kernel");
+  VTV_LAUNCH("codebook_lookup_kernel", static_cast<unsigned>((total + 255) / 256), 256, 0, stream,
+             codebook_lookup_kernel, tokens, total, table, V, C, z);
 }
 
 }  // namespace vtv::cuda

@@ -7,6 +7,7 @@
 #include <cuda_bf16.h>
 
 #include "cuda/check.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/conv_common.cuh"
 #include "cuda/k_loop.cuh"
 #include "cuda/mma_bf16.cuh"
@@ -124,13 +125,12 @@ void conv2d_bf16(const ConvArgs& a, cudaStream_t stream) {
             static_cast<unsigned>(a.N));
   const auto* w = reinterpret_cast<const __nv_bfloat16*>(a.w_bf16);
   if (a.downsample2x) {
-    conv_bf16_kernel<3, true><<<grid, THREADS, 0, stream>>>(p, w);
+    VTV_LAUNCH("conv_bf16_kernel", grid, THREADS, 0, stream, conv_bf16_kernel<3, true>, p, w);
   } else if (a.k == 3) {
-    conv_bf16_kernel<3, false><<<grid, THREADS, 0, stream>>>(p, w);
+    VTV_LAUNCH("conv_bf16_kernel", grid, THREADS, 0, stream, conv_bf16_kernel<3, false>, p, w);
   } else {
-    conv_bf16_kernel<1, false><<<grid, THREADS, 0, stream>>>(p, w);
+    VTV_LAUNCH("conv_bf16_kernel", grid, THREADS, 0, stream, conv_bf16_kernel<1, false>, p, w);
   }
-  VTV_CUDA_CHECK_LAUNCH("conv_bf16_kernel");
 }
 
 void conv2d(const ConvArgs& a, cudaStream_t stream) {

@@ -4,6 +4,7 @@
 // swish prologue, padding, upsampling) and the epilogue of conv_common.cuh (bias, residual, GroupNorm
 // statistics of the output).
 #include "cuda/check.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/conv_common.cuh"
 #include "cuda/fma_tile_f32.cuh"
 #include "cuda/k_loop.cuh"
@@ -95,13 +96,12 @@ void conv2d_f32(const ConvArgs& a, cudaStream_t stream) {
   dim3 grid(static_cast<unsigned>((int64_t(p.Ho) * p.Wo + BN - 1) / BN), static_cast<unsigned>((a.Co + BM - 1) / BM),
             static_cast<unsigned>(a.N));
   if (a.downsample2x) {
-    conv_f32_kernel<3, true><<<grid, THREADS, 0, stream>>>(p, a.w_f32);
+    VTV_LAUNCH("conv_f32_kernel", grid, THREADS, 0, stream, conv_f32_kernel<3, true>, p, a.w_f32);
   } else if (a.k == 3) {
-    conv_f32_kernel<3, false><<<grid, THREADS, 0, stream>>>(p, a.w_f32);
+    VTV_LAUNCH("conv_f32_kernel", grid, THREADS, 0, stream, conv_f32_kernel<3, false>, p, a.w_f32);
   } else {
-    conv_f32_kernel<1, false><<<grid, THREADS, 0, stream>>>(p, a.w_f32);
+    VTV_LAUNCH("conv_f32_kernel", grid, THREADS, 0, stream, conv_f32_kernel<1, false>, p, a.w_f32);
   }
-  VTV_CUDA_CHECK_LAUNCH("conv_f32_kernel");
 }
 
 }  // namespace vtv::cuda

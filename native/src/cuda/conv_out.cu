@@ -3,6 +3,7 @@
 // output channels, so a GEMM tile would be almost all padding: one thread per output pixel computes its
 // three sums in fp32 FMA (in both precisions), with the weights and the GroupNorm tables in shared memory.
 #include "cuda/check.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/conv_common.cuh"
 
 namespace vtv::cuda {
@@ -14,7 +15,7 @@ constexpr int THREADS = 256;
 __global__ void __launch_bounds__(THREADS)
 conv_out_kernel(const float* __restrict__ x, int Ci, int H, int W, GroupNormIn g, const float* __restrict__ w,
                 const float* __restrict__ bias, float* __restrict__ pixels) {
-  extern __shared__ float smem[];
+  VTV_DYNAMIC_SHARED(float, smem);
   float* sc = smem;            // [Ci]
   float* sh = sc + Ci;         // [Ci]
   float* ws = sh + Ci;         // [3][Ci][9]
@@ -72,8 +73,7 @@ void conv_out_pixels(const float* x, int64_t N, int Ci, int H, int W, const Grou
     VTV_CUDA_CHECK(cudaFuncSetAttribute(conv_out_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   }
   dim3 grid(static_cast<unsigned>((int64_t(H) * W + THREADS - 1) / THREADS), static_cast<unsigned>(N));
-  conv_out_kernel<<<grid, THREADS, smem, stream>>>(x, Ci, H, W, norm, w, bias, pixels);
-  VTV_CUDA_CHECK_LAUNCH("conv_out_kernel");
+  VTV_LAUNCH("conv_out_kernel", grid, THREADS, smem, stream, conv_out_kernel, x, Ci, H, W, norm, w, bias, pixels);
 }
 
 }  // namespace vtv::cuda

@@ -8,6 +8,7 @@
 #include <cuda_bf16.h>
 
 #include "cuda/check.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/gemm_epilogue.cuh"
 #include "cuda/k_loop.cuh"
 #include "cuda/mma_bf16.cuh"
@@ -120,9 +121,9 @@ void linear_bf16(const LinearArgs& a, cudaStream_t stream) {
   const int64_t mt = (a.M + BM - 1) / BM;
   check(mt <= 65535, "linear_bf16: M = " + std::to_string(a.M) + " needs more than 65535 row tiles");
   dim3 grid(static_cast<unsigned>((a.N + BN - 1) / BN), static_cast<unsigned>(mt));
-  gemm_bf16_kernel<<<grid, THREADS, 0, stream>>>(a.x, reinterpret_cast<const __nv_bfloat16*>(a.w_bf16), a.M,
-                                                 static_cast<int>(a.N), static_cast<int>(a.K), epilogue_params(a));
-  VTV_CUDA_CHECK_LAUNCH("gemm_bf16_kernel");
+  VTV_LAUNCH("gemm_bf16_kernel", grid, THREADS, 0, stream, gemm_bf16_kernel, a.x,
+             reinterpret_cast<const __nv_bfloat16*>(a.w_bf16), a.M, static_cast<int>(a.N), static_cast<int>(a.K),
+             epilogue_params(a));
 }
 
 void linear(const LinearArgs& a, cudaStream_t stream) {
@@ -136,8 +137,8 @@ void linear(const LinearArgs& a, cudaStream_t stream) {
 
 void f32_to_bf16(const float* x, int64_t n, uint16_t* y, cudaStream_t stream) {
   if (n <= 0) return;
-  f32_to_bf16_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, stream>>>(x, n, reinterpret_cast<__nv_bfloat16*>(y));
-  VTV_CUDA_CHECK_LAUNCH("f32_to_bf16_kernel");
+  VTV_LAUNCH("f32_to_bf16_kernel", static_cast<unsigned>((n + 255) / 256), 256, 0, stream, f32_to_bf16_kernel, x, n,
+             reinterpret_cast<__nv_bfloat16*>(y));
 }
 
 }  // namespace vtv::cuda

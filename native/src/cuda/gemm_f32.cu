@@ -1,6 +1,7 @@
 // The fp32 Linear (parity mode): a shared-memory tiled SGEMM with plain FMA, 64x64 tiles, 4x4 outputs
 // per thread, register-staged double buffering; epilogue and argmax as gemm_epilogue.cuh.
 #include "cuda/check.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/gemm_epilogue.cuh"
 
 namespace vtv::cuda {
@@ -101,9 +102,8 @@ void linear_f32(const LinearArgs& a, cudaStream_t stream) {
   const int64_t mt = (a.M + BM - 1) / BM;
   check(mt <= 65535, "linear_f32: M = " + std::to_string(a.M) + " needs more than 65535 row tiles");
   dim3 grid(static_cast<unsigned>((a.N + BN - 1) / BN), static_cast<unsigned>(mt));
-  gemm_f32_kernel<<<grid, THREADS, 0, stream>>>(a.x, a.w_f32, a.M, static_cast<int>(a.N), static_cast<int>(a.K),
-                                                epilogue_params(a));
-  VTV_CUDA_CHECK_LAUNCH("gemm_f32_kernel");
+  VTV_LAUNCH("gemm_f32_kernel", grid, THREADS, 0, stream, gemm_f32_kernel, a.x, a.w_f32, a.M, static_cast<int>(a.N),
+             static_cast<int>(a.K), epilogue_params(a));
 }
 
 }  // namespace vtv::cuda

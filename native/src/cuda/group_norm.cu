@@ -2,6 +2,7 @@
 // prologue does to each value it loads (group_norm.cuh), written out so that the tests can compare the
 // statistics and the normalisation with cpu::group_norm separately from any convolution.
 #include "cuda/check.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/group_norm.cuh"
 #include "vtv/error.h"
 
@@ -29,8 +30,8 @@ void group_norm_apply(const float* x, int64_t N, int C, int64_t HW, const GroupN
                                                      " is not a multiple of groups " + std::to_string(norm.groups));
   check(N * C < (int64_t(1) << 31), "group_norm_apply: too many channels");
   if (N == 0) return;
-  group_norm_apply_kernel<<<static_cast<unsigned>(N * C), 256, 0, stream>>>(x, C, HW, norm, y);
-  VTV_CUDA_CHECK_LAUNCH("group_norm_apply_kernel");
+  VTV_LAUNCH("group_norm_apply_kernel", static_cast<unsigned>(N * C), 256, 0, stream, group_norm_apply_kernel, x, C, HW,
+             norm, y);
 }
 
 }  // namespace vtv::cuda

@@ -1,6 +1,7 @@
 // LayerNorm: one warp per row, the same two-pass statistics as cpu::layer_norm (mean, then the biased
 // variance of the deviations), rstd = 1 / sqrt(var + eps). Rows are re-read from L1/L2 per pass.
 #include "cuda/check.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/kernels.h"
 
 namespace vtv::cuda {
@@ -45,9 +46,8 @@ void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, con
   if (rows == 0) return;
   const int64_t blocks = (rows + kWarps - 1) / kWarps;
   check(blocks < (int64_t(1) << 31), "cuda layer_norm: too many rows");
-  layer_norm_kernel<<<static_cast<unsigned>(blocks), kWarps * 32, 0, stream>>>(x, rows, static_cast<int>(C), gamma, beta,
-                                                                               eps, y);
-  VTV_CUDA_CHECK_LAUNCH("layer_norm_kernel");
+  VTV_LAUNCH("layer_norm_kernel", static_cast<unsigned>(blocks), kWarps * 32, 0, stream, layer_norm_kernel, x, rows,
+             static_cast<int>(C), gamma, beta, eps, y);
 }
 
 }  // namespace vtv::cuda

@@ -3,6 +3,7 @@
 // the convolution's multiple of 8 (the padding channels are written as zeros every time, so they meet
 // conv_in's zero weight columns and add nothing).
 #include "cuda/check.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/vqgan_kernels.h"
 
 namespace vtv::cuda {
@@ -40,8 +41,7 @@ void map_pixels(const float* canvases, int64_t N, int64_t plane, int C, float* x
   if (N == 0) return;
   check(N <= 65535, "map_pixels: at most 65535 samples per launch, got " + std::to_string(N));
   dim3 grid(static_cast<unsigned>((plane + THREADS - 1) / THREADS), static_cast<unsigned>(C), static_cast<unsigned>(N));
-  map_pixels_kernel<<<grid, THREADS, 0, stream>>>(canvases, plane, C, x);
-  VTV_CUDA_CHECK_LAUNCH("map_pixels_kernel");
+  VTV_LAUNCH("map_pixels_kernel", grid, THREADS, 0, stream, map_pixels_kernel, canvases, plane, C, x);
 }
 
 }  // namespace vtv::cuda

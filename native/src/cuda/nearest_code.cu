@@ -9,6 +9,7 @@
 #include <math_constants.h>
 
 #include "cuda/check.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/vqgan_kernels.h"
 
 namespace vtv::cuda {
@@ -114,9 +115,8 @@ void nearest_code(const float* z, int64_t N, int E, int T, const float* codebook
   const int64_t count = N * T;
   const int64_t blocks = (count + kTokens - 1) / kTokens;
   check(blocks < (int64_t(1) << 31), "nearest_code: too many tokens for one launch");
-  nearest_code_kernel<<<static_cast<unsigned>(blocks), THREADS, 0, stream>>>(z, count, E, T, codebook, code_norms, V,
-                                                                              tokens);
-  VTV_CUDA_CHECK_LAUNCH("nearest_code_kernel");
+  VTV_LAUNCH("nearest_code_kernel", static_cast<unsigned>(blocks), THREADS, 0, stream, nearest_code_kernel, z, count, E,
+             T, codebook, code_norms, V, tokens);
 }
 
 }  // namespace vtv::cuda

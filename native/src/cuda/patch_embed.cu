@@ -3,6 +3,7 @@
 // CLS, and building the decoder sequence (embedded tokens, mask tokens, un-shuffle, positions). The
 // GEMMs in between are linear() calls; together they reproduce model::MaeForward::run's host loops.
 #include "cuda/check.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/kernels.h"
 #include "vtv/config.h"
 
@@ -82,8 +83,8 @@ void gather_patches(const float* canvases, const int32_t* canvas_of_sample, int6
   check(Np > 0 && Np <= kPatches, "gather_patches: Np must be in 1..196, got " + std::to_string(Np));
   const int64_t n = samples * Np * kPatchVec;
   if (n <= 0) return;
-  gather_patches_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(canvases, canvas_of_sample, samples, patch_ids, Np, out);
-  VTV_CUDA_CHECK_LAUNCH("gather_patches_kernel");
+  VTV_LAUNCH("gather_patches_kernel", blocks_for(n, 256), 256, 0, stream, gather_patches_kernel, canvases,
+             canvas_of_sample, samples, patch_ids, Np, out);
 }
 
 void assemble_encoder_tokens(const float* embedded, const float* cls, const float* pos, const int32_t* patch_ids,
@@ -91,8 +92,8 @@ void assemble_encoder_tokens(const float* embedded, const float* cls, const floa
   check(Ne >= 1 && E > 0, "assemble_encoder_tokens: Ne >= 1 and E > 0 required");
   const int64_t n = samples * Ne * E;
   if (n <= 0) return;
-  assemble_encoder_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(embedded, cls, pos, patch_ids, samples, Ne, E, x);
-  VTV_CUDA_CHECK_LAUNCH("assemble_encoder_kernel");
+  VTV_LAUNCH("assemble_encoder_kernel", blocks_for(n, 256), 256, 0, stream, assemble_encoder_kernel, embedded, cls, pos,
+             patch_ids, samples, Ne, E, x);
 }
 
 void assemble_decoder_tokens(const float* emb, int Ne, const float* mask_token, const float* dpos,
@@ -101,17 +102,15 @@ void assemble_decoder_tokens(const float* emb, int Ne, const float* mask_token, 
   check(Ne >= 1 && Nd >= 1 && D > 0, "assemble_decoder_tokens: Ne, Nd >= 1 and D > 0 required");
   const int64_t n = samples * Nd * D;
   if (n <= 0) return;
-  assemble_decoder_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(emb, Ne, mask_token, dpos, dec_patch_ids,
-                                                                   slot_of_patch, samples, Nd, D, x);
-  VTV_CUDA_CHECK_LAUNCH("assemble_decoder_kernel");
+  VTV_LAUNCH("assemble_decoder_kernel", blocks_for(n, 256), 256, 0, stream, assemble_decoder_kernel, emb, Ne, mask_token,
+             dpos, dec_patch_ids, slot_of_patch, samples, Nd, D, x);
 }
 
 void drop_cls_rows(const float* x, int64_t samples, int Nd, int D, float* out, cudaStream_t stream) {
   check(Nd >= 2 && D > 0, "drop_cls_rows: Nd >= 2 and D > 0 required");
   const int64_t n = samples * (Nd - 1) * D;
   if (n <= 0) return;
-  drop_cls_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(x, samples, Nd, D, out);
-  VTV_CUDA_CHECK_LAUNCH("drop_cls_kernel");
+  VTV_LAUNCH("drop_cls_kernel", blocks_for(n, 256), 256, 0, stream, drop_cls_kernel, x, samples, Nd, D, out);
 }
 
 }  // namespace vtv::cuda

@@ -33,6 +33,11 @@ Probe probe() {
     return p;
   }
   p.usable = true;
+#ifdef VTV_CUDA_EMULATOR
+  p.emulated = true;
+  p.detail = std::string(prop.name) + ": the CUDA kernels run on the CPU, for correctness checks only";
+  return p;
+#endif
   p.detail = std::string(prop.name) + " (sm_" + std::to_string(prop.major * 10 + prop.minor) + ", " +
              std::to_string(prop.totalGlobalMem >> 20) + " MiB), runtime " + std::to_string(runtime) +
              ", driver " + std::to_string(driver);

@@ -8,6 +8,7 @@ namespace vtv::cuda {
 struct Probe {
   bool compiled = false;  // the CUDA backend is built into this binary
   bool usable = false;    // a device is present and the driver accepts our kernels
+  bool emulated = false;  // the CPU CUDA emulator (VTV_CUDA=EMULATE): correct, not fast
   int devices = 0;
   std::string detail;     // device name and compute capability, or why not usable
 };

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "cuda/check.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/vqgan_kernels.h"
 #include "vtv/error.h"
 
@@ -114,8 +115,7 @@ void spatial_attention(const float* qkv, int64_t B, int C, int HW, float* out, c
   // As cpu::spatial_attention: 1 / sqrt(float(C)).
   const float scale = 1.0f / std::sqrt(static_cast<float>(C));
   dim3 grid(static_cast<unsigned>((HW + QT - 1) / QT), static_cast<unsigned>(B));
-  spatial_attention_kernel<<<grid, THREADS, 0, stream>>>(qkv, C, HW, scale, out);
-  VTV_CUDA_CHECK_LAUNCH("spatial_attention_kernel");
+  VTV_LAUNCH("spatial_attention_kernel", grid, THREADS, 0, stream, spatial_attention_kernel, qkv, C, HW, scale, out);
 }
 
 }  // namespace vtv::cuda
