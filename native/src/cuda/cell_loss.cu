@@ -4,6 +4,7 @@
 // 1 when both masks are empty. MSE: both crops mapped to ImageNet-normalised space in double, mean
 // squared difference over 3x111x111. One block per score job; only the two floats per job leave.
 #include "cuda/check.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/vqgan_kernels.h"
 #include "vtv/config.h"
 #include "vtv/error.h"
@@ -40,15 +41,26 @@ __device__ T block_sum(T v, T* shared) {
   return s;  // valid in thread 0
 }
 
+// Where job j's image comes from: job_image[j] directly, or (in_pass) its source's grid within the pass.
+struct JobImages {
+  const int32_t* job_image;       // [jobs]: an image index, when grid_of_source is null
+  const int32_t* grid_of_source;  // [sources], or null
+  int64_t first_grid, grids;      // the pass, when grid_of_source is set
+};
+
 __global__ void __launch_bounds__(THREADS)
-cell_scores_kernel(bool iou, const float* __restrict__ pixels, const uint8_t* __restrict__ targets,
-                   const int32_t* __restrict__ job_image, const int32_t* __restrict__ job_target, float* loss_out,
-                   float* metric_out) {
+cell_scores_kernel(bool iou, const float* __restrict__ pixels, const uint8_t* __restrict__ targets, JobImages ji,
+                   const int32_t* __restrict__ job_target, float* loss_out, float* metric_out) {
   __shared__ long long si[THREADS / 32];
   __shared__ double sd[THREADS / 32];
   const int64_t j = blockIdx.x;
+  int64_t image = ji.job_image[j];
+  if (ji.grid_of_source) {
+    image = ji.grid_of_source[image] - ji.first_grid;
+    if (image < 0 || image >= ji.grids) return;  // the whole block: another pass scores this job
+  }
   const int64_t plane = int64_t(kImage) * kImage, cell_plane = int64_t(kCell) * kCell;
-  const float* img = pixels + int64_t(job_image[j]) * 3 * plane;
+  const float* img = pixels + image * 3 * plane;
   const uint8_t* tgt = targets + int64_t(job_target[j]) * 3 * cell_plane;
   auto pred = [&](int ch, int y, int x) {
     return pixel_byte(img[ch * plane + int64_t(kCellStart + y) * kImage + kCellStart + x]);
@@ -91,17 +103,37 @@ cell_scores_kernel(bool iou, const float* __restrict__ pixels, const uint8_t* __
 
 }  // namespace
 
+namespace {
+
+void launch_cell_scores(const char* name, Loss loss, const float* pixels, const uint8_t* targets, const JobImages& ji,
+                        const int32_t* job_target, int64_t jobs, float* loss_out, float* metric_out,
+                        cudaStream_t stream) {
+  const std::string n(name);
+  check(loss == Loss::IoU || loss == Loss::MSE, n + ": the loss must be IoU or MSE");
+  check(jobs >= 0, n + ": jobs must be >= 0");
+  if (jobs == 0) return;
+  check(pixels && targets && ji.job_image && job_target, n + ": pixels, targets and the job indices must be set");
+  check(loss_out || metric_out, n + ": neither loss_out nor metric_out is set");
+  check(jobs < (int64_t(1) << 31), n + ": too many jobs");
+  VTV_LAUNCH("cell_scores_kernel", static_cast<unsigned>(jobs), THREADS, 0, stream, cell_scores_kernel,
+             loss == Loss::IoU, pixels, targets, ji, job_target, loss_out, metric_out);
+}
+
+}  // namespace
+
 void cell_scores(Loss loss, const float* pixels, const uint8_t* targets, const int32_t* job_image,
                  const int32_t* job_target, int64_t jobs, float* loss_out, float* metric_out, cudaStream_t stream) {
-  check(loss == Loss::IoU || loss == Loss::MSE, "cell_scores: the loss must be IoU or MSE");
-  check(jobs >= 0, "cell_scores: jobs must be >= 0");
-  if (jobs == 0) return;
-  check(pixels && targets && job_image && job_target, "cell_scores: pixels, targets and the job indices must be set");
-  check(loss_out || metric_out, "cell_scores: neither loss_out nor metric_out is set");
-  check(jobs < (int64_t(1) << 31), "cell_scores: too many jobs");
-  cell_scores_kernel<<<static_cast<unsigned>(jobs), THREADS, 0, stream>>>(loss == Loss::IoU, pixels, targets, job_image,
-                                                                         job_target, loss_out, metric_out);
-  VTV_CUDA_CHECK_LAUNCH("cell_scores_kernel");
+  launch_cell_scores("cell_scores", loss, pixels, targets, JobImages{job_image, nullptr, 0, 0}, job_target, jobs,
+                     loss_out, metric_out, stream);
+}
+
+void cell_scores_in_pass(Loss loss, const float* pixels, const uint8_t* targets, const int32_t* job_source,
+                         const int32_t* grid_of_source, int64_t first_grid, int64_t grids, const int32_t* job_target,
+                         int64_t jobs, float* loss_out, float* metric_out, cudaStream_t stream) {
+  check(grid_of_source != nullptr, "cell_scores_in_pass: grid_of_source is null");
+  check(first_grid >= 0 && grids > 0, "cell_scores_in_pass: the pass must be first_grid >= 0, grids > 0");
+  launch_cell_scores("cell_scores_in_pass", loss, pixels, targets, JobImages{job_source, grid_of_source, first_grid, grids},
+                     job_target, jobs, loss_out, metric_out, stream);
 }
 
 }  // namespace vtv::cuda

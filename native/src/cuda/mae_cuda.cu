@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <unordered_map>
 #include <vector>
 
@@ -91,6 +92,10 @@ struct MaeCuda::State {
   ModelConfig c;
   Precision precision;
   int max_chunk;
+  bool graphs_on = true;
+  cudaStream_t stream = nullptr;  // every kernel of a pass runs here (a graph capture needs a stream)
+  // One instantiated graph per pass shape and buffer set (see graph_key).
+  std::map<std::vector<int64_t>, cudaGraphExec_t> graphs;
   DeviceBuffer<float> cls, pos, mask_token, dpos;
   DevLinear patch, decoder_embed, decoder_pred;
   std::vector<DevBlock> enc, dec;
@@ -119,7 +124,7 @@ struct MaeCuda::State {
     a.epilogue = ep;
     a.residual = residual;
     a.argmax_keys = argmax_keys;
-    cuda::linear(a);
+    cuda::linear(a, stream);
   }
 
   void block(const DevBlock& w, int64_t n, int N, int dim, int heads, const HeadPatch* patch, float* capture) {
@@ -127,12 +132,12 @@ struct MaeCuda::State {
     const int dh = dim / heads;
     // timm: attn = (q @ k^T) * head_dim**-0.5, the Python double rounded to fp32 (as model/mae.cc).
     const float scale = static_cast<float>(std::pow(double(dh), -0.5));
-    cuda::layer_norm(x.get(), rows, dim, w.norm1.gamma.get(), w.norm1.beta.get(), c.ln_eps, h.get());
+    cuda::layer_norm(x.get(), rows, dim, w.norm1.gamma.get(), w.norm1.beta.get(), c.ln_eps, h.get(), stream);
     linear(w.qkv, h.get(), rows, qkv.get());
-    mha_attention(qkv.get(), n, N, heads, dh, scale, o.get(), patch);
-    if (capture) add_batch_sum(o.get(), n, int64_t(N) * dim, capture);
+    mha_attention(qkv.get(), n, N, heads, dh, scale, o.get(), patch, stream);
+    if (capture) add_batch_sum(o.get(), n, int64_t(N) * dim, capture, stream);
     linear(w.proj, o.get(), rows, x.get(), Epilogue::None, x.get());
-    cuda::layer_norm(x.get(), rows, dim, w.norm2.gamma.get(), w.norm2.beta.get(), c.ln_eps, h.get());
+    cuda::layer_norm(x.get(), rows, dim, w.norm2.gamma.get(), w.norm2.beta.get(), c.ln_eps, h.get(), stream);
     linear(w.fc1, h.get(), rows, hid.get(), Epilogue::Gelu);
     linear(w.fc2, hid.get(), rows, x.get(), Epilogue::None, x.get());
   }
@@ -164,14 +169,46 @@ struct MaeCuda::State {
   }
 
   void pass(const model::MaeChunk& chunk, int64_t s0, int64_t n, const MaeCudaOutputs& out, int64_t mask_bytes);
+
+  // What a pass's kernels are: its shape and every device buffer it names (a buffer that grows moves, and
+  // a graph captured before would write to the old one).
+  struct Kernels {
+    Mode mode;
+    int64_t n;
+    bool patching, capture_enc, capture_dec, logits;
+    int64_t mask_bytes;
+  };
+  std::vector<int64_t> graph_key(const Kernels& k) const {
+    std::vector<int64_t> key{int64_t(k.mode), k.n, k.patching, k.capture_enc, k.capture_dec, k.logits, k.mask_bytes};
+    for (const void* p : {(const void*)x.get(), (const void*)h.get(), (const void*)qkv.get(), (const void*)o.get(),
+                          (const void*)hid.get(), (const void*)patches.get(), (const void*)emb.get(),
+                          (const void*)canvases.get(), (const void*)logits.get(), (const void*)means_enc.get(),
+                          (const void*)means_dec.get(), (const void*)cap_enc.get(), (const void*)cap_dec.get(),
+                          (const void*)canvas_of_sample.get(), (const void*)tokens.get(), (const void*)masks.get(),
+                          (const void*)keys.get()}) {
+      key.push_back(reinterpret_cast<int64_t>(p));
+    }
+    return key;
+  }
+  // The kernels of one pass, inputs already on the device; `out` (direct runs only) takes the encoder
+  // and decoder outputs as they pass by.
+  void kernels(const Kernels& k, const MaeCudaOutputs* out, int64_t s0);
+  // kernels(k) by its graph (captured on first use), or direct when graphs are off or capture fails.
+  void run_kernels(const Kernels& k);
+  cudaGraphExec_t capture(const Kernels& k);
+  void drop_graphs() {
+    for (auto& g : graphs) cudaGraphExecDestroy(g.second);
+    graphs.clear();
+  }
 };
 
-MaeCuda::MaeCuda(const ModelConfig& config, const model::MaeW& w, Precision precision, int max_chunk)
+MaeCuda::MaeCuda(const ModelConfig& config, const model::MaeW& w, Precision precision, int max_chunk, bool use_graphs)
     : s_(std::make_unique<State>()) {
   State& s = *s_;
   s.c = config;
   s.precision = precision;
   s.max_chunk = max_chunk;
+  s.graphs_on = use_graphs;
   config.validate();
   check(max_chunk > 0, "MaeCuda: max_chunk must be positive, got " + std::to_string(max_chunk));
   check(static_cast<int>(w.blocks.size()) == config.enc_depth && static_cast<int>(w.decoder_blocks.size()) == config.dec_depth,
@@ -206,12 +243,22 @@ MaeCuda::MaeCuda(const ModelConfig& config, const model::MaeW& w, Precision prec
     s.dec_ids[mi] = DeviceBuffer<int32_t>(std::vector<int32_t>(dec_ids.begin(), dec_ids.end()));
     s.slot_of_patch[mi] = DeviceBuffer<int32_t>(slot);
   }
+  VTV_CUDA_CHECK(cudaStreamCreate(&s.stream));
   device_synchronize();
 }
 
-MaeCuda::~MaeCuda() = default;
+MaeCuda::~MaeCuda() {
+  if (!s_) return;
+  s_->drop_graphs();
+  if (s_->stream) {
+    cudaStreamSynchronize(s_->stream);
+    cudaStreamDestroy(s_->stream);
+  }
+}
 
 Precision MaeCuda::precision() const { return s_->precision; }
+bool MaeCuda::graphs_enabled() const { return s_->graphs_on; }
+int MaeCuda::graphs_captured() const { return static_cast<int>(s_->graphs.size()); }
 
 size_t MaeCuda::weight_bytes() const {
   const State& s = *s_;
@@ -277,11 +324,7 @@ void MaeCuda::run(const model::MaeChunk& chunk, const MaeCudaOutputs& out) {
 void MaeCuda::State::pass(const model::MaeChunk& chunk, int64_t s0, int64_t n, const MaeCudaOutputs& out,
                           int64_t mask_bytes) {
   const Mode mode = chunk.mode;
-  const int mi = mode == Mode::OneShot ? 0 : 1;
-  const int Ne = enc_tokens(mode), Nd = dec_tokens(mode), P = Nd - 1, Np = Ne - 1;
-  const int E = c.enc_dim, D = c.dec_dim, V = c.vocab();
-  const int shift = mode == Mode::ZeroShot ? kZeroShotShift : 0;
-  const int64_t enc_bits = int64_t(c.enc_depth) * c.enc_heads * Ne;
+  const int P = dec_tokens(mode) - 1, V = c.vocab();
   ensure_capacity(mode, n, out.logits != nullptr);
 
   // ---- inputs: the distinct canvases of this pass, which sample runs which, the masks ----------------
@@ -308,56 +351,128 @@ void MaeCuda::State::pass(const model::MaeChunk& chunk, int64_t s0, int64_t n, c
     masks.upload(chunk.patch_masks + s0 * mask_bytes, static_cast<size_t>(n * mask_bytes));
   }
 
+  const Kernels k{mode, n, patching, chunk.capture_enc != nullptr, chunk.capture_dec != nullptr, out.logits != nullptr,
+                  mask_bytes};
+  if (out.encoder_out || out.decoder_out) {
+    kernels(k, &out, s0);  // the encoder's output is overwritten by the decoder's: copy it out on the way
+  } else {
+    run_kernels(k);
+  }
+  if (out.tokens_device) {
+    VTV_CUDA_CHECK(cudaMemcpyAsync(out.tokens_device + s0 * kPatches, tokens.get(), sizeof(int32_t) * size_t(n) * kPatches,
+                                   cudaMemcpyDeviceToDevice, stream));
+  }
+  VTV_CUDA_CHECK(cudaStreamSynchronize(stream));
+  if (out.logits) logits.download(out.logits + s0 * P * V, static_cast<size_t>(n * P * V));
+  if (out.tokens) tokens.download(out.tokens + s0 * kPatches, static_cast<size_t>(n * kPatches));
+  device_synchronize();
+}
+
+void MaeCuda::State::run_kernels(const Kernels& k) {
+  if (graphs_on) {
+    const std::vector<int64_t> key = graph_key(k);
+    auto it = graphs.find(key);
+    if (it == graphs.end()) {
+      cudaGraphExec_t exec = capture(k);
+      if (exec) it = graphs.emplace(key, exec).first;
+    }
+    if (it != graphs.end()) {
+      VTV_CUDA_CHECK(cudaGraphLaunch(it->second, stream));
+      return;
+    }
+  }
+  kernels(k, nullptr, 0);
+}
+
+// Captures kernels(k); on any failure turns graphs off for this object and returns null.
+cudaGraphExec_t MaeCuda::State::capture(const Kernels& k) {
+  auto fail = [&]() -> cudaGraphExec_t {
+    cudaGetLastError();  // clear a sticky launch error from the failed capture
+    graphs_on = false;
+    return nullptr;
+  };
+  if (cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) return fail();
+  cudaGraph_t graph = nullptr;
+  try {
+    kernels(k, nullptr, 0);
+  } catch (const Error&) {
+    cudaStreamEndCapture(stream, &graph);
+    if (graph) cudaGraphDestroy(graph);
+    return fail();
+  }
+  if (cudaStreamEndCapture(stream, &graph) != cudaSuccess || graph == nullptr) {
+    if (graph) cudaGraphDestroy(graph);
+    return fail();
+  }
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  if (err != cudaSuccess) return fail();
+  return exec;
+}
+
+void MaeCuda::State::kernels(const Kernels& k, const MaeCudaOutputs* out, int64_t s0) {
+  const Mode mode = k.mode;
+  const int64_t n = k.n;
+  const int mi = mode == Mode::OneShot ? 0 : 1;
+  const int Ne = enc_tokens(mode), Nd = dec_tokens(mode), P = Nd - 1, Np = Ne - 1;
+  const int E = c.enc_dim, D = c.dec_dim;
+  const int shift = mode == Mode::ZeroShot ? kZeroShotShift : 0;
+  const int64_t enc_bits = int64_t(c.enc_depth) * c.enc_heads * Ne;
+
   // ---- patch embedding, CLS, positions ----------------------------------------------------------------
-  gather_patches(canvases.get(), canvas_of_sample.get(), n, enc_ids[mi].get(), Np, patches.get());
+  gather_patches(canvases.get(), canvas_of_sample.get(), n, enc_ids[mi].get(), Np, patches.get(), stream);
   linear(patch, patches.get(), n * Np, h.get());
-  assemble_encoder_tokens(h.get(), cls.get(), pos.get(), enc_ids[mi].get(), n, Ne, E, x.get());
+  assemble_encoder_tokens(h.get(), cls.get(), pos.get(), enc_ids[mi].get(), n, Ne, E, x.get(), stream);
 
   // ---- encoder ----------------------------------------------------------------------------------------
   for (int l = 0; l < c.enc_depth; ++l) {
     HeadPatch hp;
-    if (patching) {
+    if (k.patching) {
       hp.mask = masks.get();
-      hp.mask_stride = mask_bytes;
+      hp.mask_stride = k.mask_bytes;
       hp.bit_offset = int64_t(l) * c.enc_heads * Ne;
       hp.means = means_enc.get() + int64_t(l) * kOneShotEncTokens * E;
       hp.position_shift = shift;
     }
-    float* cap = chunk.capture_enc ? cap_enc.get() + int64_t(l) * Ne * E : nullptr;
-    block(enc[static_cast<size_t>(l)], n, Ne, E, c.enc_heads, patching ? &hp : nullptr, cap);
+    float* cap = k.capture_enc ? cap_enc.get() + int64_t(l) * Ne * E : nullptr;
+    block(enc[static_cast<size_t>(l)], n, Ne, E, c.enc_heads, k.patching ? &hp : nullptr, cap);
   }
-  cuda::layer_norm(x.get(), n * Ne, E, norm.gamma.get(), norm.beta.get(), c.ln_eps, x.get());
-  if (out.encoder_out) x.download(out.encoder_out + s0 * Ne * E, static_cast<size_t>(n * Ne * E));
+  cuda::layer_norm(x.get(), n * Ne, E, norm.gamma.get(), norm.beta.get(), c.ln_eps, x.get(), stream);
+  if (out && out->encoder_out) {
+    VTV_CUDA_CHECK(cudaStreamSynchronize(stream));
+    x.download(out->encoder_out + s0 * Ne * E, static_cast<size_t>(n * Ne * E));
+  }
 
   // ---- encoder -> decoder -----------------------------------------------------------------------------
   linear(decoder_embed, x.get(), n * Ne, emb.get());
   assemble_decoder_tokens(emb.get(), Ne, mask_token.get(), dpos.get(), dec_ids[mi].get(), slot_of_patch[mi].get(), n,
-                          Nd, D, x.get());
+                          Nd, D, x.get(), stream);
 
   // ---- decoder ----------------------------------------------------------------------------------------
   for (int l = 0; l < c.dec_depth; ++l) {
     HeadPatch hp;
-    if (patching) {
+    if (k.patching) {
       hp.mask = masks.get();
-      hp.mask_stride = mask_bytes;
+      hp.mask_stride = k.mask_bytes;
       hp.bit_offset = enc_bits + int64_t(l) * c.dec_heads * Nd;
       hp.means = means_dec.get() + int64_t(l) * kOneShotDecTokens * D;
       hp.position_shift = shift;
     }
-    float* cap = chunk.capture_dec ? cap_dec.get() + int64_t(l) * Nd * D : nullptr;
-    block(dec[static_cast<size_t>(l)], n, Nd, D, c.dec_heads, patching ? &hp : nullptr, cap);
+    float* cap = k.capture_dec ? cap_dec.get() + int64_t(l) * Nd * D : nullptr;
+    block(dec[static_cast<size_t>(l)], n, Nd, D, c.dec_heads, k.patching ? &hp : nullptr, cap);
   }
-  cuda::layer_norm(x.get(), n * Nd, D, decoder_norm.gamma.get(), decoder_norm.beta.get(), c.ln_eps, x.get());
-  if (out.decoder_out) x.download(out.decoder_out + s0 * Nd * D, static_cast<size_t>(n * Nd * D));
+  cuda::layer_norm(x.get(), n * Nd, D, decoder_norm.gamma.get(), decoder_norm.beta.get(), c.ln_eps, x.get(), stream);
+  if (out && out->decoder_out) {
+    VTV_CUDA_CHECK(cudaStreamSynchronize(stream));
+    x.download(out->decoder_out + s0 * Nd * D, static_cast<size_t>(n * Nd * D));
+  }
 
   // ---- prediction head with the argmax fused into its epilogue ------------------------------------
-  drop_cls_rows(x.get(), n, Nd, D, h.get());
-  argmax_keys_reset(keys.get(), n * P);
-  linear(decoder_pred, h.get(), n * P, out.logits ? logits.get() : nullptr, Epilogue::None, nullptr, keys.get());
-  token_grid(keys.get(), n, P, tokens.get());
-  if (out.logits) logits.download(out.logits + s0 * P * V, static_cast<size_t>(n * P * V));
-  if (out.tokens) tokens.download(out.tokens + s0 * kPatches, static_cast<size_t>(n * kPatches));
-  device_synchronize();
+  drop_cls_rows(x.get(), n, Nd, D, h.get(), stream);
+  argmax_keys_reset(keys.get(), n * P, stream);
+  linear(decoder_pred, h.get(), n * P, k.logits ? logits.get() : nullptr, Epilogue::None, nullptr, keys.get());
+  token_grid(keys.get(), n, P, tokens.get(), stream);
 }
 
 }  // namespace vtv::cuda

@@ -4,7 +4,8 @@
 // are computed on the GPU (argmax fused into the prediction head). Weights are uploaded once, at
 // construction: bf16 copies of every Linear weight in bf16 mode (tensor cores, fp32 accumulation), fp32
 // copies in fp32 mode (the parity mode); biases, norms, embeddings stay fp32. A run makes no host round
-// trip between its kernels: inputs go up at its start, requested outputs come down at its end.
+// trip between its kernels: inputs go up at its start, requested outputs come down at its end. The
+// kernels of a pass run on the object's own stream, captured once per pass shape as a CUDA graph.
 // Not thread-safe: one run at a time per object. This header includes no CUDA headers.
 #pragma once
 #include <cstddef>
@@ -27,12 +28,18 @@ struct MaeCudaOutputs {   // host pointers, each written when non-null; n = chun
   float* decoder_out = nullptr;  // [n][dec_tokens][dec_dim], after `decoder_norm` (CLS included)
   float* logits = nullptr;       // [n][dec_tokens-1][vocab]
   int32_t* tokens = nullptr;     // [n][196]: argmax grid; zero-shot duplicates the 98 predictions (hstack)
+  // The same grids left on the device: a device pointer to [n][196] int32 (e.g. for VqganCuda::run_shared),
+  // so a search step's tokens never visit the host.
+  int32_t* tokens_device = nullptr;
 };
 
 class MaeCuda {
  public:
   // max_chunk: samples per device pass (bounds device memory: about device_bytes_per_sample each).
-  MaeCuda(const ModelConfig& config, const model::MaeW& weights, Precision precision, int max_chunk = 256);
+  // use_graphs: capture the kernels of a pass as a CUDA graph per pass shape (mode, samples, patching,
+  // capture, logits) and replay it; passes that return encoder or decoder outputs run direct.
+  MaeCuda(const ModelConfig& config, const model::MaeW& weights, Precision precision, int max_chunk = 256,
+          bool use_graphs = true);
   ~MaeCuda();
   MaeCuda(const MaeCuda&) = delete;
   MaeCuda& operator=(const MaeCuda&) = delete;
@@ -45,6 +52,8 @@ class MaeCuda {
   Precision precision() const;
   size_t weight_bytes() const;                        // device memory held by the weights
   int64_t device_bytes_per_sample(Mode mode) const;   // activations per sample in one pass
+  bool graphs_enabled() const;  // false when off, or after a capture failed (direct launches since)
+  int graphs_captured() const;  // pass shapes with an instantiated graph
 
  private:
   struct State;

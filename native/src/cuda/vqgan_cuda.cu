@@ -52,6 +52,9 @@ struct VqganCuda::State : VqganDeviceBlocks {
   DeviceBuffer<uint8_t> targets;
   DeviceBuffer<int32_t> job_image, job_target;
   DeviceBuffer<float> job_loss, job_metric;
+  // run_shared: each source's grid, the distinct grids, their count, and grid_dedupe's scratch.
+  DeviceBuffer<int32_t> grid_of_source, unique_tokens, distinct_count, first_of;
+  DeviceBuffer<unsigned long long> hashes;
 
   std::map<int64_t, cudaGraphExec_t> graphs;
 
@@ -135,6 +138,32 @@ struct VqganCuda::State : VqganDeviceBlocks {
   }
 
   void run(const int32_t* tok, bool tok_on_device, int64_t grids, const VqganScoreJobs& sj, const VqganCudaOutputs& out);
+  int64_t run_shared(const int32_t* tok, int64_t sources, bool dedupe, const VqganScoreJobs& sj,
+                     const VqganCudaOutputs& out, int32_t* grid_of_source_out);
+
+  // Checks score jobs against `grids` (run) or `sources` (run_shared) and puts the targets on the device.
+  const uint8_t* prepare_scoring(const VqganScoreJobs& sj, int64_t grids, const VqganCudaOutputs& out, const char* where) {
+    const std::string w(where);
+    check(sj.loss == Loss::IoU || sj.loss == Loss::MSE, w + ": scores.loss must be None, IoU or MSE");
+    check(sj.count >= 0 && (sj.count == 0 || (sj.grid && sj.target)),
+          w + ": scores.grid and scores.target must be set for scores.count > 0");
+    check(sj.count == 0 || (sj.targets && sj.num_targets > 0), w + ": scores.targets must be set");
+    check(sj.count == 0 || out.losses || out.metrics, w + ": scoring asks for neither losses nor metrics");
+    for (int64_t j = 0; j < sj.count; ++j) {
+      check(sj.grid[j] >= 0 && sj.grid[j] < grids, w + ": scores.grid[" + std::to_string(j) + "] = " +
+                                                      std::to_string(sj.grid[j]) + " is outside [0, " +
+                                                      std::to_string(grids) + ")");
+      check(sj.target[j] >= 0 && sj.target[j] < sj.num_targets,
+            w + ": scores.target[" + std::to_string(j) + "] = " + std::to_string(sj.target[j]) + " is outside [0, " +
+                std::to_string(sj.num_targets) + ")");
+    }
+    if (sj.count == 0) return nullptr;
+    if (sj.targets_on_device) return sj.targets;
+    const size_t bytes = static_cast<size_t>(sj.num_targets * model::kCellBytes);
+    targets.resize(bytes);
+    VTV_CUDA_CHECK(cudaMemcpyAsync(targets.get(), sj.targets, bytes, cudaMemcpyHostToDevice, stream));
+    return targets.get();
+  }
 };
 
 VqganCuda::VqganCuda(const ModelConfig& config, const model::VqganDecoderW& w, Precision precision, int max_chunk,
@@ -252,40 +281,96 @@ void VqganCuda::run_device(const int32_t* tokens_device, int64_t grids, const Vq
   s_->run(tokens_device, true, grids, scores, out);
 }
 
+int64_t VqganCuda::run_shared(const int32_t* tokens_device, int64_t sources, bool dedupe, const VqganScoreJobs& scores,
+                              const VqganCudaOutputs& out, int32_t* grid_of_source) {
+  return s_->run_shared(tokens_device, sources, dedupe, scores, out, grid_of_source);
+}
+
+int64_t VqganCuda::State::run_shared(const int32_t* tok, int64_t sources, bool dedupe, const VqganScoreJobs& sj,
+                                     const VqganCudaOutputs& out, int32_t* grid_of_source_out) {
+  check(sources >= 0, "VqganCuda::run_shared: sources must be >= 0, got " + std::to_string(sources));
+  check(sources == 0 || tok != nullptr, "VqganCuda::run_shared: tokens is null");
+  const bool scoring = sj.loss != Loss::None && sj.count > 0;
+  const uint8_t* targets_dev =
+      sj.loss != Loss::None ? prepare_scoring(sj, sources, out, "VqganCuda::run_shared") : nullptr;
+  if (sources == 0) return 0;
+  const size_t S = static_cast<size_t>(sources);
+
+  // ---- which grids to decode -------------------------------------------------------------------------
+  grid_of_source.resize(S);
+  const int32_t* grid_tokens = tok;
+  int64_t G = sources;
+  if (dedupe) {
+    unique_tokens.resize(S * kPatches);
+    hashes.resize(S);
+    first_of.resize(S);
+    distinct_count.resize(1);
+    grid_dedupe(tok, sources, grid_of_source.get(), unique_tokens.get(), distinct_count.get(), hashes.get(),
+                first_of.get(), stream);
+    int32_t count = 0;
+    VTV_CUDA_CHECK(cudaMemcpyAsync(&count, distinct_count.get(), sizeof count, cudaMemcpyDeviceToHost, stream));
+    VTV_CUDA_CHECK(cudaStreamSynchronize(stream));
+    G = count;
+    grid_tokens = unique_tokens.get();
+  } else {
+    std::vector<int32_t> identity(S);
+    for (size_t i = 0; i < S; ++i) identity[i] = static_cast<int32_t>(i);
+    VTV_CUDA_CHECK(cudaMemcpyAsync(grid_of_source.get(), identity.data(), sizeof(int32_t) * S, cudaMemcpyHostToDevice,
+                                   stream));
+    VTV_CUDA_CHECK(cudaStreamSynchronize(stream));  // `identity` leaves scope
+  }
+
+  // ---- the jobs, on the device once ------------------------------------------------------------------
+  const size_t J = static_cast<size_t>(scoring ? sj.count : 0);
+  if (scoring) {
+    job_image.resize(J);
+    job_target.resize(J);
+    job_loss.resize(J);
+    job_metric.resize(J);
+    VTV_CUDA_CHECK(cudaMemcpyAsync(job_image.get(), sj.grid, sizeof(int32_t) * J, cudaMemcpyHostToDevice, stream));
+    VTV_CUDA_CHECK(cudaMemcpyAsync(job_target.get(), sj.target, sizeof(int32_t) * J, cudaMemcpyHostToDevice, stream));
+  }
+  if (!out.pixels && !scoring) return G;
+
+  // ---- decode passes; each scores the jobs whose grid it holds ----------------------------------------
+  for (int64_t g0 = 0; g0 < G; g0 += max_chunk) {
+    const int64_t n = std::min<int64_t>(max_chunk, G - g0);
+    ensure_capacity(n);
+    VTV_CUDA_CHECK(cudaMemcpyAsync(tokens.get(), grid_tokens + g0 * kPatches, sizeof(int32_t) * size_t(n) * kPatches,
+                                   cudaMemcpyDeviceToDevice, stream));
+    decode(n);
+    if (out.pixels) {
+      VTV_CUDA_CHECK(cudaMemcpyAsync(out.pixels + g0 * kPixelFloats, pixels.get(),
+                                     sizeof(float) * size_t(n * kPixelFloats), cudaMemcpyDeviceToHost, stream));
+    }
+    if (scoring) {
+      cell_scores_in_pass(sj.loss, pixels.get(), targets_dev, job_image.get(), grid_of_source.get(), g0, n,
+                          job_target.get(), sj.count, job_loss.get(), job_metric.get(), stream);
+    }
+  }
+  if (scoring && out.losses) {
+    VTV_CUDA_CHECK(cudaMemcpyAsync(out.losses, job_loss.get(), sizeof(float) * J, cudaMemcpyDeviceToHost, stream));
+  }
+  if (scoring && out.metrics) {
+    VTV_CUDA_CHECK(cudaMemcpyAsync(out.metrics, job_metric.get(), sizeof(float) * J, cudaMemcpyDeviceToHost, stream));
+  }
+  if (grid_of_source_out) {
+    VTV_CUDA_CHECK(cudaMemcpyAsync(grid_of_source_out, grid_of_source.get(), sizeof(int32_t) * S,
+                                   cudaMemcpyDeviceToHost, stream));
+  }
+  VTV_CUDA_CHECK(cudaStreamSynchronize(stream));
+  return G;
+}
+
 void VqganCuda::State::run(const int32_t* tok, bool tok_on_device, int64_t grids, const VqganScoreJobs& sj,
                            const VqganCudaOutputs& out) {
   check(grids >= 0, "VqganCuda::run: grids must be >= 0, got " + std::to_string(grids));
   check(grids == 0 || tok != nullptr, "VqganCuda::run: tokens is null");
   const bool scoring = sj.loss != Loss::None;
-  if (scoring) {
-    check(sj.loss == Loss::IoU || sj.loss == Loss::MSE, "VqganCuda::run: scores.loss must be None, IoU or MSE");
-    check(sj.count >= 0 && (sj.count == 0 || (sj.grid && sj.target)),
-          "VqganCuda::run: scores.grid and scores.target must be set for scores.count > 0");
-    check(sj.count == 0 || (sj.targets && sj.num_targets > 0), "VqganCuda::run: scores.targets must be set");
-    check(sj.count == 0 || out.losses || out.metrics, "VqganCuda::run: scoring asks for neither losses nor metrics");
-    for (int64_t j = 0; j < sj.count; ++j) {
-      check(sj.grid[j] >= 0 && sj.grid[j] < grids, "VqganCuda::run: scores.grid[" + std::to_string(j) + "] = " +
-                                                       std::to_string(sj.grid[j]) + " is outside [0, " +
-                                                       std::to_string(grids) + ")");
-      check(sj.target[j] >= 0 && sj.target[j] < sj.num_targets,
-            "VqganCuda::run: scores.target[" + std::to_string(j) + "] = " + std::to_string(sj.target[j]) +
-                " is outside [0, " + std::to_string(sj.num_targets) + ")");
-    }
-  }
+  const uint8_t* targets_dev = scoring ? prepare_scoring(sj, grids, out, "VqganCuda::run") : nullptr;
   if (grids == 0) return;
   if (!out.pixels && !(scoring && sj.count > 0)) return;  // nothing asked for
 
-  const uint8_t* targets_dev = nullptr;
-  if (scoring && sj.count > 0) {
-    if (sj.targets_on_device) {
-      targets_dev = sj.targets;
-    } else {
-      const size_t bytes = static_cast<size_t>(sj.num_targets * model::kCellBytes);
-      targets.resize(bytes);
-      VTV_CUDA_CHECK(cudaMemcpyAsync(targets.get(), sj.targets, bytes, cudaMemcpyHostToDevice, stream));
-      targets_dev = targets.get();
-    }
-  }
   // Score jobs grouped by pass.
   std::vector<std::vector<int64_t>> jobs_of_pass;
   const int64_t passes = (grids + max_chunk - 1) / max_chunk;

@@ -8,8 +8,9 @@
 // applied (with swish) by the one that reads it; nearest x2 upsampling is folded into the following
 // convolution's indexing. The decode of a pass of n grids is captured as a CUDA graph per n and
 // replayed (direct launches when capture fails or graphs are off).
-// Work sharing: the caller passes distinct grids and maps score jobs to them (any number of jobs per
-// grid), so a grid shared by many samples is decoded once. Not thread-safe: one run at a time.
+// Work sharing: run() takes distinct grids from the caller and maps score jobs to them (any number of
+// jobs per grid), so a grid shared by many samples is decoded once; run_shared() finds the distinct
+// grids itself, on the device. Not thread-safe: one run at a time.
 // This header includes no CUDA headers.
 #pragma once
 #include <cstddef>
@@ -55,6 +56,16 @@ class VqganCuda {
   // The same with tokens already on the device ([grids][196] int32, e.g. MaeCuda's argmax grids).
   void run_device(const int32_t* tokens_device, int64_t grids, const VqganScoreJobs& scores,
                   const VqganCudaOutputs& out);
+
+  // The engine's GPU step: `sources` token grids already on the device ([sources][196] int32, e.g.
+  // MaeCuda's tokens_device) and score jobs that name a source (scores.grid[j] in [0, sources)). With
+  // dedupe, identical grids are found on the device (grid_dedupe) and each distinct one is decoded once;
+  // without, every source is decoded. Only the count of distinct grids, the losses and metrics, and
+  // (when asked) the pixels come back. Returns the number of grids decoded; grid_of_source (host,
+  // [sources], nullable) receives each source's grid, the row of out.pixels ([grids][3][224][224])
+  // that holds its image.
+  int64_t run_shared(const int32_t* tokens_device, int64_t sources, bool dedupe, const VqganScoreJobs& scores,
+                     const VqganCudaOutputs& out, int32_t* grid_of_source = nullptr);
 
   Precision precision() const;
   size_t weight_bytes() const;

@@ -94,6 +94,20 @@ void cell_scores(Loss loss, const float* pixels, const uint8_t* targets, const i
                  const int32_t* job_target, int64_t jobs, float* loss_out, float* metric_out,
                  cudaStream_t stream = nullptr);
 
+// The same for jobs that name a source grid rather than a decoded image, for one decode pass: job j
+// scores image grid_of_source[job_source[j]] - first_grid when that grid is one of the pass's
+// [first_grid, first_grid + grids); other jobs are left for their own pass. All arrays are on the device.
+void cell_scores_in_pass(Loss loss, const float* pixels, const uint8_t* targets, const int32_t* job_source,
+                         const int32_t* grid_of_source, int64_t first_grid, int64_t grids, const int32_t* job_target,
+                         int64_t jobs, float* loss_out, float* metric_out, cudaStream_t stream = nullptr);
+
+// Identical token grids found on the device, as model::group_identical on the host (grid_dedupe.cu):
+// tokens [sources][196] (device) -> grid_of_source[s], the index of s's grid among the distinct grids,
+// numbered in order of first occurrence; unique [distinct][196], each distinct grid's tokens; *count,
+// the number of distinct grids (device int32). hashes [sources] and first [sources] are scratch.
+void grid_dedupe(const int32_t* tokens, int64_t sources, int32_t* grid_of_source, int32_t* unique, int32_t* count,
+                 unsigned long long* hashes, int32_t* first, cudaStream_t stream = nullptr);
+
 // map_pixels of the VQGAN encoder: x[n][c][i] = 2 * (canvas[n][c][i] * std[c] + mean[c]) - 1 for the three
 // colour channels of each ImageNet-normalised canvas ([N][3][plane]), and 0 for channels 3..C-1 (x is
 // [N][C][plane], C >= 3: conv_in's input padded to a multiple of 8 channels).

@@ -15,6 +15,7 @@
 #include "cpu/gemm.h"
 #include "cuda/probe.h"
 #ifdef VTV_WITH_CUDA
+#include "cuda/device_buffer.h"
 #include "cuda/mae_cuda.h"
 #include "cuda/vqgan_cuda.h"
 #include "cuda/vqgan_encoder_cuda.h"
@@ -98,6 +99,7 @@ class EngineImpl {
   std::unique_ptr<cuda::MaeCuda> mae_cuda_;  // the transformer path on the GPU (backend "cuda")
   std::unique_ptr<cuda::VqganCuda> vq_cuda_;  // the VQGAN decode and pixel losses on the GPU (backend "cuda")
   std::unique_ptr<cuda::VqganEncoderCuda> vq_enc_cuda_;  // encode_tokens on the GPU (backend "cuda")
+  cuda::DeviceBuffer<int32_t> device_tokens_;  // a step's token grids, from MaeCuda to VqganCuda on the device
 #endif
   std::mutex mutex_;  // forward() reuses scratch buffers
   friend class Engine;
@@ -297,10 +299,15 @@ void EngineImpl::forward(const ForwardRequest& rq, ForwardResult& rs) {
   std::vector<int32_t> tokens(static_cast<size_t>(U) * kPatches);
   // The CPU chunk bounds the CPU's activation scratch; on the GPU only the host logits buffer grows with
   // the chunk (MaeCuda splits its own device passes), so the whole step goes in one call.
-  bool gpu_mae = false;
+  bool gpu_mae = false, gpu_decode = false;
 #ifdef VTV_WITH_CUDA
   gpu_mae = mae_cuda_ != nullptr;
+  gpu_decode = gpu_mae && vq_cuda_ != nullptr && decode;
+  if (gpu_mae) device_tokens_.resize(static_cast<size_t>(std::max(1, U)) * kPatches);
 #endif
+  // The host needs the token grids for its own decode, the caller's tokens, or the token losses; a GPU
+  // decode takes them from the device.
+  const bool host_tokens = rs.tokens || token_loss || !gpu_decode;
   const int64_t chunk = gpu_mae ? std::max(1, U) : model::chunk_samples(mae_->bytes_per_sample(mode), kMaxMaeChunk);
   std::vector<float> logits, enc_out, dec_out;
   std::vector<uint8_t> masks;
@@ -344,7 +351,8 @@ void EngineImpl::forward(const ForwardRequest& rq, ForwardResult& rs) {
     if (mae_cuda_) {
       // The GPU writes the token grids itself (argmax fused into the head, duplication included).
       // Logits leave the GPU only when someone reads them (the caller, or the token losses).
-      mae_cuda_->run(mc, {mo.encoder_out, mo.decoder_out, mo.logits, tokens.data() + u0 * kPatches});
+      mae_cuda_->run(mc, {mo.encoder_out, mo.decoder_out, mo.logits, host_tokens ? tokens.data() + u0 * kPatches : nullptr,
+                          device_tokens_.get() + u0 * kPatches});
       on_gpu = true;
     }
 #endif
@@ -394,19 +402,6 @@ void EngineImpl::forward(const ForwardRequest& rq, ForwardResult& rs) {
   if (!decode) return;
 
   // ---- VQGAN decode of the distinct token grids --------------------------------------------------
-  const model::Groups dg = model::group_identical(
-      U,
-      [&](int u) {
-        return model::KeyView{0, tokens.data() + int64_t(u) * kPatches, sizeof(int32_t) * kPatches};
-      },
-      rq.dedupe);
-  const int G = dg.count();
-  std::vector<std::vector<int>> grid_samples(static_cast<size_t>(G));  // grid -> batch samples
-  for (int b = 0; b < batch; ++b) {
-    const int u = fw.group_of[static_cast<size_t>(b)];
-    grid_samples[static_cast<size_t>(dg.group_of[static_cast<size_t>(u)])].push_back(b);
-  }
-
   // Targets per canvas: the caller's, or the canvas's own bottom-right cell.
   const bool pixel_loss = rq.loss != Loss::None && !token_loss;
   std::vector<uint8_t> own_targets;
@@ -422,64 +417,67 @@ void EngineImpl::forward(const ForwardRequest& rq, ForwardResult& rs) {
 
   std::vector<float> pixels;
 #ifdef VTV_WITH_CUDA
-  if (vq_cuda_) {
-    // The distinct grids go to the GPU; one score job per sample (its grid, its canvas's target), so only
-    // the losses come back unless pixels or images are asked for.
+  if (gpu_decode) {
+    // The MAE left the U grids on the device: VqganCuda finds the distinct ones there, decodes each once
+    // and scores one job per sample (its MAE forward's grid, its canvas's target), so only the losses
+    // come back (and the pixels, when asked for).
     const bool want_pixels = rs.pixels || rs.images;
-    const int64_t gchunk = want_pixels ? kMaxDecodeChunk : G;  // bounds the host pixel buffer
-    std::vector<int32_t> grid_tokens, job_grid, job_target, job_sample;
+    std::vector<int32_t> job_source, job_target, grid_of_u(want_pixels ? static_cast<size_t>(U) : 0);
     std::vector<float> job_loss, job_metric;
-    for (int64_t g0 = 0; g0 < G; g0 += gchunk) {
-      const int64_t n = std::min<int64_t>(gchunk, G - g0);
-      grid_tokens.resize(static_cast<size_t>(n * kPatches));
-      job_grid.clear();
-      job_target.clear();
-      job_sample.clear();
-      for (int64_t i = 0; i < n; ++i) {
-        const int32_t* src = tokens.data() + int64_t(dg.first[static_cast<size_t>(g0 + i)]) * kPatches;
-        std::copy(src, src + kPatches, grid_tokens.begin() + i * kPatches);
-        if (!pixel_loss) continue;
-        for (int b : grid_samples[static_cast<size_t>(g0 + i)]) {
-          job_grid.push_back(static_cast<int32_t>(i));
-          job_target.push_back(canvas_of(b));
-          job_sample.push_back(b);
-        }
+    cuda::VqganScoreJobs sj;
+    if (pixel_loss) {
+      for (int b = 0; b < batch; ++b) {
+        job_source.push_back(fw.group_of[static_cast<size_t>(b)]);
+        job_target.push_back(canvas_of(b));
       }
-      cuda::VqganScoreJobs sj;
-      if (pixel_loss) {
-        sj.loss = rq.loss;
-        sj.count = static_cast<int64_t>(job_grid.size());
-        sj.grid = job_grid.data();
-        sj.target = job_target.data();
-        sj.targets = targets;
-        sj.num_targets = rq.num_canvases;
-      }
-      job_loss.resize(job_grid.size());
-      job_metric.resize(job_grid.size());
-      if (want_pixels) pixels.resize(static_cast<size_t>(n * canvas_floats));
-      vq_cuda_->run(grid_tokens.data(), n, sj, {want_pixels ? pixels.data() : nullptr, job_loss.data(), job_metric.data()});
-      for (size_t j = 0; j < job_sample.size(); ++j) {
-        if (rs.losses) rs.losses[job_sample[j]] = job_loss[j];
-        if (rs.metrics) rs.metrics[job_sample[j]] = job_metric[j];
-      }
-      if (!want_pixels) continue;
-      pool.parallel_for(n, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          const float* px = pixels.data() + i * canvas_floats;
-          for (int b : grid_samples[static_cast<size_t>(g0 + i)]) {
-            if (rs.pixels) std::memcpy(rs.pixels + int64_t(b) * canvas_floats, px, sizeof(float) * canvas_floats);
-            if (rs.images) {
-              uint8_t* img = rs.images + int64_t(b) * canvas_floats;
-              for (int64_t k = 0; k < canvas_floats; ++k) img[k] = model::pixel_to_byte(px[k]);
-            }
+      job_loss.resize(job_source.size());
+      job_metric.resize(job_source.size());
+      sj.loss = rq.loss;
+      sj.count = batch;
+      sj.grid = job_source.data();
+      sj.target = job_target.data();
+      sj.targets = targets;
+      sj.num_targets = rq.num_canvases;
+    }
+    if (want_pixels) pixels.resize(static_cast<size_t>(U * canvas_floats));
+    const int64_t G = vq_cuda_->run_shared(device_tokens_.get(), U, rq.dedupe, sj,
+                                           {want_pixels ? pixels.data() : nullptr, pixel_loss ? job_loss.data() : nullptr,
+                                            pixel_loss ? job_metric.data() : nullptr},
+                                           want_pixels ? grid_of_u.data() : nullptr);
+    for (int b = 0; pixel_loss && b < batch; ++b) {
+      if (rs.losses) rs.losses[b] = job_loss[static_cast<size_t>(b)];
+      if (rs.metrics) rs.metrics[b] = job_metric[static_cast<size_t>(b)];
+    }
+    if (want_pixels) {
+      pool.parallel_for(batch, [&](int64_t begin, int64_t end) {
+        for (int64_t b = begin; b < end; ++b) {
+          const int32_t g = grid_of_u[static_cast<size_t>(fw.group_of[static_cast<size_t>(b)])];
+          const float* px = pixels.data() + int64_t(g) * canvas_floats;
+          if (rs.pixels) std::memcpy(rs.pixels + b * canvas_floats, px, sizeof(float) * canvas_floats);
+          if (rs.images) {
+            uint8_t* img = rs.images + b * canvas_floats;
+            for (int64_t k = 0; k < canvas_floats; ++k) img[k] = model::pixel_to_byte(px[k]);
           }
         }
       });
     }
-    rs.unique_decodes = G;
+    rs.unique_decodes = static_cast<int>(G);
     return;
   }
 #endif
+  const model::Groups dg = model::group_identical(
+      U,
+      [&](int u) {
+        return model::KeyView{0, tokens.data() + int64_t(u) * kPatches, sizeof(int32_t) * kPatches};
+      },
+      rq.dedupe);
+  const int G = dg.count();
+  std::vector<std::vector<int>> grid_samples(static_cast<size_t>(G));  // grid -> batch samples
+  for (int b = 0; b < batch; ++b) {
+    const int u = fw.group_of[static_cast<size_t>(b)];
+    grid_samples[static_cast<size_t>(dg.group_of[static_cast<size_t>(u)])].push_back(b);
+  }
+
   const int64_t dchunk = model::chunk_samples(vq_->bytes_per_sample() + canvas_floats * 4, kMaxDecodeChunk);
   std::vector<const int32_t*> grids;
   for (int64_t g0 = 0; g0 < G; g0 += dchunk) {
