@@ -5,18 +5,20 @@
 //      (forward() is synchronous and includes its host work and copies) -> forwards/s and TFLOP/s at
 //      114.7 GMAC per forward (SPEC §7; 1 MAC = 2 FLOP).
 //   2. Where the engine's time goes: cuda::MaeCuda and cuda::VqganCuda called directly, as the engine
-//      calls them (MAE in the engine's chunks with logits copied back, decode in passes of 32) and in one
-//      pass without the logits copy; the rest of forward() is host work.
+//      calls them (MAE in one call leaving the tokens on the device; run_shared deduplicating them there
+//      and decoding in passes of 32) and the alternatives (logits copied back; every grid in one pass);
+//      the rest of forward() is host work.
 //   3. A search-like loop (what `vtv search` does per step, without Node, which the GPU machine lacks):
 //      Bernoulli masks over the 1152 granularity-1 variables, one forward of 320 samples, z-scored
 //      advantages and a REINFORCE/Adam update; --search-steps steps timed and extrapolated to the
 //      reference's 500 (stated as such unless --search-steps 500). Validation is not included.
-// The weights are written once to --weights (default /tmp/vtv_vitl_random.safetensors, 1.5 GB) with
+// The weights are written once to --weights (default /tmp/vtv_<config>_random.safetensors, 1.5 GB for ViT-L) with
 // native/tests/test_weights.h's random model writer and reused when the file exists.
 // The last line is "VTV_JSON {...}" for benchmarks/device/perf.sh. Exit status 2 when the CUDA backend is
 // not compiled in or no GPU is usable (the reason is printed), 1 when a measurement failed.
 //   usage: bench_engine_gpu [--batch 320] [--reps 5] [--precisions bf16,fp32] [--search-steps 20]
-//                           [--weights PATH] [--no-components]
+//                           [--weights PATH] [--config PRESET] [--no-components]
+// --config tiny makes a smoke run of every code path (on the CPU CUDA emulator too: VTV_CUDA=EMULATE).
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -39,6 +41,7 @@
 #include "vtv/error.h"
 #include "vtv/weights.h"
 #ifdef VTV_WITH_CUDA
+#include "cuda/device_buffer.h"
 #include "cuda/mae_cuda.h"
 #include "cuda/vqgan_cuda.h"
 #include "model/losses.h"
@@ -80,7 +83,8 @@ struct Options {
   int reps = 5;
   std::vector<std::string> precisions{"bf16", "fp32"};
   int search_steps = 20;
-  std::string weights = "/tmp/vtv_vitl_random.safetensors";
+  std::string config = "mae-vqgan-vit-large";  // another preset (tiny) for a smoke run, e.g. on the emulator
+  std::string weights;                          // default /tmp/vtv_<config>_random.safetensors
   bool components = true;
 };
 
@@ -255,6 +259,7 @@ int main(int argc, char** argv) {
     else if (a == "--reps") o.reps = std::atoi(next().c_str());
     else if (a == "--search-steps") o.search_steps = std::atoi(next().c_str());
     else if (a == "--weights") o.weights = next();
+    else if (a == "--config") o.config = next();
     else if (a == "--no-components") o.components = false;
     else if (a == "--precisions") {
       o.precisions.clear();
@@ -268,7 +273,8 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: bench_engine_gpu [--batch 320] [--reps 5] [--precisions bf16,fp32] [--search-steps 20]\n"
-                   "                        [--weights PATH] [--no-components]\nunknown argument '%s'\n",
+                   "                        [--weights PATH] [--config PRESET] [--no-components]\n"
+                   "unknown argument '%s'\n",
                    a.c_str());
       return 64;
     }
@@ -292,10 +298,18 @@ int main(int argc, char** argv) {
     std::printf("bench_engine_gpu: no usable CUDA GPU (%s); nothing measured\n", probe.detail.c_str());
     return 2;
   }
-  const vtv::ModelConfig c = vtv::preset("mae-vqgan-vit-large");
-  std::printf("bench_engine_gpu: %s; ViT-L random weights, zero-shot patched forward + decode + MSE, batch %d over %d "
-              "canvases, %d timed repeats (median)\n",
-              probe.detail.c_str(), o.batch, kCanvases, o.reps);
+  vtv::ModelConfig c;
+  try {
+    c = vtv::preset(o.config);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_engine_gpu: --config: %s\n", e.what());
+    return 64;
+  }
+  if (o.weights.empty()) o.weights = "/tmp/vtv_" + o.config + "_random.safetensors";
+  std::printf("bench_engine_gpu: %s; %s random weights, zero-shot patched forward + decode + MSE, batch %d over %d "
+              "canvases, %d timed repeats (median)%s\n",
+              probe.detail.c_str(), c.name.c_str(), o.batch, kCanvases, o.reps,
+              o.config == "mae-vqgan-vit-large" ? "" : "; TFLOP/s below assume ViT-L's 114.7 GMAC: ignore them");
   int failures = 0;
   std::string json = "{\"device\":\"" + probe.detail + "\",\"batch\":" + std::to_string(o.batch) + ",\"gmac_per_forward\":114.7";
   try {
@@ -304,7 +318,7 @@ int main(int argc, char** argv) {
       vtv::test::RandomModelOptions ro;
       ro.seed = 1;
       vtv::test::write_random_model(o.weights, c, ro);
-      std::printf("wrote random ViT-L weights to %s in %.1f s\n", o.weights.c_str(), seconds_now() - t0);
+      std::printf("wrote random %s weights to %s in %.1f s\n", c.name.c_str(), o.weights.c_str(), seconds_now() - t0);
     } else {
       std::printf("reusing weights %s\n", o.weights.c_str());
     }
@@ -398,26 +412,18 @@ int main(int argc, char** argv) {
           json += json_num(key, s * 1e3, comma);
         };
         std::printf("where the bf16 engine's time goes (direct calls, batch %d):\n", o.batch);
+        vtv::cuda::DeviceBuffer<int32_t> device_tokens(size_t(o.batch) * vtv::kPatches);
         {
-          vtv::cuda::MaeCuda mae(c, mw, p, 64);
-          // The engine's way: chunks of 64 (its CPU activation budget) with the logits copied back.
-          const double s_engine_way = time_median(
-              [&] {
-                for (int s0 = 0; s0 < o.batch; s0 += 64) {
-                  vtv::model::MaeChunk part = chunk;
-                  const int n = std::min(64, o.batch - s0);
-                  part.canvases.assign(chunk.canvases.begin() + s0, chunk.canvases.begin() + s0 + n);
-                  part.patch_masks = in.masks.data() + int64_t(s0) * in.mask_bytes;
-                  mae.run(part, {nullptr, nullptr, logits.data() + int64_t(s0) * P * V, tokens.data() + int64_t(s0) * vtv::kPatches});
-                }
-              },
-              o.reps);
-          line("MAE as forward() runs it (5 calls of 64, logits copied back)", "mae_engine_way", s_engine_way, false);
-        }
-        {
-          vtv::cuda::MaeCuda mae(c, mw, p, o.batch);
-          const double s_tokens = time_median([&] { mae.run(chunk, {nullptr, nullptr, nullptr, tokens.data()}); }, o.reps);
-          line("MAE in one pass, tokens only", "mae_one_pass_tokens", s_tokens);
+          // The engine's way: one call, the pass replayed as a CUDA graph, the token grids left on the device.
+          vtv::cuda::MaeCuda mae(c, mw, p);
+          const double s_engine_way =
+              time_median([&] { mae.run(chunk, {nullptr, nullptr, nullptr, nullptr, device_tokens.get()}); }, o.reps);
+          line(mae.graphs_enabled() ? "MAE as forward() runs it (graphs, tokens left on the device)"
+                                    : "MAE as forward() runs it (graphs OFF: capture failed)",
+               "mae_engine_way", s_engine_way, false);
+          const double s_logits =
+              time_median([&] { mae.run(chunk, {nullptr, nullptr, logits.data(), tokens.data(), nullptr}); }, o.reps);
+          line("MAE with the logits and tokens copied back (the token objective's way)", "mae_with_logits", s_logits);
         }
         // Targets as the engine makes them: each canvas's own bottom-right cell.
         std::vector<uint8_t> targets(size_t(kCanvases) * vtv::model::kCellBytes);
@@ -437,13 +443,21 @@ int main(int argc, char** argv) {
         sj.targets = targets.data();
         sj.num_targets = kCanvases;
         std::vector<float> jl(size_t(o.batch)), jm(size_t(o.batch));
-        for (int pass : {32, o.batch}) {
-          vtv::cuda::VqganCuda vq(c, vw, p, pass, true);
+        {
+          // The engine's way: grids from the device, identical ones decoded once, passes of 32 as graphs.
+          vtv::cuda::VqganCuda vq(c, vw, p, 32, true);
+          int64_t grids = 0;
+          const double s = time_median(
+              [&] { grids = vq.run_shared(device_tokens.get(), o.batch, true, sj, {nullptr, jl.data(), jm.data()}); },
+              o.reps);
+          const std::string what = "VQGAN decode + MSE as forward() runs it (" + std::to_string(grids) + " distinct grids" +
+                                   (vq.graphs_enabled() ? ", graphs)" : ", graphs OFF: capture failed)");
+          line(what.c_str(), "vqgan_engine_way", s);
+        }
+        {
+          vtv::cuda::VqganCuda vq(c, vw, p, o.batch, true);
           const double s = time_median([&] { vq.run(tokens.data(), o.batch, sj, {nullptr, jl.data(), jm.data()}); }, o.reps);
-          const std::string what = "VQGAN decode + MSE, passes of " + std::to_string(pass) +
-                                   (pass == 32 ? " (as forward() runs it)" : " (one pass)") +
-                                   (vq.graphs_enabled() ? ", CUDA graphs" : ", graphs OFF (capture failed)");
-          line(what.c_str(), pass == 32 ? "vqgan_passes_32" : "vqgan_one_pass", s);
+          line("VQGAN decode + MSE of every grid in one pass (host tokens)", "vqgan_one_pass", s);
         }
         json += "}";
         std::printf("  (the rest of forward() is host work: validation, work sharing, targets, mask copies)\n");
