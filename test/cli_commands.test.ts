@@ -135,6 +135,21 @@ describe('vtv collect / search / eval (fake engine)', () => {
     await expect(collectCommand({ ...base, model: 'mae-vqgan-vit-large', ...small }, deps)).rejects.toThrow(/was made with --model "tiny"/);
   });
 
+  it('takes --precision into the run and the engine, and refuses an unknown one before writing anything', async () => {
+    const seen: string[] = [];
+    const spy: Deps = { ...deps, openEngine: async (c, _w, backend, _t, _n, precision) => (seen.push(`${backend}/${precision}`), new FakeEngine(c)) };
+    const bf = join(root, 'bf16');
+    await collectCommand({ ...base, run: bf, backend: 'cuda', precision: 'bf16', ...small, tasks: ['segmentation'] }, spy);
+    expect(JSON.parse(readFileSync(runPaths(bf).config, 'utf8')).precision).toBe('bf16');
+    await searchCommand({ run: bf, ...searchSmall, steps: 2 }, spy); // later commands default to the run's
+    expect(seen).toEqual(['cuda/bf16', 'cuda/bf16']);
+    const bad = join(root, 'fp16');
+    await expect(collectCommand({ ...base, run: bad, precision: 'fp16' as 'bf16', ...small }, spy)).rejects.toThrow(
+      /--precision must be fp32 or bf16, got 'fp16'/,
+    );
+    expect(existsSync(join(bad, 'config.json'))).toBe(false);
+  });
+
   it('reports a dataset with missing files clearly', async () => {
     const voc = join(root, 'novoc');
     await expect(collectCommand({ ...base, run: join(root, 'voc'), dataset: 'pascal5i', dataDir: voc, ...small }, deps)).rejects.toThrow(/novoc/);

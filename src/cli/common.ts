@@ -21,6 +21,7 @@ export interface RunOptions {
   model?: string;
   weights?: string[];
   backend?: 'auto' | 'cpu' | 'cuda';
+  precision?: 'fp32' | 'bf16';
   threads?: number;
   dataset?: 'bundled' | 'pascal5i';
   dataDir?: string;
@@ -41,14 +42,21 @@ export interface EngineNeeds {
 
 /** Seams for tests: the engine factory and where messages go. */
 export interface Deps {
-  openEngine: (config: ModelConfig, weights: string[], backend: RunConfig['backend'], threads: number, needs?: EngineNeeds) => Promise<OpenedEngine>;
+  openEngine: (
+    config: ModelConfig,
+    weights: string[],
+    backend: RunConfig['backend'],
+    threads: number,
+    needs?: EngineNeeds,
+    precision?: 'fp32' | 'bf16',
+  ) => Promise<OpenedEngine>;
   log: (msg: string) => void;
   progress: boolean;
 }
 
 export const defaultDeps: Deps = {
-  openEngine: (config, weights, backend, threads, needs = {}) =>
-    Engine.open({ config, weights, backend, threads, needVqganEncoder: needs.vqganEncoder ?? false }),
+  openEngine: (config, weights, backend, threads, needs = {}, precision = 'fp32') =>
+    Engine.open({ config, weights, backend, threads, precision, needVqganEncoder: needs.vqganEncoder ?? false }),
   log: (m) => console.error(m),
   progress: process.stderr.isTTY === true,
 };
@@ -127,6 +135,12 @@ export interface RunContext {
  * contradict it are refused rather than silently mixing two setups in one directory.
  */
 export function openRun(o: RunOptions, create: boolean): RunContext {
+  if (o.backend !== undefined && !['auto', 'cpu', 'cuda'].includes(o.backend)) {
+    throw new UsageError(`--backend must be auto, cpu or cuda, got '${o.backend}'`);
+  }
+  if (o.precision !== undefined && !['fp32', 'bf16'].includes(o.precision)) {
+    throw new UsageError(`--precision must be fp32 or bf16, got '${o.precision}' (bf16 runs on the cuda backend only)`);
+  }
   const dir = resolveRunDir(o);
   const paths = runPaths(dir);
   let run: RunConfig;
@@ -148,6 +162,7 @@ export function openRun(o: RunOptions, create: boolean): RunContext {
     );
     clash('--dataset', o.dataset, run.dataset);
     if (o.backend) run.backend = o.backend;
+    if (o.precision) run.precision = o.precision;
   } else {
     if (!create) throw new UsageError(`${dir} is not a vtv run (no config.json): run \`vtv collect --run ${o.run ?? dir}\` first`);
     const weights = (o.weights ?? []).map((w) => resolve(w));
@@ -160,6 +175,7 @@ export function openRun(o: RunOptions, create: boolean): RunContext {
       dataset: o.dataset ?? 'bundled',
       dataDir: o.dataDir ? resolve(o.dataDir) : undefined,
       backend: o.backend ?? 'auto',
+      ...(o.precision ? { precision: o.precision } : {}),
       created: new Date().toISOString(),
     };
   }
@@ -173,7 +189,7 @@ export function openRun(o: RunOptions, create: boolean): RunContext {
 
 export async function openEngine(ctx: RunContext, deps: Deps, threads = 0, needs: EngineNeeds = {}): Promise<OpenedEngine> {
   checkWeights(ctx.config, ctx.run.weights, needs);
-  const engine = await deps.openEngine(ctx.config, ctx.run.weights, ctx.run.backend, threads, needs);
+  const engine = await deps.openEngine(ctx.config, ctx.run.weights, ctx.run.backend, threads, needs, ctx.run.precision ?? 'fp32');
   if (engine.backend) deps.log(`engine: ${engine.backend.name} (${engine.backend.reason}), ${engine.backend.threads} thread(s)`);
   return engine;
 }

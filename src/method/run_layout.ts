@@ -80,5 +80,7 @@ export interface RunConfig {
   dataset: 'bundled' | 'pascal5i';
   dataDir?: string;
   backend: 'auto' | 'cpu' | 'cuda';
+  /** The CUDA backend's precision (absent: fp32); a later command's --precision overrides it, as --backend does. */
+  precision?: 'fp32' | 'bf16';
   created: string;
 }
