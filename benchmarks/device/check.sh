@@ -13,6 +13,9 @@
 #   mkdir -p .gtest-src && cp -r /usr/src/googletest/. .gtest-src/ && echo /.gtest-src/ >> .git/info/exclude
 # and carry .gtest-src along). When $OUT is set, logs and the table are copied there. VTV_SANITIZE=1 also
 # runs the kernel tests under compute-sanitizer memcheck.
+# CHECK_EMULATE=1 runs the same tests on the CPU CUDA emulator instead (no GPU, no nvcc: the .cu sources
+# built as C++, native/cuda_emulator/README.md), which checks the kernels' logic but says nothing of
+# speed; its table has the same columns (times are the emulator's).
 # Exit status: 0 when every CUDA test passed (or skipped), 1 when one failed, 2 when the build failed.
 set -uo pipefail
 t0=$(date +%s)
@@ -31,11 +34,13 @@ export PATH="$PATH:/usr/local/cuda/bin"
 log "nvcc: $(nvcc --version 2>/dev/null | tail -1); cmake: $(cmake --version | head -1)"
 
 # ---- configure; GTest from source when CMake finds none -------------------------------------------------
+cuda_flags=(-DVTV_CUDA=ON -DVTV_CUDA_ARCHITECTURES=90)
+[ "${CHECK_EMULATE:-0}" = 1 ] && cuda_flags=(-DVTV_CUDA=EMULATE)
 configure() {
-  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DVTV_CUDA=ON -DVTV_CUDA_ARCHITECTURES=90 -DVTV_BENCH=OFF \
+  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release "${cuda_flags[@]}" -DVTV_BENCH=OFF \
     -DVTV_TESTS=ON "$@" >"$build/configure.log" 2>&1 || { tail -30 "$build/configure.log"; exit 2; }
 }
-log "configuring (VTV_CUDA=ON, sm_90)"
+log "configuring (${cuda_flags[*]})"
 configure
 if grep -q "GTest not found" "$build/configure.log"; then
   src="${VTV_GTEST_SRC:-$root/.gtest-src}"
@@ -69,13 +74,14 @@ if ! cmake --build "$build" -j "$jobs" --target cuda_kernels_test cuda_mae_test 
 fi
 grep -E "Compiling entry function|Used [0-9]+ registers|spill" "$build/build.log" >"$build/ptxas-sm90.txt" || true
 spills=$(grep -E "bytes spill" "$build/ptxas-sm90.txt" | grep -vc " 0 bytes spill stores, 0 bytes spill loads" || true)
-log "built; kernels with register spills: ${spills:-0}"
+if [ "${CHECK_EMULATE:-0}" = 1 ]; then log "built for the CPU CUDA emulator (no ptxas report)"
+else log "built; kernels with register spills: ${spills:-0}"; fi
 
 # ---- tests -----------------------------------------------------------------------------------------------
 report="$build/cuda-report.tsv"
 rm -f "$report"
 log "running the CUDA tests"
-VTV_CUDA_REPORT="$report" ctest --test-dir "$build" -R '^Cuda' -V --timeout 300 >"$build/ctest.log" 2>&1
+VTV_CUDA_REPORT="$report" ctest --test-dir "$build" -R '^(emulated\.)?Cuda' -V --timeout 600 >"$build/ctest.log" 2>&1
 status=$?
 # The failing tests' messages (every test's printed errors and timings stay in ctest.log), why tests
 # skipped (once), then every test's verdict.

@@ -14,7 +14,9 @@
 #include "cpu/elementwise.h"
 #include "cpu/gemm.h"
 #include "cpu/norm.h"
+#include "cuda/check.cuh"
 #include "cuda/device_buffer.h"
+#include "cuda/graph_cache.h"
 #include "cuda/kernels.h"
 #include "model/token_layout.h"
 #include "vtv/config.h"
@@ -376,6 +378,43 @@ TEST(CudaAttention, MatchesCpuWithPatchAndCapture) {
 }
 
 // ---- patch gathering and token assembly ---------------------------------------------------------------
+
+// GraphCache: the first run of a key captures, later runs replay what was captured (the key must name
+// everything a graph bakes in), and a capture that fails (here: work on the legacy stream during a
+// thread-local capture) turns graphs off and runs the launches directly.
+TEST(CudaGraphCache, CapturesOnceReplaysAndFallsBackWhenACaptureFails) {
+  VTV_REQUIRE_GPU();
+  cudaStream_t s = nullptr;
+  VTV_CUDA_CHECK(cudaStreamCreate(&s));
+  cuda::DeviceBuffer<uint8_t> buf(1024);
+  cuda::GraphCache cache;
+  int calls = 0;
+  auto fill = [&](int byte, cudaStream_t on) {
+    return [&, byte, on] {
+      ++calls;
+      VTV_CUDA_CHECK(cudaMemsetAsync(buf.get(), byte, 1024, on));
+    };
+  };
+  auto first_byte = [&] {
+    VTV_CUDA_CHECK(cudaStreamSynchronize(s));
+    return static_cast<int>(buf.to_host(1)[0]);
+  };
+  cache.run({1}, s, fill(1, s));
+  EXPECT_EQ(first_byte(), 1);
+  EXPECT_EQ(cache.size(), 1);
+  EXPECT_EQ(calls, 1);
+  cache.run({1}, s, fill(2, s));  // the same key: the graph of fill(1) replays, fill(2) never runs
+  EXPECT_EQ(first_byte(), 1);
+  EXPECT_EQ(calls, 1);
+  cache.run({2}, s, fill(3, nullptr));  // legacy stream inside a capture: the capture fails
+  EXPECT_FALSE(cache.enabled());
+  EXPECT_EQ(first_byte(), 3) << "after a failed capture the launches must run directly";
+  EXPECT_EQ(calls, 3);  // once inside the failed capture, once directly
+  cache.run({1}, s, fill(4, s));  // graphs off: direct from now on
+  EXPECT_EQ(first_byte(), 4);
+  cache.clear();
+  VTV_CUDA_CHECK(cudaStreamDestroy(s));
+}
 
 TEST(CudaPatchEmbed, GatherAndAssemblyMatchTheTokenLayout) {
   VTV_REQUIRE_GPU();

@@ -3,12 +3,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <map>
 #include <unordered_map>
 #include <vector>
 
 #include "cuda/check.cuh"
 #include "cuda/device_buffer.h"
+#include "cuda/graph_cache.h"
 #include "cuda/kernels.h"
 #include "model/token_layout.h"
 #include "vtv/error.h"
@@ -92,10 +92,8 @@ struct MaeCuda::State {
   ModelConfig c;
   Precision precision;
   int max_chunk;
-  bool graphs_on = true;
   cudaStream_t stream = nullptr;  // every kernel of a pass runs here (a graph capture needs a stream)
-  // One instantiated graph per pass shape and buffer set (see graph_key).
-  std::map<std::vector<int64_t>, cudaGraphExec_t> graphs;
+  GraphCache graphs;              // one graph per pass shape and buffer set (see graph_key)
   DeviceBuffer<float> cls, pos, mask_token, dpos;
   DevLinear patch, decoder_embed, decoder_pred;
   std::vector<DevBlock> enc, dec;
@@ -193,12 +191,15 @@ struct MaeCuda::State {
   // The kernels of one pass, inputs already on the device; `out` (direct runs only) takes the encoder
   // and decoder outputs as they pass by.
   void kernels(const Kernels& k, const MaeCudaOutputs* out, int64_t s0);
-  // kernels(k) by its graph (captured on first use), or direct when graphs are off or capture fails.
-  void run_kernels(const Kernels& k);
-  cudaGraphExec_t capture(const Kernels& k);
-  void drop_graphs() {
-    for (auto& g : graphs) cudaGraphExecDestroy(g.second);
-    graphs.clear();
+  // A patch table of one layer: its bits start at bit_offset, its means at `means`.
+  HeadPatch head_patch(const Kernels& k, int64_t bit_offset, const float* means) const {
+    HeadPatch hp;
+    hp.mask = masks.get();
+    hp.mask_stride = k.mask_bytes;
+    hp.bit_offset = bit_offset;
+    hp.means = means;
+    hp.position_shift = k.mode == Mode::ZeroShot ? kZeroShotShift : 0;
+    return hp;
   }
 };
 
@@ -208,7 +209,7 @@ MaeCuda::MaeCuda(const ModelConfig& config, const model::MaeW& w, Precision prec
   s.c = config;
   s.precision = precision;
   s.max_chunk = max_chunk;
-  s.graphs_on = use_graphs;
+  s.graphs.set_enabled(use_graphs);
   config.validate();
   check(max_chunk > 0, "MaeCuda: max_chunk must be positive, got " + std::to_string(max_chunk));
   check(static_cast<int>(w.blocks.size()) == config.enc_depth && static_cast<int>(w.decoder_blocks.size()) == config.dec_depth,
@@ -249,7 +250,7 @@ MaeCuda::MaeCuda(const ModelConfig& config, const model::MaeW& w, Precision prec
 
 MaeCuda::~MaeCuda() {
   if (!s_) return;
-  s_->drop_graphs();
+  s_->graphs.clear();
   if (s_->stream) {
     cudaStreamSynchronize(s_->stream);
     cudaStreamDestroy(s_->stream);
@@ -257,8 +258,8 @@ MaeCuda::~MaeCuda() {
 }
 
 Precision MaeCuda::precision() const { return s_->precision; }
-bool MaeCuda::graphs_enabled() const { return s_->graphs_on; }
-int MaeCuda::graphs_captured() const { return static_cast<int>(s_->graphs.size()); }
+bool MaeCuda::graphs_enabled() const { return s_->graphs.enabled(); }
+int MaeCuda::graphs_captured() const { return s_->graphs.size(); }
 
 size_t MaeCuda::weight_bytes() const {
   const State& s = *s_;
@@ -356,7 +357,7 @@ void MaeCuda::State::pass(const model::MaeChunk& chunk, int64_t s0, int64_t n, c
   if (out.encoder_out || out.decoder_out) {
     kernels(k, &out, s0);  // the encoder's output is overwritten by the decoder's: copy it out on the way
   } else {
-    run_kernels(k);
+    graphs.run(graph_key(k), stream, [&] { kernels(k, nullptr, 0); });
   }
   if (out.tokens_device) {
     VTV_CUDA_CHECK(cudaMemcpyAsync(out.tokens_device + s0 * kPatches, tokens.get(), sizeof(int32_t) * size_t(n) * kPatches,
@@ -368,56 +369,12 @@ void MaeCuda::State::pass(const model::MaeChunk& chunk, int64_t s0, int64_t n, c
   device_synchronize();
 }
 
-void MaeCuda::State::run_kernels(const Kernels& k) {
-  if (graphs_on) {
-    const std::vector<int64_t> key = graph_key(k);
-    auto it = graphs.find(key);
-    if (it == graphs.end()) {
-      cudaGraphExec_t exec = capture(k);
-      if (exec) it = graphs.emplace(key, exec).first;
-    }
-    if (it != graphs.end()) {
-      VTV_CUDA_CHECK(cudaGraphLaunch(it->second, stream));
-      return;
-    }
-  }
-  kernels(k, nullptr, 0);
-}
-
-// Captures kernels(k); on any failure turns graphs off for this object and returns null.
-cudaGraphExec_t MaeCuda::State::capture(const Kernels& k) {
-  auto fail = [&]() -> cudaGraphExec_t {
-    cudaGetLastError();  // clear a sticky launch error from the failed capture
-    graphs_on = false;
-    return nullptr;
-  };
-  if (cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) return fail();
-  cudaGraph_t graph = nullptr;
-  try {
-    kernels(k, nullptr, 0);
-  } catch (const Error&) {
-    cudaStreamEndCapture(stream, &graph);
-    if (graph) cudaGraphDestroy(graph);
-    return fail();
-  }
-  if (cudaStreamEndCapture(stream, &graph) != cudaSuccess || graph == nullptr) {
-    if (graph) cudaGraphDestroy(graph);
-    return fail();
-  }
-  cudaGraphExec_t exec = nullptr;
-  const cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
-  cudaGraphDestroy(graph);
-  if (err != cudaSuccess) return fail();
-  return exec;
-}
-
 void MaeCuda::State::kernels(const Kernels& k, const MaeCudaOutputs* out, int64_t s0) {
   const Mode mode = k.mode;
   const int64_t n = k.n;
   const int mi = mode == Mode::OneShot ? 0 : 1;
   const int Ne = enc_tokens(mode), Nd = dec_tokens(mode), P = Nd - 1, Np = Ne - 1;
   const int E = c.enc_dim, D = c.dec_dim;
-  const int shift = mode == Mode::ZeroShot ? kZeroShotShift : 0;
   const int64_t enc_bits = int64_t(c.enc_depth) * c.enc_heads * Ne;
 
   // ---- patch embedding, CLS, positions ----------------------------------------------------------------
@@ -427,14 +384,7 @@ void MaeCuda::State::kernels(const Kernels& k, const MaeCudaOutputs* out, int64_
 
   // ---- encoder ----------------------------------------------------------------------------------------
   for (int l = 0; l < c.enc_depth; ++l) {
-    HeadPatch hp;
-    if (k.patching) {
-      hp.mask = masks.get();
-      hp.mask_stride = k.mask_bytes;
-      hp.bit_offset = int64_t(l) * c.enc_heads * Ne;
-      hp.means = means_enc.get() + int64_t(l) * kOneShotEncTokens * E;
-      hp.position_shift = shift;
-    }
+    const HeadPatch hp = head_patch(k, int64_t(l) * c.enc_heads * Ne, means_enc.get() + int64_t(l) * kOneShotEncTokens * E);
     float* cap = k.capture_enc ? cap_enc.get() + int64_t(l) * Ne * E : nullptr;
     block(enc[static_cast<size_t>(l)], n, Ne, E, c.enc_heads, k.patching ? &hp : nullptr, cap);
   }
@@ -451,14 +401,7 @@ void MaeCuda::State::kernels(const Kernels& k, const MaeCudaOutputs* out, int64_
 
   // ---- decoder ----------------------------------------------------------------------------------------
   for (int l = 0; l < c.dec_depth; ++l) {
-    HeadPatch hp;
-    if (k.patching) {
-      hp.mask = masks.get();
-      hp.mask_stride = k.mask_bytes;
-      hp.bit_offset = enc_bits + int64_t(l) * c.dec_heads * Nd;
-      hp.means = means_dec.get() + int64_t(l) * kOneShotDecTokens * D;
-      hp.position_shift = shift;
-    }
+    const HeadPatch hp = head_patch(k, enc_bits + int64_t(l) * c.dec_heads * Nd, means_dec.get() + int64_t(l) * kOneShotDecTokens * D);
     float* cap = k.capture_dec ? cap_dec.get() + int64_t(l) * Nd * D : nullptr;
     block(dec[static_cast<size_t>(l)], n, Nd, D, c.dec_heads, k.patching ? &hp : nullptr, cap);
   }

@@ -3,12 +3,12 @@
 #include "cuda/vqgan_cuda.h"
 
 #include <algorithm>
-#include <map>
 #include <string>
 #include <vector>
 
 #include "cuda/check.cuh"
 #include "cuda/device_buffer.h"
+#include "cuda/graph_cache.h"
 #include "cuda/kernels.h"
 #include "cuda/vqgan_device_blocks.h"
 #include "cuda/vqgan_device_weights.h"
@@ -34,7 +34,7 @@ struct DevLevel {
 // The ring, blocks and stream come from VqganDeviceBlocks (shared with VqganEncoderCuda).
 struct VqganCuda::State : VqganDeviceBlocks {
   int max_chunk;
-  bool graphs_on;
+  GraphCache graphs;  // one graph per pass size
   int V = 0, Cz = 0;
   DeviceBuffer<float> table;  // [V][Cz]: post_quant_conv(codebook[v])
   DevConv conv_in, conv_out;  // conv_out is always fp32 (its own kernel)
@@ -56,7 +56,6 @@ struct VqganCuda::State : VqganDeviceBlocks {
   DeviceBuffer<int32_t> grid_of_source, unique_tokens, distinct_count, first_of;
   DeviceBuffer<unsigned long long> hashes;
 
-  std::map<int64_t, cudaGraphExec_t> graphs;
 
   // tokens (device, n grids) -> pixels (device).
   void forward(int64_t n) {
@@ -79,14 +78,9 @@ struct VqganCuda::State : VqganDeviceBlocks {
                     pixels.get(), stream);
   }
 
-  void drop_graphs() {
-    for (auto& g : graphs) cudaGraphExecDestroy(g.second);
-    graphs.clear();
-  }
-
   void ensure_capacity(int64_t n) {
     if (n <= capacity) return;
-    drop_graphs();
+    graphs.clear();
     const size_t N = static_cast<size_t>(n);
     reserve(n);
     pixels.resize(N * static_cast<size_t>(kPixelFloats));
@@ -96,45 +90,7 @@ struct VqganCuda::State : VqganDeviceBlocks {
 
   // The decode of n grids already in `tokens`: the graph for n (captured on first use), else direct.
   void decode(int64_t n) {
-    if (graphs_on) {
-      auto it = graphs.find(n);
-      if (it == graphs.end()) {
-        cudaGraphExec_t exec = capture(n);
-        if (exec) it = graphs.emplace(n, exec).first;
-      }
-      if (it != graphs.end()) {
-        VTV_CUDA_CHECK(cudaGraphLaunch(it->second, stream));
-        return;
-      }
-    }
-    forward(n);
-  }
-
-  // Captures forward(n); on any failure turns graphs off for this object and returns null.
-  cudaGraphExec_t capture(int64_t n) {
-    auto fail = [&]() -> cudaGraphExec_t {
-      cudaGetLastError();  // clear a sticky launch error from the failed capture
-      graphs_on = false;
-      return nullptr;
-    };
-    if (cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) return fail();
-    cudaGraph_t graph = nullptr;
-    try {
-      forward(n);
-    } catch (const Error&) {
-      cudaStreamEndCapture(stream, &graph);
-      if (graph) cudaGraphDestroy(graph);
-      return fail();
-    }
-    if (cudaStreamEndCapture(stream, &graph) != cudaSuccess || graph == nullptr) {
-      if (graph) cudaGraphDestroy(graph);
-      return fail();
-    }
-    cudaGraphExec_t exec = nullptr;
-    const cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
-    cudaGraphDestroy(graph);
-    if (err != cudaSuccess) return fail();
-    return exec;
+    graphs.run({n}, stream, [&] { forward(n); });
   }
 
   void run(const int32_t* tok, bool tok_on_device, int64_t grids, const VqganScoreJobs& sj, const VqganCudaOutputs& out);
@@ -175,7 +131,7 @@ VqganCuda::VqganCuda(const ModelConfig& config, const model::VqganDecoderW& w, P
   s.c = config;
   s.precision = precision;
   s.max_chunk = max_chunk;
-  s.graphs_on = use_graphs;
+  s.graphs.set_enabled(use_graphs);
   const VqganConfig& q = config.vq;
   s.V = q.n_embed;
   s.Cz = w.post_quant_conv.out;
@@ -244,7 +200,7 @@ VqganCuda::VqganCuda(const ModelConfig& config, const model::VqganDecoderW& w, P
 
 VqganCuda::~VqganCuda() {
   if (!s_) return;
-  s_->drop_graphs();
+  s_->graphs.clear();
   if (s_->stream) {
     cudaStreamSynchronize(s_->stream);
     cudaStreamDestroy(s_->stream);
@@ -252,8 +208,8 @@ VqganCuda::~VqganCuda() {
 }
 
 Precision VqganCuda::precision() const { return s_->precision; }
-bool VqganCuda::graphs_enabled() const { return s_->graphs_on; }
-int VqganCuda::graphs_captured() const { return static_cast<int>(s_->graphs.size()); }
+bool VqganCuda::graphs_enabled() const { return s_->graphs.enabled(); }
+int VqganCuda::graphs_captured() const { return s_->graphs.size(); }
 
 size_t VqganCuda::weight_bytes() const {
   const State& s = *s_;
