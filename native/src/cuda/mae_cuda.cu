@@ -191,15 +191,24 @@ struct MaeCuda::State {
   // The kernels of one pass, inputs already on the device; `out` (direct runs only) takes the encoder
   // and decoder outputs as they pass by.
   void kernels(const Kernels& k, const MaeCudaOutputs* out, int64_t s0);
-  // A patch table of one layer: its bits start at bit_offset, its means at `means`.
-  HeadPatch head_patch(const Kernels& k, int64_t bit_offset, const float* means) const {
-    HeadPatch hp;
-    hp.mask = masks.get();
-    hp.mask_stride = k.mask_bytes;
-    hp.bit_offset = bit_offset;
-    hp.means = means;
-    hp.position_shift = k.mode == Mode::ZeroShot ? kZeroShotShift : 0;
-    return hp;
+  // One transformer stack (the encoder's or the decoder's) on x, then its final norm. Layer l's patch
+  // bits start at bit_base + l*heads*N, its means (one-shot positions) at means + l*means_rows*dim; its
+  // capture sums (when `capture` is set) at capture + l*N*dim.
+  void stack(const Kernels& k, const std::vector<DevBlock>& blocks, int64_t n, int N, int dim, int heads,
+             int64_t bit_base, const float* means, int means_rows, float* capture, const DevNorm& final_norm) {
+    for (size_t l = 0; l < blocks.size(); ++l) {
+      HeadPatch hp;
+      if (k.patching) {
+        hp.mask = masks.get();
+        hp.mask_stride = k.mask_bytes;
+        hp.bit_offset = bit_base + int64_t(l) * heads * N;
+        hp.means = means + int64_t(l) * means_rows * dim;
+        hp.position_shift = k.mode == Mode::ZeroShot ? kZeroShotShift : 0;
+      }
+      float* cap = capture ? capture + int64_t(l) * N * dim : nullptr;
+      block(blocks[l], n, N, dim, heads, k.patching ? &hp : nullptr, cap);
+    }
+    cuda::layer_norm(x.get(), n * N, dim, final_norm.gamma.get(), final_norm.beta.get(), c.ln_eps, x.get(), stream);
   }
 };
 
@@ -383,12 +392,8 @@ void MaeCuda::State::kernels(const Kernels& k, const MaeCudaOutputs* out, int64_
   assemble_encoder_tokens(h.get(), cls.get(), pos.get(), enc_ids[mi].get(), n, Ne, E, x.get(), stream);
 
   // ---- encoder ----------------------------------------------------------------------------------------
-  for (int l = 0; l < c.enc_depth; ++l) {
-    const HeadPatch hp = head_patch(k, int64_t(l) * c.enc_heads * Ne, means_enc.get() + int64_t(l) * kOneShotEncTokens * E);
-    float* cap = k.capture_enc ? cap_enc.get() + int64_t(l) * Ne * E : nullptr;
-    block(enc[static_cast<size_t>(l)], n, Ne, E, c.enc_heads, k.patching ? &hp : nullptr, cap);
-  }
-  cuda::layer_norm(x.get(), n * Ne, E, norm.gamma.get(), norm.beta.get(), c.ln_eps, x.get(), stream);
+  stack(k, enc, n, Ne, E, c.enc_heads, 0, means_enc.get(), kOneShotEncTokens, k.capture_enc ? cap_enc.get() : nullptr,
+        norm);
   if (out && out->encoder_out) {
     VTV_CUDA_CHECK(cudaStreamSynchronize(stream));
     x.download(out->encoder_out + s0 * Ne * E, static_cast<size_t>(n * Ne * E));
@@ -400,12 +405,8 @@ void MaeCuda::State::kernels(const Kernels& k, const MaeCudaOutputs* out, int64_
                           Nd, D, x.get(), stream);
 
   // ---- decoder ----------------------------------------------------------------------------------------
-  for (int l = 0; l < c.dec_depth; ++l) {
-    const HeadPatch hp = head_patch(k, enc_bits + int64_t(l) * c.dec_heads * Nd, means_dec.get() + int64_t(l) * kOneShotDecTokens * D);
-    float* cap = k.capture_dec ? cap_dec.get() + int64_t(l) * Nd * D : nullptr;
-    block(dec[static_cast<size_t>(l)], n, Nd, D, c.dec_heads, k.patching ? &hp : nullptr, cap);
-  }
-  cuda::layer_norm(x.get(), n * Nd, D, decoder_norm.gamma.get(), decoder_norm.beta.get(), c.ln_eps, x.get(), stream);
+  stack(k, dec, n, Nd, D, c.dec_heads, enc_bits, means_dec.get(), kOneShotDecTokens,
+        k.capture_dec ? cap_dec.get() : nullptr, decoder_norm);
   if (out && out->decoder_out) {
     VTV_CUDA_CHECK(cudaStreamSynchronize(stream));
     x.download(out->decoder_out + s0 * Nd * D, static_cast<size_t>(n * Nd * D));
