@@ -22,25 +22,30 @@ if ! npx tsc -p tsconfig.json; then
   exit 1
 fi
 
-rm -f build/ctest-junit.xml build/vitest-report.json
+# The CUDA backend on the CPU CUDA emulator (native/cuda_emulator/README.md): the same kernel sources
+# built as C++, with its C++ tests and an addon of its own (build-emu/), so that every kernel is checked
+# against its CPU counterpart, and the CLI runs the cuda backend end to end, without a GPU.
+emu_built=0
+if { npx cmake-js configure --out build-emu --CDVTV_CUDA=EMULATE --CDVTV_TESTS=ON --CDVTV_BENCH=OFF &&
+     npx cmake-js build --out build-emu --parallel "$jobs"; } > build-emu.log 2>&1; then
+  emu_built=1
+  export VTV_EMULATED_ADDON="$PWD/build-emu/Release/vtv.node"  # test/cli_cuda_emulated.test.ts uses it
+else
+  tail -n 60 build-emu.log
+  echo "CUDA emulator build failed (full log: build-emu.log)"
+fi
+
+rm -f build/ctest-junit.xml build/vitest-report.json build-emu/ctest-junit.xml
 (cd build && ctest --output-on-failure --output-junit ctest-junit.xml -j "$jobs")
 ctest_status=$?
 npx vitest run
 vitest_status=$?
 
-# The CUDA tests once more, on the CPU CUDA emulator (native/cuda_emulator/README.md): the same kernel
-# sources built as C++, so every kernel is checked against its CPU counterpart without a GPU. ctest runs
-# them one at a time; each uses every core.
-rm -f build-emu/ctest-junit.xml
-emu_status=0
-if { cmake -S . -B build-emu -DVTV_CUDA=EMULATE -DVTV_TESTS=ON -DVTV_BENCH=OFF -DCMAKE_BUILD_TYPE=Release &&
-     cmake --build build-emu --parallel "$jobs"; } > build-emu.log 2>&1; then
+# The CUDA tests once more, on the emulator; ctest runs them one at a time (each uses every core).
+emu_status=1
+if [ $emu_built = 1 ]; then
   (cd build-emu && ctest --output-on-failure --output-junit ctest-junit.xml)
   emu_status=$?
-else
-  tail -n 60 build-emu.log
-  echo "CUDA emulator build failed (full log: build-emu.log)"
-  emu_status=1
 fi
 
 node scripts/count-results.mjs build/ctest-junit.xml build-emu/ctest-junit.xml build/vitest-report.json

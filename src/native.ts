@@ -1,5 +1,6 @@
-// The one place that loads the native addon: a prebuild from prebuilds/<platform>-<arch>/ (made by
-// `npm run prebuild`), else the local build in build/Release/ (made by `npm run build:native`).
+// The one place that loads the native addon: the file $VTV_ADDON names, else a prebuild from
+// prebuilds/<platform>-<arch>/ (made by `npm run prebuild`), else the local build in build/Release/
+// (made by `npm run build:native`).
 // When neither loads, the error says what was tried and the command that fixes it.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -23,6 +24,19 @@ let cached: NativeAddon | undefined;
 
 export function loadAddon(): NativeAddon {
   if (cached) return cached;
+  // VTV_ADDON names one vtv.node to use instead (another build: e.g. build-emu/Release/vtv.node, the
+  // CUDA backend on the CPU CUDA emulator).
+  const override = process.env.VTV_ADDON;
+  if (override) {
+    if (!existsSync(override)) throw new Error(`vtv: VTV_ADDON=${override}: no such file`);
+    try {
+      cached = require(override) as NativeAddon;
+      return cached;
+    } catch (err) {
+      const reason = err instanceof Error ? err.message.split('\n')[0] : String(err);
+      throw new Error(`vtv: VTV_ADDON=${override} could not be loaded: ${reason}`);
+    }
+  }
   const root = packageRoot();
   const loader = require('node-gyp-build') as (dir: string) => unknown;
   try {

@@ -6,7 +6,7 @@
 //   node search_e2e.mjs --app DIR --work DIR [--steps 500] [--samples 320] [--precision bf16]
 //                       [--model mae-vqgan-vit-large] [--backend cuda]
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -27,6 +27,7 @@ if (!app) {
   process.exit(64);
 }
 const main = join(app, 'dist/src/cli/main.js');
+mkdirSync(work, { recursive: true });
 const now = () => performance.now() / 1000;
 
 function vtv(label, argv) {
