@@ -26,6 +26,7 @@
 #include "model/vqgan_blocks.h"
 #include "model/vqgan_encoder.h"
 #include "model/weights_view.h"
+#include "cuda_conv_check.h"
 #include "test_weights.h"
 #include "vtv/config.h"
 #include "vtv/engine.h"
@@ -99,29 +100,7 @@ void run_down_case(const DownCase& dc, bool bf16) {
   if (dc.gn) a.norm = cuda::GroupNormIn{din_stats.get(), dg.get(), dbe.get(), dc.groups, eps, true};
   a.stats_out = dc.stats ? dout_stats.get() : nullptr;
   a.stats_groups = dc.groups;
-  cuda::GpuTimer timer;
-  timer.start();
-  cuda::conv2d(a);
-  const float ms = timer.stop_ms();
-  cuda::device_synchronize();
-  const std::vector<float> got = dy.to_host(static_cast<size_t>(out_n));
-  const Diff d = compare(got, ref);
-  const double tol = bf16 ? 5e-3 : 1e-4;
-  EXPECT_LE(d.rel, tol) << dc.name << (bf16 ? " bf16: " : " fp32: ") << describe(d);
-  report(std::string("downsample ") + dc.name, bf16 ? "bf16" : "fp32", d.rel, -1, ms);
-
-  if (dc.stats) {
-    std::vector<float> go = random_vector(size_t(dc.Co), 86, 0.1f, 1.0f), bo = random_vector(size_t(dc.Co), 87, 0.1f);
-    cuda::DeviceBuffer<float> dgo(go), dbo(bo), dn(static_cast<size_t>(out_n));
-    dn.poison();
-    cuda::group_norm_apply(dy.get(), dc.N, dc.Co, Ho * Wo,
-                           cuda::GroupNormIn{dout_stats.get(), dgo.get(), dbo.get(), dc.groups, eps, true}, dn.get());
-    cuda::device_synchronize();
-    std::vector<float> nref(static_cast<size_t>(out_n));
-    cpu::group_norm(pool(), got.data(), dc.N, dc.Co, Ho * Wo, dc.groups, eps, go.data(), bo.data(), true, nref.data());
-    const Diff dn_diff = compare(dn.to_host(static_cast<size_t>(out_n)), nref);
-    EXPECT_LE(dn_diff.rel, 1e-4) << dc.name << ": GroupNorm from the epilogue's statistics: " << describe(dn_diff);
-  }
+  check_conv_output(a, Ho, Wo, ref, bf16, dc.name, std::string("downsample ") + dc.name, 86, eps);
 }
 
 const DownCase kDownCases[] = {

@@ -26,6 +26,7 @@
 #include "model/vqgan_decoder.h"
 #include "model/weights_view.h"
 #include "model/work_sharing.h"
+#include "cuda_conv_check.h"
 #include "test_weights.h"
 #include "vtv/config.h"
 #include "vtv/engine.h"
@@ -101,30 +102,7 @@ void run_conv_case(const ConvCase& cc, bool bf16) {
   if (cc.gn) a.norm = cuda::GroupNormIn{din_stats.get(), dg.get(), dbe.get(), cc.groups, eps, cc.swish};
   a.stats_out = cc.stats ? dout_stats.get() : nullptr;
   a.stats_groups = cc.groups;
-  cuda::GpuTimer timer;
-  timer.start();
-  cuda::conv2d(a);
-  const float ms = timer.stop_ms();
-  cuda::device_synchronize();
-  const std::vector<float> got = dy.to_host(static_cast<size_t>(out_n));
-  const Diff d = compare(got, ref);
-  const double tol = bf16 ? 5e-3 : 1e-4;
-  EXPECT_LE(d.rel, tol) << cc.name << (bf16 ? " bf16: " : " fp32: ") << describe(d);
-  report(std::string("conv ") + cc.name, bf16 ? "bf16" : "fp32", d.rel, -1, ms);
-
-  if (cc.stats) {
-    // Normalise the GPU output with the GPU's statistics; the CPU normalises the same values two-pass.
-    std::vector<float> go = random_vector(size_t(cc.Co), 17, 0.1f, 1.0f), bo = random_vector(size_t(cc.Co), 18, 0.1f);
-    cuda::DeviceBuffer<float> dgo(go), dbo(bo), dn(static_cast<size_t>(out_n));
-    dn.poison();
-    cuda::group_norm_apply(dy.get(), cc.N, cc.Co, Ho * Wo, cuda::GroupNormIn{dout_stats.get(), dgo.get(), dbo.get(), cc.groups, eps, true},
-                           dn.get());
-    cuda::device_synchronize();
-    std::vector<float> nref(static_cast<size_t>(out_n));
-    cpu::group_norm(pool(), got.data(), cc.N, cc.Co, Ho * Wo, cc.groups, eps, go.data(), bo.data(), true, nref.data());
-    const Diff dn_diff = compare(dn.to_host(static_cast<size_t>(out_n)), nref);
-    EXPECT_LE(dn_diff.rel, 1e-4) << cc.name << ": GroupNorm from the epilogue's statistics: " << describe(dn_diff);
-  }
+  check_conv_output(a, Ho, Wo, ref, bf16, cc.name, std::string("conv ") + cc.name, 17, eps);
 }
 
 const ConvCase kConvCases[] = {
