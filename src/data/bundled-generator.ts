@@ -127,10 +127,14 @@ function backgroundField(rng: Rng, w: number, h: number): (x: number, y: number,
 
 const SS = 4; // supersampling factor per axis
 
-/** Image number `n` (0-based within its class) of class `classId` (1-based). */
-export function generateBundledImage(classId: number, n: number): BundledImage {
+/**
+ * Image number `n` (0-based within its class) of class `classId` (1-based). `seed` picks the stream:
+ * BUNDLED_SEED gives the committed data/bundled/ images; the training data of the shipped small model
+ * (train/) uses other seeds, so the bundled images stay held out.
+ */
+export function generateBundledImage(classId: number, n: number, seed = BUNDLED_SEED): BundledImage {
   if (!Number.isInteger(classId) || classId < 1 || classId > BUNDLED_CLASSES.length) throw new Error(`generateBundledImage: bad class ${classId}`);
-  const rng = Rng.fromSeed(BUNDLED_SEED).fork(`${classId}/${n}`);
+  const rng = Rng.fromSeed(seed).fork(`${classId}/${n}`);
   const w = 8 * rng.int(14, 22);
   const h = 8 * rng.int(12, 18);
   const bg = backgroundField(rng, w, h);

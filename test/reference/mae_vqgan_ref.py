@@ -36,6 +36,14 @@ PRESETS = {
         "vq": {"embedDim": 256, "nEmbed": 1024, "zChannels": 256, "ch": 128, "chMult": [1, 1, 2, 2, 4],
                "numResBlocks": 2, "groups": 32, "eps": 1e-6},
     },
+    "mini": {
+        "name": "mini",
+        "encDim": 128, "encDepth": 4, "encHeads": 4,
+        "decDim": 128, "decDepth": 3, "decHeads": 4,
+        "mlpRatio": 4, "lnEps": 1e-6,
+        "vq": {"embedDim": 32, "nEmbed": 512, "zChannels": 64, "ch": 8, "chMult": [1, 1, 2, 4, 8],
+               "numResBlocks": 1, "groups": 4, "eps": 1e-6},
+    },
     "tiny": {
         "name": "tiny",
         "encDim": 64, "encDepth": 4, "encHeads": 4,

@@ -25,6 +25,25 @@ ModelConfig preset(const std::string& name) {
     c.validate();
     return c;
   }
+  if (name == "mini") {
+    // The small model trained by train/ and shipped in models/ (docs/model-card-mini.md).
+    c.name = "mini";
+    c.enc_dim = 128;
+    c.enc_depth = 4;
+    c.enc_heads = 4;
+    c.dec_dim = 128;
+    c.dec_depth = 3;
+    c.dec_heads = 4;
+    c.vq.embed_dim = 32;
+    c.vq.n_embed = 512;
+    c.vq.z_channels = 64;
+    c.vq.ch = 8;
+    c.vq.ch_mult = {1, 1, 2, 4, 8};
+    c.vq.num_res_blocks = 1;
+    c.vq.groups = 4;
+    c.validate();
+    return c;
+  }
   if (name == "tiny") {
     c.name = "tiny";
     c.enc_dim = 64;
@@ -43,9 +62,9 @@ ModelConfig preset(const std::string& name) {
     c.validate();
     return c;
   }
-  throw Error("unknown model preset '" + name + "' (known: mae-vqgan-vit-large, tiny)");
+  throw Error("unknown model preset '" + name + "' (known: mae-vqgan-vit-large, mini, tiny)");
 }
 
-std::vector<std::string> preset_names() { return {"mae-vqgan-vit-large", "tiny"}; }
+std::vector<std::string> preset_names() { return {"mae-vqgan-vit-large", "mini", "tiny"}; }
 
 }  // namespace vtv

@@ -1,0 +1,191 @@
+"""Stage 2: the MAE of the small model, predicting the frozen stage-1 VQGAN's tokens of prompt canvases.
+
+As MAE-VQGAN was trained: a ViT encoder over the visible patches of a canvas, a light decoder over all
+197 positions, and cross-entropy against the VQGAN encoder's token at every masked position. Each
+batch uses one of three masks:
+  - quadrant (the method's inference mask: the bottom-right 7x7 cell hidden), so the model learns to
+    read the task off the example pair and apply it to the query;
+  - random (MAE's 75% random masking), for general canvas statistics;
+  - query only (everything but the bottom-left cell hidden), a random-mask-like case with no example.
+The canvases come from train/make_data.ts (the project's tasks on generator scenes under a training
+seed); the targets come from encoding each canvas with the stage-1 weights (cached in tokens.npy).
+The output file holds the MAE and the VQGAN under the engine's key names: the shipped model.
+
+  /usr/bin/python3 train/train_mae.py --data train/data --vqgan train/out/vqgan.safetensors --out train/out
+"""
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import common
+from common import ref
+from train_vqgan import encoder_z, quantise
+
+GRID, HALF = ref.GRID, ref.HALF
+QUERY_IDS = [r * GRID + c for r in range(HALF, GRID) for c in range(HALF)]
+OUTPUT_IDS = ref.masked_ids()
+
+
+def tokenise(W, cfg, data, path, batch=64):
+    """The stage-1 VQGAN encoder's nearest-code tokens of every canvas, [N,196] int16, cached."""
+    if os.path.exists(path):
+        tokens = np.load(path)
+        if tokens.shape == (data.n, GRID * GRID):
+            return tokens
+    out = np.zeros((data.n, GRID * GRID), dtype=np.int16)
+    t0 = time.time()
+    with torch.no_grad():
+        for s in range(0, data.n, batch):
+            idx = np.arange(s, min(s + batch, data.n))
+            z = encoder_z(W, cfg["vq"], common.u8_to_unit(data.batch_u8(idx)))
+            code_idx, _, _ = quantise(z, W["vae.quantize.embedding.weight"])
+            out[idx] = code_idx.reshape(len(idx), -1).numpy()
+            if s % (batch * 20) == 0:
+                print(f"tokenise: {s + len(idx)}/{data.n} ({time.time() - t0:.0f} s)", flush=True)
+    np.save(path, out)
+    return out
+
+
+def make_shuffle(mode, B, rng):
+    """ids_shuffle [B,196] (kept ids first) and the kept count, for one batch's mask mode."""
+    if mode == "quadrant":
+        ids = torch.tensor(ref.kept_ids() + OUTPUT_IDS).expand(B, -1)
+        return ids, len(ref.kept_ids())
+    if mode == "query":
+        rest = [i for i in range(GRID * GRID) if i not in QUERY_IDS]
+        return torch.tensor(QUERY_IDS + rest).expand(B, -1), len(QUERY_IDS)
+    noise = torch.from_numpy(rng.random((B, GRID * GRID)))
+    return torch.argsort(noise, dim=1), GRID * GRID // 4
+
+
+def mae_train_forward(W, cfg, canvases, ids_shuffle, keep):
+    """The MAE forward of the reference with an arbitrary per-sample mask: logits [B,196,V]."""
+    B = canvases.shape[0]
+    D, Dd, eps = cfg["encDim"], cfg["decDim"], cfg["lnEps"]
+    pos = W["pos_embed"][0]
+    x = F.conv2d(canvases, W["patch_embed.proj.weight"], W["patch_embed.proj.bias"], stride=ref.PATCH)
+    x = x.flatten(2).transpose(1, 2) + pos[1:]
+    x = torch.gather(x, 1, ids_shuffle[:, :keep, None].expand(-1, -1, D))
+    x = torch.cat([(W["cls_token"][0, 0] + pos[0]).expand(B, 1, D), x], dim=1)
+    for l in range(cfg["encDepth"]):
+        x = ref.transformer_block(x, W, f"blocks.{l}", cfg["encHeads"], eps)
+    x = F.layer_norm(x, (D,), W["norm.weight"], W["norm.bias"], eps)
+    y = ref._linear(x, W, "decoder_embed")
+    y = torch.cat([y, W["mask_token"].expand(B, GRID * GRID - keep, Dd)], dim=1)
+    restore = torch.argsort(ids_shuffle, dim=1)
+    body = torch.gather(y[:, 1:], 1, restore[:, :, None].expand(-1, -1, Dd))
+    y = torch.cat([y[:, :1], body], dim=1) + W["decoder_pos_embed"][0]
+    for l in range(cfg["decDepth"]):
+        y = ref.transformer_block(y, W, f"decoder_blocks.{l}", cfg["decHeads"], eps)
+    y = F.layer_norm(y, (Dd,), W["decoder_norm.weight"], W["decoder_norm.bias"], eps)
+    return ref._linear(y, W, "decoder_pred")[:, 1:]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=os.path.join(common.HERE, "data"))
+    ap.add_argument("--vqgan", default=os.path.join(common.HERE, "out", "vqgan.safetensors"))
+    ap.add_argument("--out", default=os.path.join(common.HERE, "out"))
+    ap.add_argument("--preset", default="mini")
+    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--weight-decay", type=float, default=0.05)
+    ap.add_argument("--modes", default="quadrant:0.6,random:0.3,query:0.1")
+    ap.add_argument("--holdout", type=int, default=500, help="last canvases kept out of training, for the held-out loss")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--max-minutes", type=float, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    cfg = ref.preset(args.preset)
+    data = common.Canvases(args.data)
+    Wv, vmeta = common.load_safetensors(args.vqgan)
+    tokens = torch.from_numpy(tokenise(Wv, cfg, data, os.path.join(args.out, "tokens.npy")).astype(np.int64))
+    keys = [k for k in ref.weight_shapes(cfg) if not k.startswith("vae.")]
+    W = common.init_weights(cfg, keys, args.seed)
+    trainable = [k for k in keys if k not in ("pos_embed", "decoder_pos_embed")]
+    decay = [W[k] for k in trainable if W[k].dim() >= 2 and k not in ("cls_token", "mask_token")]
+    no_decay = [W[k] for k in trainable if not (W[k].dim() >= 2 and k not in ("cls_token", "mask_token"))]
+    for k in trainable:
+        W[k].requires_grad_(True)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.95))
+    modes = [(m.split(":")[0], float(m.split(":")[1])) for m in args.modes.split(",")]
+    names, probs = [m for m, _ in modes], np.array([p for _, p in modes])
+    probs /= probs.sum()
+    n_train = data.n - args.holdout
+    log = common.Logger(os.path.join(args.out, "mae_log.jsonl"))
+    t0 = time.time()
+    step = 0
+    for step in range(args.steps):
+        mode = names[rng.choice(len(names), p=probs)]
+        idx = np.sort(rng.choice(n_train, size=args.batch, replace=False))
+        x = common.u8_to_normalised(data.batch_u8(idx))
+        ids, keep = make_shuffle(mode, args.batch, rng)
+        lr = common.cosine_lr(step, args.steps, args.lr, 200)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        logits = mae_train_forward(W, cfg, x, ids, keep)
+        masked = torch.zeros(args.batch, GRID * GRID, dtype=torch.bool)
+        masked.scatter_(1, ids[:, keep:], True)
+        tgt = tokens[idx]
+        loss = F.cross_entropy(logits[masked], tgt[masked])
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([W[k] for k in trainable], 1.0)
+        opt.step()
+        if (step + 1) % 25 == 0:
+            rec = {"step": step + 1, "mode": mode, "loss": round(loss.item(), 4), "lr": round(lr, 6)}
+            if (step + 1) % 250 == 0:
+                rec.update(heldout(W, cfg, data, tokens, n_train))
+                save(args, cfg, Wv, W, {"vtv_config": json.dumps(cfg), "stage": "mae-partial", "steps": step + 1})
+            log.log(**rec)
+        if args.max_minutes and time.time() - t0 > args.max_minutes * 60:
+            print(f"stopping at step {step + 1}: --max-minutes {args.max_minutes} reached", flush=True)
+            break
+    meta = {"vtv_config": json.dumps(cfg), "stage": "mae", "steps": step + 1, "batch": args.batch, "lr": args.lr,
+            "weight_decay": args.weight_decay, "modes": args.modes, "seed": args.seed, "data_seed": data.meta["seed"],
+            "canvases": data.n, "holdout": args.holdout, "wall_s": round(time.time() - t0, 1),
+            "vqgan_steps": vmeta.get("steps"), "vqgan_wall_s": vmeta.get("wall_s"), "commit": common.git_commit()}
+    meta.update(heldout(W, cfg, data, tokens, n_train))
+    save(args, cfg, Wv, W, meta)
+    with open(os.path.join(args.out, "mae_run.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+    print(f"saved {args.out}/mae-vqgan-mini.safetensors after {step + 1} steps, {time.time() - t0:.0f} s", flush=True)
+
+
+def save(args, cfg, Wv, W, meta):
+    """The MAE and the VQGAN in one file under the engine's key names (the VQGAN's keys keep 'vae.')."""
+    full = dict(Wv)
+    full.update(W)
+    common.save_safetensors(os.path.join(args.out, "mae-vqgan-mini.safetensors"), full, meta)
+
+
+def heldout(W, cfg, data, tokens, n_train):
+    """Quadrant-mask loss and token accuracy on the output cell of held-out canvases, per task."""
+    idx = np.arange(n_train, data.n)[:200]
+    with torch.no_grad():
+        x = common.u8_to_normalised(data.batch_u8(idx))
+        ids, keep = make_shuffle("quadrant", len(idx), None)
+        logits = mae_train_forward(W, cfg, x, ids, keep)[:, OUTPUT_IDS]
+        tgt = tokens[idx][:, OUTPUT_IDS]
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1)).item()
+        acc = (logits.argmax(-1) == tgt).float()
+    per_task = {}
+    for t, name in enumerate(data.meta["tasks"]):
+        sel = torch.from_numpy(data.tasks[idx] == t)
+        if sel.any():
+            per_task[name] = round(acc[sel].mean().item(), 3)
+    return {"heldout_loss": round(loss, 4), "heldout_acc": round(acc.mean().item(), 3), "heldout_acc_per_task": per_task}
+
+
+if __name__ == "__main__":
+    main()
