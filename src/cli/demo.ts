@@ -17,6 +17,7 @@ import { writeReport } from '../report/report.js';
 import { collectCommand } from './collect.js';
 import { type Deps, defaultDeps, parseIntArg, UsageError } from './common.js';
 import { evalCommand } from './eval.js';
+import { threadsOption } from './run_options.js';
 import { searchCommand } from './search.js';
 
 export const DEMO_BUDGET = {
@@ -53,7 +54,7 @@ export async function demoCommand(o: DemoOptions, deps: Deps = defaultDeps): Pro
   const s = DEMO_BUDGET.search;
   await searchCommand({ ...common, ...s, steps: Math.max(1, Math.round(s.steps * (o.scale ?? 1))), force: true, seed: o.seed ?? 0 }, deps);
   lap('search');
-  await evalCommand({ ...common, tasks: s.tasks, ...DEMO_BUDGET.eval }, deps);
+  await evalCommand({ ...common, tasks: s.tasks, ...DEMO_BUDGET.eval, force: true }, deps);
   lap('eval');
   const report = writeReport(paths.root);
   lap('report');
@@ -83,7 +84,7 @@ export function demoProgram(deps: Deps = defaultDeps): Command {
     .description('run collect -> search -> eval end to end on the bundled data with random tiny weights (about a minute on a CPU)')
     .option('--run <dir>', 'run directory', join('runs', 'demo'))
     .option('--force', 'redo the demo in an existing run directory', false)
-    .option('--threads <n>', 'CPU threads (0: all cores)', parseIntArg('--threads'), 0)
+    .addOption(threadsOption())
     .option('--seed <n>', 'weights and search seed', parseIntArg('--seed'), 0)
     .action(async (opts: DemoOptions) => {
       await demoCommand(opts, deps);
