@@ -72,6 +72,8 @@ export class ZipArchive {
       z.readCentralDirectory();
     } catch (e) {
       z.close();
+      // A field pointing outside its record is the archive's fault, whatever check did not catch it.
+      if (e instanceof RangeError) throw new ZipError(`${path}: corrupt zip structure (${e.message})`);
       throw e;
     }
     return z;
@@ -136,6 +138,7 @@ export class ZipArchive {
       const extraLen = cd.readUInt16LE(p + 30);
       const commentLen = cd.readUInt16LE(p + 32);
       let localHeaderOffset = cd.readUInt32LE(p + 42);
+      if (p + 46 + nameLen + extraLen + commentLen > cd.length) throw new ZipError(`${this.path}: central directory entry #${i} runs past the directory's end`);
       const name = cd.toString('utf8', p + 46, p + 46 + nameLen);
       // zip64 extended information: the 64-bit values follow in this order, only for fields saturated above.
       let e = p + 46 + nameLen;
@@ -143,8 +146,11 @@ export class ZipArchive {
       while (e + 4 <= extraEnd) {
         const id = cd.readUInt16LE(e);
         const len = cd.readUInt16LE(e + 2);
+        if (e + 4 + len > extraEnd) throw new ZipError(`${this.path}: entry '${name}' has a malformed extra field`);
         if (id === 0x0001) {
           let q = e + 4;
+          const want = (size === 0xffffffff ? 8 : 0) + (compressedSize === 0xffffffff ? 8 : 0) + (localHeaderOffset === 0xffffffff ? 8 : 0);
+          if (want > len) throw new ZipError(`${this.path}: entry '${name}' has a short zip64 extra field`);
           if (size === 0xffffffff) {
             size = u64(cd, q);
             q += 8;

@@ -7,7 +7,7 @@ import cliProgress from 'cli-progress';
 import { z } from 'zod';
 import { maeKeys, vqDecodeKeys, vqEncodeKeys } from '../checkpoint/keys.js';
 import { readSafetensorsHeader } from '../checkpoint/safetensors.js';
-import { type ModelConfig, ModelConfigSchema, preset } from '../config.js';
+import { type ModelConfig, ModelConfigSchema, PRESETS, preset } from '../config.js';
 import { openBundled } from '../data/bundled.js';
 import type { SegmentationDataset } from '../data/dataset.js';
 import { openPascal5i } from '../data/pascal5i.js';
@@ -102,7 +102,7 @@ function configFromWeights(paths: string[]): ModelConfig | undefined {
 const RunConfigSchema = z.object({
   format: z.literal('vtv-run'),
   version: z.number().int(),
-  model: z.string(),
+  model: z.string().refine((m) => Object.hasOwn(PRESETS, m), { message: `not a model preset (known: ${Object.keys(PRESETS).join(', ')})` }),
   weights: z.array(z.string()),
   dataset: z.enum(['bundled', 'pascal5i']),
   dataDir: z.string().optional(),

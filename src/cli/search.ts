@@ -203,7 +203,7 @@ export function searchProgram(deps: Deps = defaultDeps): Command {
     .option('--init <x>', 'initial logit', floatInRange('--init', -100, 100), REFERENCE_SEARCH.init)
     .option('--sparsity <x>', 'weight of mean(p) in the objective (regularization_strength)', floatInRange('--sparsity', 0, 1e6), REFERENCE_SEARCH.sparsity)
     .addOption(new Option('--restrict <area>', 'heads searched').choices(['none', 'encoder-only', 'decoder-only']).default(REFERENCE_SEARCH.restrict))
-    .addOption(new Option('--granularity <g>', '0 (layer, head), 1 (reference default), 2 (per token)').choices(['0', '1', '2']).default(1).argParser(Number))
+    .option('--granularity <g>', '0 (layer, head), 1 (reference default), 2 (per token)', intInRange('--granularity', 0, 2), 1)
     .option('--validate-every <n>', 'steps between validations (0: never)', intInRange('--validate-every', 0, MAX_STEPS), REFERENCE_SEARCH.validateEvery)
     .addOption(new Option('--select <which>', 'best (validation) | last').choices(['best', 'last']).default(REFERENCE_SEARCH.select))
     .addOption(

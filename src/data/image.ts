@@ -53,8 +53,8 @@ function unpackBits(data: Uint8Array, width: number, height: number, depth: numb
   return out;
 }
 
-/** Largest image (pixels) vtv decodes: 8K x 8K, far beyond any data set photo. */
-export const MAX_IMAGE_PIXELS = 8192 * 8192;
+/** Largest image (pixels) vtv decodes: 4K x 4K, far beyond any data set photo (Pascal's are 500 x 375). */
+export const MAX_IMAGE_PIXELS = 4096 * 4096;
 
 /**
  * fast-png with the file named in every error: the declared size is checked before any pixel memory

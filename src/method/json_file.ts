@@ -42,7 +42,7 @@ export function parseJsonText(text: string, source: string): unknown {
   } catch (e) {
     const msg = (e as Error).message;
     const m = /position (\d+)/.exec(msg);
-    const offset = m ? Number(m[1]) : undefined;
+    const offset = m ? Number(m[1]) : /end of JSON input/.test(msg) ? text.length : undefined;
     const endsEarly = /end of JSON input/.test(msg) || (offset !== undefined && offset >= text.trimEnd().length);
     const where = offset !== undefined ? ` at ${lineColumn(text, offset)}` : '';
     if (endsEarly) throw new JsonFileError(source, `is cut off${where}: the JSON ends early (a write was interrupted?)`);

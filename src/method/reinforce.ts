@@ -386,7 +386,8 @@ function meanFinite(a: ArrayLike<number>): number {
   return n ? s / n : Number.NaN;
 }
 
-function readState(path: string): SearchState {
+/** Reads a search state for --resume, checking its format and the types of its fields. */
+export function readSearchState(path: string): SearchState {
   let s: SearchState;
   try {
     s = readJsonFile<SearchState>(path, 'vtv search state');
@@ -467,7 +468,7 @@ export async function runSearch(inp: SearchInputs, opt: SearchOptions, run: Sear
 
   if (run.resume) {
     if (!run.statePath || !existsSync(run.statePath)) throw new Error(`--resume: no search state at ${run.statePath ?? '(no path)'}`);
-    const s = readState(run.statePath);
+    const s = readSearchState(run.statePath);
     // States written before the token objective existed were all pixel-space searches.
     const diff = fingerprintDiff({ objective: 'pixel', ...s.fingerprint }, fingerprint);
     if (diff.length) {
