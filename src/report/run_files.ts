@@ -6,7 +6,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { type ModelConfig, ModelConfigSchema, preset } from '../config.js';
 import type { EvalResults } from '../method/evaluate.js';
-import { readJsonFile } from '../method/json_file.js';
+import { JsonFileError, readJsonFile } from '../method/json_file.js';
 import { meansFileTasks } from '../method/means_file.js';
 import type { SearchState, StepRecord } from '../method/reinforce.js';
 import { MULTITASK, type RunConfig, type RunPaths, runPaths } from '../method/run_layout.js';
@@ -77,7 +77,7 @@ function readJson<T>(path: string, rel: string, format: string, notes: Note[]): 
     notes.push({
       level: 'problem',
       file: rel,
-      message: `cannot be read (${(e as Error).message}). It is left out below.`,
+      message: `cannot be read as JSON (it ${e instanceof JsonFileError ? e.problem : (e as Error).message}). It is left out below.`,
     });
     return undefined;
   }
