@@ -2,7 +2,7 @@
 // user would (two searches at once, an interrupted --force, a torn log line, absurd options, NaN
 // weights, zip bombs, overwritten inputs, unnamed errors) now gives a clear error or a correct result,
 // with nothing lost. The run commands use a fake engine here; the weights checks use the real addon.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -117,6 +117,32 @@ describe('1. one writer per run directory', () => {
     } finally {
       held.release();
     }
+  });
+});
+
+describe('1b. locks across processes', () => {
+  it('another process holding a search is named; once it is killed (-9) its lock is taken over', async () => {
+    const run = await newRun('cross');
+    const lockFile = searchLockPath(run, 'segmentation');
+    const script = `import { acquireLock } from ${JSON.stringify(join(process.cwd(), 'src/method/run_lock.ts'))};
+      acquireLock(${JSON.stringify(lockFile)}, 'search'); console.log('held'); setInterval(() => {}, 1000);`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((res, rej) => {
+        child.stdout.on('data', (d) => String(d).includes('held') && res());
+        child.on('exit', (code) => rej(new Error(`lock holder exited with ${code}`)));
+      });
+      await expect(searchCommand({ ...base, run, ...searchSmall }, deps)).rejects.toThrow(
+        new RegExp(`is in use by pid ${child.pid} on ${hostname()}, started .*--input-type=module`),
+      );
+    } finally {
+      child.kill('SIGKILL');
+    }
+    if (child.exitCode === null && child.signalCode === null) await new Promise((r) => child.once('exit', r));
+    expect(existsSync(lockFile)).toBe(true); // a kill -9 leaves it behind
+    await searchCommand({ ...base, run, ...searchSmall }, deps);
+    expect(existsSync(runPaths(run).subset('segmentation'))).toBe(true);
+    expect(existsSync(lockFile)).toBe(false);
   });
 });
 

@@ -73,7 +73,8 @@ export interface RunLock {
 }
 
 function commandLine(): string {
-  const args = process.argv.slice(1).map((a) => (/\s/.test(a) ? JSON.stringify(a) : a));
+  const argv = [basename(process.argv[0] ?? 'node'), ...process.execArgv, ...process.argv.slice(1)];
+  const args = argv.map((a) => (/\s/.test(a) ? JSON.stringify(a) : a));
   const s = args.join(' ');
   return s.length > 300 ? `${s.slice(0, 297)}...` : s;
 }
