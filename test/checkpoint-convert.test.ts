@@ -108,7 +108,7 @@ describe('convertCheckpoints on release-like files', () => {
     const s = await convertCheckpoints({ mae: f('mae.pth'), vqgan: f('last.ckpt'), out });
     expect(s.warnings.join('\n')).toMatch(/in both files; used .*mae\.pth's, ignored .*last\.ckpt's duplicate/);
     expectValues(out, 'fp32', false);
-    const s2 = await convertCheckpoints({ mae: f('mae.pth'), vqgan: f('last.ckpt'), out, prefer: 'ckpt' });
+    const s2 = await convertCheckpoints({ mae: f('mae.pth'), vqgan: f('last.ckpt'), out, prefer: 'ckpt', overwrite: true });
     expect(s2.warnings.join('\n')).toMatch(/used .*last\.ckpt's, ignored .*mae\.pth's/);
     expectValues(out, 'fp32', true);
   });
@@ -118,13 +118,13 @@ describe('convertCheckpoints on release-like files', () => {
     expect((await convertCheckpoints({ mae: f('mae.pth'), out, config: 'tiny' })).config).toEqual(tiny);
     const custom = { ...tiny, name: 'tiny-8-heads', encHeads: 8 };
     writeFileSync(f('cfg.json'), JSON.stringify(custom));
-    const s = await convertCheckpoints({ mae: f('mae.pth'), out, config: f('cfg.json') });
+    const s = await convertCheckpoints({ mae: f('mae.pth'), out, config: f('cfg.json'), overwrite: true });
     expect(JSON.parse(readSafetensorsHeader(out).metadata.vtv_config)).toEqual(custom);
     expect(s.config.encHeads).toBe(8);
-    await expect(convertCheckpoints({ mae: f('mae.pth'), out, config: 'mae-vqgan-vit-large' })).rejects.toThrow(
+    await expect(convertCheckpoints({ mae: f('mae.pth'), out, config: 'mae-vqgan-vit-large', overwrite: true })).rejects.toThrow(
       /does not match config 'mae-vqgan-vit-large': encDim: config 1024, checkpoint 64/,
     );
-    await expect(convertCheckpoints({ mae: f('mae.pth'), out, config: 'nope' })).rejects.toThrow(/neither a preset/);
+    await expect(convertCheckpoints({ mae: f('mae.pth'), out, config: 'nope', overwrite: true })).rejects.toThrow(/neither a preset/);
   });
 });
 

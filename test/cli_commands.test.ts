@@ -70,7 +70,7 @@ describe('vtv collect / search / eval (fake engine)', () => {
     }
     expect(readFileSync(p.evalMd, 'utf8')).toMatch(/PSNR \(dB/);
     // The reference's per-fold draw from the search probabilities runs too.
-    await evalCommand({ ...base, run: p.root, tasks: ['colorization'], folds: [0, 1], episodes: 1, examples: 0, drawPerFold: true }, deps);
+    await evalCommand({ ...base, run: p.root, tasks: ['colorization'], folds: [0, 1], episodes: 1, examples: 0, drawPerFold: true, force: true }, deps);
     expect(JSON.parse(readFileSync(p.evalJson, 'utf8')).rows).toHaveLength(2);
   });
 
@@ -111,14 +111,16 @@ describe('vtv collect / search / eval (fake engine)', () => {
     const bare = join(root, 'bare');
     await expect(searchCommand({ ...base, run: bare, ...searchSmall }, deps)).rejects.toThrow(/not a vtv run \(no config.json\)/);
     // A run whose collect never happened.
-    await expect(collectCommand({ ...base, run: bare, ...small, tasks: ['segmentation'], episodesPerFold: 0 }, deps)).rejects.toThrow(/no episodes to score/);
+    await expect(collectCommand({ ...base, run: bare, ...small, tasks: ['segmentation'], episodesPerFold: 0 }, deps)).rejects.toThrow(
+      /--episodes-per-fold must be 1 to/,
+    );
     await expect(searchCommand({ ...base, run: bare, ...searchSmall }, deps)).rejects.toThrow(
       /task-vector file .*means\.safetensors does not exist: run `vtv collect`/,
     );
     await expect(searchCommand({ ...base, ...searchSmall, tasks: ['inpaint'] }, deps)).rejects.toThrow(
       /has no task vector for 'inpaint' \(it has: segmentation, colorization\)/,
     );
-    await expect(evalCommand({ ...base, tasks: ['segmentation', 'lowlight_enhance'], episodes: 1 }, deps)).rejects.toThrow(
+    await expect(evalCommand({ ...base, tasks: ['segmentation', 'lowlight_enhance'], episodes: 1, force: true }, deps)).rejects.toThrow(
       /no task vector for 'lowlight_enhance'/,
     );
   });

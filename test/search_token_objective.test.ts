@@ -121,8 +121,8 @@ describe('vtv search --objective token (real engine, tiny model)', () => {
 
   it('documents the flags and keeps pixel as the default', () => {
     const help = searchProgram().helpInformation();
-    expect(help).toMatch(/--objective <space>[\s\S]*pixel \(the reference[\s\S]*\(default: "pixel"\)/);
-    expect(help).toMatch(/--token-loss <loss>[\s\S]*\(default: "ce"\)/);
+    expect(help).toMatch(/--objective <space>[\s\S]*pixel \(the reference[\s\S]*\(choices: "pixel", "token", default: "pixel"\)/);
+    expect(help).toMatch(/--token-loss <loss>[\s\S]*\(choices: "ce", "accuracy", default: "ce"\)/);
     expect(REFERENCE_SEARCH.objective).toBe('pixel');
   });
 });

@@ -198,6 +198,14 @@ TEST_F(EngineTest, ReportsBackendAndPatchLayout) {
   EXPECT_FALSE(list[1].usable);  // no CUDA forward yet
 }
 
+TEST_F(EngineTest, ThreadCountsBeyondAFewPerCoreAreRefused) {
+  EngineOptions o;
+  o.threads = 100000;
+  expect_error([&] { Engine e(*config_, *weights_, o); }, {"threads must be 0 (every core) to", "got 100000"});
+  o.threads = -1;
+  expect_error([&] { Engine e(*config_, *weights_, o); }, {"threads must be"});
+}
+
 TEST_F(EngineTest, BatchedChunkedAndDedupedEqualPerSample) {
   for (Mode mode : {Mode::ZeroShot, Mode::OneShot}) {
     SCOPED_TRACE(mode == Mode::ZeroShot ? "zero-shot" : "one-shot");

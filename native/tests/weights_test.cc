@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 
 #include "core/json.h"
 #include "expect_error.h"
@@ -233,6 +234,51 @@ TEST(Weights, SeveralFilesAndVqKeyResolution) {
   // The same key in two files is ambiguous.
   expect_error([&] { Weights::open({a.path(), a.path()}); }, {"duplicate key", "cls_token"});
   expect_error([&] { Weights::open({"/nonexistent/w.safetensors"}); }, {"/nonexistent/w.safetensors", "cannot open"});
+}
+
+
+TEST(Weights, NonFiniteValuesAreRefusedNamingTheTensor) {
+  const float nan = std::nanf(""), inf = INFINITY;
+  struct Case {
+    const char* dtype;
+    float bad;
+  } cases[] = {{"F32", nan}, {"F32", -inf}, {"F16", inf}, {"BF16", nan}};
+  for (const auto& c : cases) {
+    TempFile f("nonfinite");
+    SafetensorsWriter w;
+    w.add_f32("fine", {3}, {1.0f, 2.0f, 3.0f});
+    std::vector<float> v(37, 0.5f);
+    v[21] = c.bad;
+    const std::string dt = c.dtype;
+    if (dt == "F32") w.add_f32("blocks.0.norm1.weight", {37}, v);
+    if (dt == "F16") w.add_f16("blocks.0.norm1.weight", {37}, v);
+    if (dt == "BF16") w.add_bf16("blocks.0.norm1.weight", {37}, v);
+    w.write(f.path());
+    expect_error([&] { Weights::open({f.path()}); },
+                 {"tensor 'blocks.0.norm1.weight'", "1 non-finite value(s)", "of 37", "element 21"});
+  }
+  // The largest finite values of each format are fine.
+  TempFile f("finite");
+  SafetensorsWriter w;
+  w.add_f32("big", {2}, {3.4028235e38f, -3.4028235e38f});
+  w.add_f16("h", {1}, {65504.0f});
+  w.write(f.path());
+  EXPECT_NO_THROW(Weights::open({f.path()}));
+}
+
+TEST(Weights, AFileOverwrittenAfterOpenDoesNotChangeTheWeights) {
+  TempFile f("overwrite");
+  SafetensorsWriter w;
+  w.add_f32("a", {4}, {1.0f, 2.0f, 3.0f, 4.0f});
+  w.write(f.path());
+  auto weights = Weights::open({f.path()});
+  {  // truncate in place, as `cp other.safetensors` over it would: a mapping would fault on the next read
+    FILE* out = std::fopen(f.path().c_str(), "wb");
+    ASSERT_NE(out, nullptr);
+    std::fclose(out);
+  }
+  const float* p = weights->f32("a", {4});
+  EXPECT_EQ(p[3], 4.0f);
 }
 
 }  // namespace

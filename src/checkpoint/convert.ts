@@ -1,8 +1,9 @@
 // `vtv convert`: released MAE-VQGAN .pth (+ optional VQGAN last.ckpt) -> one safetensors file with
 // the engine's key names, streamed tensor by tensor so memory stays bounded by the largest tensor.
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { basename } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { basename, resolve } from 'node:path';
 import { type ModelConfig, ModelConfigSchema, PRESETS } from '../config.js';
+import { readJsonFile } from '../method/json_file.js';
 import { f32ToBf16 } from './dtype.js';
 import { dimMismatches, inferConfig, inferDims } from './infer-config.js';
 import { maeKeys, type Shape, VQ_MODULES, vqDecodeKeys, vqEncodeKeys } from './keys.js';
@@ -28,6 +29,8 @@ export interface ConvertOptions {
   config?: string | ModelConfig;
   /** Which source wins when both give a VQGAN key; default 'pth' (its vae.*), with a warning. */
   prefer?: 'pth' | 'ckpt';
+  /** Replace an existing output file (never one of the inputs); default false: an existing --out is refused. */
+  overwrite?: boolean;
   /** Called after each tensor is written. */
   onProgress?: (done: number, total: number, key: string) => void;
 }
@@ -92,13 +95,37 @@ function resolveConfig(c: string | ModelConfig): ModelConfig {
   if (typeof c !== 'string') return ModelConfigSchema.parse(c);
   if (PRESETS[c]) return structuredClone(PRESETS[c]);
   if (existsSync(c)) {
-    try {
-      return ModelConfigSchema.parse(JSON.parse(readFileSync(c, 'utf8')));
-    } catch (e) {
-      throw new Error(`config file ${c}: ${(e as Error).message}`);
-    }
+    const r = ModelConfigSchema.safeParse(readJsonFile(c, 'model config'));
+    if (!r.success) throw new Error(`config file ${c} is not a model config: ${r.error.issues[0]?.path.join('.')}: ${r.error.issues[0]?.message}`);
+    return r.data;
   }
   throw new Error(`config '${c}' is neither a preset (${Object.keys(PRESETS).join(', ')}) nor an existing JSON file`);
+}
+
+/** Same file: same device and inode (a link or another spelling of the path is the same file). */
+function sameFile(a: string, b: string): boolean {
+  try {
+    const sa = statSync(a);
+    const sb = statSync(b);
+    return sa.dev === sb.dev && sa.ino === sb.ino;
+  } catch {
+    return false;
+  }
+}
+
+/** The output never replaces an input, and replaces an existing file only when asked to. */
+function checkOutput(opts: ConvertOptions): void {
+  for (const [flag, input] of [
+    ['--mae', opts.mae],
+    ['--vqgan', opts.vqgan],
+  ] as const) {
+    if (input !== undefined && (resolve(input) === resolve(opts.out) || sameFile(input, opts.out))) {
+      throw new Error(`--out ${opts.out} is the ${flag} input: converting would replace the checkpoint it reads; choose another --out`);
+    }
+  }
+  if (existsSync(opts.out) && !opts.overwrite) {
+    throw new Error(`${opts.out} exists: pass --force to replace it (it is replaced only once the new file is complete), or choose another --out`);
+  }
 }
 
 const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r));
@@ -121,6 +148,7 @@ export async function convertCheckpoints(opts: ConvertOptions): Promise<ConvertS
   const dtype = opts.dtype ?? 'fp32';
   if (dtype !== 'fp32' && dtype !== 'bf16') throw new Error(`dtype must be 'fp32' or 'bf16', got '${dtype}'`);
   const prefer = opts.prefer ?? 'pth';
+  checkOutput(opts);
   const warnings: string[] = [];
   const opened: TorchCheckpoint[] = [];
   try {

@@ -52,7 +52,29 @@ export const pickleState = new WeakMap<object, unknown>();
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
+/** Bounds on what a pickle may build: far beyond any checkpoint's, far below what would exhaust memory. */
+export const PICKLE_LIMITS = {
+  /** Values on the stack at once (MARK-separated groups included). */
+  stack: 4_000_000,
+  /** Open MARKs. */
+  marks: 100_000,
+  /** Memo entries. */
+  memo: 4_000_000,
+  /** Bytes of one integer (LONG1/LONG4, or digits of a text INT/LONG). */
+  intBytes: 4096,
+};
+
 export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
+  try {
+    return unpickleUnbounded(data, opts);
+  } catch (e) {
+    // Whatever the bounds miss (a structure nested past the JS stack) is still the file's fault.
+    if (e instanceof RangeError) throw new PickleError(`${opts.source ?? 'pickle'}: the pickle is too large or too deeply nested to read (${e.message})`);
+    throw e;
+  }
+}
+
+function unpickleUnbounded(data: Uint8Array, opts: UnpickleOptions): unknown {
   const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   const src = opts.source ?? 'pickle';
   const stack: unknown[] = [];
@@ -62,6 +84,15 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
 
   const fail = (msg: string): never => {
     throw new PickleError(`${src}: ${msg} (at byte ${pos} of ${buf.length})`);
+  };
+  const push = (v: unknown) => {
+    if (stack.length >= PICKLE_LIMITS.stack) fail(`more than ${PICKLE_LIMITS.stack} values on the stack`);
+    stack.push(v);
+  };
+  const memoSet = (k: number, v: unknown) => {
+    if (!Number.isSafeInteger(k) || k < 0) fail(`bad memo key ${k}`);
+    if (memo.size >= PICKLE_LIMITS.memo && !memo.has(k)) fail(`more than ${PICKLE_LIMITS.memo} memo entries`);
+    memo.set(k, v);
   };
   const need = (n: number) => {
     if (n < 0 || pos + n > buf.length) fail(`truncated pickle: needs ${n} more bytes`);
@@ -155,9 +186,9 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
     }
   };
   const appendItems = (target: unknown, items: unknown[]) => {
-    if (Array.isArray(target)) target.push(...items);
-    else if (target instanceof InertObject) target.listItems.push(...items);
-    else fail(`APPEND on a ${describe(target)}`);
+    // One at a time: spreading 300k items into push() overflows the call stack.
+    const into = Array.isArray(target) ? target : target instanceof InertObject ? target.listItems : fail(`APPEND on a ${describe(target)}`);
+    for (const x of items) into.push(x);
   };
   const hashable = (k: unknown) => (Array.isArray(k) ? JSON.stringify(k, (_, v) => (typeof v === 'bigint' ? v.toString() : v)) : k);
 
@@ -179,6 +210,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
         return stack[0];
       }
       case 0x28:
+        if (marks.length >= PICKLE_LIMITS.marks) fail(`more than ${PICKLE_LIMITS.marks} open MARKs`);
         marks.push(stack.length);
         break; // MARK
       case 0x30:
@@ -188,58 +220,59 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
         popMark();
         break; // POP_MARK
       case 0x32:
-        stack.push(top());
+        push(top());
         break; // DUP
       case 0x4e:
-        stack.push(null);
+        push(null);
         break; // NONE
       case 0x88:
-        stack.push(true);
+        push(true);
         break; // NEWTRUE
       case 0x89:
-        stack.push(false);
+        push(false);
         break; // NEWFALSE
       case 0x4a:
-        stack.push(i32());
+        push(i32());
         break; // BININT
       case 0x4b:
-        stack.push(u8());
+        push(u8());
         break; // BININT1
       case 0x4d:
-        stack.push(u16());
+        push(u16());
         break; // BININT2
       case 0x8a:
-        stack.push(signedLE(bytes(u8())));
-        break; // LONG1
+        push(signedLE(bytes(u8())));
+        break; // LONG1 (at most 255 bytes)
       case 0x8b: {
         // LONG4
         const n = i32();
         if (n < 0) fail('negative LONG4 length');
-        stack.push(signedLE(bytes(n)));
+        if (n > PICKLE_LIMITS.intBytes) fail(`LONG4 of ${n} bytes (at most ${PICKLE_LIMITS.intBytes})`);
+        push(signedLE(bytes(n)));
         break;
       }
       case 0x49: {
         // INT (text); "01"/"00" are protocol-0 booleans
         const s = line();
-        if (s === '01' || s === '00') stack.push(s === '01');
+        if (s === '01' || s === '00') push(s === '01');
         else {
-          if (!/^[-+]?\d+$/.test(s)) fail(`bad INT literal '${s}'`);
+          if (!/^[-+]?\d+$/.test(s) || s.length > PICKLE_LIMITS.intBytes) fail(`bad INT literal '${s.slice(0, 40)}'`);
           const v = BigInt(s);
-          stack.push(v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
+          push(v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
         }
         break;
       }
       case 0x4c: {
         // LONG (text)
         const s = line().replace(/L$/, '');
-        if (!/^[-+]?\d+$/.test(s)) fail(`bad LONG literal '${s}'`);
+        if (!/^[-+]?\d+$/.test(s) || s.length > PICKLE_LIMITS.intBytes) fail(`bad LONG literal '${s.slice(0, 40)}'`);
         const v = BigInt(s);
-        stack.push(v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
+        push(v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
         break;
       }
       case 0x47: {
         need(8);
-        stack.push(buf.readDoubleBE(pos));
+        push(buf.readDoubleBE(pos));
         pos += 8;
         break;
       } // BINFLOAT
@@ -248,92 +281,96 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
         const s = line().trim();
         const v = s === 'inf' ? Infinity : s === '-inf' ? -Infinity : Number(s);
         if (Number.isNaN(v) && s !== 'nan') fail(`bad FLOAT literal '${s}'`);
-        stack.push(v);
+        push(v);
         break;
       }
       case 0x58:
-        stack.push(utf8(u32()));
+        push(utf8(u32()));
         break; // BINUNICODE
       case 0x8c:
-        stack.push(utf8(u8()));
+        push(utf8(u8()));
         break; // SHORT_BINUNICODE
       case 0x8d:
-        stack.push(utf8(u64()));
+        push(utf8(u64()));
         break; // BINUNICODE8
       case 0x56: {
         // UNICODE (raw-unicode-escape text)
-        const s = line().replace(/\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})/g, (_, a, b) => String.fromCodePoint(parseInt(a ?? b, 16)));
-        stack.push(s);
+        const s = line().replace(/\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})/g, (_, a, b) => {
+          const cp = parseInt(a ?? b, 16);
+          if (cp > 0x10ffff) fail(`bad \\U escape \\U${b} in a UNICODE string: code point beyond U+10FFFF`);
+          return String.fromCodePoint(cp);
+        });
+        push(s);
         break;
       }
       case 0x42:
-        stack.push(Buffer.from(bytes(u32())));
+        push(Buffer.from(bytes(u32())));
         break; // BINBYTES
       case 0x43:
-        stack.push(Buffer.from(bytes(u8())));
+        push(Buffer.from(bytes(u8())));
         break; // SHORT_BINBYTES
       case 0x8e:
-        stack.push(Buffer.from(bytes(u64())));
+        push(Buffer.from(bytes(u64())));
         break; // BINBYTES8
       case 0x96:
-        stack.push(Buffer.from(bytes(u64())));
+        push(Buffer.from(bytes(u64())));
         break; // BYTEARRAY8
       // Python 2 str: kept as a latin-1 JS string (torch never writes these in protocol 2+).
       case 0x54: {
         const n = i32();
         if (n < 0) fail('negative BINSTRING length');
-        stack.push(bytes(n).toString('latin1'));
+        push(bytes(n).toString('latin1'));
         break;
       }
       case 0x55:
-        stack.push(bytes(u8()).toString('latin1'));
+        push(bytes(u8()).toString('latin1'));
         break; // SHORT_BINSTRING
       case 0x53:
         fail('protocol-0 STRING opcode is not supported');
         break;
       case 0x7d:
-        stack.push(new Map());
+        push(new Map());
         break; // EMPTY_DICT
       case 0x5d:
-        stack.push([]);
+        push([]);
         break; // EMPTY_LIST
       case 0x29:
-        stack.push([]);
+        push([]);
         break; // EMPTY_TUPLE
       case 0x8f:
-        stack.push(new Set());
+        push(new Set());
         break; // EMPTY_SET
       case 0x85:
-        stack.push([pop()]);
+        push([pop()]);
         break; // TUPLE1
       case 0x86: {
         const b = pop();
         const a = pop();
-        stack.push([a, b]);
+        push([a, b]);
         break;
       } // TUPLE2
       case 0x87: {
         const c = pop();
         const b = pop();
         const a = pop();
-        stack.push([a, b, c]);
+        push([a, b, c]);
         break;
       } // TUPLE3
       case 0x74:
-        stack.push(popMark());
+        push(popMark());
         break; // TUPLE
       case 0x6c:
-        stack.push(popMark());
+        push(popMark());
         break; // LIST
       case 0x64: {
         const kv = popMark();
         const d = new Map();
         setItems(d, kv);
-        stack.push(d);
+        push(d);
         break;
       } // DICT
       case 0x91:
-        stack.push(new Set(popMark()));
+        push(new Set(popMark()));
         break; // FROZENSET
       case 0x90: {
         // ADDITEMS
@@ -365,30 +402,30 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
         break;
       } // SETITEMS
       case 0x71:
-        memo.set(u8(), top());
+        memoSet(u8(), top());
         break; // BINPUT
       case 0x72:
-        memo.set(u32(), top());
+        memoSet(u32(), top());
         break; // LONG_BINPUT
       case 0x94:
-        memo.set(memo.size, top());
+        memoSet(memo.size, top());
         break; // MEMOIZE
       case 0x70:
-        memo.set(Number(line()), top());
+        memoSet(Number(line()), top());
         break; // PUT
       case 0x68:
-        stack.push(memoGet(u8()));
+        push(memoGet(u8()));
         break; // BINGET
       case 0x6a:
-        stack.push(memoGet(u32()));
+        push(memoGet(u32()));
         break; // LONG_BINGET
       case 0x67:
-        stack.push(memoGet(Number(line())));
+        push(memoGet(Number(line())));
         break; // GET
       case 0x63: {
         const module = line();
         const name = line();
-        stack.push(global(module, name));
+        push(global(module, name));
         break;
       } // GLOBAL
       case 0x93: {
@@ -396,7 +433,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
         const name = pop();
         const module = pop();
         if (typeof module !== 'string' || typeof name !== 'string') fail('STACK_GLOBAL needs two strings');
-        stack.push(global(module as string, name as string));
+        push(global(module as string, name as string));
         break;
       }
       case 0x52: {
@@ -404,7 +441,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
         const args = pop();
         const fn = pop();
         if (!Array.isArray(args)) fail(`REDUCE arguments are a ${describe(args)}, not a tuple`);
-        stack.push(instantiate(fn, args as unknown[]));
+        push(instantiate(fn, args as unknown[]));
         break;
       }
       case 0x81: {
@@ -412,7 +449,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
         const args = pop();
         const cls = pop();
         if (!Array.isArray(args)) fail('NEWOBJ arguments are not a tuple');
-        stack.push(instantiate(cls, args as unknown[]));
+        push(instantiate(cls, args as unknown[]));
         break;
       }
       case 0x92: {
@@ -421,7 +458,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
         const args = pop();
         const cls = pop();
         if (!Array.isArray(args)) fail('NEWOBJ_EX arguments are not a tuple');
-        stack.push(instantiate(cls, kwargs instanceof Map && kwargs.size ? [...(args as unknown[]), kwargs] : (args as unknown[])));
+        push(instantiate(cls, kwargs instanceof Map && kwargs.size ? [...(args as unknown[]), kwargs] : (args as unknown[])));
         break;
       }
       case 0x69: {
@@ -429,14 +466,14 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
         const module = line();
         const name = line();
         const args = popMark();
-        stack.push(instantiate(global(module, name), args));
+        push(instantiate(global(module, name), args));
         break;
       }
       case 0x6f: {
         // OBJ: class and arguments since MARK
         const items = popMark();
         if (items.length === 0) fail('OBJ without a class');
-        stack.push(instantiate(items[0], items.slice(1)));
+        push(instantiate(items[0], items.slice(1)));
         break;
       }
       case 0x62: {
@@ -455,7 +492,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
         const pid = op === 0x51 ? pop() : line();
         const load = opts.persistentLoad;
         if (!load) return fail('persistent id without a loader');
-        stack.push(load(pid));
+        push(load(pid));
         break;
       }
       case 0x82:

@@ -177,34 +177,50 @@ export interface SafetensorsHeader {
 function parseHeader(path: string, fd: number, fileSize: number): SafetensorsHeader {
   if (fileSize < 8) throw new SafetensorsError(`${path}: too short for a safetensors file (${fileSize} bytes)`);
   const lenBuf = Buffer.alloc(8);
-  readSync(fd, lenBuf, 0, 8, 0);
+  readFully(fd, lenBuf, 0, path);
   const len = Number(lenBuf.readBigUInt64LE(0));
-  if (len > 100 * 1024 * 1024 || 8 + len > fileSize) throw new SafetensorsError(`${path}: header length ${len} is invalid for a ${fileSize}-byte file`);
+  if (len < 2 || len > 100 * 1024 * 1024 || 8 + len > fileSize)
+    throw new SafetensorsError(`${path}: header length ${len} is invalid for a ${fileSize}-byte file (not a safetensors file, or truncated)`);
   const text = Buffer.alloc(len);
-  readSync(fd, text, 0, len, 8);
-  let json: Record<string, unknown>;
+  readFully(fd, text, 8, path);
+  let json: unknown;
   try {
     json = JSON.parse(text.toString('utf8'));
   } catch (e) {
-    throw new SafetensorsError(`${path}: header is not JSON: ${(e as Error).message}`);
+    throw new SafetensorsError(`${path}: header is not JSON: ${(e as Error).message.slice(0, 200)}`);
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    const kind = json === null ? 'null' : Array.isArray(json) ? 'an array' : `a ${typeof json}`;
+    throw new SafetensorsError(`${path}: the safetensors header is ${kind}, expected a JSON object of tensors`);
   }
   const dataStart = 8 + len;
   const tensors: SafetensorsHeader['tensors'] = new Map();
   let metadata: Record<string, string> = {};
   const spans: Array<[number, number, string]> = [];
-  for (const [key, v] of Object.entries(json)) {
+  const isCount = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+  for (const [key, v] of Object.entries(json as Record<string, unknown>)) {
     if (key === '__metadata__') {
+      if (v === null || typeof v !== 'object' || Array.isArray(v) || !Object.values(v).every((x) => typeof x === 'string')) {
+        throw new SafetensorsError(`${path}: "__metadata__" must be an object of strings`);
+      }
       metadata = v as Record<string, string>;
       continue;
     }
-    const e = v as { dtype: SafetensorsDType; shape: number[]; data_offsets: [number, number] };
-    const es = SAFETENSORS_DTYPE_BYTES[e?.dtype];
-    if (!es || !Array.isArray(e.shape) || !Array.isArray(e.data_offsets)) throw new SafetensorsError(`${path}: tensor '${key}' has a malformed header entry`);
-    const [b, en] = e.data_offsets;
-    if (en - b !== numel(e.shape) * es || b < 0 || dataStart + en > fileSize) {
-      throw new SafetensorsError(`${path}: tensor '${key}' data_offsets [${b}, ${en}] do not fit shape [${e.shape}] ${e.dtype} in a ${fileSize}-byte file`);
+    const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown } | null;
+    if (e === null || typeof e !== 'object' || Array.isArray(e))
+      throw new SafetensorsError(`${path}: tensor '${key}' has a malformed header entry (not an object)`);
+    const es = typeof e.dtype === 'string' && Object.hasOwn(SAFETENSORS_DTYPE_BYTES, e.dtype) ? SAFETENSORS_DTYPE_BYTES[e.dtype as SafetensorsDType] : 0;
+    if (!es) throw new SafetensorsError(`${path}: tensor '${key}' has an unknown dtype ${JSON.stringify(e.dtype)}`);
+    if (!Array.isArray(e.shape) || !e.shape.every(isCount) || e.shape.length > 16)
+      throw new SafetensorsError(`${path}: tensor '${key}' has a malformed shape (expected up to 16 non-negative integers)`);
+    if (!Array.isArray(e.data_offsets) || e.data_offsets.length !== 2 || !e.data_offsets.every(isCount))
+      throw new SafetensorsError(`${path}: tensor '${key}' has malformed data_offsets (expected [begin, end])`);
+    const shape = e.shape as number[];
+    const [b, en] = e.data_offsets as [number, number];
+    if (en < b || en - b !== numel(shape) * es || dataStart + en > fileSize) {
+      throw new SafetensorsError(`${path}: tensor '${key}' data_offsets [${b}, ${en}] do not fit shape [${shape}] ${e.dtype} in a ${fileSize}-byte file`);
     }
-    tensors.set(key, { dtype: e.dtype, shape: e.shape, begin: dataStart + b, end: dataStart + en });
+    tensors.set(key, { dtype: e.dtype as SafetensorsDType, shape, begin: dataStart + b, end: dataStart + en });
     spans.push([b, en, key]);
   }
   spans.sort((a, b) => a[0] - b[0]);
@@ -214,6 +230,15 @@ function parseHeader(path: string, fd: number, fileSize: number): SafetensorsHea
     expect = en;
   }
   return { metadata, tensors, dataStart };
+}
+
+function readFully(fd: number, into: Buffer, position: number, path: string): void {
+  let done = 0;
+  while (done < into.length) {
+    const n = readSync(fd, into, done, into.length - done, position + done);
+    if (n === 0) throw new SafetensorsError(`${path}: unexpected end of file reading the header (truncated?)`);
+    done += n;
+  }
 }
 
 /** Reads only the header of a safetensors file (keys, dtypes, shapes, metadata). */

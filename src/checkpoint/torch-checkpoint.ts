@@ -3,7 +3,6 @@
 // `<top>/data/<storage key>` at its offset only when asked for, so memory stays bounded by the largest
 // tensor whatever the archive's size. The pre-1.6 (non-zip) format is refused with a clear message.
 import { closeSync, openSync, readSync } from 'node:fs';
-import { crc32 } from 'node:zlib';
 import { DTYPE_BYTES, isFloatDType, toF32 } from './dtype.js';
 import { PickleError, unpickle } from './pickle.js';
 import { resolveTorchGlobal, type StorageRef, StorageType, TensorRef } from './torch-globals.js';
@@ -13,6 +12,8 @@ export class CheckpointError extends Error {}
 
 /** Reads in one go at most this many bytes of a tensor's storage; larger views are read per outer slice. */
 const MAX_READ_BYTES = 64 * 1024 * 1024;
+/** A checkpoint's pickle describes the tensors, not their data: ViT-L's is about 50 KB. */
+const MAX_PICKLE_BYTES = 64 * 1024 * 1024;
 
 export interface TorchCheckpointOptions {
   /** Largest single read (bytes); views spanning more are read one outer slice at a time. */
@@ -31,7 +32,6 @@ function sniff(path: string): Buffer {
 }
 
 export class TorchCheckpoint {
-  private readonly verified = new Set<string>();
   private scratch: Buffer = Buffer.allocUnsafeSlow(0);
 
   /** A reused read buffer (unpooled, so it starts at byte 0 of its ArrayBuffer: aligned views). */
@@ -66,12 +66,11 @@ export class TorchCheckpoint {
       const prefix = pkls[0].slice(0, -'/data.pkl'.length);
       const order = zip.entries.get(`${prefix}/byteorder`);
       if (order) {
-        const bo = zip.readEntry(order.name).toString('latin1').trim();
+        const bo = zip.readEntry(order.name, 64).toString('latin1').trim();
         if (bo !== 'little') throw new CheckpointError(`${path}: storages are '${bo}'-endian; only little-endian checkpoints are supported`);
       }
       const pklName = pkls[0];
-      const pkl = zip.readEntry(pklName);
-      if (crc32(pkl) >>> 0 !== zip.entry(pklName).crc32) throw new CheckpointError(`${path}: '${pklName}' fails its CRC-32 check (corrupted file)`);
+      const pkl = zip.readEntry(pklName, MAX_PICKLE_BYTES);
       const source = `${path}:${pklName}`;
       const storages = new Map<string, StorageRef>();
       const root = unpickle(pkl, {
@@ -136,25 +135,18 @@ export class TorchCheckpoint {
   }
 
   /**
-   * Checks a storage entry's CRC-32 once: on `whole` when the caller just read the entire entry, else by
-   * streaming the entry in bounded chunks (views that read a storage only in part).
+   * Checks a storage entry's CRC-32 once (the zip reader streams it, or checks `whole` when the caller
+   * just read the entire entry), naming the tensor that needed it.
    */
   private verify(entryName: string, tensor: string, whole: Buffer | null): void {
-    if (this.verified.has(entryName)) return;
-    const entry = this.zip.entry(entryName);
-    let crc = 0;
-    if (whole) crc = crc32(whole);
-    else {
-      const chunk = Buffer.allocUnsafeSlow(Math.max(1, Math.min(entry.size, this.maxReadBytes)));
-      for (let at = 0; at < entry.size; at += chunk.length) {
-        const n = Math.min(chunk.length, entry.size - at);
-        crc = crc32(this.zip.readEntryRange(entryName, at, n, chunk).subarray(0, n), crc);
+    try {
+      this.zip.verifyEntry(entryName, whole ?? undefined);
+    } catch (e) {
+      if (e instanceof ZipError && /CRC-32/.test(e.message)) {
+        throw new CheckpointError(`${this.path}: storage '${entryName}' of tensor '${tensor}' fails its CRC-32 check (corrupted file)`);
       }
+      throw e;
     }
-    if (crc >>> 0 !== entry.crc32) {
-      throw new CheckpointError(`${this.path}: storage '${entryName}' of tensor '${tensor}' fails its CRC-32 check (corrupted file)`);
-    }
-    this.verified.add(entryName);
   }
 
   private gather(entryName: string, dtype: StorageRef['dtype'], offset: number, size: number[], stride: number[], out: Float32Array, name: string): void {

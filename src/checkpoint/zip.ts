@@ -1,8 +1,14 @@
 // A read-only view of a zip archive that reads only the byte ranges asked for. torch.save writes its
 // archives with stored (uncompressed) entries, so a tensor's bytes can be read in place at an offset
-// without inflating or loading the archive; deflated entries (a re-zipped file) are inflated per entry.
+// without inflating or loading the archive; deflated entries (a re-zipped file) are inflated once per
+// entry, and the last one is kept for the reads that follow.
+//
+// Nothing in the archive is trusted: a stored entry must declare equal sizes, a deflated one may not
+// inflate past its declared size (the inflater stops there), must inflate to exactly that size, may
+// not declare more than `maxInflatedBytes` nor more than `maxRatio` times its compressed size (a zip
+// bomb), and every entry's CRC-32 is checked in the pass that reads or inflates it.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { inflateRawSync } from 'node:zlib';
+import { crc32, inflateRawSync } from 'node:zlib';
 
 export interface ZipEntry {
   name: string;
@@ -22,6 +28,17 @@ const MAX_COMMENT = 0xffff;
 
 export class ZipError extends Error {}
 
+export interface ZipLimits {
+  /** Most bytes a deflated entry may inflate to (default 256 MiB). */
+  maxInflatedBytes?: number;
+  /** Most uncompressed/compressed size ratio of a deflated entry over 1 MiB (default 200). */
+  maxRatio?: number;
+}
+
+const DEFAULT_LIMITS: Required<ZipLimits> = { maxInflatedBytes: 256 * 2 ** 20, maxRatio: 200 };
+const RATIO_FREE_BYTES = 2 ** 20;
+const CRC_CHUNK = 16 * 2 ** 20;
+
 function u64(b: Buffer, off: number): number {
   const v = b.readBigUInt64LE(off);
   if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new ZipError(`64-bit field ${v} is too large`);
@@ -33,23 +50,30 @@ export class ZipArchive {
   private readonly dataStart = new Map<string, number>();
   private fd: number | null;
   readonly fileSize: number;
+  private readonly limits: Required<ZipLimits>;
+  private readonly verified = new Set<string>();
+  private inflated: { name: string; data: Buffer } | null = null;
 
   private constructor(
     readonly path: string,
     fd: number,
+    limits: ZipLimits,
   ) {
     this.fd = fd;
     this.fileSize = fstatSync(fd).size;
+    this.limits = { ...DEFAULT_LIMITS, ...limits };
   }
 
   /** Opens `path` and reads its central directory; throws ZipError when it is not a readable zip. */
-  static open(path: string): ZipArchive {
+  static open(path: string, limits: ZipLimits = {}): ZipArchive {
     const fd = openSync(path, 'r');
-    const z = new ZipArchive(path, fd);
+    const z = new ZipArchive(path, fd, limits);
     try {
       z.readCentralDirectory();
     } catch (e) {
       z.close();
+      // A field pointing outside its record is the archive's fault, whatever check did not catch it.
+      if (e instanceof RangeError) throw new ZipError(`${path}: corrupt zip structure (${e.message})`);
       throw e;
     }
     return z;
@@ -58,6 +82,7 @@ export class ZipArchive {
   close(): void {
     if (this.fd !== null) closeSync(this.fd);
     this.fd = null;
+    this.inflated = null;
   }
 
   /** Reads exactly `length` bytes at absolute file offset `position`; a short read is an error. */
@@ -98,6 +123,7 @@ export class ZipArchive {
       cdSize = u64(z64, 40);
       cdOffset = u64(z64, 48);
     }
+    if (count > 1_000_000) throw new ZipError(`${this.path}: the central directory declares ${count} entries (corrupt, or not a checkpoint)`);
     if (cdOffset + cdSize > this.fileSize)
       throw new ZipError(`${this.path}: central directory [${cdOffset}, +${cdSize}) lies outside the file (${this.fileSize} bytes)`);
     const cd = this.readAt(cdOffset, cdSize);
@@ -112,6 +138,7 @@ export class ZipArchive {
       const extraLen = cd.readUInt16LE(p + 30);
       const commentLen = cd.readUInt16LE(p + 32);
       let localHeaderOffset = cd.readUInt32LE(p + 42);
+      if (p + 46 + nameLen + extraLen + commentLen > cd.length) throw new ZipError(`${this.path}: central directory entry #${i} runs past the directory's end`);
       const name = cd.toString('utf8', p + 46, p + 46 + nameLen);
       // zip64 extended information: the 64-bit values follow in this order, only for fields saturated above.
       let e = p + 46 + nameLen;
@@ -119,8 +146,11 @@ export class ZipArchive {
       while (e + 4 <= extraEnd) {
         const id = cd.readUInt16LE(e);
         const len = cd.readUInt16LE(e + 2);
+        if (e + 4 + len > extraEnd) throw new ZipError(`${this.path}: entry '${name}' has a malformed extra field`);
         if (id === 0x0001) {
           let q = e + 4;
+          const want = (size === 0xffffffff ? 8 : 0) + (compressedSize === 0xffffffff ? 8 : 0) + (localHeaderOffset === 0xffffffff ? 8 : 0);
+          if (want > len) throw new ZipError(`${this.path}: entry '${name}' has a short zip64 extra field`);
           if (size === 0xffffffff) {
             size = u64(cd, q);
             q += 8;
@@ -136,6 +166,11 @@ export class ZipArchive {
         }
         e += 4 + len;
       }
+      if (method !== 0 && method !== 8) throw new ZipError(`${this.path}: entry '${name}' uses unsupported compression method ${method}`);
+      if (method === 0 && compressedSize !== size) {
+        throw new ZipError(`${this.path}: stored entry '${name}' declares ${size} bytes but occupies ${compressedSize} (corrupt archive)`);
+      }
+      if (method === 8) this.checkDeflatedSizes(name, size, compressedSize);
       this.entries.set(name, { name, method, compressedSize, size, localHeaderOffset, crc32 });
       p = extraEnd + commentLen;
     }
@@ -164,29 +199,93 @@ export class ZipArchive {
     return e;
   }
 
-  /** Whole entry contents (inflated when deflated); use for small entries such as data.pkl. */
-  readEntry(name: string): Buffer {
-    const e = this.entry(name);
-    const raw = this.readAt(this.dataOffset(e), e.compressedSize);
-    if (e.method === 0) return raw;
-    if (e.method === 8) {
-      try {
-        return inflateRawSync(raw);
-      } catch (err) {
-        throw new ZipError(`${this.path}: entry '${name}' does not inflate: ${(err as Error).message}`);
-      }
+  private checkDeflatedSizes(name: string, size: number, compressedSize: number): void {
+    const { maxInflatedBytes, maxRatio } = this.limits;
+    if (size > maxInflatedBytes) {
+      throw new ZipError(
+        `${this.path}: deflated entry '${name}' declares ${size} bytes, more than the ${maxInflatedBytes} a compressed entry may hold here (a zip bomb, or re-save with torch.save, which stores entries uncompressed)`,
+      );
     }
-    throw new ZipError(`${this.path}: entry '${name}' uses unsupported compression method ${e.method}`);
+    if (size > RATIO_FREE_BYTES && size > compressedSize * maxRatio) {
+      throw new ZipError(
+        `${this.path}: deflated entry '${name}' declares ${size} bytes from ${compressedSize} compressed, a ratio over ${maxRatio}:1 (a zip bomb?)`,
+      );
+    }
   }
 
-  /** `length` bytes of a stored entry starting at `offset` within it, read in place. */
+  /** Inflates a deflated entry (at most its declared size), checking its length and CRC-32; keeps the last one. */
+  private inflate(e: ZipEntry): Buffer {
+    if (this.inflated?.name === e.name) return this.inflated.data;
+    const raw = this.readAt(this.dataOffset(e), e.compressedSize);
+    let out: Buffer;
+    try {
+      // maxOutputLength stops the inflater at the declared size + 1: a bomb costs no more than its declaration.
+      out = inflateRawSync(raw, { maxOutputLength: Math.max(1, e.size + 1) });
+    } catch (err) {
+      const m = (err as Error).message;
+      if (/maxOutputLength|Cannot create a Buffer larger|too large/i.test(m) || (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+        throw new ZipError(`${this.path}: entry '${e.name}' inflates past its declared ${e.size} bytes (corrupt archive or a zip bomb)`);
+      }
+      throw new ZipError(`${this.path}: entry '${e.name}' does not inflate: ${m}`);
+    }
+    if (out.length !== e.size) throw new ZipError(`${this.path}: entry '${e.name}' inflates to ${out.length} bytes, but declares ${e.size} (corrupt archive)`);
+    this.checkCrc(e, crc32(out));
+    this.inflated = { name: e.name, data: out };
+    return out;
+  }
+
+  private checkCrc(e: ZipEntry, crc: number): void {
+    if (crc >>> 0 !== e.crc32) throw new ZipError(`${this.path}: entry '${e.name}' fails its CRC-32 check (corrupted file)`);
+    this.verified.add(e.name);
+  }
+
+  /**
+   * Checks an entry's CRC-32 once (later calls return at once): a stored entry is streamed in bounded
+   * chunks, a deflated one is inflated (which checks it). Pass `whole` when the caller holds the
+   * entire stored entry already.
+   */
+  verifyEntry(name: string, whole?: Buffer): void {
+    if (this.verified.has(name)) return;
+    const e = this.entry(name);
+    if (e.method === 8) {
+      this.inflate(e);
+      return;
+    }
+    if (whole) {
+      this.checkCrc(e, crc32(whole));
+      return;
+    }
+    const start = this.dataOffset(e);
+    const chunk = Buffer.allocUnsafeSlow(Math.max(1, Math.min(e.size, CRC_CHUNK)));
+    let crc = 0;
+    for (let at = 0; at < e.size; at += chunk.length) {
+      const n = Math.min(chunk.length, e.size - at);
+      crc = crc32(this.readAt(start + at, n, chunk).subarray(0, n), crc);
+    }
+    this.checkCrc(e, crc);
+  }
+
+  /**
+   * Whole entry contents (inflated when deflated), CRC-checked; for small entries such as data.pkl.
+   * `maxBytes` bounds what the entry may declare.
+   */
+  readEntry(name: string, maxBytes = this.limits.maxInflatedBytes): Buffer {
+    const e = this.entry(name);
+    if (e.size > maxBytes) throw new ZipError(`${this.path}: entry '${name}' declares ${e.size} bytes, more than the ${maxBytes} expected of it`);
+    if (e.method === 8) return this.inflate(e);
+    const raw = this.readAt(this.dataOffset(e), e.size);
+    this.verifyEntry(name, raw);
+    return raw;
+  }
+
+  /** `length` bytes of an entry starting at `offset` within it: read in place when stored, from the one inflation when deflated. */
   readEntryRange(name: string, offset: number, length: number, into?: Buffer): Buffer {
     const e = this.entry(name);
-    if (offset < 0 || offset + length > e.size) {
+    if (offset < 0 || length < 0 || offset + length > e.size) {
       throw new ZipError(`${this.path}: entry '${name}' has ${e.size} bytes; cannot read [${offset}, ${offset + length})`);
     }
     if (e.method !== 0) {
-      const all = this.readEntry(name);
+      const all = this.inflate(e);
       const out = into ?? Buffer.allocUnsafe(length);
       all.copy(out, 0, offset, offset + length);
       return out;

@@ -1,12 +1,13 @@
 // `vtv bench`: forwards per second of the engine on this machine, per mode and batch, with and
 // without patching and decoding (random canvases; the model from --model/--weights or a run).
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { type ModelConfig, preset } from '../config.js';
 import { Rng } from '../data/rng.js';
 import { CANVAS_FLOATS, type ForwardRequest, type TaskMeans } from '../engine.js';
 import { sampleChoices } from '../method/policy.js';
 import { VariableSpace } from '../method/variables.js';
-import { checkWeights, type Deps, defaultDeps, type OpenedEngine, parseIntArg, parseIntList, UsageError } from './common.js';
+import { checkWeights, type Deps, defaultDeps, intInRange, type OpenedEngine, parseIntList, UsageError } from './common.js';
+import { threadsOption } from './run_options.js';
 
 export interface BenchRow {
   case: string;
@@ -60,10 +61,10 @@ export function benchProgram(deps: Deps = defaultDeps): Command {
     .description('measure engine forwards per second (random canvases)')
     .option('--model <preset>', 'model preset', 'tiny')
     .requiredOption('--weights <files...>', 'safetensors weights for the model')
-    .option('--backend <name>', 'auto | cpu | cuda', 'auto')
-    .option('--threads <n>', 'CPU threads (0: all)', parseIntArg('--threads'), 0)
-    .option('--batches <list>', 'batch sizes', parseIntList('--batches'), [1, 16])
-    .option('--repeats <n>', 'timed repeats per case', parseIntArg('--repeats'), 3)
+    .addOption(new Option('--backend <name>', 'compute backend').choices(['auto', 'cpu', 'cuda']).default('auto'))
+    .addOption(threadsOption())
+    .option('--batches <list>', 'batch sizes (1 to 4096)', parseIntList('--batches', 1, 4096), [1, 16])
+    .option('--repeats <n>', 'timed repeats per case', intInRange('--repeats', 1, 10000), 3)
     .option('--json', 'print JSON rows', false)
     .action(
       async (o: { model: string; weights: string[]; backend: 'auto' | 'cpu' | 'cuda'; threads: number; batches: number[]; repeats: number; json: boolean }) => {

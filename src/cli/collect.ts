@@ -2,32 +2,53 @@
 import { existsSync } from 'node:fs';
 import { Command } from 'commander';
 import { getTask } from '../data/tasks/index.js';
+import { CANVAS_FLOATS } from '../engine.js';
 import { writeJsonAtomic } from '../method/atomic_file.js';
 import { type CollectOptions, collectTaskVectors, REFERENCE_COLLECT } from '../method/collect.js';
 import { writeMeansFile } from '../method/means_file.js';
+import { moveAside } from '../method/run_lock.js';
 import {
+  checkMemory,
+  checkThreads,
   type Deps,
   defaultDeps,
+  intInRange,
+  lockRun,
   openDataset,
   openEngine,
   openRun,
-  parseIntArg,
   parseIntList,
   parseList,
   progressBar,
   type RunOptions,
+  resolveRunDir,
   UsageError,
 } from './common.js';
 import { addRunOptions } from './run_options.js';
+
+/** Most episodes (or samples) per engine call any command accepts. */
+export const MAX_BATCH = 4096;
 
 export interface CollectCliOptions extends RunOptions, Partial<CollectOptions> {
   force?: boolean;
 }
 
 export async function collectCommand(o: CollectCliOptions, deps: Deps = defaultDeps): Promise<string> {
+  checkThreads(o.threads);
+  // The run lock comes before anything is written (openRun writes config.json for a new run); collect
+  // replaces the task vectors every search reads, so no search of this run may be running.
+  const lock = lockRun({ dir: resolveRunDir(o) }, 'collect', 'all');
+  try {
+    return await collectLocked(o, deps);
+  } finally {
+    lock.release();
+  }
+}
+
+async function collectLocked(o: CollectCliOptions, deps: Deps): Promise<string> {
   const ctx = openRun(o, true);
   if (existsSync(ctx.paths.means) && !o.force) {
-    throw new UsageError(`${ctx.paths.means} exists: pass --force to collect again (it will be replaced), or use another --run`);
+    throw new UsageError(`${ctx.paths.means} exists: pass --force to collect again (the old results are moved to replaced/), or use another --run`);
   }
   const opt: CollectOptions = {
     tasks: o.tasks ?? REFERENCE_COLLECT.tasks,
@@ -39,8 +60,22 @@ export async function collectCommand(o: CollectCliOptions, deps: Deps = defaultD
     batch: o.batch ?? REFERENCE_COLLECT.batch,
   };
   for (const t of opt.tasks) getTask(t); // a wrong task name fails before any work
+  for (const [name, v, min, max] of [
+    ['--episodes-per-fold', opt.episodesPerFold, 1, 1_000_000],
+    ['--keep', opt.keep, 1, 1_000_000],
+    ['--batch', opt.batch, 1, MAX_BATCH],
+  ] as const) {
+    if (!Number.isInteger(v) || v < min || v > max) throw new UsageError(`${name} must be ${min} to ${max}, got ${v}`);
+  }
   const ds = openDataset(ctx.run);
+  for (const f of opt.folds)
+    if (!Number.isInteger(f) || f < 0 || f >= ds.folds) throw new UsageError(`--folds: ${ds.name} has folds 0 to ${ds.folds - 1}, got ${f}`);
+  checkMemory(opt.batch * CANVAS_FLOATS * 4 * 4, `--batch ${opt.batch}`, '--batch');
   const engine = await openEngine(ctx, deps, o.threads);
+  // Everything computed from the old task vectors goes aside with them, the means file first (it marks
+  // a finished collect), so nothing made from the old vectors is left looking current.
+  const aside = moveAside(ctx.dir, 'collect', [ctx.paths.means, ctx.paths.prompts, ctx.paths.taskness, ctx.paths.searchDir(''), ctx.paths.evalDir]);
+  if (aside) deps.log(`collect: the previous task vectors, searches and evaluation were moved to ${aside}`);
   try {
     let bar = progressBar(deps, 'collect: scoring', opt.folds.length * opt.episodesPerFold);
     let phase = 'score';
@@ -86,13 +121,13 @@ export function collectProgram(deps: Deps = defaultDeps): Command {
   );
   addRunOptions(c)
     .option('--tasks <list>', 'comma-separated task ids', parseList, REFERENCE_COLLECT.tasks)
-    .option('--folds <list>', 'trn folds to draw candidate episodes from', parseIntList('--folds'), REFERENCE_COLLECT.folds)
-    .option('--episodes-per-fold <n>', 'candidate episodes per fold', parseIntArg('--episodes-per-fold'), REFERENCE_COLLECT.episodesPerFold)
-    .option('--keep <n>', 'prompts kept per task', parseIntArg('--keep'), REFERENCE_COLLECT.keep)
-    .option('--seed <n>', 'episode seed', parseIntArg('--seed'), REFERENCE_COLLECT.seed)
-    .option('--batch <n>', 'episodes per engine call', parseIntArg('--batch'), REFERENCE_COLLECT.batch)
+    .option('--folds <list>', 'trn folds to draw candidate episodes from', parseIntList('--folds', 0, 1000), REFERENCE_COLLECT.folds)
+    .option('--episodes-per-fold <n>', 'candidate episodes per fold', intInRange('--episodes-per-fold', 1, 1_000_000), REFERENCE_COLLECT.episodesPerFold)
+    .option('--keep <n>', 'prompts kept per task', intInRange('--keep', 1, 1_000_000), REFERENCE_COLLECT.keep)
+    .option('--seed <n>', 'episode seed', intInRange('--seed', 0), REFERENCE_COLLECT.seed)
+    .option('--batch <n>', 'episodes per engine call', intInRange('--batch', 1, MAX_BATCH), REFERENCE_COLLECT.batch)
     .option('--reference-quirks', "reproduce the reference's filtering bugs (SPEC §8.7): worst-IoU dedupe, re-drawn supports, class from any fold", false)
-    .option('--force', 'replace an existing means.safetensors', false)
+    .option('--force', 'collect again over an existing means.safetensors (the old results, searches and evaluation are moved to replaced/)', false)
     .action(async (opts: CollectCliOptions) => {
       await collectCommand(opts, deps);
     });

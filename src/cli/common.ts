@@ -1,18 +1,22 @@
 // What every vtv command shares: the run directory and its config.json, opening the engine (after
 // checking that the weights fit the model), opening the dataset, and progress bars.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { availableParallelism, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
+import { z } from 'zod';
 import { maeKeys, vqDecodeKeys, vqEncodeKeys } from '../checkpoint/keys.js';
 import { readSafetensorsHeader } from '../checkpoint/safetensors.js';
-import { type ModelConfig, ModelConfigSchema, preset } from '../config.js';
+import { type ModelConfig, ModelConfigSchema, PRESETS, preset } from '../config.js';
 import { openBundled } from '../data/bundled.js';
 import type { SegmentationDataset } from '../data/dataset.js';
 import { openPascal5i } from '../data/pascal5i.js';
 import { Engine } from '../engine.js';
 import { writeJsonAtomic } from '../method/atomic_file.js';
 import type { ForwardEngine } from '../method/forward_engine.js';
+import { parseJsonText, readJsonFile } from '../method/json_file.js';
 import { RUN_FORMAT_VERSION, type RunConfig, type RunPaths, runPaths } from '../method/run_layout.js';
+import { acquireLock, checkNotLocked, type RunLock, runLockPath, searchLockPath, searchLocks } from '../method/run_lock.js';
 
 /** Options every run-based command accepts. */
 export interface RunOptions {
@@ -63,8 +67,21 @@ export const defaultDeps: Deps = {
 
 export class UsageError extends Error {}
 
+/** A run name (--name) is one path component under runs/; --run takes any directory. */
+const RUN_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+
 export function resolveRunDir(o: RunOptions): string {
-  return resolve(o.run ?? join('runs', o.name ?? 'default'));
+  if (o.run !== undefined) {
+    if (o.run.trim() === '') throw new UsageError('--run: give a directory');
+    return resolve(o.run);
+  }
+  const name = o.name ?? 'default';
+  if (!RUN_NAME.test(name) || name.includes('..')) {
+    throw new UsageError(
+      `--name '${name}' is not a run name: use letters, digits, '_', '-' and '.' (it names a folder under runs/); to put a run elsewhere, use --run <dir>`,
+    );
+  }
+  return resolve(join('runs', name));
 }
 
 /** The model config stored in a weights file by `vtv convert` / the random-weights maker, if any. */
@@ -72,10 +89,27 @@ function configFromWeights(paths: string[]): ModelConfig | undefined {
   for (const p of paths) {
     if (!existsSync(p)) continue;
     const meta = readSafetensorsHeader(p).metadata.vtv_config;
-    if (meta) return ModelConfigSchema.parse(JSON.parse(meta));
+    if (meta) {
+      const source = `${p}: metadata vtv_config`;
+      const r = ModelConfigSchema.safeParse(parseJsonText(meta, source));
+      if (!r.success) throw new UsageError(`${source} is not a model config: ${r.error.issues[0]?.message}`);
+      return r.data;
+    }
   }
   return undefined;
 }
+
+const RunConfigSchema = z.object({
+  format: z.literal('vtv-run'),
+  version: z.number().int(),
+  model: z.string().refine((m) => Object.hasOwn(PRESETS, m), { message: `not a model preset (known: ${Object.keys(PRESETS).join(', ')})` }),
+  weights: z.array(z.string()),
+  dataset: z.enum(['bundled', 'pascal5i']),
+  dataDir: z.string().optional(),
+  backend: z.enum(['auto', 'cpu', 'cuda']),
+  precision: z.enum(['fp32', 'bf16']).optional(),
+  created: z.string(),
+});
 
 /**
  * Checks that the weights hold every tensor the engine needs for this model, with the right shapes,
@@ -141,12 +175,12 @@ export function openRun(o: RunOptions, create: boolean): RunContext {
   if (o.precision !== undefined && !['fp32', 'bf16'].includes(o.precision)) {
     throw new UsageError(`--precision must be fp32 or bf16, got '${o.precision}' (bf16 runs on the cuda backend only)`);
   }
+  checkThreads(o.threads);
   const dir = resolveRunDir(o);
   const paths = runPaths(dir);
   let run: RunConfig;
   if (existsSync(paths.config)) {
-    run = JSON.parse(readFileSync(paths.config, 'utf8')) as RunConfig;
-    if (run.format !== 'vtv-run') throw new UsageError(`${paths.config} is not a vtv run config`);
+    run = readJsonFile(paths.config, 'vtv run config', RunConfigSchema) as RunConfig;
     const clash = (flag: string, given: unknown, stored: unknown) => {
       if (given !== undefined && JSON.stringify(given) !== JSON.stringify(stored)) {
         throw new UsageError(
@@ -228,14 +262,14 @@ export function progressBar(
 export const parseIntArg =
   (name: string) =>
   (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n)) throw new UsageError(`${name} must be an integer, got '${v}'`);
+    const n = v.trim() === '' ? Number.NaN : Number(v);
+    if (!Number.isSafeInteger(n)) throw new UsageError(`${name} must be an integer, got '${v}'`);
     return n;
   };
 export const parseFloatArg =
   (name: string) =>
   (v: string): number => {
-    const n = Number(v);
+    const n = v.trim() === '' ? Number.NaN : Number(v);
     if (!Number.isFinite(n)) throw new UsageError(`${name} must be a number, got '${v}'`);
     return n;
   };
@@ -245,6 +279,82 @@ export const parseList = (v: string): string[] =>
     .map((s) => s.trim())
     .filter(Boolean);
 export const parseIntList =
-  (name: string) =>
-  (v: string): number[] =>
-    parseList(v).map(parseIntArg(name));
+  (name: string, min = Number.MIN_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER) =>
+  (v: string): number[] => {
+    const xs = parseList(v).map(min === Number.MIN_SAFE_INTEGER ? parseIntArg(name) : intInRange(name, min, max));
+    if (xs.length === 0) throw new UsageError(`${name}: give at least one value`);
+    if (xs.length > 10000) throw new UsageError(`${name}: at most 10000 values`);
+    return xs;
+  };
+
+/** Most --threads: a few per core is plenty; beyond that threads only cost memory (and a typo can exhaust the system's). */
+export const maxThreads = () => 4 * Math.max(1, availableParallelism());
+
+export function checkThreads(threads: number | undefined): void {
+  if (threads === undefined) return;
+  const max = maxThreads();
+  if (!Number.isInteger(threads) || threads < 0 || threads > max) {
+    throw new UsageError(`--threads must be 0 (every core) to ${max} (4 per core on this machine), got ${threads}`);
+  }
+}
+
+const GiB = 2 ** 30;
+/** The share of the machine's memory one command may plan to allocate up front. */
+export const memoryBudget = () => Math.min(totalmem() / 2, 16 * GiB);
+
+/**
+ * Refuses a plan whose up-front allocations exceed the memory budget, before allocating anything,
+ * printing the estimate and what to lower.
+ */
+export function checkMemory(bytes: number, what: string, lower: string): void {
+  const budget = memoryBudget();
+  if (bytes > budget) {
+    throw new UsageError(
+      `${what} needs about ${(bytes / GiB).toFixed(1)} GiB of memory, more than the ${(budget / GiB).toFixed(1)} GiB vtv allows itself on this machine (half its ${(totalmem() / GiB).toFixed(1)} GiB, at most 16): lower ${lower}`,
+    );
+  }
+}
+
+/** Locks a run for a command that writes its shared files; refuses while a search of `tasks` (or any, with 'all') runs. */
+export function lockRun(ctx: { dir: string }, command: string, tasks: string[] | 'all'): RunLock {
+  const lock = acquireLock(runLockPath(ctx.dir), `run ${ctx.dir}`);
+  try {
+    for (const t of tasks === 'all' ? searchLocks(ctx.dir) : tasks) {
+      checkNotLocked(searchLockPath(ctx.dir, t), `search '${t}' of run ${ctx.dir}`, `vtv ${command}`);
+    }
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
+  return lock;
+}
+
+/** Locks one search of a run; refuses while a command holds the whole run (collect, eval). */
+export function lockSearch(ctx: { dir: string }, task: string): RunLock {
+  const lock = acquireLock(searchLockPath(ctx.dir, task), `search '${task}' of run ${ctx.dir}`);
+  try {
+    checkNotLocked(runLockPath(ctx.dir), `run ${ctx.dir}`, 'vtv search');
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
+  return lock;
+}
+
+/** Integer option in [min, max] (checked when parsed, before anything is allocated). */
+export const intInRange =
+  (name: string, min: number, max: number = Number.MAX_SAFE_INTEGER) =>
+  (v: string): number => {
+    const n = parseIntArg(name)(v);
+    if (n < min || n > max) throw new UsageError(`${name} must be ${max === Number.MAX_SAFE_INTEGER ? `at least ${min}` : `${min} to ${max}`}, got ${n}`);
+    return n;
+  };
+
+/** Number option in [min, max]. */
+export const floatInRange =
+  (name: string, min: number, max: number = Number.POSITIVE_INFINITY) =>
+  (v: string): number => {
+    const n = parseFloatArg(name)(v);
+    if (n < min || n > max) throw new UsageError(`${name} must be ${max === Number.POSITIVE_INFINITY ? `at least ${min}` : `${min} to ${max}`}, got ${n}`);
+    return n;
+  };

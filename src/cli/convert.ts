@@ -1,5 +1,5 @@
 // `vtv convert`: released checkpoints -> the engine's safetensors (src/checkpoint/convert.ts).
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { convertCheckpoints } from '../checkpoint/convert.js';
 import { type Deps, defaultDeps, progressBar } from './common.js';
 
@@ -9,13 +9,16 @@ export function convertProgram(deps: Deps = defaultDeps): Command {
     .requiredOption('--mae <file.pth>', 'MAE-VQGAN checkpoint (torch.save zip)')
     .option('--vqgan <last.ckpt>', 'VQGAN Lightning checkpoint, needed when the .pth has no vae.* keys')
     .requiredOption('--out <file.safetensors>', 'output file (written atomically)')
-    .option('--dtype <t>', 'fp32 | bf16', 'fp32')
+    .addOption(new Option('--dtype <t>', 'stored element type').choices(['fp32', 'bf16']).default('fp32'))
     .option('--config <preset|file.json>', 'model preset or config file (default: inferred from the shapes)')
-    .option('--prefer <src>', 'pth | ckpt: which wins when both hold VQGAN keys', 'pth')
-    .action(async (o: { mae: string; vqgan?: string; out: string; dtype: 'fp32' | 'bf16'; config?: string; prefer: 'pth' | 'ckpt' }) => {
+    .addOption(new Option('--prefer <src>', 'which wins when both hold VQGAN keys').choices(['pth', 'ckpt']).default('pth'))
+    .option('--force', 'replace an existing --out (never an input)', false)
+    .action(async (o: { mae: string; vqgan?: string; out: string; dtype: 'fp32' | 'bf16'; config?: string; prefer: 'pth' | 'ckpt'; force: boolean }) => {
       let bar: ReturnType<typeof progressBar> | undefined;
+      const { force, ...rest } = o;
       const s = await convertCheckpoints({
-        ...o,
+        ...rest,
+        overwrite: force,
         onProgress: (done, total) => {
           bar ??= progressBar(deps, 'convert', total);
           bar.update(done);

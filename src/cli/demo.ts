@@ -24,6 +24,7 @@ import { writeReport } from '../report/report.js';
 import { collectCommand } from './collect.js';
 import { type Deps, defaultDeps, parseIntArg, UsageError } from './common.js';
 import { evalCommand } from './eval.js';
+import { threadsOption } from './run_options.js';
 import { searchCommand } from './search.js';
 
 export const DEMO_BUDGET = {
@@ -89,7 +90,7 @@ export async function demoCommand(o: DemoOptions, deps: Deps = defaultDeps): Pro
   );
   await searchCommand({ ...common, ...s, steps, force: true, seed: o.seed ?? 0 }, deps);
   lap('search');
-  await evalCommand({ ...common, tasks: s.tasks, ...DEMO_BUDGET.eval }, deps);
+  await evalCommand({ ...common, tasks: s.tasks, ...DEMO_BUDGET.eval, force: true }, deps);
   lap('eval');
   const report = writeReport(paths.root);
   lap('report');
@@ -136,7 +137,7 @@ export function demoProgram(deps: Deps = defaultDeps): Command {
     .description('run collect -> search -> eval -> report end to end on the bundled data with the shipped small model (about two minutes on a CPU)')
     .option('--run <dir>', 'run directory', join('runs', 'demo'))
     .option('--force', 'redo the demo in an existing run directory', false)
-    .option('--threads <n>', 'CPU threads (0: all cores)', parseIntArg('--threads'), 0)
+    .addOption(threadsOption())
     .option('--seed <n>', 'search seed (and the random tiny weights seed)', parseIntArg('--seed'), 0)
     .option('--random-tiny', 'use random tiny weights instead of the shipped model (the pipeline only)', false)
     .action(async (opts: DemoOptions) => {

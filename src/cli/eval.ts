@@ -2,21 +2,27 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { getTask } from '../data/tasks/index.js';
+import { CANVAS_FLOATS } from '../engine.js';
 import { writeJsonAtomic } from '../method/atomic_file.js';
 import { type EvalTask, evaluateTaskVectors, resultsMarkdown } from '../method/evaluate.js';
 import { readMeansFile } from '../method/means_file.js';
 import { MULTITASK } from '../method/run_layout.js';
+import { moveAside } from '../method/run_lock.js';
 import { readSubsetFile } from '../method/subset_file.js';
+import { MAX_BATCH } from './collect.js';
 import {
+  checkMemory,
   type Deps,
   defaultDeps,
+  intInRange,
+  lockRun,
   openDataset,
   openEngine,
   openRun,
-  parseIntArg,
   parseIntList,
   parseList,
   progressBar,
+  type RunContext,
   type RunOptions,
   UsageError,
 } from './common.js';
@@ -30,6 +36,7 @@ export interface EvalCliOptions extends RunOptions {
   batch?: number;
   examples?: number;
   drawPerFold?: boolean;
+  force?: boolean;
 }
 
 export async function evalCommand(o: EvalCliOptions, deps: Deps = defaultDeps): Promise<string> {
@@ -41,6 +48,20 @@ export async function evalCommand(o: EvalCliOptions, deps: Deps = defaultDeps): 
   const taskIds = (o.tasks ?? defaults).map((t) => getTask(t).id);
   if (taskIds.length === 0)
     throw new UsageError(`no searched subsets under ${ctx.paths.searchDir('')}: run \`vtv search --task <task>\` first, or pass --tasks`);
+  // A search of an evaluated task that is still running would replace its subset under us.
+  const lock = lockRun(ctx, 'eval', [...taskIds, MULTITASK]);
+  try {
+    return await evalLocked(o, ctx, taskIds, deps);
+  } finally {
+    lock.release();
+  }
+}
+
+async function evalLocked(o: EvalCliOptions, ctx: RunContext, taskIds: string[], deps: Deps): Promise<string> {
+  const searched = (t: string) => existsSync(ctx.paths.subset(t));
+  if (existsSync(ctx.paths.evalJson) && !o.force) {
+    throw new UsageError(`${ctx.paths.evalJson} exists: pass --force to evaluate again (the old results are moved to replaced/), or use another --run`);
+  }
   const means = readMeansFile(ctx.paths.means, ctx.config, taskIds);
   const tasks: EvalTask[] = taskIds.map((t) => {
     const path = searched(t) ? ctx.paths.subset(t) : ctx.paths.subset(MULTITASK);
@@ -49,15 +70,29 @@ export async function evalCommand(o: EvalCliOptions, deps: Deps = defaultDeps): 
   });
   const ds = openDataset(ctx.run);
   const folds = o.folds ?? Array.from({ length: ds.folds }, (_, i) => i);
+  for (const f of folds)
+    if (!Number.isInteger(f) || f < 0 || f >= ds.folds) throw new UsageError(`--folds: ${ds.name} has folds 0 to ${ds.folds - 1}, got ${f}`);
   const episodes = o.episodes ?? 1000;
+  const batch = o.batch ?? 16;
+  for (const [name, v, min, max] of [
+    ['--episodes', episodes, 1, 1_000_000],
+    ['--batch', batch, 1, MAX_BATCH],
+    ['--examples', o.examples ?? 4, 0, 10_000],
+  ] as const) {
+    if (!Number.isInteger(v) || v < min || v > max) throw new UsageError(`${name} must be ${min} to ${max}, got ${v}`);
+  }
+  checkMemory(batch * CANVAS_FLOATS * 4 * 4, `--batch ${batch}`, '--batch');
   const engine = await openEngine(ctx, deps, o.threads);
+  // The old evaluation (results and example images) goes aside in one rename before the first write.
+  const aside = moveAside(ctx.dir, 'eval', [ctx.paths.evalDir]);
+  if (aside) deps.log(`eval: the previous evaluation was moved to ${aside}`);
   try {
     const bar = progressBar(deps, 'eval', tasks.length * folds.length * episodes);
     const res = await evaluateTaskVectors(
       engine,
       ds,
       tasks,
-      { folds, episodes, seed: o.seed ?? 0, batch: o.batch ?? 16, examples: o.examples ?? 4, examplesDir: ctx.paths.examples, drawPerFold: o.drawPerFold },
+      { folds, episodes, seed: o.seed ?? 0, batch, examples: o.examples ?? 4, examplesDir: ctx.paths.examples, drawPerFold: o.drawPerFold },
       (d) => bar.update(d),
     );
     bar.stop();
@@ -76,16 +111,17 @@ export function evalProgram(deps: Deps = defaultDeps): Command {
   const c = new Command('eval').description('evaluate one-shot, zero-shot, task-vector and random-subset prompting per task and fold');
   addRunOptions(c)
     .option('--tasks <list>', 'task ids (default: every task with a searched subset)', parseList)
-    .option('--folds <list>', 'val folds (default: all)', parseIntList('--folds'))
-    .option('--episodes <n>', 'episodes per fold', parseIntArg('--episodes'), 1000)
-    .option('--seed <n>', 'episode and random-subset seed', parseIntArg('--seed'), 0)
-    .option('--batch <n>', 'episodes per engine call', parseIntArg('--batch'), 16)
-    .option('--examples <n>', 'episodes per task and fold saved as PNGs', parseIntArg('--examples'), 4)
+    .option('--folds <list>', 'val folds (default: all)', parseIntList('--folds', 0, 1000))
+    .option('--episodes <n>', 'episodes per fold', intInRange('--episodes', 1, 1_000_000), 1000)
+    .option('--seed <n>', 'episode and random-subset seed', intInRange('--seed', 0), 0)
+    .option('--batch <n>', 'episodes per engine call', intInRange('--batch', 1, MAX_BATCH), 16)
+    .option('--examples <n>', 'episodes per task and fold saved as PNGs', intInRange('--examples', 0, 10_000), 4)
     .option(
       '--draw-per-fold',
       "the reference's evaluation: a fresh Bernoulli draw of the subset from the search's probabilities for each fold (seeded), instead of subset.json's chosen set",
       false,
     )
+    .option('--force', 'evaluate again over an existing eval/results.json (the old eval/ is moved to replaced/)', false)
     .action(async (opts: EvalCliOptions) => {
       await evalCommand(opts, deps);
     });

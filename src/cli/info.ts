@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { readSafetensorsHeader } from '../checkpoint/safetensors.js';
 import { PRESETS, preset } from '../config.js';
+import { parseJsonText } from '../method/json_file.js';
 import { meansFileTasks } from '../method/means_file.js';
 import { runPaths } from '../method/run_layout.js';
 import { loadAddon } from '../native.js';
@@ -33,7 +34,7 @@ export function infoText(o: { weights?: string[]; run?: string; name?: string })
       dtypes.set(t.dtype, (dtypes.get(t.dtype) ?? 0) + 1);
     }
     out.push(`weights ${w}: ${h.tensors.size} tensors, ${(bytes / 2 ** 20).toFixed(1)} MiB, ${[...dtypes].map(([d, n]) => `${n} ${d}`).join(', ')}`);
-    const meta = h.metadata.vtv_config ? (JSON.parse(h.metadata.vtv_config) as { name: string }) : undefined;
+    const meta = h.metadata.vtv_config ? (parseJsonText(h.metadata.vtv_config, `${w}: metadata 'vtv_config'`) as { name: string }) : undefined;
     if (meta) {
       out.push(`  model: ${meta.name} (source: ${h.metadata.source ?? '?'})`);
       try {

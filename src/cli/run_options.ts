@@ -1,16 +1,20 @@
 // The options every run-based command takes.
-import type { Command } from 'commander';
-import { parseIntArg } from './common.js';
+import { type Command, Option } from 'commander';
+import { intInRange, maxThreads } from './common.js';
+
+/** --threads, capped at a few threads per core. */
+export const threadsOption = (help = 'CPU threads (0: all cores)') =>
+  new Option('--threads <n>', `${help}; at most ${maxThreads()} here`).argParser(intInRange('--threads', 0, maxThreads())).default(0);
 
 export function addRunOptions(c: Command): Command {
   return c
     .option('--run <dir>', 'run directory (default runs/<name>)')
-    .option('--name <name>', 'run name, for the default run directory', 'default')
+    .option('--name <name>', 'run name, a folder under runs/ (letters, digits, _ - .)', 'default')
     .option('--model <preset>', 'model preset: mae-vqgan-vit-large or tiny (default: from the weights file)')
     .option('--weights <files...>', 'safetensors weights (from `vtv convert`)')
-    .option('--backend <name>', 'auto | cpu | cuda')
-    .option('--precision <p>', 'fp32 | bf16 (bf16: tensor cores, the cuda backend only; default fp32)')
-    .option('--threads <n>', 'CPU threads (0: all cores)', parseIntArg('--threads'), 0)
-    .option('--dataset <name>', 'bundled | pascal5i')
+    .addOption(new Option('--backend <name>', 'compute backend').choices(['auto', 'cpu', 'cuda']))
+    .addOption(new Option('--precision <p>', 'bf16: tensor cores, the cuda backend only (default fp32)').choices(['fp32', 'bf16']))
+    .addOption(threadsOption())
+    .addOption(new Option('--dataset <name>', 'data set').choices(['bundled', 'pascal5i']))
     .option('--data-dir <dir>', 'for pascal5i: the folder holding VOCdevkit/');
 }

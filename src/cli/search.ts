@@ -4,31 +4,41 @@
 // computed once with the VQGAN encoder and cached in search/<task>/target_tokens.json; validation stays
 // in pixel space.
 import { existsSync, mkdirSync } from 'node:fs';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import type { SegmentationDataset } from '../data/dataset.js';
 import { buildTaskCanvas } from '../data/episode-canvas.js';
 import { getTask } from '../data/tasks/index.js';
 import { CANVAS_FLOATS } from '../engine.js';
 import { readMeansFile } from '../method/means_file.js';
-import { type CanvasSet, REFERENCE_SEARCH, runSearch, type SearchOptions } from '../method/reinforce.js';
+import { type CanvasSet, checkSearchOptions, REFERENCE_SEARCH, runSearch, type SearchOptions } from '../method/reinforce.js';
 import { MULTITASK } from '../method/run_layout.js';
+import { moveAside } from '../method/run_lock.js';
 import { makeSubsetFile, writeSubsetFile } from '../method/subset_file.js';
 import { cachedTargetTokens, weightsIdentity } from '../method/target_tokens.js';
 import { type Granularity, VariableSpace } from '../method/variables.js';
+import { MAX_BATCH } from './collect.js';
 import {
+  checkMemory,
   type Deps,
   defaultDeps,
+  floatInRange,
+  intInRange,
+  lockSearch,
   openDataset,
   openEngine,
   openRun,
-  parseFloatArg,
-  parseIntArg,
   parseList,
   progressBar,
+  type RunContext,
   type RunOptions,
   UsageError,
 } from './common.js';
 import { addRunOptions } from './run_options.js';
+
+/** Bounds of the numeric options (checked before anything is allocated; memory is checked too). */
+export const MAX_STEPS = 10_000_000;
+export const MAX_SAMPLES = 1_000_000;
+export const MAX_IMAGES = 1_000_000;
 
 export interface SearchCliOptions extends RunOptions, Partial<SearchOptions> {
   tasks: string[];
@@ -54,36 +64,66 @@ export async function searchCommand(o: SearchCliOptions, deps: Deps = defaultDep
   const ctx = openRun(o, false);
   const tasks = o.tasks.map((t) => getTask(t).id);
   if (tasks.length === 0) throw new UsageError('--task: give a task id (or several, comma-separated, for multi-task mode)');
+  if (new Set(tasks).size !== tasks.length) throw new UsageError(`--task: ${tasks.join(',')} names a task twice`);
   const key = tasks.length === 1 ? tasks[0]! : MULTITASK;
+  const lock = lockSearch(ctx, key);
+  try {
+    return await searchLocked(o, ctx, tasks, key, deps);
+  } finally {
+    lock.release();
+  }
+}
+
+async function searchLocked(o: SearchCliOptions, ctx: RunContext, tasks: string[], key: string, deps: Deps): Promise<string> {
   const statePath = ctx.paths.searchState(key);
   const logPath = ctx.paths.searchLog(key);
-  if (!o.resume && existsSync(statePath) && !o.force) {
-    throw new UsageError(`${statePath} exists: pass --resume to continue it, or --force to start over (it will be replaced)`);
+  const subsetPath = ctx.paths.subset(key);
+  if (o.resume && o.force) throw new UsageError('--resume and --force contradict each other: --resume continues the search, --force starts it over');
+  if (!o.resume && !o.force && (existsSync(statePath) || existsSync(subsetPath))) {
+    throw new UsageError(
+      `${existsSync(statePath) ? statePath : subsetPath} exists: pass --resume to continue it, or --force to start over (the old search is moved to replaced/)`,
+    );
+  }
+  if (o.resume && !existsSync(statePath)) {
+    throw new UsageError(`--resume: there is no search state at ${statePath} (no search of '${key}' was checkpointed in this run): start one without --resume`);
   }
   const opt: SearchOptions = { ...REFERENCE_SEARCH };
   for (const k of Object.keys(REFERENCE_SEARCH) as (keyof SearchOptions)[]) if (o[k] !== undefined) (opt as unknown as Record<string, unknown>)[k] = o[k];
-  if (!['none', 'encoder-only', 'decoder-only'].includes(opt.restrict))
-    throw new UsageError(`--restrict must be none, encoder-only or decoder-only, got '${opt.restrict}'`);
-  if (opt.objective !== 'pixel' && opt.objective !== 'token') throw new UsageError(`--objective must be pixel or token, got '${opt.objective}'`);
-  if (opt.tokenLoss !== 'ce' && opt.tokenLoss !== 'accuracy') throw new UsageError(`--token-loss must be ce or accuracy, got '${opt.tokenLoss}'`);
+  checkSearchOptions(opt);
   const tokenObjective = opt.objective === 'token';
   const g = o.granularity ?? 1;
   if (g !== 0 && g !== 1 && g !== 2) throw new UsageError(`--granularity must be 0, 1 or 2, got ${g}`);
+  const space = new VariableSpace(ctx.config, g as Granularity, 'zero-shot');
 
   const means = readMeansFile(ctx.paths.means, ctx.config, tasks);
   const ds = openDataset(ctx.run);
   const fold = o.fold ?? 0;
+  if (!Number.isInteger(fold) || fold < 0 || fold >= ds.folds) throw new UsageError(`--fold: ${ds.name} has folds 0 to ${ds.folds - 1}, got ${fold}`);
   const seed = o.episodeSeed ?? 42;
   const entries = ds.entries({ split: 'trn', fold }).length;
   if (entries === 0) throw new UsageError(`${ds.name} trn fold ${fold} is empty`);
   // Reference: the first train_images items train; items train_images..min(len, 500)-1 validate.
   const perTask = Math.ceil(opt.trainImages / tasks.length);
   const valCount = o.valImages ?? Math.max(0, Math.min(entries, 500) - perTask);
+  if (!Number.isInteger(valCount) || valCount < 0 || valCount > MAX_IMAGES) throw new UsageError(`--val-images must be 0 to ${MAX_IMAGES}, got ${valCount}`);
+  // What the search allocates up front: the canvases, and per step every sample's choice and mask.
+  const canvasBytes = (perTask + valCount) * tasks.length * CANVAS_FLOATS * 4;
+  const stepBytes = opt.samplesPerStep * (space.count + space.maskBytes + 64) + Math.min(opt.samplesPerStep, opt.engineBatch) * space.maskBytes;
+  checkMemory(
+    canvasBytes + stepBytes,
+    `this search (${perTask + valCount} canvas(es) per task x ${tasks.length} task(s), ${opt.samplesPerStep} samples per step over ${space.count} variables)`,
+    '--train-images, --val-images or --samples-per-step',
+  );
   const train = tasks.map((t) => episodeCanvases(ds, t, fold, seed, 0, perTask));
   const validation = valCount > 0 ? tasks.map((t) => episodeCanvases(ds, t, fold, seed, perTask, valCount)) : undefined;
 
   const engine = await openEngine(ctx, deps, o.threads, { vqganEncoder: tokenObjective });
-  const space = new VariableSpace(ctx.config, g as Granularity, 'zero-shot');
+  if (!o.resume) {
+    // A fresh search starts in an empty folder: the old one (finished, or left by an interrupted run)
+    // goes aside in one rename before the first write, so neither --resume nor eval can pick it up.
+    const aside = moveAside(ctx.dir, `search-${key}`, [ctx.paths.searchDir(key)]);
+    if (aside) deps.log(`search ${key}: the previous search was moved to ${aside}`);
+  }
   mkdirSync(ctx.paths.searchDir(key), { recursive: true });
   if (tokenObjective) {
     if (!engine.encodeTokens) throw new UsageError('--objective token: this engine cannot encode tokens (it has no VQGAN encoder)');
@@ -130,6 +170,7 @@ export async function searchCommand(o: SearchCliOptions, deps: Deps = defaultDep
           bar.update(r.step + 1, { loss: r.loss.toFixed(4), val: lastVal });
         },
         shouldStop: () => stop || (o.stopAfter !== undefined && steps >= o.stopAfter),
+        onRepair: (m) => deps.log(`search ${key}: ${m}`),
       },
     );
     bar.stop();
@@ -153,36 +194,48 @@ export function searchProgram(deps: Deps = defaultDeps): Command {
   const c = new Command('search').description('REINFORCE search for the task-vector subset (SPEC §5)');
   addRunOptions(c)
     .requiredOption('--task <list>', 'task id, or several comma-separated for multi-task mode', parseList)
-    .option('--fold <k>', 'Pascal-5i trn fold to train on (the reference --split)', parseIntArg('--fold'), 0)
-    .option('--steps <n>', 'iterations', parseIntArg('--steps'), REFERENCE_SEARCH.steps)
-    .option('--samples-per-step <n>', 'masks sampled per iteration', parseIntArg('--samples-per-step'), REFERENCE_SEARCH.samplesPerStep)
-    .option('--train-images <n>', 'training canvases', parseIntArg('--train-images'), REFERENCE_SEARCH.trainImages)
-    .option('--val-images <n>', 'validation canvases (default: up to index 500 of the fold)', parseIntArg('--val-images'))
-    .option('--lr <x>', 'Adam learning rate', parseFloatArg('--lr'), REFERENCE_SEARCH.lr)
-    .option('--init <x>', 'initial logit', parseFloatArg('--init'), REFERENCE_SEARCH.init)
-    .option('--sparsity <x>', 'weight of mean(p) in the objective (regularization_strength)', parseFloatArg('--sparsity'), REFERENCE_SEARCH.sparsity)
-    .option('--restrict <area>', 'none | encoder-only | decoder-only', REFERENCE_SEARCH.restrict)
-    .option('--granularity <g>', '0 (layer, head), 1 (reference default), 2 (per token)', parseIntArg('--granularity'), 1)
-    .option('--validate-every <n>', 'steps between validations (0: never)', parseIntArg('--validate-every'), REFERENCE_SEARCH.validateEvery)
-    .option('--select <which>', 'best (validation) | last', REFERENCE_SEARCH.select)
-    .option('--final-subset <rule>', 'sample (the reference: one Bernoulli draw) | threshold (p > 0.5)', REFERENCE_SEARCH.finalSubset)
-    .option('--seed <n>', 'search seed', parseIntArg('--seed'), REFERENCE_SEARCH.seed)
-    .option('--episode-seed <n>', 'seed of the training/validation episodes', parseIntArg('--episode-seed'), 42)
-    .option('--checkpoint-every <n>', 'steps between state writes', parseIntArg('--checkpoint-every'), REFERENCE_SEARCH.checkpointEvery)
-    .option('--snapshot-every <n>', 'steps between probability snapshots in the log', parseIntArg('--snapshot-every'), REFERENCE_SEARCH.snapshotEvery)
-    .option('--engine-batch <n>', 'most samples per engine call', parseIntArg('--engine-batch'), REFERENCE_SEARCH.engineBatch)
-    .option(
-      '--objective <space>',
-      'how training samples are scored: pixel (the reference: decode, then -IoU or MSE) | token (VQGAN token space: the MAE logits of the output quadrant against the VQGAN encoder tokens of the ground truth; no decode, needs encoder weights). Validation is pixel-space for both',
-      REFERENCE_SEARCH.objective,
+    .option('--fold <k>', 'Pascal-5i trn fold to train on (the reference --split)', intInRange('--fold', 0, 1000), 0)
+    .option('--steps <n>', 'iterations', intInRange('--steps', 1, MAX_STEPS), REFERENCE_SEARCH.steps)
+    .option('--samples-per-step <n>', 'masks sampled per iteration', intInRange('--samples-per-step', 2, MAX_SAMPLES), REFERENCE_SEARCH.samplesPerStep)
+    .option('--train-images <n>', 'training canvases', intInRange('--train-images', 1, MAX_IMAGES), REFERENCE_SEARCH.trainImages)
+    .option('--val-images <n>', 'validation canvases (default: up to index 500 of the fold)', intInRange('--val-images', 0, MAX_IMAGES))
+    .option('--lr <x>', 'Adam learning rate', floatInRange('--lr', Number.MIN_VALUE, 1e6), REFERENCE_SEARCH.lr)
+    .option('--init <x>', 'initial logit', floatInRange('--init', -100, 100), REFERENCE_SEARCH.init)
+    .option('--sparsity <x>', 'weight of mean(p) in the objective (regularization_strength)', floatInRange('--sparsity', 0, 1e6), REFERENCE_SEARCH.sparsity)
+    .addOption(new Option('--restrict <area>', 'heads searched').choices(['none', 'encoder-only', 'decoder-only']).default(REFERENCE_SEARCH.restrict))
+    .option('--granularity <g>', '0 (layer, head), 1 (reference default), 2 (per token)', intInRange('--granularity', 0, 2), 1)
+    .option('--validate-every <n>', 'steps between validations (0: never)', intInRange('--validate-every', 0, MAX_STEPS), REFERENCE_SEARCH.validateEvery)
+    .addOption(new Option('--select <which>', 'best (validation) | last').choices(['best', 'last']).default(REFERENCE_SEARCH.select))
+    .addOption(
+      new Option('--final-subset <rule>', 'sample (the reference: one Bernoulli draw) | threshold (p > 0.5)')
+        .choices(['sample', 'threshold'])
+        .default(REFERENCE_SEARCH.finalSubset),
     )
+    .option('--seed <n>', 'search seed', intInRange('--seed', 0), REFERENCE_SEARCH.seed)
+    .option('--episode-seed <n>', 'seed of the training/validation episodes', intInRange('--episode-seed', 0), 42)
+    .option('--checkpoint-every <n>', 'steps between state writes', intInRange('--checkpoint-every', 1, MAX_STEPS), REFERENCE_SEARCH.checkpointEvery)
     .option(
-      '--token-loss <loss>',
-      'for --objective token: ce (mean cross-entropy of the 49 output tokens) | accuracy (minus the token accuracy)',
-      REFERENCE_SEARCH.tokenLoss,
+      '--snapshot-every <n>',
+      'steps between probability snapshots in the log',
+      intInRange('--snapshot-every', 0, MAX_STEPS),
+      REFERENCE_SEARCH.snapshotEvery,
+    )
+    .option('--engine-batch <n>', 'most samples per engine call', intInRange('--engine-batch', 1, MAX_BATCH), REFERENCE_SEARCH.engineBatch)
+    .addOption(
+      new Option(
+        '--objective <space>',
+        'how training samples are scored: pixel (the reference: decode, then -IoU or MSE) | token (VQGAN token space: the MAE logits of the output quadrant against the VQGAN encoder tokens of the ground truth; no decode, needs encoder weights). Validation is pixel-space for both',
+      )
+        .choices(['pixel', 'token'])
+        .default(REFERENCE_SEARCH.objective),
+    )
+    .addOption(
+      new Option('--token-loss <loss>', 'for --objective token: ce (mean cross-entropy of the 49 output tokens) | accuracy (minus the token accuracy)')
+        .choices(['ce', 'accuracy'])
+        .default(REFERENCE_SEARCH.tokenLoss),
     )
     .option('--resume', 'continue from search/<task>/state.json', false)
-    .option('--force', 'start over, replacing an existing state', false)
+    .option('--force', 'start over (the old search is moved to replaced/ first)', false)
     .action(async (opts: SearchCliOptions & { task: string[] }) => {
       await searchCommand({ ...opts, tasks: opts.task }, deps);
     });

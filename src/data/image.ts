@@ -53,9 +53,33 @@ function unpackBits(data: Uint8Array, width: number, height: number, depth: numb
   return out;
 }
 
+/** Largest image (pixels) vtv decodes: 4K x 4K, far beyond any data set photo (Pascal's are 500 x 375). */
+export const MAX_IMAGE_PIXELS = 4096 * 4096;
+
+/**
+ * fast-png with the file named in every error: the declared size is checked before any pixel memory
+ * is allocated, and a corrupt stream ("invalid zlib data", a bad chunk) says which file it is.
+ */
+function readPng(bytes: Uint8Array, what: string): ReturnType<typeof decodePngRaw> {
+  if (bytes.length >= 24 && isPng(bytes)) {
+    const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const w = v.getUint32(16);
+    const h = v.getUint32(20);
+    if (w === 0 || h === 0 || w * h > MAX_IMAGE_PIXELS) throw new Error(`${what}: PNG declares ${w}x${h} pixels (at most ${MAX_IMAGE_PIXELS}, none empty)`);
+  }
+  try {
+    return decodePngRaw(bytes);
+  } catch (e) {
+    throw new Error(`${what}: corrupt or unsupported PNG: ${(e as Error).message}`);
+  }
+}
+
 /** Decode a PNG to RGB: palette colours looked up, grey replicated, alpha dropped (as PIL's convert('RGB')). */
 export function decodePng(bytes: Uint8Array, what = 'PNG'): RgbImage {
-  const png = decodePngRaw(bytes);
+  const png = readPng(bytes, what);
+  if (png.data.length < png.width * png.height * png.channels * (png.depth >= 8 ? png.depth / 8 : 0)) {
+    throw new Error(`${what}: PNG pixel data is shorter than its ${png.width}x${png.height} size (truncated?)`);
+  }
   const { width, height, channels } = png;
   const out = makeImage(width, height, 3);
   if (png.palette) {
@@ -93,7 +117,7 @@ export function decodePng(bytes: Uint8Array, what = 'PNG'): RgbImage {
  * 8-bit greyscale. Colour PNGs are refused: their pixels are not class ids.
  */
 export function decodeLabelPng(bytes: Uint8Array, what = 'label PNG'): GrayImage {
-  const png = decodePngRaw(bytes);
+  const png = readPng(bytes, what);
   const { width, height } = png;
   if (png.palette) return makeImage(width, height, 1, unpackBits(png.data as Uint8Array, width, height, png.depth).slice());
   if (png.channels === 1 && png.depth === 8) return makeImage(width, height, 1, Uint8Array.from(png.data));
@@ -104,10 +128,12 @@ export function decodeLabelPng(bytes: Uint8Array, what = 'label PNG'): GrayImage
 export function decodeJpeg(bytes: Uint8Array, what = 'JPEG'): RgbImage {
   let raw: { width: number; height: number; data: Uint8Array };
   try {
-    raw = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 1024 });
+    raw = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 1024, maxResolutionInMP: MAX_IMAGE_PIXELS / 1e6 });
   } catch (e) {
     throw new Error(`${what}: JPEG decode failed: ${(e as Error).message}`);
   }
+  if (!(raw.width > 0 && raw.height > 0) || raw.data.length < raw.width * raw.height * 4)
+    throw new Error(`${what}: JPEG has no pixels (${raw.width}x${raw.height})`);
   const out = makeImage(raw.width, raw.height, 3);
   for (let i = 0; i < raw.width * raw.height; i++) {
     out.data[3 * i] = raw.data[4 * i] as number;

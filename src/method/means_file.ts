@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { readSafetensors, readSafetensorsHeader, type SafeTensor, writeSafetensors } from '../checkpoint/safetensors.js';
 import { type ModelConfig, ONE_SHOT_DEC_TOKENS, ONE_SHOT_ENC_TOKENS } from '../config.js';
 import type { TaskMeans } from '../engine.js';
+import { parseJsonText } from './json_file.js';
 
 export const MEANS_FORMAT = '1';
 
@@ -44,15 +45,17 @@ export function meansFileTasks(path: string): string[] {
   if (h.metadata.vtv_means_format !== MEANS_FORMAT) {
     throw new Error(`${path} is not a vtv task-vector file (format ${MEANS_FORMAT}); was it written by \`vtv collect\`?`);
   }
-  return JSON.parse(h.metadata.tasks ?? '[]') as string[];
+  const tasks = parseJsonText(h.metadata.tasks ?? '[]', `${path}: metadata 'tasks'`);
+  if (!Array.isArray(tasks) || !tasks.every((t) => typeof t === 'string')) throw new Error(`${path}: metadata 'tasks' is not a list of task names`);
+  return tasks;
 }
 
 /** Reads the means of some tasks, checking that they were collected with a model of these shapes. */
 export function readMeansFile(path: string, config: ModelConfig, taskNames: string[]): Map<string, TaskMeansEntry> {
   const available = meansFileTasks(path);
   const h = readSafetensorsHeader(path);
-  const stored = JSON.parse(h.metadata.vtv_config ?? 'null') as ModelConfig | null;
-  if (!stored || !sameShapes(stored, config)) {
+  const stored = (h.metadata.vtv_config ? parseJsonText(h.metadata.vtv_config, `${path}: metadata 'vtv_config'`) : null) as ModelConfig | null;
+  if (!stored || typeof stored !== 'object' || !sameShapes(stored, config)) {
     throw new Error(`${path} was collected with model '${stored?.name ?? '?'}', whose shapes differ from '${config.name}': collect again with this model`);
   }
   for (const t of taskNames) {
@@ -61,6 +64,18 @@ export function readMeansFile(path: string, config: ModelConfig, taskNames: stri
   const keys = taskNames.flatMap((t) => [`${t}.enc`, `${t}.dec`, `${t}.count`]);
   const { tensors } = readSafetensors(path, keys);
   const out = new Map<string, TaskMeansEntry>();
+  const want: Record<string, [string, number[]]> = {
+    enc: ['F32', [config.encDepth, ONE_SHOT_ENC_TOKENS, config.encDim]],
+    dec: ['F32', [config.decDepth, ONE_SHOT_DEC_TOKENS, config.decDim]],
+    count: ['I32', [1]],
+  };
+  for (const k of keys) {
+    const tensor = tensors.get(k)!;
+    const [dtype, shape] = want[k.slice(k.lastIndexOf('.') + 1)]!;
+    if (tensor.dtype !== dtype || tensor.shape.join(',') !== shape.join(',')) {
+      throw new Error(`${path}: tensor '${k}' is ${tensor.dtype} [${tensor.shape}], expected ${dtype} [${shape}]`);
+    }
+  }
   for (const t of taskNames) {
     out.set(t, {
       means: { enc: tensors.get(`${t}.enc`)!.data as Float32Array, dec: tensors.get(`${t}.dec`)!.data as Float32Array },

@@ -17,8 +17,9 @@ import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Rng, type RngState } from '../data/rng.js';
 import { QUADRANT_TOKENS, type TaskMeans } from '../engine.js';
-import { writeJsonAtomic } from './atomic_file.js';
+import { writeFileAtomic, writeJsonAtomic } from './atomic_file.js';
 import type { ForwardEngine } from './forward_engine.js';
+import { parseJsonText, readJsonFile } from './json_file.js';
 import {
   type AdamState,
   adamStep,
@@ -154,6 +155,8 @@ export interface SearchRunOptions {
   resume?: boolean;
   onStep?: (rec: StepRecord) => void;
   shouldStop?: () => boolean;
+  /** Told when resume repaired the log (dropped a torn last line). */
+  onRepair?: (message: string) => void;
 }
 
 const higherIsBetter = (loss: TaskLoss) => loss === 'iou';
@@ -230,6 +233,64 @@ function trainingItems(inp: SearchInputs, trainImages: number): { task: number; 
   return items;
 }
 
+/** The command-line flag of each option, for messages. */
+const FLAG: Record<keyof SearchOptions, string> = {
+  steps: '--steps',
+  samplesPerStep: '--samples-per-step',
+  trainImages: '--train-images',
+  lr: '--lr',
+  init: '--init',
+  sparsity: '--sparsity',
+  restrict: '--restrict',
+  validateEvery: '--validate-every',
+  select: '--select',
+  finalSubset: '--final-subset',
+  seed: '--seed',
+  checkpointEvery: '--checkpoint-every',
+  snapshotEvery: '--snapshot-every',
+  engineBatch: '--engine-batch',
+  objective: '--objective',
+  tokenLoss: '--token-loss',
+};
+
+/**
+ * Checks every option's type and range; an error names the option (and its flag). A search with no
+ * steps, or a selection rule it does not know, would otherwise write a "finished" subset of nothing.
+ */
+export function checkSearchOptions(opt: SearchOptions): void {
+  const int = (k: keyof SearchOptions, min: number, max = Number.MAX_SAFE_INTEGER) => {
+    const v = opt[k] as unknown;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+      throw new Error(`search: ${FLAG[k]} (${k}) must be an integer from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ''}, got ${String(v)}`);
+    }
+  };
+  const num = (k: keyof SearchOptions, min: number, max: number, open = false) => {
+    const v = opt[k] as unknown;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max || (open && v === min)) {
+      throw new Error(`search: ${FLAG[k]} (${k}) must be a number ${open ? 'above' : 'from'} ${min} to ${max}, got ${String(v)}`);
+    }
+  };
+  const oneOf = (k: keyof SearchOptions, allowed: readonly string[]) => {
+    if (!allowed.includes(opt[k] as string)) throw new Error(`${FLAG[k]} must be ${allowed.join(' or ')}, got '${String(opt[k])}'`);
+  };
+  int('steps', 1);
+  int('samplesPerStep', 2);
+  int('trainImages', 1);
+  num('lr', 0, 1e6, true);
+  num('init', -100, 100);
+  num('sparsity', 0, 1e6);
+  oneOf('restrict', ['none', 'encoder-only', 'decoder-only']);
+  int('validateEvery', 0);
+  oneOf('select', ['best', 'last']);
+  oneOf('finalSubset', ['sample', 'threshold']);
+  int('seed', 0);
+  int('checkpointEvery', 1);
+  int('snapshotEvery', 0);
+  int('engineBatch', 1);
+  oneOf('objective', ['pixel', 'token']);
+  oneOf('tokenLoss', ['ce', 'accuracy']);
+}
+
 function validateInputs(inp: SearchInputs, opt: SearchOptions): void {
   if (inp.tasks.length === 0) throw new Error('search: no tasks given');
   if (inp.train.length !== inp.tasks.length) throw new Error(`search: ${inp.train.length} training sets for ${inp.tasks.length} tasks`);
@@ -239,14 +300,7 @@ function validateInputs(inp: SearchInputs, opt: SearchOptions): void {
     if (s.canvases.length !== s.count * 3 * 224 * 224) throw new Error(`search: training canvases of '${inp.tasks[t]!.name}' have the wrong size`);
   }
   if (inp.validation && inp.validation.length !== inp.tasks.length) throw new Error('search: validation sets must match the tasks');
-  for (const [k, v] of Object.entries(opt)) {
-    if (typeof v === 'number' && !Number.isFinite(v)) throw new Error(`search: option ${k} is not a finite number`);
-  }
-  if (!Number.isInteger(opt.samplesPerStep) || opt.samplesPerStep < 2) throw new Error('search: samplesPerStep must be an integer >= 2');
-  if (!Number.isInteger(opt.trainImages) || opt.trainImages < 1) throw new Error('search: trainImages must be >= 1');
-  if (opt.engineBatch < 1) throw new Error('search: engineBatch must be >= 1');
-  if (opt.objective !== 'pixel' && opt.objective !== 'token') throw new Error(`search: objective must be 'pixel' or 'token', got '${opt.objective}'`);
-  if (opt.tokenLoss !== 'ce' && opt.tokenLoss !== 'accuracy') throw new Error(`search: tokenLoss must be 'ce' or 'accuracy', got '${opt.tokenLoss}'`);
+  checkSearchOptions(opt);
   if (opt.objective === 'token') {
     for (let t = 0; t < inp.tasks.length; t++) {
       const s = inp.train[t]!;
@@ -332,24 +386,72 @@ function meanFinite(a: ArrayLike<number>): number {
   return n ? s / n : Number.NaN;
 }
 
-function readState(path: string): SearchState {
+/** Reads a search state for --resume, checking its format and the types of its fields. */
+export function readSearchState(path: string): SearchState {
   let s: SearchState;
   try {
-    s = JSON.parse(readFileSync(path, 'utf8')) as SearchState;
+    s = readJsonFile<SearchState>(path, 'vtv search state');
   } catch (e) {
-    throw new Error(`--resume: cannot read search state ${path}: ${(e as Error).message}`);
+    throw new Error(`--resume: ${(e as Error).message}`);
   }
-  if (s.format !== 'vtv-search-state' || s.version !== 1) throw new Error(`--resume: ${path} is not a vtv search state (version 1)`);
+  if (s?.format !== 'vtv-search-state' || s.version !== 1) throw new Error(`--resume: ${path} is not a vtv search state (version 1)`);
+  const okArray = (a: unknown) => Array.isArray(a) && a.every((x) => typeof x === 'number');
+  if (
+    !Number.isInteger(s.step) ||
+    s.step < 0 ||
+    !okArray(s.logits) ||
+    !okArray(s.adam?.m) ||
+    !okArray(s.adam?.v) ||
+    typeof s.adam?.t !== 'number' ||
+    typeof s.rng !== 'object' ||
+    s.rng === null
+  ) {
+    throw new Error(`--resume: ${path} is damaged: step, logits, adam or rng is missing or of the wrong type`);
+  }
   return s;
 }
 
-/** Keeps only log lines of steps before `step` (the steps after a checkpoint are re-run on resume). */
-function truncateLog(path: string, step: number): void {
-  if (!existsSync(path)) return;
-  const kept = readFileSync(path, 'utf8')
-    .split('\n')
-    .filter((l) => l.trim() && (JSON.parse(l) as { step: number }).step < step);
-  writeFileSync(path, kept.length ? `${kept.join('\n')}\n` : '');
+/**
+ * Cuts the log back to the steps before `step` (the steps after a checkpoint are re-run on resume). A
+ * torn last line (a write cut short by a full disk or a kill) is dropped, since its step is re-run;
+ * a damaged line before the end, or steps missing before the checkpoint, is an error naming the file
+ * and line, because the log would no longer describe the search.
+ */
+export function repairLog(path: string, step: number): { kept: number; tornDropped: boolean } {
+  if (!existsSync(path)) {
+    if (step === 0) return { kept: 0, tornDropped: false };
+    throw new Error(`--resume: ${path} is missing but the state is at step ${step}: the log of steps 0-${step - 1} is lost (start over with --force)`);
+  }
+  const text = readFileSync(path, 'utf8');
+  const lines = text.split('\n');
+  const endsClean = text.endsWith('\n') || text === '';
+  if (endsClean) lines.pop();
+  const kept: string[] = [];
+  let tornDropped = false;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    let rec: { step?: unknown };
+    try {
+      rec = parseJsonText(line, `${path}: line ${i + 1}`) as { step?: unknown };
+      if (typeof rec?.step !== 'number') throw new Error(`${path}: line ${i + 1} is not a step record (no "step")`);
+    } catch (e) {
+      if (i === lines.length - 1) {
+        tornDropped = true; // the torn end of an interrupted write
+        break;
+      }
+      throw new Error(`--resume: ${(e as Error).message}; the log is damaged before its last line`);
+    }
+    if ((rec.step as number) >= step) break;
+    if (rec.step !== kept.length) throw new Error(`--resume: ${path}: line ${i + 1} is step ${rec.step}, expected step ${kept.length}`);
+    kept.push(line);
+  }
+  if (kept.length !== step) {
+    throw new Error(
+      `--resume: ${path} has ${kept.length} step(s) but the state ${step === 1 ? 'is' : 'is'} at step ${step}: they do not belong together (start over with --force)`,
+    );
+  }
+  writeFileAtomic(path, kept.length ? `${kept.join('\n')}\n` : '');
+  return { kept: kept.length, tornDropped };
 }
 
 export async function runSearch(inp: SearchInputs, opt: SearchOptions, run: SearchRunOptions = {}): Promise<SearchResult> {
@@ -366,7 +468,7 @@ export async function runSearch(inp: SearchInputs, opt: SearchOptions, run: Sear
 
   if (run.resume) {
     if (!run.statePath || !existsSync(run.statePath)) throw new Error(`--resume: no search state at ${run.statePath ?? '(no path)'}`);
-    const s = readState(run.statePath);
+    const s = readSearchState(run.statePath);
     // States written before the token objective existed were all pixel-space searches.
     const diff = fingerprintDiff({ objective: 'pixel', ...s.fingerprint }, fingerprint);
     if (diff.length) {
@@ -378,7 +480,10 @@ export async function runSearch(inp: SearchInputs, opt: SearchOptions, run: Sear
     rng = Rng.fromState(s.rng);
     best = s.best;
     step = s.step;
-    if (run.logPath) truncateLog(run.logPath, step);
+    if (run.logPath) {
+      const r = repairLog(run.logPath, step);
+      if (r.tornDropped) run.onRepair?.(`${run.logPath}: dropped a torn last line (an interrupted write); its step is run again`);
+    }
   } else if (run.logPath) {
     writeFileSync(run.logPath, '');
   }

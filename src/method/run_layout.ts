@@ -20,6 +20,10 @@
 //                               targets and weights (target_tokens.ts); reused on --resume
 //     subset.json               SubsetFile: the final variable choice, its (layer, head, positions),
 //                               the selected logits and probabilities
+//   .locks/                     run.lock, search-<task>.lock: who is writing (pid, host, command, start);
+//                               see run_lock.ts
+//   replaced/<time>-<what>/     old results that --force (or a fresh start over an interrupted one)
+//                               moved aside before writing; never read by vtv, delete when done
 //   eval/
 //     results.json              EvalResults: per task and fold, the metric of each condition
 //     results.md                the same as a Markdown table

@@ -5,11 +5,12 @@
 // state (search/<task>/target_tokens.json) under a key that hashes the canvases, the targets and the
 // weights, so a resumed search reuses them and a changed input never reads stale ones.
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { CELL_SIZE as CELL, CELL_OFFSET, IMAGENET_MEAN, IMAGENET_STD } from '../data/canvas.js';
 import { CANVAS_FLOATS, QUADRANT_TOKENS, quadrantTokens, TARGET_BYTES } from '../engine.js';
 import { writeJsonAtomic } from './atomic_file.js';
+import { readJsonFile } from './json_file.js';
 import type { CanvasSet } from './reinforce.js';
 
 /** The part of the engine that computes target tokens (an Engine opened with needVqganEncoder). */
@@ -83,7 +84,7 @@ export async function cachedTargetTokens(
   if (existsSync(path)) {
     let f: TargetTokensFile | undefined;
     try {
-      f = JSON.parse(readFileSync(path, 'utf8')) as TargetTokensFile;
+      f = readJsonFile<TargetTokensFile>(path, 'target tokens cache');
     } catch {
       f = undefined; // unreadable: recompute and replace
     }

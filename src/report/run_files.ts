@@ -6,6 +6,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { type ModelConfig, ModelConfigSchema, preset } from '../config.js';
 import type { EvalResults } from '../method/evaluate.js';
+import { JsonFileError, readJsonFile } from '../method/json_file.js';
 import { meansFileTasks } from '../method/means_file.js';
 import type { SearchState, StepRecord } from '../method/reinforce.js';
 import { MULTITASK, type RunConfig, type RunPaths, runPaths } from '../method/run_layout.js';
@@ -71,12 +72,12 @@ const EXAMPLE_NAME = /^fold(\d+)_([^_]+)_(.+)\.png$/;
 function readJson<T>(path: string, rel: string, format: string, notes: Note[]): T | undefined {
   let value: unknown;
   try {
-    value = JSON.parse(readFileSync(path, 'utf8'));
+    value = readJsonFile(path, `${format} file`);
   } catch (e) {
     notes.push({
       level: 'problem',
       file: rel,
-      message: `cannot be read as JSON (${(e as Error).message}); it may have been cut off while being written. It is left out below.`,
+      message: `cannot be read as JSON (it ${e instanceof JsonFileError ? e.problem : (e as Error).message}). It is left out below.`,
     });
     return undefined;
   }

@@ -1,4 +1,5 @@
-// Weights from one or more safetensors files, memory-mapped. Key names are those of the released
+// Weights from one or more safetensors files, read into memory (mapped beyond 4 GiB); every
+// floating-point tensor is checked for NaN/Inf once, at open. Key names are those of the released
 // checkpoints (SPEC §2): the MAE state-dict names as they are, and the VQGAN under "vae." (as in the
 // MAE .pth that kept its vae submodule) or without the prefix (as in the VQGAN last.ckpt); lookups try
 // both. fp32 tensors are served straight from the mapping when aligned; bf16/fp16 are widened once.
@@ -27,7 +28,8 @@ class MappedFile;
 
 class Weights {
  public:
-  // Opens and validates every file (header JSON, offsets inside the file, shapes x dtype = byte span).
+  // Opens and validates every file (header JSON, offsets inside the file, shapes x dtype = byte span,
+  // finite values).
   // Errors name the file and the key or byte offset at fault.
   static std::shared_ptr<Weights> open(const std::vector<std::string>& paths);
   ~Weights();

@@ -1,6 +1,10 @@
 #include "core/thread_pool.h"
 
 #include <algorithm>
+#include <string>
+#include <system_error>
+
+#include "vtv/error.h"
 
 namespace vtv {
 
@@ -11,7 +15,22 @@ thread_local bool in_parallel_region = false;
 ThreadPool::ThreadPool(int threads) {
   int n = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
   n = std::max(1, n);
-  for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  // A thread that cannot be created (a limit on threads or memory) stops the ones already started and
+  // reports the failure, instead of leaving joinable threads behind for std::terminate or a hang.
+  try {
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  } catch (const std::system_error& e) {
+    const size_t started = workers_.size() + 1;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    start_cv_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+    throw Error("engine: could start only " + std::to_string(started) + " of " + std::to_string(n) +
+                " threads (" + e.what() + "): ask for fewer with --threads");
+  }
 }
 
 ThreadPool::~ThreadPool() {

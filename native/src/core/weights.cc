@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 
@@ -104,9 +105,15 @@ float bf16_to_float(uint16_t b) {
 
 }  // namespace
 
-// A read-only private mapping of a whole file; unmapped on destruction.
+// The bytes of a whole weights file. Files up to kCopyLimit are read into a private, 64-byte aligned
+// heap buffer: a file replaced or truncated in place while the engine runs (cp over it, a second
+// convert) then cannot take the process down with SIGBUS, which a shared page of a mapping would.
+// Larger files are mapped read-only (a copy would double their memory) and their size is checked
+// again after the header is parsed, which catches truncation during load but not after it.
 class MappedFile {
  public:
+  static constexpr size_t kCopyLimit = size_t(4) << 30;
+
   explicit MappedFile(const std::string& path) : path_(path) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) throw Error(path + ": cannot open weights file: " + std::strerror(errno));
@@ -121,7 +128,29 @@ class MappedFile {
       throw Error(path + ": not a regular file");
     }
     size_ = static_cast<size_t>(st.st_size);
-    if (size_ > 0) {
+    if (size_ > 0 && size_ <= kCopyLimit) {
+      void* p = nullptr;
+      if (::posix_memalign(&p, 64, size_) != 0) {
+        ::close(fd);
+        throw Error(path + ": cannot allocate " + std::to_string(size_) + " bytes to read the weights file");
+      }
+      copy_ = static_cast<uint8_t*>(p);
+      size_t done = 0;
+      while (done < size_) {
+        ssize_t n = ::pread(fd, copy_ + done, size_ - done, static_cast<off_t>(done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+          int err = n < 0 ? errno : 0;
+          ::close(fd);
+          std::free(copy_);
+          copy_ = nullptr;
+          throw Error(path + ": read " + std::to_string(done) + " of " + std::to_string(size_) + " bytes" +
+                      (err ? std::string(": ") + std::strerror(err) : std::string(" (the file shrank while being read)")));
+        }
+        done += static_cast<size_t>(n);
+      }
+      data_ = copy_;
+    } else if (size_ > 0) {
       void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
       if (p == MAP_FAILED) {
         int err = errno;
@@ -129,23 +158,88 @@ class MappedFile {
         throw Error(path + ": cannot mmap weights file (" + std::to_string(size_) + " bytes): " + std::strerror(err));
       }
       data_ = static_cast<const uint8_t*>(p);
+      mapped_ = true;
     }
-    ::close(fd);  // the mapping keeps the file alive
+    ::close(fd);  // the mapping (or the copy) keeps the bytes
   }
   ~MappedFile() {
-    if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+    if (mapped_) ::munmap(const_cast<uint8_t*>(data_), size_);
+    std::free(copy_);
   }
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
 
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
+  // A mapped file must still be as long as when it was mapped before its pages are read.
+  void check_unchanged() const {
+    if (!mapped_) return;
+    struct stat st;
+    if (::stat(path_.c_str(), &st) != 0 || static_cast<size_t>(st.st_size) < size_) {
+      throw Error(path_ + ": the weights file changed while it was being loaded (it was " + std::to_string(size_) +
+                  " bytes); load it again once it is complete");
+    }
+  }
 
  private:
   std::string path_;
   const uint8_t* data_ = nullptr;
+  uint8_t* copy_ = nullptr;
+  bool mapped_ = false;
   size_t size_ = 0;
 };
+
+namespace {
+
+// Counts the non-finite elements (Inf or NaN: all exponent bits set) of a floating-point tensor and
+// the index of the first. One branch-free pass over the raw bits, which the compiler vectorises.
+template <typename U, U kExp>
+size_t count_non_finite(const uint8_t* p, size_t n, size_t* first) {
+  size_t bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    U u;
+    std::memcpy(&u, p + i * sizeof(U), sizeof(U));
+    bad += (u & kExp) == kExp;
+  }
+  if (bad) {
+    for (size_t i = 0; i < n; ++i) {
+      U u;
+      std::memcpy(&u, p + i * sizeof(U), sizeof(U));
+      if ((u & kExp) == kExp) {
+        *first = i;
+        break;
+      }
+    }
+  }
+  return bad;
+}
+
+void check_finite(const TensorInfo& t, const std::string& file) {
+  size_t first = 0, bad = 0, n = 0;
+  switch (t.dtype) {
+    case DType::F32:
+      n = t.nbytes / 4;
+      bad = count_non_finite<uint32_t, 0x7F800000u>(t.data, n, &first);
+      break;
+    case DType::F16:
+      n = t.nbytes / 2;
+      bad = count_non_finite<uint16_t, 0x7C00u>(t.data, n, &first);
+      break;
+    case DType::BF16:
+      n = t.nbytes / 2;
+      bad = count_non_finite<uint16_t, 0x7F80u>(t.data, n, &first);
+      break;
+    default:
+      return;
+  }
+  if (bad) {
+    throw Error(file + ": tensor '" + t.key + "' has " + std::to_string(bad) + " non-finite value(s) (NaN or Inf) of " +
+                std::to_string(n) + ", the first at element " + std::to_string(first) +
+                ": the weights are corrupt (or were saved from a diverged model)");
+  }
+}
+
+}  // namespace
 
 Weights::~Weights() = default;
 
@@ -235,6 +329,7 @@ std::shared_ptr<Weights> Weights::open(const std::vector<std::string>& paths) {
       }
       t.data = map->data() + data_start + begin;
       t.nbytes = static_cast<size_t>(end - begin);
+      check_finite(t, name);
       auto found = w->tensors_.find(key);
       if (found != w->tensors_.end()) {
         const std::string& other = base_name(paths[static_cast<size_t>(found->second.file)]);
@@ -242,6 +337,7 @@ std::shared_ptr<Weights> Weights::open(const std::vector<std::string>& paths) {
       }
       w->tensors_.emplace(key, std::move(t));
     }
+    map->check_unchanged();
     w->paths_.push_back(path);
     w->maps_.push_back(std::move(map));
   }

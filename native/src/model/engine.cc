@@ -113,7 +113,11 @@ EngineImpl::EngineImpl(const ModelConfig& cfg, std::shared_ptr<Weights> weights,
         "engine: unknown backend '" + options.backend + "' (expected auto, cpu or cuda)");
   check(options.precision == "fp32" || options.precision == "bf16",
         "engine: unknown precision '" + options.precision + "' (expected fp32 or bf16)");
-  check(options.threads >= 0, "engine: threads must be >= 0 (0 = every core), got " + std::to_string(options.threads));
+  // More threads than a few per core only cost memory and scheduling; a typo such as 100000 would
+  // exhaust the system's threads for every process.
+  const int kMaxThreads = 4 * std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  check(options.threads >= 0 && options.threads <= kMaxThreads,
+        "engine: threads must be 0 (every core) to " + std::to_string(kMaxThreads) + ", got " + std::to_string(options.threads));
 
   const cuda::Probe probe = cuda::probe();
   backend = "cpu";
