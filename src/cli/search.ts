@@ -7,9 +7,9 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { Command } from 'commander';
 import type { SegmentationDataset } from '../data/dataset.js';
 import { buildTaskCanvas } from '../data/episode-canvas.js';
-import { getTask } from '../data/tasks/index.js';
 import { CANVAS_FLOATS } from '../engine.js';
 import { readMeansFile } from '../method/means_file.js';
+import { resolveRunTask } from '../method/pairs_task.js';
 import { type CanvasSet, REFERENCE_SEARCH, runSearch, type SearchOptions } from '../method/reinforce.js';
 import { MULTITASK } from '../method/run_layout.js';
 import { makeSubsetFile, writeSubsetFile } from '../method/subset_file.js';
@@ -52,7 +52,8 @@ export function episodeCanvases(ds: SegmentationDataset, task: string, fold: num
 
 export async function searchCommand(o: SearchCliOptions, deps: Deps = defaultDeps): Promise<string> {
   const ctx = openRun(o, false);
-  const tasks = o.tasks.map((t) => getTask(t).id);
+  const resolved = o.tasks.map((t) => resolveRunTask(ctx.paths, t));
+  const tasks = resolved.map((t) => t.id);
   if (tasks.length === 0) throw new UsageError('--task: give a task id (or several, comma-separated, for multi-task mode)');
   const key = tasks.length === 1 ? tasks[0]! : MULTITASK;
   const statePath = ctx.paths.searchState(key);
@@ -71,16 +72,25 @@ export async function searchCommand(o: SearchCliOptions, deps: Deps = defaultDep
   if (g !== 0 && g !== 1 && g !== 2) throw new UsageError(`--granularity must be 0, 1 or 2, got ${g}`);
 
   const means = readMeansFile(ctx.paths.means, ctx.config, tasks);
-  const ds = openDataset(ctx.run);
+  const ds = resolved.every((t) => t.pairs) ? undefined : openDataset(ctx.run);
   const fold = o.fold ?? 0;
   const seed = o.episodeSeed ?? 42;
-  const entries = ds.entries({ split: 'trn', fold }).length;
-  if (entries === 0) throw new UsageError(`${ds.name} trn fold ${fold} is empty`);
-  // Reference: the first train_images items train; items train_images..min(len, 500)-1 validate.
+  // Reference: the first train_images items train; items train_images..min(len, 500)-1 validate. A task
+  // from pairs does the same over its training pairs (its validation pairs are left to eval).
   const perTask = Math.ceil(opt.trainImages / tasks.length);
-  const valCount = o.valImages ?? Math.max(0, Math.min(entries, 500) - perTask);
-  const train = tasks.map((t) => episodeCanvases(ds, t, fold, seed, 0, perTask));
-  const validation = valCount > 0 ? tasks.map((t) => episodeCanvases(ds, t, fold, seed, perTask, valCount)) : undefined;
+  const entries = resolved.map((t) => (t.pairs ? t.pairs.file.train.length : ds!.entries({ split: 'trn', fold }).length));
+  resolved.forEach((t, i) => {
+    if (entries[i] === 0) throw new UsageError(`${ds!.name} trn fold ${fold} is empty`);
+  });
+  const valCounts = entries.map((n, i) =>
+    resolved[i]!.pairs ? Math.max(0, Math.min(o.valImages ?? n, n - perTask)) : (o.valImages ?? Math.max(0, Math.min(n, 500) - perTask)),
+  );
+  const canvases = (i: number, start: number, count: number) => {
+    const t = resolved[i]!;
+    return t.pairs ? t.pairs.canvasSet('train', seed, start, count) : episodeCanvases(ds!, t.id, fold, seed, start, count);
+  };
+  const train = resolved.map((_, i) => canvases(i, 0, perTask));
+  const validation = valCounts.every((n) => n > 0) ? resolved.map((_, i) => canvases(i, perTask, valCounts[i]!)) : undefined;
 
   const engine = await openEngine(ctx, deps, o.threads, { vqganEncoder: tokenObjective });
   const space = new VariableSpace(ctx.config, g as Granularity, 'zero-shot');
@@ -118,7 +128,7 @@ export async function searchCommand(o: SearchCliOptions, deps: Deps = defaultDep
   let lastVal = '-';
   try {
     const res = await runSearch(
-      { engine, space, tasks: tasks.map((t) => ({ name: t, loss: getTask(t).metric, means: means.get(t)!.means })), train, validation },
+      { engine, space, tasks: resolved.map((t) => ({ name: t.id, loss: t.metric, means: means.get(t.id)!.means })), train, validation },
       opt,
       {
         statePath,
