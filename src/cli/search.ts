@@ -79,9 +79,7 @@ export async function searchCommand(o: SearchCliOptions, deps: Deps = defaultDep
   // from pairs does the same over its training pairs (its validation pairs are left to eval).
   const perTask = Math.ceil(opt.trainImages / tasks.length);
   const entries = resolved.map((t) => (t.pairs ? t.pairs.file.train.length : ds!.entries({ split: 'trn', fold }).length));
-  resolved.forEach((t, i) => {
-    if (entries[i] === 0) throw new UsageError(`${ds!.name} trn fold ${fold} is empty`);
-  });
+  if (entries.some((n) => n === 0)) throw new UsageError(`${ds!.name} trn fold ${fold} is empty`);
   const valCounts = entries.map((n, i) =>
     resolved[i]!.pairs ? Math.max(0, Math.min(o.valImages ?? n, n - perTask)) : (o.valImages ?? Math.max(0, Math.min(n, 500) - perTask)),
   );
