@@ -2,7 +2,7 @@
 // pairs layouts good and broken, collect -> search -> eval on a task of one's own, the exported file
 // giving the run's outputs bit for bit, eval's task-vector condition reproduced by apply on the same
 // images, and the refusal of a task vector made for other weights.
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +17,7 @@ import { preset } from '../src/config.js';
 import { encodeJpeg, encodePng, makeImage, readImageFile } from '../src/data/image.js';
 import { findPairs, loadPairs, outputsAreMasks, splitPairs } from '../src/data/pairs.js';
 import { Engine } from '../src/engine.js';
+import { meansFileTasks, readMeansFile } from '../src/method/means_file.js';
 import { PairsTask } from '../src/method/pairs_task.js';
 import { runPaths } from '../src/method/run_layout.js';
 import { TaskVector } from '../src/method/task_vector.js';
@@ -239,6 +240,17 @@ describe('a task of ones own: collect, search, eval, export, apply (real engine)
       ['second.compare.png', 'second.png', expect.stringMatching(/\.compare\.png$/), expect.stringMatching(/\.png$/)].sort(),
     );
     expect(readImageFile(join(out, 'second.compare.png')).width).toBeGreaterThan(4 * 111);
+  });
+
+  it('keeps the task from pairs when the built-in tasks are collected into the same run', async () => {
+    const p = runPaths(run);
+    const before = readMeansFile(p.means, tiny, ['edges']).get('edges')!.means;
+    await collectCommand({ ...base, tasks: ['segmentation'], folds: [1], episodesPerFold: 2, keep: 1, batch: 2 }, deps);
+    expect(meansFileTasks(p.means).sort()).toEqual(['edges', 'segmentation']);
+    const after = readMeansFile(p.means, tiny, ['edges']).get('edges')!.means;
+    expect(Buffer.from(after.dec.buffer).equals(Buffer.from(before.dec.buffer))).toBe(true);
+    expect(Object.keys(JSON.parse(readFileSync(p.prompts, 'utf8')).tasks).sort()).toEqual(['edges', 'segmentation']);
+    await expect(collectCommand({ ...base, tasks: ['segmentation'], folds: [1], episodesPerFold: 2, keep: 1 }, deps)).rejects.toThrow(/exists: pass --force/);
   });
 
   it('has apply and export commands with help', () => {

@@ -168,11 +168,26 @@ export async function exportCommand(o: RunOptions & { task?: string; out?: strin
   return out;
 }
 
+/** Apply's own copy of the run options: --weights takes one file per flag, so images can follow it. */
+function addApplyRunOptions(c: Command): Command {
+  return c
+    .option('--run <dir>', 'run directory (default runs/<name>)')
+    .option('--name <name>', 'run name, for the default run directory', 'default')
+    .option('--model <preset>', 'model preset (default: from the run or the task-vector file)')
+    .option('--weights <file>', 'with --task-vector: the safetensors weights (repeat the flag for several files)', (v: string, prev: string[] = []) => [
+      ...prev,
+      v,
+    ])
+    .option('--backend <name>', 'auto | cpu | cuda')
+    .option('--precision <p>', 'fp32 | bf16 (bf16: tensor cores, the cuda backend only; default fp32)')
+    .option('--threads <n>', 'CPU threads (0: all cores)', parseIntArg('--threads'), 0);
+}
+
 export function applyProgram(deps: Deps = defaultDeps): Command {
   const c = new Command('apply')
     .description("run a task vector on your own images: per image the zero-shot output with the task vector patched in, as a PNG (111x111, the model's cell)")
     .argument('<images...>', 'PNG or JPEG images, any size');
-  addRunOptions(c)
+  addApplyRunOptions(c)
     .option('--task <name>', 'with --run: the task (built-in or from pairs) whose searched subset and means are applied')
     .option('--task-vector <file>', `an exported task vector (${TASK_VECTOR_EXT}, from \`vtv export\`), instead of --run/--task; needs --weights`)
     .requiredOption('--out <dir>', 'output folder: <image>.png, and <image>.compare.png with --compare')

@@ -37,7 +37,11 @@ export async function collectCommand(o: CollectCliOptions, deps: Deps = defaultD
   if (o.pairs !== undefined) return collectPairsCommand(o, deps);
   if (o.taskName !== undefined || o.metric !== undefined) throw new UsageError('--task-name and --metric go with --pairs DIR');
   const ctx = openRun(o, true);
-  if (existsSync(ctx.paths.means) && !o.force) {
+  // Tasks recorded from pairs (tasks/<name>/) stay in the run's task vectors and prompts; a built-in
+  // collection replaces only the built-in tasks.
+  const existing = existsSync(ctx.paths.means) ? meansFileTasks(ctx.paths.means) : [];
+  const own = existing.filter((t) => existsSync(ctx.paths.pairsTask(t)));
+  if (existing.length > own.length && !o.force) {
     throw new UsageError(`${ctx.paths.means} exists: pass --force to collect again (it will be replaced), or use another --run`);
   }
   const opt: CollectOptions = {
@@ -64,18 +68,24 @@ export async function collectCommand(o: CollectCliOptions, deps: Deps = defaultD
       bar.update(p.done);
     });
     bar.stop();
-    writeMeansFile(ctx.paths.means, ctx.config, res.means);
+    const ownMeans = own.length ? readMeansFile(ctx.paths.means, ctx.config, own) : new Map();
+    const ownPrompts =
+      own.length && existsSync(ctx.paths.prompts) ? (JSON.parse(readFileSync(ctx.paths.prompts, 'utf8')) as { tasks: Record<string, unknown> }).tasks : {};
+    writeMeansFile(ctx.paths.means, ctx.config, new Map([...res.means, ...[...ownMeans].filter(([t]) => !res.means.has(t))]));
     writeJsonAtomic(ctx.paths.prompts, {
       format: 'vtv-prompts',
       version: 1,
       options: opt,
       scored: res.scored,
-      tasks: Object.fromEntries(
-        [...res.kept].map(([t, ps]) => [
-          t,
-          ps.map((p) => ({ fold: p.fold, index: p.ref.index, query: p.queryId, support: p.supportId, classId: p.classId, metric: p.metric })),
-        ]),
-      ),
+      tasks: {
+        ...Object.fromEntries(own.filter((t) => t in ownPrompts && !res.kept.has(t)).map((t) => [t, ownPrompts[t]])),
+        ...Object.fromEntries(
+          [...res.kept].map(([t, ps]) => [
+            t,
+            ps.map((p) => ({ fold: p.fold, index: p.ref.index, query: p.queryId, support: p.supportId, classId: p.classId, metric: p.metric })),
+          ]),
+        ),
+      },
     });
     writeJsonAtomic(ctx.paths.taskness, {
       format: 'vtv-taskness',
