@@ -205,6 +205,10 @@ describe('a task of ones own: collect, search, eval, export, apply (real engine)
           expect(Buffer.from(a[i]![k]!.data).equals(Buffer.from(b[i]![k]!.data)), `${k} ${i}`).toBe(true);
         expect(a[i]!.taskVector.width).toBe(111);
       }
+      // Another example changes the one-shot output only: zero-shot never sees the example cells.
+      const c = await engine.apply(fromRun, images.slice(0, 1), { compare: true, example: { input: images[1]!, output: images[2]! } });
+      expect(Buffer.from(c[0]!.taskVector.data).equals(Buffer.from(a[0]!.taskVector.data))).toBe(true);
+      expect(Buffer.from(c[0]!.oneShot!.data).equals(Buffer.from(a[0]!.oneShot!.data))).toBe(false);
     } finally {
       engine.close();
     }

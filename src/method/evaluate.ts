@@ -115,7 +115,8 @@ export async function evaluateTaskVectors(
   onProgress?: (done: number, total: number) => void,
 ): Promise<EvalResults> {
   const rows: EvalRow[] = [];
-  const total = tasks.reduce((a, t) => a + (t.source?.folds ?? opt.folds).length * opt.episodes, 0);
+  const perFold = (t: EvalTask, fold: number) => (t.source ? t.source.episodes(fold, opt.seed, opt.episodes).length : opt.episodes);
+  const total = tasks.reduce((a, t) => a + (t.source?.folds ?? opt.folds).reduce((b, f) => b + perFold(t, f), 0), 0);
   let done = 0;
   for (const t of tasks) {
     const task = t.source ? { metric: t.source.metric } : getTask(t.name);
