@@ -3,6 +3,8 @@
 
 import type { NativeEngine, NativeForwardRequest } from '../bindings/addon.js';
 import { decTokens, encTokens, type Mode, type ModelConfig, meansDecFloats, meansEncFloats, patchBytes } from './config.js';
+import type { Image8 } from './data/image.js';
+import type { ApplyOptions, ApplyResult, TaskVector } from './method/task_vector.js';
 import { loadAddon } from './native.js';
 
 export const CANVAS_FLOATS = 3 * 224 * 224;
@@ -85,9 +87,13 @@ export interface EngineOptions {
 }
 
 export class Engine {
+  private weightsSha?: string;
+
   private constructor(
     private readonly native: NativeEngine,
     readonly config: ModelConfig,
+    /** The weights files the engine was opened with. */
+    readonly weights: readonly string[],
   ) {}
 
   static async open(options: EngineOptions): Promise<Engine> {
@@ -102,7 +108,7 @@ export class Engine {
       needVqgan: options.needVqgan ?? true,
       needVqganEncoder: options.needVqganEncoder ?? false,
     });
-    return new Engine(native, options.config);
+    return new Engine(native, options.config, weights);
   }
 
   get backend(): { name: string; reason: string; threads: number } {
@@ -181,6 +187,20 @@ export class Engine {
       throw new Error(`encodeTokens: canvases has ${canvases.length} floats, not a positive multiple of 3x224x224 = ${CANVAS_FLOATS}`);
     }
     return this.native.encodeTokens(canvases);
+  }
+
+  /**
+   * A task vector (TaskVector.load(file) or TaskVector.fromRun) on images of any size: per image the
+   * zero-shot output cell with the task vector patched in (and, with `compare`, plain zero-shot and
+   * one-shot). A task vector made for other weights is refused (checked once per engine by checksum).
+   */
+  async apply(taskVector: TaskVector, images: readonly Image8[], options: ApplyOptions = {}): Promise<ApplyResult[]> {
+    const { applyTaskVector, weightsChecksum } = await import('./method/task_vector.js');
+    if (taskVector.data.weights.sha256) {
+      this.weightsSha ??= weightsChecksum(this.weights);
+      taskVector.checkWeights(this.weightsSha, this.weights);
+    }
+    return applyTaskVector(this, taskVector, images, options);
   }
 
   /** Sizes of a task-mean table for this model. */

@@ -1,5 +1,6 @@
 // The library API: the engine, model configs, data (images, canvases, tasks, datasets), metrics,
-// checkpoint conversion, and the method (variables, collection, search, evaluation, reports).
+// checkpoint conversion, and the method (variables, collection, search, evaluation, reports), tasks of
+// the user's own from example pairs, and task vectors as portable files applied to any images.
 
 export { convertCheckpoints, readSafetensors, writeSafetensors } from './checkpoint/index.js';
 export * from './config.js';
@@ -7,7 +8,9 @@ export * as data from './data/index.js';
 export { CANVAS_FLOATS, Engine, type EngineOptions, type ForwardRequest, type ForwardResult, type TaskMeans } from './engine.js';
 export { collectTaskVectors } from './method/collect.js';
 export { evaluateTaskVectors } from './method/evaluate.js';
+export { collectPairsTask, type PairsCollectOptions, PairsTask, type PairsTaskFile } from './method/pairs_task.js';
 export { REFERENCE_SEARCH, runSearch, type SearchOptions } from './method/reinforce.js';
+export { type ApplyOptions, type ApplyResult, applyTaskVector, TaskVector, weightsChecksum } from './method/task_vector.js';
 export * as variables from './method/variables.js';
 export * as metrics from './metrics/index.js';
 export { writeRandomWeights } from './model/random_weights.js';

@@ -12,5 +12,9 @@ describe('package entry', () => {
     expect(typeof vtv.runSearch).toBe('function');
     expect(typeof vtv.writeReport).toBe('function');
     expect(vtv.REFERENCE_SEARCH.samplesPerStep).toBe(320);
+    expect(typeof vtv.TaskVector.load).toBe('function');
+    expect(typeof vtv.Engine.prototype.apply).toBe('function');
+    expect(typeof vtv.collectPairsTask).toBe('function');
+    expect(typeof vtv.data.findPairs).toBe('function');
   });
 });

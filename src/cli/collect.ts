@@ -1,11 +1,15 @@
 // `vtv collect`: score one-shot prompts, keep the best per task, record the task vectors and taskness.
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { Command } from 'commander';
+import { findPairs, PAIRS_LAYOUT } from '../data/pairs.js';
 import { getTask } from '../data/tasks/index.js';
 import { CANVAS_FLOATS } from '../engine.js';
 import { writeJsonAtomic } from '../method/atomic_file.js';
 import { type CollectOptions, collectTaskVectors, REFERENCE_COLLECT } from '../method/collect.js';
-import { writeMeansFile } from '../method/means_file.js';
+import { readJsonFile } from '../method/json_file.js';
+import { meansFileTasks, readMeansFile, writeMeansFile } from '../method/means_file.js';
+import { checkPairsTaskName, collectPairsTask, PAIRS_COLLECT, type PairsCollectOptions, writePairsTaskFile } from '../method/pairs_task.js';
 import { moveAside } from '../method/run_lock.js';
 import {
   checkMemory,
@@ -17,6 +21,7 @@ import {
   openDataset,
   openEngine,
   openRun,
+  parseFloatArg,
   parseIntList,
   parseList,
   progressBar,
@@ -31,6 +36,11 @@ export const MAX_BATCH = 4096;
 
 export interface CollectCliOptions extends RunOptions, Partial<CollectOptions> {
   force?: boolean;
+  /** A folder of example pairs (src/data/pairs.ts): collect a new task of the user's own instead. */
+  pairs?: string;
+  taskName?: string;
+  metric?: string;
+  valFraction?: number;
 }
 
 export async function collectCommand(o: CollectCliOptions, deps: Deps = defaultDeps): Promise<string> {
@@ -39,15 +49,20 @@ export async function collectCommand(o: CollectCliOptions, deps: Deps = defaultD
   // replaces the task vectors every search reads, so no search of this run may be running.
   const lock = lockRun({ dir: resolveRunDir(o) }, 'collect', 'all');
   try {
-    return await collectLocked(o, deps);
+    return await (o.pairs !== undefined ? collectPairsCommand(o, deps) : collectLocked(o, deps));
   } finally {
     lock.release();
   }
 }
 
 async function collectLocked(o: CollectCliOptions, deps: Deps): Promise<string> {
+  if (o.taskName !== undefined || o.metric !== undefined) throw new UsageError('--task-name and --metric go with --pairs DIR');
   const ctx = openRun(o, true);
-  if (existsSync(ctx.paths.means) && !o.force) {
+  // Tasks recorded from pairs (tasks/<name>/) stay in the run's task vectors and prompts; a built-in
+  // collection replaces only the built-in tasks.
+  const existing = existsSync(ctx.paths.means) ? meansFileTasks(ctx.paths.means) : [];
+  const own = existing.filter((t) => existsSync(ctx.paths.pairsTask(t)));
+  if (existing.length > own.length && !o.force) {
     throw new UsageError(`${ctx.paths.means} exists: pass --force to collect again (the old results are moved to replaced/), or use another --run`);
   }
   const opt: CollectOptions = {
@@ -72,6 +87,9 @@ async function collectLocked(o: CollectCliOptions, deps: Deps): Promise<string> 
     if (!Number.isInteger(f) || f < 0 || f >= ds.folds) throw new UsageError(`--folds: ${ds.name} has folds 0 to ${ds.folds - 1}, got ${f}`);
   checkMemory(opt.batch * CANVAS_FLOATS * 4 * 4, `--batch ${opt.batch}`, '--batch');
   const engine = await openEngine(ctx, deps, o.threads);
+  const ownMeans = own.length ? readMeansFile(ctx.paths.means, ctx.config, own) : new Map();
+  const ownPrompts =
+    own.length && existsSync(ctx.paths.prompts) ? readJsonFile<{ tasks: Record<string, unknown> }>(ctx.paths.prompts, 'prompts file').tasks : {};
   // Everything computed from the old task vectors goes aside with them, the means file first (it marks
   // a finished collect), so nothing made from the old vectors is left looking current.
   const aside = moveAside(ctx.dir, 'collect', [ctx.paths.means, ctx.paths.prompts, ctx.paths.taskness, ctx.paths.searchDir(''), ctx.paths.evalDir]);
@@ -88,18 +106,21 @@ async function collectLocked(o: CollectCliOptions, deps: Deps): Promise<string> 
       bar.update(p.done);
     });
     bar.stop();
-    writeMeansFile(ctx.paths.means, ctx.config, res.means);
+    writeMeansFile(ctx.paths.means, ctx.config, new Map([...res.means, ...[...ownMeans].filter(([t]) => !res.means.has(t))]));
     writeJsonAtomic(ctx.paths.prompts, {
       format: 'vtv-prompts',
       version: 1,
       options: opt,
       scored: res.scored,
-      tasks: Object.fromEntries(
-        [...res.kept].map(([t, ps]) => [
-          t,
-          ps.map((p) => ({ fold: p.fold, index: p.ref.index, query: p.queryId, support: p.supportId, classId: p.classId, metric: p.metric })),
-        ]),
-      ),
+      tasks: {
+        ...Object.fromEntries(own.filter((t) => t in ownPrompts && !res.kept.has(t)).map((t) => [t, ownPrompts[t]])),
+        ...Object.fromEntries(
+          [...res.kept].map(([t, ps]) => [
+            t,
+            ps.map((p) => ({ fold: p.fold, index: p.ref.index, query: p.queryId, support: p.supportId, classId: p.classId, metric: p.metric })),
+          ]),
+        ),
+      },
     });
     writeJsonAtomic(ctx.paths.taskness, {
       format: 'vtv-taskness',
@@ -109,6 +130,74 @@ async function collectLocked(o: CollectCliOptions, deps: Deps): Promise<string> 
     });
     deps.log(`collect: scored ${res.scored} episodes x ${opt.tasks.length} tasks; kept ${[...res.kept].map(([t, p]) => `${t} ${p.length}`).join(', ')}`);
     deps.log(`  task vectors: ${ctx.paths.means}\n  taskness:     ${ctx.paths.taskness}`);
+    return ctx.paths.means;
+  } finally {
+    engine.close?.();
+  }
+}
+
+/** `vtv collect --pairs DIR --task-name NAME`: a task of the user's own, added to the run's task vectors. */
+async function collectPairsCommand(o: CollectCliOptions, deps: Deps): Promise<string> {
+  let name: string;
+  try {
+    name = checkPairsTaskName(o.taskName);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  if (o.metric !== undefined && o.metric !== 'iou' && o.metric !== 'mse') throw new UsageError(`--metric must be iou or mse, got '${o.metric}'`);
+  const pairsDir = resolve(o.pairs!);
+  findPairs(pairsDir); // a broken layout fails before a run is created
+  const ctx = openRun(o, true);
+  const existing = existsSync(ctx.paths.means) ? meansFileTasks(ctx.paths.means) : [];
+  if (existing.includes(name) && !o.force) {
+    throw new UsageError(
+      `${ctx.paths.means} already holds task '${name}': pass --force to collect it again (it will be replaced), or choose another --task-name`,
+    );
+  }
+  const opt: PairsCollectOptions = {
+    episodes: o.episodesPerFold ?? PAIRS_COLLECT.episodes,
+    keep: o.keep ?? PAIRS_COLLECT.keep,
+    seed: o.seed ?? PAIRS_COLLECT.seed,
+    valFraction: o.valFraction ?? PAIRS_COLLECT.valFraction,
+    batch: o.batch ?? PAIRS_COLLECT.batch,
+    ...(o.metric ? { metric: o.metric as 'iou' | 'mse' } : {}),
+  };
+  const engine = await openEngine(ctx, deps, o.threads);
+  try {
+    let bar = progressBar(deps, 'collect: scoring', 1);
+    let phase = '';
+    const res = await collectPairsTask(engine, name, pairsDir, opt, (p) => {
+      if (p.phase !== phase) {
+        bar.stop();
+        bar = progressBar(deps, `collect: ${p.phase === 'score' ? 'scoring' : 'recording'}`, p.total);
+        phase = p.phase;
+      }
+      bar.update(p.done);
+    });
+    bar.stop();
+    // The run's other tasks stay as they are; this one is added or replaced.
+    const means = existing.length ? readMeansFile(ctx.paths.means, ctx.config, existing) : new Map();
+    means.set(name, res.means);
+    mkdirSync(dirname(ctx.paths.pairsTask(name)), { recursive: true });
+    writePairsTaskFile(ctx.paths.pairsTask(name), res.file);
+    writeMeansFile(ctx.paths.means, ctx.config, means);
+    const prompts = existsSync(ctx.paths.prompts)
+      ? readJsonFile<{ format: string; version: number; tasks: Record<string, unknown> }>(ctx.paths.prompts, 'prompts file')
+      : { format: 'vtv-prompts', version: 1, tasks: {} as Record<string, unknown> };
+    prompts.tasks[name] = res.file.prompts;
+    writeJsonAtomic(ctx.paths.prompts, prompts);
+    writeJsonAtomic(ctx.paths.pairsTaskness(name), {
+      format: 'vtv-taskness',
+      version: 1,
+      formula: 'sum_e Var_all / (n * sum_j sum_e Var_task_j), population variances; tasks: this one and the identity copy of its inputs',
+      ...res.taskness,
+    });
+    const f = res.file;
+    deps.log(
+      `collect: task '${name}' from ${f.pairs.length} pairs (${f.layout}): ${f.train.length} train, ${f.val.length} validation; ` +
+        `metric ${f.metric} (${f.metricFrom}); scored ${f.scored} one-shot prompts, kept ${f.prompts.length}`,
+    );
+    deps.log(`  task:         ${ctx.paths.pairsTask(name)}\n  task vectors: ${ctx.paths.means}\n  taskness:     ${ctx.paths.pairsTaskness(name)}`);
     return ctx.paths.means;
   } finally {
     engine.close?.();
@@ -127,7 +216,20 @@ export function collectProgram(deps: Deps = defaultDeps): Command {
     .option('--seed <n>', 'episode seed', intInRange('--seed', 0), REFERENCE_COLLECT.seed)
     .option('--batch <n>', 'episodes per engine call', intInRange('--batch', 1, MAX_BATCH), REFERENCE_COLLECT.batch)
     .option('--reference-quirks', "reproduce the reference's filtering bugs (SPEC §8.7): worst-IoU dedupe, re-drawn supports, class from any fold", false)
-    .option('--force', 'collect again over an existing means.safetensors (the old results, searches and evaluation are moved to replaced/)', false)
+    .option('--pairs <dir>', `a task of your own from example pairs: ${PAIRS_LAYOUT} (any sizes)`)
+    .option('--task-name <name>', "with --pairs: the new task's name (for search --task and eval --tasks)")
+    .option('--metric <m>', 'with --pairs: iou | mse (default: iou when every output is a 0/255 grey mask, else mse)')
+    .option(
+      '--val-fraction <x>',
+      'with --pairs: share of the pairs held out for validation (seeded by --seed)',
+      parseFloatArg('--val-fraction'),
+      PAIRS_COLLECT.valFraction,
+    )
+    .option(
+      '--force',
+      'collect again over an existing means.safetensors (the old results, searches and evaluation are moved to replaced/; with --pairs: that task in it)',
+      false,
+    )
     .action(async (opts: CollectCliOptions) => {
       await collectCommand(opts, deps);
     });

@@ -1,11 +1,11 @@
 // `vtv eval`: one-shot, zero-shot, task vector and random subset on the same validation episodes.
 import { existsSync, writeFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { getTask } from '../data/tasks/index.js';
 import { CANVAS_FLOATS } from '../engine.js';
 import { writeJsonAtomic } from '../method/atomic_file.js';
 import { type EvalTask, evaluateTaskVectors, resultsMarkdown } from '../method/evaluate.js';
 import { readMeansFile } from '../method/means_file.js';
+import { resolveRunTask } from '../method/pairs_task.js';
 import { MULTITASK } from '../method/run_layout.js';
 import { moveAside } from '../method/run_lock.js';
 import { readSubsetFile } from '../method/subset_file.js';
@@ -45,33 +45,44 @@ export async function evalCommand(o: EvalCliOptions, deps: Deps = defaultDeps): 
   const searched = (t: string) => existsSync(ctx.paths.subset(t));
   let defaults = ['segmentation', 'lowlight_enhance', 'inpaint', 'colorization'].filter(searched);
   if (defaults.length === 0 && searched(MULTITASK)) defaults = readSubsetFile(ctx.paths.subset(MULTITASK), ctx.config).file.tasks;
-  const taskIds = (o.tasks ?? defaults).map((t) => getTask(t).id);
+  const resolved = (o.tasks ?? defaults).map((t) => resolveRunTask(ctx.paths, t));
+  const taskIds = resolved.map((t) => t.id);
   if (taskIds.length === 0)
     throw new UsageError(`no searched subsets under ${ctx.paths.searchDir('')}: run \`vtv search --task <task>\` first, or pass --tasks`);
   // A search of an evaluated task that is still running would replace its subset under us.
   const lock = lockRun(ctx, 'eval', [...taskIds, MULTITASK]);
   try {
-    return await evalLocked(o, ctx, taskIds, deps);
+    return await evalLocked(o, ctx, resolved, deps);
   } finally {
     lock.release();
   }
 }
 
-async function evalLocked(o: EvalCliOptions, ctx: RunContext, taskIds: string[], deps: Deps): Promise<string> {
+async function evalLocked(o: EvalCliOptions, ctx: RunContext, resolved: ReturnType<typeof resolveRunTask>[], deps: Deps): Promise<string> {
+  const taskIds = resolved.map((t) => t.id);
   const searched = (t: string) => existsSync(ctx.paths.subset(t));
   if (existsSync(ctx.paths.evalJson) && !o.force) {
     throw new UsageError(`${ctx.paths.evalJson} exists: pass --force to evaluate again (the old results are moved to replaced/), or use another --run`);
   }
   const means = readMeansFile(ctx.paths.means, ctx.config, taskIds);
-  const tasks: EvalTask[] = taskIds.map((t) => {
+  const tasks: EvalTask[] = resolved.map(({ id: t, pairs }) => {
     const path = searched(t) ? ctx.paths.subset(t) : ctx.paths.subset(MULTITASK);
     const s = readSubsetFile(path, ctx.config);
-    return { name: t, means: means.get(t)!.means, space: s.space, choice: s.choice, logits: Float64Array.from(s.file.logits) };
+    return {
+      name: t,
+      means: means.get(t)!.means,
+      space: s.space,
+      choice: s.choice,
+      logits: Float64Array.from(s.file.logits),
+      ...(pairs ? { source: pairs.evalSource() } : {}),
+    };
   });
-  const ds = openDataset(ctx.run);
-  const folds = o.folds ?? Array.from({ length: ds.folds }, (_, i) => i);
-  for (const f of folds)
-    if (!Number.isInteger(f) || f < 0 || f >= ds.folds) throw new UsageError(`--folds: ${ds.name} has folds 0 to ${ds.folds - 1}, got ${f}`);
+  // Tasks from pairs are evaluated on their own validation pairs; the dataset is opened only for built-in tasks.
+  const ds = tasks.every((t) => t.source) ? undefined : openDataset(ctx.run);
+  const folds = o.folds ?? Array.from({ length: ds?.folds ?? 1 }, (_, i) => i);
+  if (ds)
+    for (const f of folds)
+      if (!Number.isInteger(f) || f < 0 || f >= ds.folds) throw new UsageError(`--folds: ${ds.name} has folds 0 to ${ds.folds - 1}, got ${f}`);
   const episodes = o.episodes ?? 1000;
   const batch = o.batch ?? 16;
   for (const [name, v, min, max] of [
@@ -110,7 +121,7 @@ async function evalLocked(o: EvalCliOptions, ctx: RunContext, taskIds: string[],
 export function evalProgram(deps: Deps = defaultDeps): Command {
   const c = new Command('eval').description('evaluate one-shot, zero-shot, task-vector and random-subset prompting per task and fold');
   addRunOptions(c)
-    .option('--tasks <list>', 'task ids (default: every task with a searched subset)', parseList)
+    .option('--tasks <list>', 'task ids or names of tasks from pairs (default: every built-in task with a searched subset)', parseList)
     .option('--folds <list>', 'val folds (default: all)', parseIntList('--folds', 0, 1000))
     .option('--episodes <n>', 'episodes per fold', intInRange('--episodes', 1, 1_000_000), 1000)
     .option('--seed <n>', 'episode and random-subset seed', intInRange('--seed', 0), 0)

@@ -49,7 +49,12 @@ export function infoText(o: { weights?: string[]; run?: string; name?: string })
     const p = runPaths(resolveRunDir(o));
     out.push(`run ${p.root}:`);
     if (existsSync(p.config)) out.push(`  config: ${readFileSync(p.config, 'utf8').replace(/\s+/g, ' ').trim()}`);
-    if (existsSync(p.means)) out.push(`  task vectors: ${meansFileTasks(p.means).join(', ')}`);
+    if (existsSync(p.means)) {
+      const tasks = meansFileTasks(p.means);
+      out.push(`  task vectors: ${tasks.join(', ')}`);
+      const own = tasks.filter((t) => existsSync(p.pairsTask(t)));
+      if (own.length) out.push(`  tasks from pairs: ${own.map((t) => `${t} (${p.pairsTask(t)})`).join(', ')}`);
+    }
     for (const f of [p.taskness, p.evalJson, p.evalMd]) out.push(`  ${existsSync(f) ? 'has' : 'no '} ${f}`);
   }
   return out.join('\n');

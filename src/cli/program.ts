@@ -1,5 +1,6 @@
 // The vtv command tree (main.ts runs it; tests build it without running anything).
 import { Command } from 'commander';
+import { applyProgram, exportProgram } from './apply.js';
 import { benchProgram } from './bench.js';
 import { collectProgram } from './collect.js';
 import { convertProgram } from './convert.js';
@@ -13,7 +14,18 @@ export function program(): Command {
   const p = new Command('vtv')
     .description('Finding Visual Task Vectors on MAE-VQGAN: collect task vectors, search the heads to patch with REINFORCE, evaluate')
     .showHelpAfterError();
-  for (const c of [demoProgram(), collectProgram(), searchProgram(), evalProgram(), convertProgram(), infoProgram(), benchProgram()]) p.addCommand(c);
+  for (const c of [
+    demoProgram(),
+    collectProgram(),
+    searchProgram(),
+    evalProgram(),
+    applyProgram(),
+    exportProgram(),
+    convertProgram(),
+    infoProgram(),
+    benchProgram(),
+  ])
+    p.addCommand(c);
   registerReport(p);
   return p;
 }

@@ -7,9 +7,9 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import type { SegmentationDataset } from '../data/dataset.js';
 import { buildTaskCanvas } from '../data/episode-canvas.js';
-import { getTask } from '../data/tasks/index.js';
 import { CANVAS_FLOATS } from '../engine.js';
 import { readMeansFile } from '../method/means_file.js';
+import { resolveRunTask } from '../method/pairs_task.js';
 import { type CanvasSet, checkSearchOptions, REFERENCE_SEARCH, runSearch, type SearchOptions } from '../method/reinforce.js';
 import { MULTITASK } from '../method/run_layout.js';
 import { moveAside } from '../method/run_lock.js';
@@ -62,19 +62,21 @@ export function episodeCanvases(ds: SegmentationDataset, task: string, fold: num
 
 export async function searchCommand(o: SearchCliOptions, deps: Deps = defaultDeps): Promise<string> {
   const ctx = openRun(o, false);
-  const tasks = o.tasks.map((t) => getTask(t).id);
+  const resolved = o.tasks.map((t) => resolveRunTask(ctx.paths, t));
+  const tasks = resolved.map((t) => t.id);
   if (tasks.length === 0) throw new UsageError('--task: give a task id (or several, comma-separated, for multi-task mode)');
   if (new Set(tasks).size !== tasks.length) throw new UsageError(`--task: ${tasks.join(',')} names a task twice`);
   const key = tasks.length === 1 ? tasks[0]! : MULTITASK;
   const lock = lockSearch(ctx, key);
   try {
-    return await searchLocked(o, ctx, tasks, key, deps);
+    return await searchLocked(o, ctx, resolved, key, deps);
   } finally {
     lock.release();
   }
 }
 
-async function searchLocked(o: SearchCliOptions, ctx: RunContext, tasks: string[], key: string, deps: Deps): Promise<string> {
+async function searchLocked(o: SearchCliOptions, ctx: RunContext, resolved: ReturnType<typeof resolveRunTask>[], key: string, deps: Deps): Promise<string> {
+  const tasks = resolved.map((t) => t.id);
   const statePath = ctx.paths.searchState(key);
   const logPath = ctx.paths.searchLog(key);
   const subsetPath = ctx.paths.subset(key);
@@ -96,26 +98,33 @@ async function searchLocked(o: SearchCliOptions, ctx: RunContext, tasks: string[
   const space = new VariableSpace(ctx.config, g as Granularity, 'zero-shot');
 
   const means = readMeansFile(ctx.paths.means, ctx.config, tasks);
-  const ds = openDataset(ctx.run);
+  const ds = resolved.every((t) => t.pairs) ? undefined : openDataset(ctx.run);
   const fold = o.fold ?? 0;
-  if (!Number.isInteger(fold) || fold < 0 || fold >= ds.folds) throw new UsageError(`--fold: ${ds.name} has folds 0 to ${ds.folds - 1}, got ${fold}`);
+  if (ds && (!Number.isInteger(fold) || fold < 0 || fold >= ds.folds)) throw new UsageError(`--fold: ${ds.name} has folds 0 to ${ds.folds - 1}, got ${fold}`);
   const seed = o.episodeSeed ?? 42;
-  const entries = ds.entries({ split: 'trn', fold }).length;
-  if (entries === 0) throw new UsageError(`${ds.name} trn fold ${fold} is empty`);
-  // Reference: the first train_images items train; items train_images..min(len, 500)-1 validate.
+  // Reference: the first train_images items train; items train_images..min(len, 500)-1 validate. A task
+  // from pairs does the same over its training pairs (its validation pairs are left to eval).
   const perTask = Math.ceil(opt.trainImages / tasks.length);
-  const valCount = o.valImages ?? Math.max(0, Math.min(entries, 500) - perTask);
-  if (!Number.isInteger(valCount) || valCount < 0 || valCount > MAX_IMAGES) throw new UsageError(`--val-images must be 0 to ${MAX_IMAGES}, got ${valCount}`);
+  const entries = resolved.map((t) => (t.pairs ? t.pairs.file.train.length : ds!.entries({ split: 'trn', fold }).length));
+  if (entries.some((n) => n === 0)) throw new UsageError(`${ds!.name} trn fold ${fold} is empty`);
+  const valCounts = entries.map((n, i) =>
+    resolved[i]!.pairs ? Math.max(0, Math.min(o.valImages ?? n, n - perTask)) : (o.valImages ?? Math.max(0, Math.min(n, 500) - perTask)),
+  );
+  const canvases = (i: number, start: number, count: number) => {
+    const t = resolved[i]!;
+    return t.pairs ? t.pairs.canvasSet('train', seed, start, count) : episodeCanvases(ds!, t.id, fold, seed, start, count);
+  };
+  for (const v of valCounts) if (!Number.isInteger(v) || v < 0 || v > MAX_IMAGES) throw new UsageError(`--val-images must be 0 to ${MAX_IMAGES}, got ${v}`);
   // What the search allocates up front: the canvases, and per step every sample's choice and mask.
-  const canvasBytes = (perTask + valCount) * tasks.length * CANVAS_FLOATS * 4;
+  const canvasBytes = valCounts.reduce((a, v) => a + (perTask + v) * CANVAS_FLOATS * 4, 0);
   const stepBytes = opt.samplesPerStep * (space.count + space.maskBytes + 64) + Math.min(opt.samplesPerStep, opt.engineBatch) * space.maskBytes;
   checkMemory(
     canvasBytes + stepBytes,
-    `this search (${perTask + valCount} canvas(es) per task x ${tasks.length} task(s), ${opt.samplesPerStep} samples per step over ${space.count} variables)`,
+    `this search (${perTask} training canvas(es) per task x ${tasks.length} task(s), ${opt.samplesPerStep} samples per step over ${space.count} variables)`,
     '--train-images, --val-images or --samples-per-step',
   );
-  const train = tasks.map((t) => episodeCanvases(ds, t, fold, seed, 0, perTask));
-  const validation = valCount > 0 ? tasks.map((t) => episodeCanvases(ds, t, fold, seed, perTask, valCount)) : undefined;
+  const train = resolved.map((_, i) => canvases(i, 0, perTask));
+  const validation = valCounts.every((n) => n > 0) ? resolved.map((_, i) => canvases(i, perTask, valCounts[i]!)) : undefined;
 
   const engine = await openEngine(ctx, deps, o.threads, { vqganEncoder: tokenObjective });
   if (!o.resume) {
@@ -158,7 +167,7 @@ async function searchLocked(o: SearchCliOptions, ctx: RunContext, tasks: string[
   let lastVal = '-';
   try {
     const res = await runSearch(
-      { engine, space, tasks: tasks.map((t) => ({ name: t, loss: getTask(t).metric, means: means.get(t)!.means })), train, validation },
+      { engine, space, tasks: resolved.map((t) => ({ name: t.id, loss: t.metric, means: means.get(t.id)!.means })), train, validation },
       opt,
       {
         statePath,

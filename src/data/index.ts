@@ -5,6 +5,7 @@ export * from './dataset.js';
 export * from './episode-canvas.js';
 export * from './image.js';
 export * from './list-dataset.js';
+export * from './pairs.js';
 export * from './pascal5i.js';
 export * from './prepare.js';
 export * from './resize.js';

@@ -58,15 +58,21 @@ export interface CollectProgress {
   total: number;
 }
 
-const better = (t: Task) => (a: ScoredPrompt, b: ScoredPrompt) => (t.metric === 'iou' ? b.metric - a.metric : a.metric - b.metric);
+const better = (t: Pick<Task, 'metric'>) => (a: Pick<ScoredPrompt, 'metric'>, b: Pick<ScoredPrompt, 'metric'>) =>
+  t.metric === 'iou' ? b.metric - a.metric : a.metric - b.metric;
 
 /**
  * Ranks and filters candidates. Corrected: best first, each support image and each query image used
  * at most once (keeping its best prompt). Reference (§8.7): sort ascending and dedupe keeping the
  * smaller metric (the worst IoU), then rank.
  */
-export function selectPrompts(task: Task, candidates: ScoredPrompt[], keep: number, referenceQuirks: boolean): ScoredPrompt[] {
-  const dedupe = (list: ScoredPrompt[], key: (p: ScoredPrompt) => string) => {
+export function selectPrompts<P extends Pick<ScoredPrompt, 'queryId' | 'supportId' | 'metric'>>(
+  task: Pick<Task, 'metric'>,
+  candidates: P[],
+  keep: number,
+  referenceQuirks: boolean,
+): P[] {
+  const dedupe = (list: P[], key: (p: P) => string) => {
     const seen = new Set<string>();
     return list.filter((p) => (seen.has(key(p)) ? false : (seen.add(key(p)), true)));
   };
@@ -144,25 +150,50 @@ export async function collectTaskVectors(
     }
     if (sel.length === 0) throw new Error(`collect: no usable prompt for task '${task.id}'`);
     kept.set(task.id, sel);
-    const sumEnc = new Float64Array(c.encDepth * 148 * c.encDim);
-    const sumDec = new Float64Array(c.decDepth * 197 * c.decDim);
-    const sqEnc = new Float64Array(sumEnc.length);
-    const sqDec = new Float64Array(sumDec.length);
-    for (const p of sel) {
-      // The recorded prompt is the (query, support) pair kept, with the episode's own task randomness.
-      const ep = ds.loadEpisode({ ...p.ref, supportId: p.supportId, classId: p.classId });
-      const { canvas } = buildTaskCanvas(task, ep);
-      const r = await engine.forward({ mode: 'one-shot', canvases: canvas, capture: true });
-      accumulate(r.captureEnc!, sumEnc, sqEnc);
-      accumulate(r.captureDec!, sumDec, sqDec);
-      onProgress?.({ phase: 'record', done: ++recorded, total: recordTotal });
-    }
-    const n = sel.length;
-    const m: TaskMeans = { enc: Float32Array.from(sumEnc, (x) => x / n), dec: Float32Array.from(sumDec, (x) => x / n) };
-    means.set(task.id, { means: m, count: n });
-    tasknessAddTask(acc, n, sumEnc, sqEnc, sumDec, sqDec);
+    // The recorded prompt is the (query, support) pair kept, with the episode's own task randomness;
+    // canvases are built one at a time, so memory stays flat.
+    const canvases = (function* () {
+      for (const p of sel) yield buildTaskCanvas(task, ds.loadEpisode({ ...p.ref, supportId: p.supportId, classId: p.classId })).canvas;
+    })();
+    const sums = await recordActivations(engine, canvases, () => onProgress?.({ phase: 'record', done: ++recorded, total: recordTotal }));
+    means.set(task.id, { means: meansOf(sums), count: sums.n });
+    tasknessAddTask(acc, sums.n, sums.sumEnc, sums.sqEnc, sums.sumDec, sums.sqDec);
   }
   return { means, kept, scored: done, taskness: tasknessScores(acc) };
+}
+
+/** Per-element sums and sums of squares of the head outputs over some one-shot prompts. */
+export interface ActivationSums {
+  n: number;
+  sumEnc: Float64Array;
+  sqEnc: Float64Array;
+  sumDec: Float64Array;
+  sqDec: Float64Array;
+}
+
+/** Runs each canvas as its own one-shot capture call and accumulates the sums (see the header). */
+export async function recordActivations(engine: ForwardEngine, canvases: Iterable<Float32Array>, onEach?: () => void): Promise<ActivationSums> {
+  const c = engine.config;
+  const s: ActivationSums = {
+    n: 0,
+    sumEnc: new Float64Array(c.encDepth * 148 * c.encDim),
+    sqEnc: new Float64Array(c.encDepth * 148 * c.encDim),
+    sumDec: new Float64Array(c.decDepth * 197 * c.decDim),
+    sqDec: new Float64Array(c.decDepth * 197 * c.decDim),
+  };
+  for (const canvas of canvases) {
+    const r = await engine.forward({ mode: 'one-shot', canvases: canvas, capture: true });
+    accumulate(r.captureEnc!, s.sumEnc, s.sqEnc);
+    accumulate(r.captureDec!, s.sumDec, s.sqDec);
+    s.n++;
+    onEach?.();
+  }
+  return s;
+}
+
+/** The task means (float32) of recorded sums. */
+export function meansOf(s: ActivationSums): TaskMeans {
+  return { enc: Float32Array.from(s.sumEnc, (x) => x / s.n), dec: Float32Array.from(s.sumDec, (x) => x / s.n) };
 }
 
 function accumulate(x: Float32Array, sum: Float64Array, sq: Float64Array): void {

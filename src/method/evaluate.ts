@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { CELL } from '../config.js';
 import { canvasToPixels, planarToImage } from '../data/canvas.js';
 import type { SegmentationDataset } from '../data/dataset.js';
-import { buildTaskCanvas } from '../data/episode-canvas.js';
+import { buildTaskCanvas, type TaskCanvas } from '../data/episode-canvas.js';
 import { writePngFile } from '../data/image.js';
 import { Rng } from '../data/rng.js';
 import { getTask } from '../data/tasks/index.js';
@@ -28,8 +28,20 @@ export const CONDITION_LABEL: Record<Condition, string> = {
 
 const FILE_LABEL: Record<Condition, string> = { oneShot: 'one-shot', zeroShot: 'zero-shot', taskVector: 'task-vector', random: 'random' };
 
+/**
+ * Where a task's evaluation episodes come from when it is not a built-in task over the dataset (a task
+ * given by example pairs): its metric, its folds and seeded episodes that build their canvases.
+ */
+export interface EpisodeSource {
+  metric: 'iou' | 'mse';
+  folds: number[];
+  episodes(fold: number, seed: number, count: number): { index: number; build: () => TaskCanvas }[];
+}
+
 export interface EvalTask {
   name: string;
+  /** Default: the built-in task `name` over the dataset's validation folds. */
+  source?: EpisodeSource;
   means: TaskMeans;
   space: VariableSpace;
   /** The searched subset (used for every fold unless drawPerFold). */
@@ -76,7 +88,8 @@ export interface EvalResults {
   summary: EvalRow[];
 }
 
-function cropCell(planar: Uint8Array, y0: number, x0: number): Uint8Array {
+/** One 111x111 cell, [3][111][111], of an 8-bit canvas [3][224][224] at (y0, x0). */
+export function cropCell(planar: Uint8Array, y0: number, x0: number): Uint8Array {
   const out = new Uint8Array(3 * CELL * CELL);
   for (let c = 0; c < 3; c++)
     for (let y = 0; y < CELL; y++) for (let x = 0; x < CELL; x++) out[(c * CELL + y) * CELL + x] = planar[c * 224 * 224 + (y0 + y) * 224 + x0 + x]!;
@@ -96,26 +109,33 @@ const meanPerCondition = (v: Record<Condition, number[]>): Record<Condition, num
 
 export async function evaluateTaskVectors(
   engine: ForwardEngine,
-  ds: SegmentationDataset,
+  ds: SegmentationDataset | undefined,
   tasks: EvalTask[],
   opt: EvalOptions,
   onProgress?: (done: number, total: number) => void,
 ): Promise<EvalResults> {
   const rows: EvalRow[] = [];
-  const total = tasks.length * opt.folds.length * opt.episodes;
+  const perFold = (t: EvalTask, fold: number) => (t.source ? t.source.episodes(fold, opt.seed, opt.episodes).length : opt.episodes);
+  const total = tasks.reduce((a, t) => a + (t.source?.folds ?? opt.folds).reduce((b, f) => b + perFold(t, f), 0), 0);
   let done = 0;
   for (const t of tasks) {
-    const task = getTask(t.name);
-    for (const fold of opt.folds) {
+    const task = t.source ? { metric: t.source.metric } : getTask(t.name);
+    for (const fold of t.source?.folds ?? opt.folds) {
       let choice = t.choice;
       if (opt.drawPerFold) {
         if (!t.logits) throw new Error(`eval: drawing per fold needs the search logits of '${t.name}'`);
         choice = sampleChoices(probabilities(t.logits), 1, Rng.fromSeed(opt.seed).fork(`subset/${t.name}/${fold}`));
       }
       const size = choice.reduce((a, b) => a + b, 0);
-      const spec = { split: 'val' as const, fold };
-      if (ds.entries(spec).length === 0) throw new Error(`eval: ${ds.name} val fold ${fold} is empty`);
-      const refs = ds.episodeRefs(spec, opt.seed, opt.episodes);
+      let refs: { index: number; build: () => TaskCanvas }[];
+      if (t.source) refs = t.source.episodes(fold, opt.seed, opt.episodes);
+      else {
+        if (!ds) throw new Error(`eval: task '${t.name}' needs a dataset`);
+        const spec = { split: 'val' as const, fold };
+        if (ds.entries(spec).length === 0) throw new Error(`eval: ${ds.name} val fold ${fold} is empty`);
+        const builtIn = getTask(t.name);
+        refs = ds.episodeRefs(spec, opt.seed, opt.episodes).map((r) => ({ index: r.index, build: () => buildTaskCanvas(builtIn, ds.loadEpisode(r)) }));
+      }
       const rng = Rng.fromSeed(opt.seed).fork(`random-subset/${t.name}/${fold}`);
       const rnd = randomChoice(t.space, size, rng);
       const masks = { taskVector: t.space.masks(choice, 1), random: t.space.masks(rnd, 1) };
@@ -126,7 +146,7 @@ export async function evaluateTaskVectors(
       const ssims: Record<Condition, number[]> = { oneShot: [], zeroShot: [], taskVector: [], random: [] };
       for (let off = 0; off < refs.length; off += opt.batch) {
         const chunk = refs.slice(off, off + opt.batch);
-        const built = chunk.map((r) => buildTaskCanvas(task, ds.loadEpisode(r)));
+        const built = chunk.map((r) => r.build());
         const canvases = new Float32Array(built.length * CANVAS_FLOATS);
         built.forEach((b, i) => canvases.set(b.canvas, i * CANVAS_FLOATS));
         const wantImages = opt.examplesDir !== undefined && off < opt.examples;
@@ -210,7 +230,8 @@ export async function evaluateTaskVectors(
         : {}),
     };
   });
-  return { format: 'vtv-eval', version: 1, model: engine.config.name, dataset: ds.name, seed: opt.seed, episodesPerFold: opt.episodes, rows, summary };
+  const dataset = [...new Set(tasks.map((t) => (t.source ? `pairs:${t.name}` : ds!.name)))].join(', ');
+  return { format: 'vtv-eval', version: 1, model: engine.config.name, dataset, seed: opt.seed, episodesPerFold: opt.episodes, rows, summary };
 }
 
 /** The results as a Markdown table: IoU in percent (higher is better), MSE as is (lower is better). */

@@ -27,7 +27,8 @@ export function writeMeansFile(path: string, config: ModelConfig, tasks: Map<str
   writeSafetensors(path, t, { vtv_means_format: MEANS_FORMAT, vtv_config: JSON.stringify(config), tasks: JSON.stringify([...tasks.keys()]) });
 }
 
-function sameShapes(a: ModelConfig, b: ModelConfig): boolean {
+/** Whether two model configs have the same layer, head and width shapes (task means fit both). */
+export function sameShapes(a: ModelConfig, b: ModelConfig): boolean {
   return (
     a.encDim === b.encDim &&
     a.encDepth === b.encDepth &&

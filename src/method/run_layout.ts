@@ -9,6 +9,11 @@
 //                               <task>.dec [decDepth][197][decDim], <task>.count [1] (means_file.ts)
 //   prompts.json                per task, the kept (query, support) prompts and their one-shot scores
 //   taskness.json               rho per (layer, head) and per (layer, head, one-shot position) (taskness.ts)
+//   tasks/<name>/               only for a task given by example pairs (`vtv collect --pairs DIR --task-name
+//                               <name>`); its means and kept prompts go to means.safetensors and prompts.json
+//     task.json                 PairsTaskFile: the pairs (absolute paths), the seeded train/validation
+//                               split, the metric, the kept prompts best first (pairs_task.ts)
+//     taskness.json             rho of the task against the identity copy of its own inputs
 //   search/<task>/              one search (<task> is a task id, or "multitask")
 //     state.json                SearchState: logits, Adam moments, RNG state, step, best (reinforce.ts);
 //                               rewritten atomically every --checkpoint-every steps; --resume reads it
@@ -41,6 +46,8 @@ export interface RunPaths {
   means: string;
   prompts: string;
   taskness: string;
+  pairsTask: (task: string) => string;
+  pairsTaskness: (task: string) => string;
   searchDir: (task: string) => string;
   searchState: (task: string) => string;
   searchLog: (task: string) => string;
@@ -63,6 +70,8 @@ export function runPaths(root: string): RunPaths {
     means: join(root, 'means.safetensors'),
     prompts: join(root, 'prompts.json'),
     taskness: join(root, 'taskness.json'),
+    pairsTask: (t) => join(root, 'tasks', t, 'task.json'),
+    pairsTaskness: (t) => join(root, 'tasks', t, 'taskness.json'),
     searchDir: s,
     searchState: (t) => join(s(t), 'state.json'),
     searchLog: (t) => join(s(t), 'log.jsonl'),
