@@ -8,12 +8,14 @@ import { evalProgram } from './eval.js';
 import { infoProgram } from './info.js';
 import { registerReport } from './report.js';
 import { searchProgram } from './search.js';
+import { sweepProgram } from './sweep.js';
 
 export function program(): Command {
   const p = new Command('vtv')
     .description('Finding Visual Task Vectors on MAE-VQGAN: collect task vectors, search the heads to patch with REINFORCE, evaluate')
     .showHelpAfterError();
-  for (const c of [demoProgram(), collectProgram(), searchProgram(), evalProgram(), convertProgram(), infoProgram(), benchProgram()]) p.addCommand(c);
+  for (const c of [demoProgram(), collectProgram(), searchProgram(), evalProgram(), convertProgram(), infoProgram(), benchProgram(), sweepProgram()])
+    p.addCommand(c);
   registerReport(p);
   return p;
 }
