@@ -45,6 +45,12 @@ start() {
   done
   export PATH="$PATH:/usr/sbin"
   stop
+  local p
+  for p in "$port" $((port + 1)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      die "port $p is in use (another Slurm cluster?): choose others with VTV_SLURM_PORT"
+    fi
+  done
   rm -rf "$dir"
   mkdir -p "$dir"/{state,spool,munge}
   chmod 700 "$dir/munge"
@@ -102,19 +108,21 @@ EOF
   export SLURM_CONF="$dir/slurm.conf"
   # -i: ignore state left by an earlier cluster in DIR (there is none: DIR is fresh).
   slurmctld -i -f "$SLURM_CONF" || die "slurmctld did not start (see $dir/slurmctld.log)"
-  slurmd -f "$SLURM_CONF" || die "slurmd did not start (see $dir/slurmd.log)"
+  slurmd -N "$host" -f "$SLURM_CONF" || die "slurmd did not start (see $dir/slurmd.log)"
 
   local state=""
   for _ in $(seq 1 60); do
     state=$(sinfo -h -N -n "$host" -o '%T' 2>/dev/null || true)
     [ "$state" = idle ] && break
+    kill -0 "$(cat "$dir/slurmctld.pid" 2>/dev/null)" 2>/dev/null || { state="down (slurmctld exited)"; break; }
+    kill -0 "$(cat "$dir/slurmd.pid" 2>/dev/null)" 2>/dev/null || { state="down (slurmd exited)"; break; }
     sleep 0.5
   done
   if [ "$state" != idle ]; then
     echo "--- slurmctld.log" >&2; tail -n 20 "$dir/slurmctld.log" >&2 || true
     echo "--- slurmd.log" >&2; tail -n 20 "$dir/slurmd.log" >&2 || true
     stop
-    die "node $host is '${state:-unknown}', not idle, after 30 s"
+    die "node $host is '${state:-unknown}', not idle"
   fi
   echo "export SLURM_CONF=$SLURM_CONF"
 }

@@ -8,7 +8,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeSync } f
 import { availableParallelism } from 'node:os';
 import cliProgress from 'cli-progress';
 import { runPaths } from '../method/run_layout.js';
-import { readCellStatus, type SweepPaths } from './layout.js';
+import { readCellStatus, type SweepPaths, writeCellStatus } from './layout.js';
 import type { Cell, Sweep } from './spec.js';
 import { formatSeconds } from './status.js';
 import { cellDone, checkpointStep, searchKey, sharedCollected } from './sweep.js';
@@ -189,6 +189,8 @@ export async function runLocal(sweep: Sweep, paths: SweepPaths, o: LocalOptions)
             queue.unshift(cell);
           } else {
             const error = `killed by ${r.signal} ${n} times; the last checkpoint is at step ${at}`;
+            const st = readCellStatus(paths, cell);
+            if (st) writeCellStatus(paths, { ...st, state: 'failed', error });
             result.failed.push({ id: cell.id, error });
             o.log(`cell ${cell.id}: failed: ${error}`);
           }
