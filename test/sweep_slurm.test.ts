@@ -62,6 +62,12 @@ const stateStep = (sweep: string, id: string, task: string) => {
   }
 };
 
+/** The first `n` lines of a cell's search log (each carries its step's wall time, so a re-run step differs). */
+const logLines = (sweep: string, id: string, task: string, n: number) =>
+  readFileSync(join(cellDir(sweep, id), 'search', task, 'log.jsonl'), 'utf8')
+    .split('\n')
+    .slice(0, n);
+
 // Four tiny searches: 2 tasks x 2 seeds, 16 steps of 4 samples, checkpoints every 2 steps.
 const STEPS = 16;
 const sweepFile = join(root, 'sweep.yaml');
@@ -112,6 +118,8 @@ describe.skipIf(missing !== undefined && !required)('vtv sweep on a real Slurm c
       if (stateStep('local', victim, 'segmentation') < 2) return undefined;
       return readJson(join(cellDir('local', victim), 'sweep-cell.json')).runner.pid as number;
     });
+    const kept = stateStep('local', victim, 'segmentation');
+    const before = logLines('local', victim, 'segmentation', kept);
     // While it runs, a second sweep on the same directory is refused, naming the holder.
     const second = vtv(['sweep', 'run', 'local', '--workers', '1']);
     expect(second.status).toBe(1);
@@ -131,6 +139,8 @@ describe.skipIf(missing !== undefined && !required)('vtv sweep on a real Slurm c
         .trim()
         .split('\n'),
     ).toHaveLength(STEPS);
+    // The steps up to the checkpoint were not run again: their log lines (with their wall times) are the first attempt's.
+    expect(logLines('local', victim, 'segmentation', kept)).toEqual(before);
   }, 400_000);
 
   it('runs as a Slurm job array: a requeued element resumes from its checkpoint; the table equals the local one bit for bit', async () => {
@@ -156,6 +166,8 @@ describe.skipIf(missing !== undefined && !required)('vtv sweep on a real Slurm c
     // Requeue element 0 once its search has a checkpoint, and let it start again at once.
     const victim = CELLS[0]!;
     await waitFor(`a checkpoint of ${victim} under Slurm`, 90_000, () => stateStep('slurm', victim, 'segmentation') >= 2 || undefined);
+    const kept = stateStep('slurm', victim, 'segmentation');
+    const before = logLines('slurm', victim, 'segmentation', kept);
     sh('scontrol', ['requeue', `${arrayJob}_0`]);
     await waitFor(
       'the requeued element to be pending',
@@ -182,6 +194,7 @@ describe.skipIf(missing !== undefined && !required)('vtv sweep on a real Slurm c
         .trim()
         .split('\n'),
     ).toHaveLength(STEPS);
+    expect(logLines('slurm', victim, 'segmentation', kept)).toEqual(before);
 
     const st = vtv(['sweep', 'status', 'slurm', '--json']);
     expect(st.status, st.stderr).toBe(0);
