@@ -114,17 +114,17 @@ describe.skipIf(missing !== undefined && !required)('vtv sweep on a real Slurm c
 
     // Kill the first cell's process once its search has a checkpoint.
     const victim = CELLS[0]!;
-    const pid = await waitFor(`a checkpoint of ${victim}`, 60_000, () => {
+    const pid = await waitFor(`a checkpoint of ${victim}`, 150_000, () => {
       if (stateStep('local', victim, 'segmentation') < 2) return undefined;
       return readJson(join(cellDir('local', victim), 'sweep-cell.json')).runner.pid as number;
     });
     const kept = stateStep('local', victim, 'segmentation');
     const before = logLines('local', victim, 'segmentation', kept);
-    // While it runs, a second sweep on the same directory is refused, naming the holder.
+    process.kill(pid, 'SIGKILL');
+    // While the sweep runs, a second sweep on the same directory is refused, naming the holder.
     const second = vtv(['sweep', 'run', 'local', '--workers', '1']);
     expect(second.status).toBe(1);
     expect(second.stderr).toMatch(/another sweep is running on this directory: .*locked by pid \d+ on host/);
-    process.kill(pid, 'SIGKILL');
 
     expect(await exited, out).toBe(0);
     expect(out).toMatch(new RegExp(`cell ${victim}: its process was killed \\(SIGKILL\\); restarting it from its checkpoint at step [1-9]`));
@@ -165,7 +165,7 @@ describe.skipIf(missing !== undefined && !required)('vtv sweep on a real Slurm c
 
     // Requeue element 0 once its search has a checkpoint, and let it start again at once.
     const victim = CELLS[0]!;
-    await waitFor(`a checkpoint of ${victim} under Slurm`, 90_000, () => stateStep('slurm', victim, 'segmentation') >= 2 || undefined);
+    await waitFor(`a checkpoint of ${victim} under Slurm`, 150_000, () => stateStep('slurm', victim, 'segmentation') >= 2 || undefined);
     const kept = stateStep('slurm', victim, 'segmentation');
     const before = logLines('slurm', victim, 'segmentation', kept);
     sh('scontrol', ['requeue', `${arrayJob}_0`]);
@@ -176,7 +176,7 @@ describe.skipIf(missing !== undefined && !required)('vtv sweep on a real Slurm c
     );
     sh('scontrol', ['update', `jobid=${arrayJob}_0`, 'StartTime=now']);
 
-    const status = await waitFor('every element to finish', 120_000, () => {
+    const status = await waitFor('every element to finish', 200_000, () => {
       if (sh('squeue', ['-h', '-r', '-j', arrayJob, '-o', '%i']) !== '') return undefined;
       return readJson(join(cellDir('slurm', victim), 'sweep-cell.json'));
     });
