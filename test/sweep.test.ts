@@ -3,21 +3,25 @@
 // runs as separate processes from dist/, which scripts/test.sh compiles before vitest). The Slurm
 // executor against real daemons is sweep_slurm.test.ts.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { preset } from '../src/config.js';
+import { runPaths } from '../src/method/run_layout.js';
 import { writeRandomWeights } from '../src/model/random_weights.js';
 import { sweepPaths } from '../src/sweep/layout.js';
 import { acquireLock, LockHeldError } from '../src/sweep/lock.js';
 import { arraySpec, cellsScript } from '../src/sweep/slurm.js';
 import { expandSweep, readSweepFile, SweepSpecError, sweepFromFlags } from '../src/sweep/spec.js';
+import { statusText, sweepStatus } from '../src/sweep/status.js';
+import { loadSweep, storeSweep } from '../src/sweep/sweep.js';
 
 const root = mkdtempSync(join(tmpdir(), 'vtv-sweep-'));
 const main = resolve(__dirname, '../dist/src/cli/main.js');
 const write = (name: string, text: string) => {
   const p = join(root, name);
+  mkdirSync(dirname(p), { recursive: true });
   writeFileSync(p, text);
   return p;
 };
@@ -171,6 +175,47 @@ describe('sweep locks', () => {
   });
 });
 
+describe('vtv sweep status', () => {
+  it('shows a running cell with its step and an ETA from its step times, and a stopped one as pending with its checkpoint', () => {
+    const dir = join(root, 'st');
+    const { file, base } = readSweepFile(write('st.yaml', 'weights: w.safetensors\ntasks: [segmentation]\nseeds: [0, 1]\nsearch: { steps: 10 }\n'));
+    storeSweep(dir, expandSweep(file, base, 'st.yaml'));
+    const paths = sweepPaths(dir);
+    const shared = runPaths(paths.shared);
+    for (const f of [shared.config, shared.means, shared.taskness]) write(relative(root, f), '{}');
+    const cell = (i: number) => runPaths(paths.cell(`segmentation-f0-s${i}`));
+    for (const i of [0, 1]) {
+      write(relative(root, cell(i).searchLog('segmentation')), `${[0, 1, 2].map((step) => JSON.stringify({ step, loss: 0, seconds: 2 })).join('\n')}\n`);
+      write(relative(root, cell(i).searchState('segmentation')), JSON.stringify({ step: 2 }));
+    }
+    const status = (i: number, state: string) =>
+      write(
+        relative(root, paths.cellStatus(`segmentation-f0-s${i}`)),
+        JSON.stringify({
+          format: 'vtv-sweep-cell',
+          version: 1,
+          id: `segmentation-f0-s${i}`,
+          state,
+          phase: 'search',
+          runner: { host: hostname(), pid: process.pid },
+          attempts: 1,
+          started: '',
+          updated: '',
+        }),
+      );
+    status(0, 'running');
+    status(1, 'stopped');
+    const s = sweepStatus(dir);
+    expect(s.cells[0]).toMatchObject({ state: 'running', step: 3, steps: 10, eta: 14, secondsPerStep: 2 });
+    expect(s.cells[1]).toMatchObject({ state: 'pending', step: 3, checkpoint: 2 });
+    expect(s.cells[1]!.note).toMatch(/stopped; resumes from its checkpoint at step 2/);
+    expect(s.eta).toBe(28); // 14 steps left over both cells at 2 s, one cell running
+    const text = statusText(s, paths, loadSweep(dir).sweep);
+    expect(text).toMatch(/segmentation-f0-s0 +running +3\/10 +0m14s +search, pid \d+, attempt 1/);
+    expect(text).toMatch(/0 done, 1 running, 1 pending, 0 failed; searches done in about 0m28s/);
+  });
+});
+
 describe('vtv sweep run (local executor, real tiny engine)', () => {
   it('fails one cell alone, records its error, and status shows it', () => {
     expect(existsSync(main), `${main} is missing: scripts/test.sh compiles dist/ first (npx tsc -p tsconfig.json)`).toBe(true);
@@ -198,8 +243,7 @@ describe('vtv sweep run (local executor, real tiny engine)', () => {
     const text = vtv(['sweep', 'status', 'fail']).stdout;
     expect(text).toMatch(/colorization-f0-s0 +failed/);
     expect(text).toMatch(/failed:\n {2}colorization-f0-s0: .*no task vector/);
-    // The finished cell is an ordinary run: vtv eval works on it, and the sweep table lists both cells.
-    expect(vtv(['eval', '--run', 'fail/cells/segmentation-f0-s0', '--episodes', '1', '--folds', '0', '--examples', '0']).status).toBe(0);
+    // The sweep table lists both cells; the report links the finished cell's own report.
     const c = vtv(['sweep', 'collect', 'fail']);
     expect(c.status, c.stderr).toBe(0);
     const res = JSON.parse(readFileSync(join(root, 'fail/results.json'), 'utf8'));
@@ -207,6 +251,37 @@ describe('vtv sweep run (local executor, real tiny engine)', () => {
       { id: 'colorization-f0-s0', state: 'missing' },
       { id: 'segmentation-f0-s0', state: 'done' },
     ]);
+    expect(res.rows.map((r: { cell: string }) => r.cell)).toEqual(['segmentation-f0-s0']);
+    const page = readFileSync(join(root, 'fail/report/index.html'), 'utf8');
+    expect(page).toContain('<a href="../cells/segmentation-f0-s0/report/index.html">');
+    expect(existsSync(join(root, 'fail/cells/segmentation-f0-s0/report/index.html'))).toBe(true);
+    // A finished cell is an ordinary run: vtv search --resume continues it (one step more), vtv eval runs on it.
+    const cellRun = 'fail/cells/segmentation-f0-s0';
+    const more = vtv([
+      'search',
+      '--run',
+      cellRun,
+      '--task',
+      'segmentation',
+      '--resume',
+      '--steps',
+      '3',
+      '--samples-per-step',
+      '4',
+      '--train-images',
+      '2',
+      '--val-images',
+      '2',
+      '--validate-every',
+      '0',
+    ]);
+    expect(more.status, more.stderr).toBe(0);
+    expect(
+      readFileSync(join(root, cellRun, 'search/segmentation/log.jsonl'), 'utf8')
+        .trim()
+        .split('\n'),
+    ).toHaveLength(3);
+    expect(vtv(['eval', '--run', cellRun, '--episodes', '1', '--folds', '0', '--examples', '0']).status).toBe(0);
     // A different grid on the same directory is refused.
     const other = vtv(['sweep', 'run', 'fail', '--weights', 'w.safetensors', '--model', 'tiny', '--tasks', 'segmentation', '--seeds', '9']);
     expect(other.status).toBe(1);
