@@ -3,7 +3,7 @@
 // runs as separate processes from dist/, which scripts/test.sh compiles before vitest). The Slurm
 // executor against real daemons is sweep_slurm.test.ts.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -281,7 +281,10 @@ describe('vtv sweep run (local executor, real tiny engine)', () => {
         .trim()
         .split('\n'),
     ).toHaveLength(3);
-    expect(vtv(['eval', '--run', cellRun, '--episodes', '1', '--folds', '0', '--examples', '0']).status).toBe(0);
+    rmSync(join(root, cellRun, 'eval'), { recursive: true });
+    const ev = vtv(['eval', '--run', cellRun, '--episodes', '1', '--folds', '0', '--examples', '0']);
+    expect(ev.status, ev.stderr).toBe(0);
+    expect(existsSync(join(root, cellRun, 'eval/results.json'))).toBe(true);
     // A different grid on the same directory is refused.
     const other = vtv(['sweep', 'run', 'fail', '--weights', 'w.safetensors', '--model', 'tiny', '--tasks', 'segmentation', '--seeds', '9']);
     expect(other.status).toBe(1);
