@@ -14,8 +14,8 @@ export function program(): Command {
   const p = new Command('vtv')
     .description('Finding Visual Task Vectors on MAE-VQGAN: collect task vectors, search the heads to patch with REINFORCE, evaluate')
     .showHelpAfterError();
-  for (const c of [demoProgram(), collectProgram(), searchProgram(), evalProgram(), convertProgram(), infoProgram(), benchProgram(), sweepProgram()])
-    p.addCommand(c);
+  for (const c of [demoProgram(), collectProgram(), searchProgram(), evalProgram(), convertProgram(), infoProgram(), benchProgram()]) p.addCommand(c);
   registerReport(p);
+  p.addCommand(sweepProgram());
   return p;
 }
