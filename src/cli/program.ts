@@ -9,6 +9,7 @@ import { evalProgram } from './eval.js';
 import { infoProgram } from './info.js';
 import { registerReport } from './report.js';
 import { searchProgram } from './search.js';
+import { sweepProgram } from './sweep.js';
 
 export function program(): Command {
   const p = new Command('vtv')
@@ -27,5 +28,6 @@ export function program(): Command {
   ])
     p.addCommand(c);
   registerReport(p);
+  p.addCommand(sweepProgram());
   return p;
 }

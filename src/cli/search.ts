@@ -50,6 +50,8 @@ export interface SearchCliOptions extends RunOptions, Partial<SearchOptions> {
   force?: boolean;
   /** For tests: stop after this many steps as if Ctrl-C had been pressed. */
   stopAfter?: number;
+  /** Asked after every step: true stops the search as Ctrl-C does (a sweep's cell on SIGTERM). */
+  shouldStop?: () => boolean;
 }
 
 /** Canvases of episodes [start, start+count) of trn fold `fold` for a task. */
@@ -178,7 +180,7 @@ async function searchLocked(o: SearchCliOptions, ctx: RunContext, resolved: Retu
           if (r.validation) lastVal = r.validation.metric.toFixed(4);
           bar.update(r.step + 1, { loss: r.loss.toFixed(4), val: lastVal });
         },
-        shouldStop: () => stop || (o.stopAfter !== undefined && steps >= o.stopAfter),
+        shouldStop: () => stop || o.shouldStop?.() === true || (o.stopAfter !== undefined && steps >= o.stopAfter),
         onRepair: (m) => deps.log(`search ${key}: ${m}`),
       },
     );
