@@ -13,5 +13,5 @@ data=train/data
 mkdir -p "$out" "$data"
 [ -f "$data/canvases.u8" ] || npx tsx train/make_data.ts --out "$data" --scenes-per-class 400 --canvases 12000 --seed 1
 /usr/bin/python3 train/train_vqgan.py --data "$data" --out "$out" --steps 2500 --threads 1 --seed 0
-/usr/bin/python3 train/train_mae.py --data "$data" --vqgan "$out/vqgan.safetensors" --out "$out" --steps "${MAE_STEPS:-1400}" --batch 48 --threads 2 --seed 0
+/usr/bin/python3 train/train_mae.py --data "$data" --vqgan "$out/vqgan.safetensors" --out "$out" --steps 800 --batch 32 --threads 2 --seed 0
 echo "trained: $out/mae-vqgan-mini.safetensors (copy it to models/ with $out/*_log.jsonl and $out/*_run.json)"

@@ -96,6 +96,7 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=0.05)
+    ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--modes", default="quadrant:0.6,random:0.3,query:0.1")
     ap.add_argument("--holdout", type=int, default=500, help="last canvases kept out of training, for the held-out loss")
     ap.add_argument("--seed", type=int, default=0)
@@ -130,7 +131,7 @@ def main():
         idx = np.sort(rng.choice(n_train, size=args.batch, replace=False))
         x = common.u8_to_normalised(data.batch_u8(idx))
         ids, keep = make_shuffle(mode, args.batch, rng)
-        lr = common.cosine_lr(step, args.steps, args.lr, 200)
+        lr = common.cosine_lr(step, args.steps, args.lr, args.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
         logits = mae_train_forward(W, cfg, x, ids, keep)
