@@ -215,7 +215,7 @@ export function collectProgram(deps: Deps = defaultDeps): Command {
     .option('--keep <n>', 'prompts kept per task', intInRange('--keep', 1, 1_000_000), REFERENCE_COLLECT.keep)
     .option('--seed <n>', 'episode seed', intInRange('--seed', 0), REFERENCE_COLLECT.seed)
     .option('--batch <n>', 'episodes per engine call', intInRange('--batch', 1, MAX_BATCH), REFERENCE_COLLECT.batch)
-    .option('--reference-quirks', "reproduce the reference's filtering bugs (SPEC §8.7): worst-IoU dedupe, re-drawn supports, class from any fold", false)
+    .option('--reference-quirks', "reproduce the reference's filtering bugs: worst-IoU dedupe, re-drawn supports, class from any fold", false)
     .option('--pairs <dir>', `a task of your own from example pairs: ${PAIRS_LAYOUT} (any sizes)`)
     .option('--task-name <name>', "with --pairs: the new task's name (for search --task and eval --tasks)")
     .option('--metric <m>', 'with --pairs: iou | mse (default: iou when every output is a 0/255 grey mask, else mse)')

@@ -1,6 +1,6 @@
 // `vtv search`: the REINFORCE search for one task (or several: multi-task mode) over the run's task
 // vectors, checkpointed, resumable, logged; Ctrl-C stops after the current step with the state written.
-// --objective token scores the training samples in VQGAN token space (issue 9): the target tokens are
+// --objective token scores the training samples in VQGAN token space (docs/method.md#token-objective): the target tokens are
 // computed once with the VQGAN encoder and cached in search/<task>/target_tokens.json; validation stays
 // in pixel space.
 import { existsSync, mkdirSync } from 'node:fs';
@@ -202,7 +202,7 @@ async function searchLocked(o: SearchCliOptions, ctx: RunContext, resolved: Retu
 }
 
 export function searchProgram(deps: Deps = defaultDeps): Command {
-  const c = new Command('search').description('REINFORCE search for the task-vector subset (SPEC §5)');
+  const c = new Command('search').description('REINFORCE search for the task-vector subset (REINFORCE over the head variables)');
   addRunOptions(c)
     .requiredOption('--task <list>', 'task id, or several comma-separated for multi-task mode', parseList)
     .option('--fold <k>', 'Pascal-5i trn fold to train on (the reference --split)', intInRange('--fold', 0, 1000), 0)
