@@ -1,4 +1,4 @@
-// CPU benchmark, engine vs PyTorch, side by side in one run (DESIGN §5): the zero-shot patched forward
+// CPU benchmark, engine vs PyTorch, side by side in one run: the zero-shot patched forward
 // of the search (MAE with per-sample head patching, argmax, duplicated tokens, VQGAN decode, quadrant
 // MSE) on the same random weights, same thread count, batch 1 and batch 8, after a warm-up; prints
 // seconds per forward for both and the ratio. Work sharing is off for the engine (every sample has

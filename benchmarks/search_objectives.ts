@@ -1,4 +1,4 @@
-// The two search objectives of issue 9 side by side, same machine, one run:
+// The two search search objectives (docs/method.md#token-objective) side by side, same machine, one run:
 //   1. step rate: REINFORCE steps of `vtv search` with --objective pixel (decode every distinct sample,
 //      score -IoU/MSE) and --objective token (MAE only, token cross-entropy), same samples per step,
 //      same seed, same canvases and means; steps/s, sample forwards/s, distinct forwards and decodes.

@@ -26,7 +26,7 @@ export function quadrantTokens(grids: Int32Array): Int32Array {
   return out;
 }
 
-/** Per-task means of the pre-projection head outputs, one-shot positions (SPEC §4). */
+/** Per-task means of the pre-projection head outputs, one-shot positions (docs/method.md#patching). */
 export interface TaskMeans {
   enc: Float32Array; // [encDepth][148][encDim]
   dec: Float32Array; // [decDepth][197][decDim]

@@ -6,6 +6,7 @@ export { convertCheckpoints, readSafetensors, writeSafetensors } from './checkpo
 export * from './config.js';
 export * as data from './data/index.js';
 export { CANVAS_FLOATS, Engine, type EngineOptions, type ForwardRequest, type ForwardResult, type TaskMeans } from './engine.js';
+export { InterruptedError, UsageError, VtvError } from './errors.js';
 export { collectTaskVectors } from './method/collect.js';
 export { evaluateTaskVectors } from './method/evaluate.js';
 export { collectPairsTask, type PairsCollectOptions, PairsTask, type PairsTaskFile } from './method/pairs_task.js';
@@ -16,3 +17,4 @@ export * as metrics from './metrics/index.js';
 export { writeRandomWeights } from './model/random_weights.js';
 export { loadAddon } from './native.js';
 export { writeReport } from './report/report.js';
+export { packageVersion } from './version.js';

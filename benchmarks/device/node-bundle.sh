@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Packs what `vtv search` needs to run on the GPU machine, which has no Node.js (issue 8's end-to-end
+# Packs what `vtv search` needs to run on the GPU machine, which has no Node.js (for the end-to-end
 # search): this machine's node binary, the compiled TypeScript (dist/), package.json, the runtime
 # node_modules (no dev dependencies, no build tools), the bundled data and the CUDA-enabled addon, into
 # .device-node/vtv-node.tar.xz (gitignored; about 30 MB). Run here after `npm run build:native` (nvcc

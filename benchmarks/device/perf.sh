@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The speed measurements of issue 8, for a fresh GPU machine (written for the H200: CUDA toolkit with
+# The speed GPU speed measurements, for a fresh GPU machine (written for the H200: CUDA toolkit with
 # cuBLASLt, CMake, g++, Python with torch; no Node.js needed). In order, each stage capped so that the whole
 # run stays inside PERF_BUDGET_S seconds (default 560):
 #   1. correctness first: benchmarks/device/check.sh (builds the engine and the CUDA tests, runs the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `vtv search` end to end on the GPU machine (issue 8): the reference's 500 steps x 320 samples on ViT-L
+# `vtv search` end to end on the GPU machine: the reference's 500 steps x 320 samples on ViT-L
 # with random weights, bf16, timed as a user would run it. The machine has no Node.js: this unpacks the
 # bundle that benchmarks/device/node-bundle.sh made here (carried as .device-node/), then runs
 # benchmarks/device/search_e2e.mjs with that node. Summary last; logs to $OUT when set.

@@ -1,4 +1,4 @@
-// `vtv search` end to end (issue 8), run by search-e2e.sh with the carried node: random ViT-L weights,
+// `vtv search` end to end, run by search-e2e.sh with the carried node: random ViT-L weights,
 // `vtv collect` (task vectors for segmentation on the bundled data), then `vtv search` with the
 // reference's budget (500 steps x 320 samples by default, no validation), both on the cuda backend.
 // Prints the wall-clock of the search, its sample forwards/s, the per-step times from its log and where

@@ -1,6 +1,6 @@
-"""PyTorch GPU baseline for issue 8: the search's zero-shot patched forward (MAE encoder/decoder with
-per-sample head patching, argmax, duplicated tokens, VQGAN decode, quadrant MSE), written for speed the
-way DESIGN.md §5's table describes: bf16 weights (no autocast), SDPA, channels-last convolutions, batch
+"""PyTorch GPU baseline: the search's zero-shot patched forward (MAE encoder/decoder with
+per-sample head patching, argmax, duplicated tokens, VQGAN decode, quadrant MSE), written for speed
+as a strong PyTorch baseline would be: bf16 weights (no autocast), SDPA, channels-last convolutions, batch
 320, in eager mode and with torch.compile (default mode, compiled per block: the repeated transformer,
 resnet and attention blocks compile once per shape, which keeps compile time low). Same shapes and random
 weights as test/reference/mae_vqgan_ref.py (its random-weight maker and key names), 10 distinct canvases
@@ -30,12 +30,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "test", "reference"))
 import mae_vqgan_ref as ref  # noqa: E402
 
-GMAC_PER_FORWARD = 114.7  # zero-shot, SPEC §7
+GMAC_PER_FORWARD = 114.7  # zero-shot, docs/method.md#compute
 CANVASES = 10
 HAS_SDPA = hasattr(F, "scaled_dot_product_attention")  # torch >= 2.0
 HAS_COMPILE = hasattr(torch, "compile")
 
-# Token layout of the zero-shot forward (SPEC §4).
+# Token layout of the zero-shot forward (docs/method.md#zero-shot).
 QUERY_IDS = [r * ref.GRID + c for r in range(ref.HALF, ref.GRID) for c in range(ref.HALF)]  # encoder patches
 # Decoder tokens: CLS, then rows 7..13 (all columns): columns < 7 come from encoder slot 1 + (r-7)*7 + c,
 # the others are mask tokens (slot 50 in the [y | mask_token] concatenation).

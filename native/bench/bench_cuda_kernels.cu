@@ -1,5 +1,5 @@
 // Every GPU kernel variant the engine has, on the shapes of the search's zero-shot forward, against
-// ceilings measured on the same GPU in the same run (issue 8):
+// ceilings measured on the same GPU in the same run:
 //   ceilings   DRAM copy bandwidth, fp32 FMA peak, mma.sync bf16 peak (the engine's tensor-core
 //              instruction) and, when compiled with cuBLASLt, a large cuBLASLt bf16 GEMM (wgmma-class);
 //   MAE        every Linear of ViT-L's encoder (M = batch*50 rows) and the 512-wide decoder (batch*99),

@@ -1,9 +1,9 @@
-// The engine's zero-shot patched forward with decode and loss on the GPU (issue 8), as the search runs it:
+// The engine's zero-shot patched forward with decode and loss on the GPU, as the search runs it:
 // ViT-L MAE + VQGAN decoder with random weights, batch 320 over 10 distinct canvases, random per-sample
 // patch masks (~27% of the bits, REINFORCE's initial sigmoid(-1)), MSE on the output quadrant.
 //   1. Engine::forward, backend cuda, bf16 and fp32: median wall time of a call after warm-up
 //      (forward() is synchronous and includes its host work and copies) -> forwards/s and TFLOP/s at
-//      114.7 GMAC per forward (SPEC §7; 1 MAC = 2 FLOP).
+//      114.7 GMAC per forward (docs/method.md#compute; 1 MAC = 2 FLOP).
 //   2. Where the engine's time goes: cuda::MaeCuda and cuda::VqganCuda called directly, as the engine
 //      calls them (MAE in one call leaving the tokens on the device; run_shared deduplicating them there
 //      and decoding in passes of 32) and the alternatives (logits copied back; every grid in one pass);
@@ -51,7 +51,7 @@
 
 namespace {
 
-constexpr double kGmacPerForward = 114.7;  // zero-shot MAE + VQGAN decoder, SPEC §7
+constexpr double kGmacPerForward = 114.7;  // zero-shot MAE + VQGAN decoder, docs/method.md#compute
 constexpr int kCanvases = 10;              // the search's training images per step
 
 double seconds_now() {

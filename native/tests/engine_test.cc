@@ -185,7 +185,7 @@ TEST_F(EngineTest, ReportsBackendAndPatchLayout) {
   EXPECT_NE(engine().backend_reason().find("using cpu"), std::string::npos) << engine().backend_reason();
   EXPECT_EQ(engine().threads(), 2);
   EXPECT_EQ(engine().config().name, "tiny");
-  // SPEC §5 counts for ViT-L: 24*16*148 + 8*16*197 one-shot and 24*16*50 + 8*16*99 zero-shot.
+  // docs/method.md#variables counts for ViT-L: 24*16*148 + 8*16*197 one-shot and 24*16*50 + 8*16*99 zero-shot.
   const ModelConfig large = preset("mae-vqgan-vit-large");
   EXPECT_EQ(patch_bits(large, Mode::OneShot), 24 * 16 * 148 + 8 * 16 * 197);
   EXPECT_EQ(patch_bits(large, Mode::ZeroShot), 31872);

@@ -1,5 +1,5 @@
 // Test helpers: a small safetensors writer and a random-weight MAE-VQGAN checkpoint written with the
-// exact key names of SPEC §2 (listed here independently of the engine's binder, so a misspelt key on
+// exact key names of the released checkpoints (docs/method.md#model) (listed here independently of the engine's binder, so a misspelt key on
 // either side fails a test).
 #pragma once
 #include <unistd.h>

@@ -133,7 +133,7 @@ const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r));
 /**
  * Converts the released checkpoints to the engine's safetensors file.
  *
- * Output keys: the MAE state-dict keys exactly as SPEC §2 (398 for ViT-L), and the VQGAN under "vae."
+ * Output keys: the MAE state-dict keys exactly as the released checkpoint has them (398 for ViT-L), and the VQGAN under "vae."
  * — the codebook, post_quant_conv and decoder are required; the encoder and quant_conv are written only
  * when complete. VQGAN keys come from the .pth's own vae.* and/or last.ckpt's state_dict (quantize,
  * post_quant_conv, decoder, encoder, quant_conv; loss.* is dropped). Metadata: vtv_config (JSON),

@@ -1,4 +1,4 @@
-// The engine's weight names and shapes for a config: the MAE state-dict keys exactly as SPEC §2 lists
+// The engine's weight names and shapes for a config: the MAE state-dict keys exactly as the released checkpoint has them
 // them, and the taming VQGAN keys under "vae." (decoder and codebook required, encoder optional),
 // derived from the taming Encoder/Decoder constructors so they hold for any ch/ch_mult/num_res_blocks.
 import { GRID, type ModelConfig, PATCH } from '../config.js';
@@ -72,7 +72,7 @@ function attn(p: string, c: number, k: Map<string, Shape>): void {
 
 /**
  * VQGAN keys needed to decode tokens (without the "vae." prefix): codebook, post_quant_conv and the
- * decoder (194 tensors for f16/1024). Attention sits at the lowest resolution only (SPEC §1).
+ * decoder (194 tensors for f16/1024). Attention sits at the lowest resolution only (docs/method.md#vqgan).
  */
 export function vqDecodeKeys(c: ModelConfig): Map<string, Shape> {
   const v = c.vq;

@@ -5,7 +5,9 @@
 // refuse the file. Values map to JS as: dict -> Map, list/tuple -> Array, str -> string,
 // bytes -> Buffer, int -> number (bigint beyond 2^53), float -> number, None -> null, set -> Set.
 
-export class PickleError extends Error {}
+import { VtvError } from '../errors.js';
+
+export class PickleError extends VtvError {}
 
 /** A global the resolver does not implement; calling it yields an InertObject. */
 export class PickleGlobal {

@@ -4,6 +4,7 @@
 // tensors out by element size, largest first, so every tensor starts aligned to its element size and
 // readers (this one, and the engine's mmap reader) can view the bytes in place.
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { VtvError } from '../errors.js';
 
 export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
@@ -49,7 +50,7 @@ const ARRAY_FOR: Record<SafetensorsDType, (b: ArrayBuffer, off: number, n: numbe
 
 const numel = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
-export class SafetensorsError extends Error {}
+export class SafetensorsError extends VtvError {}
 
 export interface SafetensorsLayout {
   header: Buffer; // length prefix + padded JSON

@@ -3,7 +3,7 @@
 // that file.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { basename, extname, join, resolve } from 'node:path';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { CELL, preset } from '../config.js';
 import { encodePng, type Image8, readImageFile } from '../data/image.js';
 import { resolveRunTask } from '../method/pairs_task.js';
@@ -178,8 +178,8 @@ function addApplyRunOptions(c: Command): Command {
       ...prev,
       v,
     ])
-    .option('--backend <name>', 'auto | cpu | cuda')
-    .option('--precision <p>', 'fp32 | bf16 (bf16: tensor cores, the cuda backend only; default fp32)')
+    .addOption(new Option('--backend <name>', 'compute backend').choices(['auto', 'cpu', 'cuda']))
+    .addOption(new Option('--precision <p>', 'bf16: tensor cores, the cuda backend only (default fp32)').choices(['fp32', 'bf16']))
     .option('--threads <n>', 'CPU threads (0: all cores)', parseIntArg('--threads'), 0);
 }
 

@@ -1,7 +1,7 @@
 // `vtv collect`: score one-shot prompts, keep the best per task, record the task vectors and taskness.
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { findPairs, PAIRS_LAYOUT } from '../data/pairs.js';
 import { getTask } from '../data/tasks/index.js';
 import { CANVAS_FLOATS } from '../engine.js';
@@ -215,10 +215,10 @@ export function collectProgram(deps: Deps = defaultDeps): Command {
     .option('--keep <n>', 'prompts kept per task', intInRange('--keep', 1, 1_000_000), REFERENCE_COLLECT.keep)
     .option('--seed <n>', 'episode seed', intInRange('--seed', 0), REFERENCE_COLLECT.seed)
     .option('--batch <n>', 'episodes per engine call', intInRange('--batch', 1, MAX_BATCH), REFERENCE_COLLECT.batch)
-    .option('--reference-quirks', "reproduce the reference's filtering bugs (SPEC §8.7): worst-IoU dedupe, re-drawn supports, class from any fold", false)
+    .option('--reference-quirks', "reproduce the reference's filtering bugs: worst-IoU dedupe, re-drawn supports, class from any fold", false)
     .option('--pairs <dir>', `a task of your own from example pairs: ${PAIRS_LAYOUT} (any sizes)`)
     .option('--task-name <name>', "with --pairs: the new task's name (for search --task and eval --tasks)")
-    .option('--metric <m>', 'with --pairs: iou | mse (default: iou when every output is a 0/255 grey mask, else mse)')
+    .addOption(new Option('--metric <m>', 'with --pairs: the score (default: iou when every output is a 0/255 grey mask, else mse)').choices(['iou', 'mse']))
     .option(
       '--val-fraction <x>',
       'with --pairs: share of the pairs held out for validation (seeded by --seed)',

@@ -12,6 +12,7 @@ import { openBundled } from '../data/bundled.js';
 import type { SegmentationDataset } from '../data/dataset.js';
 import { openPascal5i } from '../data/pascal5i.js';
 import { Engine } from '../engine.js';
+import { UsageError } from '../errors.js';
 import { writeJsonAtomic } from '../method/atomic_file.js';
 import type { ForwardEngine } from '../method/forward_engine.js';
 import { parseJsonText, readJsonFile } from '../method/json_file.js';
@@ -65,7 +66,7 @@ export const defaultDeps: Deps = {
   progress: process.stderr.isTTY === true,
 };
 
-export class UsageError extends Error {}
+export { UsageError };
 
 /** A run name (--name) is one path component under runs/; --run takes any directory. */
 const RUN_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;

@@ -1,5 +1,6 @@
 // The vtv command tree (main.ts runs it; tests build it without running anything).
 import { Command } from 'commander';
+import { packageVersion } from '../version.js';
 import { applyProgram, exportProgram } from './apply.js';
 import { benchProgram } from './bench.js';
 import { collectProgram } from './collect.js';
@@ -14,6 +15,7 @@ import { sweepProgram } from './sweep.js';
 export function program(): Command {
   const p = new Command('vtv')
     .description('Finding Visual Task Vectors on MAE-VQGAN: collect task vectors, search the heads to patch with REINFORCE, evaluate')
+    .version(packageVersion(), '-V, --version', 'print the vtv version')
     .showHelpAfterError();
   for (const c of [
     demoProgram(),

@@ -1,6 +1,6 @@
 // `vtv search`: the REINFORCE search for one task (or several: multi-task mode) over the run's task
 // vectors, checkpointed, resumable, logged; Ctrl-C stops after the current step with the state written.
-// --objective token scores the training samples in VQGAN token space (issue 9): the target tokens are
+// --objective token scores the training samples in VQGAN token space (docs/method.md#token-objective): the target tokens are
 // computed once with the VQGAN encoder and cached in search/<task>/target_tokens.json; validation stays
 // in pixel space.
 import { existsSync, mkdirSync } from 'node:fs';
@@ -8,6 +8,7 @@ import { Command, Option } from 'commander';
 import type { SegmentationDataset } from '../data/dataset.js';
 import { buildTaskCanvas } from '../data/episode-canvas.js';
 import { CANVAS_FLOATS } from '../engine.js';
+import { InterruptedError } from '../errors.js';
 import { readMeansFile } from '../method/means_file.js';
 import { resolveRunTask } from '../method/pairs_task.js';
 import { type CanvasSet, checkSearchOptions, REFERENCE_SEARCH, runSearch, type SearchOptions } from '../method/reinforce.js';
@@ -187,6 +188,9 @@ async function searchLocked(o: SearchCliOptions, ctx: RunContext, resolved: Retu
     bar.stop();
     if (!res.completed) {
       deps.log(`search stopped at step ${res.state.step}; state in ${statePath}; continue with --resume`);
+      // Stopped by Ctrl-C: the state is written; exit 130 as an interrupted command does. A stop the
+      // caller asked for (stopAfter, shouldStop) is a normal return.
+      if (stop) throw new InterruptedError(`search of '${key}' interrupted at step ${res.state.step}`);
       return statePath;
     }
     const subset = makeSubsetFile(space, tasks, opt.finalSubset, res.selectedStep, res.selectedLogits, res.choice);
@@ -202,7 +206,7 @@ async function searchLocked(o: SearchCliOptions, ctx: RunContext, resolved: Retu
 }
 
 export function searchProgram(deps: Deps = defaultDeps): Command {
-  const c = new Command('search').description('REINFORCE search for the task-vector subset (SPEC §5)');
+  const c = new Command('search').description('REINFORCE search for the task-vector subset (Ctrl-C stops after the step, writes the state and exits 130)');
   addRunOptions(c)
     .requiredOption('--task <list>', 'task id, or several comma-separated for multi-task mode', parseList)
     .option('--fold <k>', 'Pascal-5i trn fold to train on (the reference --split)', intInRange('--fold', 0, 1000), 0)

@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { collectSweep } from '../sweep/collect.js';
 import { sweepPaths } from '../sweep/layout.js';
 import { CELL_STOPPED_EXIT, runLocal } from '../sweep/local.js';
@@ -184,9 +184,9 @@ export function sweepProgram(deps: Deps = defaultDeps): Command {
     .option('--set <option=values>', 'without a file: a search option and its values, e.g. --set granularity=0,1 (repeatable)', collectRepeat)
     .option('--model <preset>', 'without a file: model preset')
     .option('--weights <files...>', 'without a file: safetensors weights')
-    .option('--dataset <name>', 'without a file: bundled | pascal5i')
+    .addOption(new Option('--dataset <name>', 'without a file: data set').choices(['bundled', 'pascal5i']))
     .option('--data-dir <dir>', 'without a file: for pascal5i, the folder holding VOCdevkit/')
-    .option('--executor <name>', 'local | slurm', 'local')
+    .addOption(new Option('--executor <name>', 'where the cells run').choices(['local', 'slurm']).default('local'))
     .option('--workers <n>', 'local: cells at once (default: one per GPU, else 1)', parseIntArg('--workers'))
     .option('--gpus <ids>', 'local: auto (CUDA_VISIBLE_DEVICES or nvidia-smi) | none | a list such as 0,1; worker i gets GPU i', 'auto')
     .option('--threads <n>', 'local: CPU threads per worker (default: the cores divided among the workers)', parseIntArg('--threads'))

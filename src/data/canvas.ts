@@ -1,4 +1,4 @@
-// The 2x2 prompt canvas of SPEC §3: 3x224x224, white, example input top-left, example output
+// The 2x2 prompt canvas (docs/method.md#canvas): 3x224x224, white, example input top-left, example output
 // top-right, query bottom-left, query target bottom-right, a 2-px white gap at rows/columns 111-112.
 //
 // Float arithmetic follows the reference step by step so that canvases and targets agree bit for bit:

@@ -1,8 +1,8 @@
-// Pascal-5i (SPEC §6): VOC2012 JPEGs with the SBD-augmented SegmentationClassAug masks, and the
+// Pascal-5i (docs/method.md#evaluation): VOC2012 JPEGs with the SBD-augmented SegmentationClassAug masks, and the
 // standard HSNet/VAT split lists shipped in data/pascal5i-splits/. Fold k holds classes 5k+1..5k+5:
 // trn/fold<k> and val/fold<k> both list (image, class) pairs of those five classes, on VOC/SBD
 // training and validation images respectively. (A few-shot learner trains on the other folds' trn
-// lists; VTV's scripts read trn/fold<k> of the very fold they search, SPEC §5, and evaluate on val.)
+// lists; VTV's scripts read trn/fold<k> of the very fold they search (docs/method.md#search), and evaluate on val.)
 import { join } from 'node:path';
 import { ListSegmentationDataset } from './list-dataset.js';
 import { packageDataDir } from './paths.js';

@@ -1,4 +1,4 @@
-// `vtv collect` (SPEC §4): score one-shot prompts over training episodes for every task, keep the best
+// `vtv collect` (docs/method.md#collection): score one-shot prompts over training episodes for every task, keep the best
 // K (query, support) prompts per task, and record per-task means of the pre-projection head outputs
 // over those prompts; also the per-(layer, head) taskness score.
 //
@@ -21,7 +21,7 @@ export interface CollectOptions {
   episodesPerFold: number; // reference 1000
   keep: number; // reference 100
   seed: number; // reference np seed 15
-  /** Reproduce SPEC §8.7: dedupe keeps the worst score, recorded supports are re-drawn, class from any fold. */
+  /** Reproduce the reference's filtering (docs/method.md#quirks): dedupe keeps the worst score, recorded supports are re-drawn, class from any fold. */
   referenceQuirks: boolean;
   batch: number; // episodes per engine call while scoring
 }
@@ -63,7 +63,7 @@ const better = (t: Pick<Task, 'metric'>) => (a: Pick<ScoredPrompt, 'metric'>, b:
 
 /**
  * Ranks and filters candidates. Corrected: best first, each support image and each query image used
- * at most once (keeping its best prompt). Reference (§8.7): sort ascending and dedupe keeping the
+ * at most once (keeping its best prompt). Reference (docs/method.md#quirks): sort ascending and dedupe keeping the
  * smaller metric (the worst IoU), then rank.
  */
 export function selectPrompts<P extends Pick<ScoredPrompt, 'queryId' | 'supportId' | 'metric'>>(

@@ -1,4 +1,4 @@
-// `vtv eval` (SPEC §6): on the same validation episodes per task and fold, compare one-shot prompting,
+// `vtv eval` (docs/method.md#evaluation): on the same validation episodes per task and fold, compare one-shot prompting,
 // zero-shot without patching, zero-shot patched with the task vector (the searched subset), and
 // zero-shot patched with a random subset of the same size (drawn afresh per fold, seeded).
 import { mkdirSync } from 'node:fs';

@@ -4,8 +4,9 @@
 // the expected format, a field of the wrong type), never a bare "Unexpected end of JSON input".
 import { readFileSync, statSync } from 'node:fs';
 import type { z } from 'zod';
+import { VtvError } from '../errors.js';
 
-export class JsonFileError extends Error {
+export class JsonFileError extends VtvError {
   constructor(
     readonly file: string,
     readonly problem: string,

@@ -1,5 +1,5 @@
 // The task-vector file: per task, the mean pre-projection head outputs at every (layer, one-shot
-// position, channel) (SPEC §4, the engine's TaskMeans layout), as a versioned safetensors file:
+// position, channel) (docs/method.md#patching, the engine's TaskMeans layout), as a versioned safetensors file:
 //   <task>.enc  F32 [encDepth][148][encDim]     (channel = head * headDim + j)
 //   <task>.dec  F32 [decDepth][197][decDim]
 //   <task>.count I32 [1]                        prompts averaged

@@ -1,4 +1,4 @@
-// The REINFORCE policy maths of SPEC §5, in float64: independent Bernoullis with probabilities
+// The REINFORCE policy maths of docs/method.md#search, in float64: independent Bernoullis with probabilities
 // clamp(sigmoid(theta), 1e-6, 1-1e-6), z-scored advantages, the mean-log-prob surrogate and its exact
 // gradient, and torch's Adam. Nothing here touches the engine; the search loop feeds it losses.
 
@@ -35,7 +35,7 @@ export function sampleChoices(probs: Float64Array, batch: number, rng: UniformSo
   return s;
 }
 
-/** Variables set when thresholding at 0.5 (the deterministic alternative to one draw, SPEC §8.5). */
+/** Variables set when thresholding at 0.5 (the deterministic alternative to one draw, docs/method.md#search). */
 export function thresholdChoices(probs: Float64Array): Uint8Array {
   return Uint8Array.from(probs, (p) => (p > 0.5 ? 1 : 0));
 }
@@ -55,7 +55,7 @@ function zscoreInPlace(x: Float64Array, idx: number[], eps: number): void {
 
 /**
  * Advantages A = (L - mean L) / (std L + 1e-6) with the unbiased std. With `groupOf` (multi-task mode),
- * each group (task) is z-scored on its own first, then the whole batch (SPEC §5 step 4).
+ * each group (task) is z-scored on its own first, then the whole batch (docs/method.md#search, advantages).
  */
 export function advantages(losses: ArrayLike<number>, groupOf?: ArrayLike<number>): Float64Array {
   const a = Float64Array.from(losses as ArrayLike<number>);

@@ -1,4 +1,4 @@
-// The REINFORCE search of SPEC §5: Bernoulli logits over the variables, 320 patched zero-shot forwards
+// The REINFORCE search (docs/method.md#search): Bernoulli logits over the variables, 320 patched zero-shot forwards
 // per step over the training canvases, z-scored advantages, Adam, periodic validation with
 // best-so-far selection. The policy maths is in policy.ts; the forwards run as engine batches (one call
 // per task per step, the engine computes identical (canvas, mask) samples once).
@@ -8,7 +8,7 @@
 // to the checkpoint's step on resume, so an interrupted and resumed search writes the same bytes as an
 // uninterrupted one (given the same engine).
 //
-// Objective (issue 9): 'pixel' (the reference) scores each training sample on its decoded image (-IoU
+// Objective (docs/method.md#token-objective): 'pixel' (the reference) scores each training sample on its decoded image (-IoU
 // or MSE); 'token' scores it in VQGAN token space, the MAE's logits at the 49 output-quadrant positions
 // against the VQGAN encoder's tokens of the ground truth (cross-entropy, or minus the token accuracy),
 // so a training step runs the MAE only and never decodes. Validation and selection stay in pixel space
@@ -131,7 +131,7 @@ export interface StepRecord {
   perTask: Record<string, number>; // mean training metric per task: IoU or MSE (pixel), token accuracy (token)
   expectedSize: number; // sum of probabilities after the step
   meanSampledSize: number;
-  nonFinite: number; // samples whose loss was NaN (both masks empty, SPEC §8.8), given zero advantage
+  nonFinite: number; // samples whose loss was NaN (both masks empty, docs/method.md#metrics), given zero advantage
   uniqueForwards: number;
   /** VQGAN decodes of the step's training forwards (0 for the token objective; validation not counted). */
   uniqueDecodes: number;

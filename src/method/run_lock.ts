@@ -11,9 +11,11 @@
 // Moving aside: `--force` (and a fresh start over leftovers of an interrupted one) renames the old
 // results into <run>/replaced/<time>-<what>/ before the command writes anything, so an interrupted
 // --force never leaves the old results looking current and nothing is deleted.
+
 import { closeSync, existsSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, join, relative } from 'node:path';
+import { VtvError } from '../errors.js';
 
 export interface LockHolder {
   pid: number;
@@ -22,7 +24,7 @@ export interface LockHolder {
   started: string;
 }
 
-export class LockError extends Error {}
+export class LockError extends VtvError {}
 
 const LOCKS = '.locks';
 export const runLockPath = (root: string) => join(root, LOCKS, 'run.lock');

@@ -1,4 +1,4 @@
-// The targets of the token-space search objective (issue 9): for each training canvas, the VQGAN
+// The targets of the token-space search objective (docs/method.md#token-objective): for each training canvas, the VQGAN
 // encoder's tokens of its ground truth at the 49 output-quadrant positions. The ground truth is the
 // canvas itself (its bottom-right cell holds the target) or, for a set with override targets, the canvas
 // with those targets pasted into that cell. They are computed once per search and cached next to its

@@ -1,4 +1,4 @@
-// The "taskness" score of SPEC §4: for a candidate (layer, head[, position]),
+// The "taskness" score (docs/method.md#taskness): for a candidate (layer, head[, position]),
 //   rho = sum_e Var(h_all[e]) / (n * sum_j sum_e Var(h_task_j[e])),
 // with e over the head's channels (and, per (layer, head), over all positions too), n tasks, j a task,
 // population variances over the recorded prompts, h_all the prompts of all tasks pooled. High rho:

@@ -1,4 +1,4 @@
-// The search variables of SPEC §5 and their expansion into the engine's per-sample patch masks.
+// The search variables (docs/method.md#variables) and their expansion into the engine's per-sample patch masks.
 //
 // A variable is a group of (layer, head, position) triples that is patched or not as one Bernoulli.
 // Positions are defined, as in the reference (intervention_utils.construct_indices), in the zero-shot

@@ -14,7 +14,7 @@ export function taskMetric(name: MetricName): (gt: Uint8Array, pred: Uint8Array)
   return name === 'iou' ? iou : mse;
 }
 
-/** The loss the search minimises: -IoU for segmentation, MSE otherwise (SPEC §5). */
+/** The loss the search minimises: -IoU for segmentation, MSE otherwise (docs/method.md#metrics). */
 export function taskLoss(name: MetricName, gt: Uint8Array, pred: Uint8Array): number {
   return name === 'iou' ? -iou(gt, pred) : mse(gt, pred);
 }

@@ -1,4 +1,4 @@
-// IoU as the reference's loss_iou (SPEC §3): each pixel is rounded to the nearer of WHITE and BLACK
+// IoU as the reference's loss_iou (docs/method.md#metrics): each pixel is rounded to the nearer of WHITE and BLACK
 // by squared RGB distance (t = 0); (R-255)^2+(G-255)^2+(B-255)^2 < R^2+G^2+B^2 iff R+G+B > 382.5,
 // so foreground = R+G+B > 382.5 (no integer pixel ties). IoU is per image; the dataset score is the
 // mean of per-image IoUs (mIoU).
@@ -15,7 +15,7 @@ export function foreground(crop: Uint8Array): Uint8Array {
 
 /**
  * |fg(gt) ∧ fg(pred)| / |fg(gt) ∨ fg(pred)|. When both are empty the reference computes 0/0 = NaN
- * (SPEC §8.8); we return 1.0 (a correct "nothing here" prediction) so means stay finite.
+ * (docs/method.md#metrics); we return 1.0 (a correct "nothing here" prediction) so means stay finite.
  */
 export function iou(gt: Uint8Array, pred: Uint8Array): number {
   checkCrops('iou', gt, pred);

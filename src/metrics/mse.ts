@@ -1,4 +1,4 @@
-// MSE as the reference's loss_mse (SPEC §3): both crops back to ImageNet-normalised space,
+// MSE as the reference's loss_mse (docs/method.md#metrics): both crops back to ImageNet-normalised space,
 // (v/255 - mean_c)/std_c, mean squared difference over 3x111x111. Equal to
 // mean over (c, i) of ((gt - pred) / (255 std_c))^2, which is what we compute.
 import { IMAGENET_STD } from '../data/canvas.js';

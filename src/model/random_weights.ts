@@ -1,5 +1,5 @@
 // Random MAE-VQGAN weights for any config (the demo and tests use the tiny preset): every key the
-// engine reads (SPEC §2, VQGAN under "vae.", its encoder included), initialised as the original modules are at construction
+// engine reads (docs/method.md#model, VQGAN under "vae.", its encoder included), initialised as the original modules are at construction
 // (LayerNorm/GroupNorm 1 and 0, Linear and Conv with fan-in scaled uniforms, fixed 2-D sin-cos
 // position embeddings, a uniform codebook), so activations stay in a sensible range and decoded
 // images are not constant. Seeded: the same seed gives the same file.
@@ -9,7 +9,7 @@ import { type SafeTensor, writeSafetensors } from '../checkpoint/safetensors.js'
 import { GRID, type ModelConfig } from '../config.js';
 import { Rng } from '../data/rng.js';
 
-/** MAE's fixed 2-D sin-cos embedding (SPEC §1): row 0 (CLS) zero, first half encodes the column. */
+/** MAE's fixed 2-D sin-cos embedding (docs/method.md#model): row 0 (CLS) zero, first half encodes the column. */
 export function sincosPosEmbed(dim: number): Float32Array {
   const out = new Float32Array((GRID * GRID + 1) * dim);
   const q = dim / 4;

@@ -5,9 +5,11 @@
 // instance of a job at a time, so a requeued element's new process replaces the killed one, whichever
 // node either ran on). Otherwise the second process is refused, with the holder named. Self-contained
 // on purpose: it depends on nothing else in vtv.
+
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { VtvError } from '../errors.js';
 
 export interface LockHolder {
   pid: number;
@@ -18,7 +20,7 @@ export interface LockHolder {
   slurm?: { jobId: string; arrayJobId?: string; arrayTaskId?: string; restartCount: number };
 }
 
-export class LockHeldError extends Error {
+export class LockHeldError extends VtvError {
   constructor(
     message: string,
     readonly holder: LockHolder | undefined,

@@ -2,11 +2,13 @@
 // expanded into cells, one per (task, fold, seed, combination of the search options given as lists).
 // The expanded sweep is stored as <sweep>/sweep.json; every later command (a cell's worker, status,
 // collect, a second `vtv sweep run`) reads it from there, so a sweep cannot change under its cells.
+
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { getTask } from '../data/tasks/index.js';
+import { VtvError } from '../errors.js';
 import { type CollectOptions, REFERENCE_COLLECT } from '../method/collect.js';
 import { REFERENCE_SEARCH, type SearchOptions } from '../method/reinforce.js';
 
@@ -148,7 +150,7 @@ export interface Sweep {
   slurm: SlurmSettings;
 }
 
-export class SweepSpecError extends Error {}
+export class SweepSpecError extends VtvError {}
 
 function zodMessage(where: string, e: z.ZodError): string {
   const lines = e.issues.map((i) => `  ${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`);

@@ -1,5 +1,5 @@
-// The engine's public API: one call runs a batch of MAE-VQGAN forwards (SPEC §1, §4) with optional
-// per-sample activation patching, activation capture, and per-sample losses (SPEC §3).
+// The engine's public API: one call runs a batch of MAE-VQGAN forwards (docs/method.md#model, #zero-shot) with optional
+// per-sample activation patching, activation capture, and per-sample losses (docs/method.md#metrics).
 // It knows nothing of Node.js; the addon in bindings/ is a thin async wrapper over it.
 #pragma once
 #include <cstdint>
@@ -13,7 +13,7 @@
 namespace vtv {
 
 enum class Mode { OneShot, ZeroShot };
-// IoU and MSE score the decoded image's output cell (SPEC §3). TokenCE and TokenAccuracy score the
+// IoU and MSE score the decoded image's output cell (docs/method.md#metrics). TokenCE and TokenAccuracy score the
 // logits of the 49 output-quadrant positions against target VQGAN tokens (Engine::encode_tokens of the
 // target canvas), so they never run the VQGAN decoder: token-space search, the paper's future work.
 enum class Loss { None, IoU, MSE, TokenCE, TokenAccuracy };
@@ -38,7 +38,7 @@ inline int64_t patch_bytes(const ModelConfig& c, Mode m) { return (patch_bits(c,
 
 // Task-mean (and capture) table layout, always in one-shot positions:
 //   enc: [enc_depth][148][enc_heads][enc_head_dim], dec: [dec_depth][197][dec_heads][dec_head_dim]
-// holding pre-projection head outputs O (SPEC §4: replacing O by its mean before W_proj is the
+// holding pre-projection head outputs O (docs/method.md#patching: replacing O by its mean before W_proj is the
 // paper's replacement of the head's post-projection contribution). In zero-shot mode reduced
 // position p >= 1 reads one-shot row p + 98.
 inline int64_t means_enc_floats(const ModelConfig& c) {

@@ -1,6 +1,6 @@
 // Weights from one or more safetensors files, read into memory (mapped beyond 4 GiB); every
 // floating-point tensor is checked for NaN/Inf once, at open. Key names are those of the released
-// checkpoints (SPEC §2): the MAE state-dict names as they are, and the VQGAN under "vae." (as in the
+// checkpoints (docs/method.md#model): the MAE state-dict names as they are, and the VQGAN under "vae." (as in the
 // MAE .pth that kept its vae submodule) or without the prefix (as in the VQGAN last.ckpt); lookups try
 // both. fp32 tensors are served straight from the mapping when aligned; bf16/fp16 are widened once.
 #pragma once

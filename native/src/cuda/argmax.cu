@@ -1,4 +1,4 @@
-// Argmax keys -> token indices and token grids (SPEC §1 "Tokens -> image" step 1, SPEC §4 hstack).
+// Argmax keys -> token indices and token grids (docs/method.md#vqgan step 1; the zero-shot duplication, docs/method.md#zero-shot).
 #include "cuda/argmax.cuh"
 #include "cuda/check.cuh"
 #include "cuda/launch.cuh"

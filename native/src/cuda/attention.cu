@@ -1,6 +1,6 @@
 // Multi-head attention for the short sequences of this model (50, 99, 148, 197 tokens; head dims 64 and
-// 32, and 16 / 8 in the tiny test model), with the task-vector patch applied in place (SPEC §4, the
-// design card's in-place activation patching): a patched (sample, head, position) writes its task mean
+// 32, and 16 / 8 in the tiny test model), with the task-vector patch applied in place
+// (docs/method.md#patching): a patched (sample, head, position) writes its task mean
 // instead of its attention output, and a head whose every position is patched never loads K and V.
 //
 // One block per (sample, head): K and V of all N tokens are staged in shared memory in fp32 (K rows padded

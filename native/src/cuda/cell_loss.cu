@@ -1,4 +1,4 @@
-// The per-sample metrics of SPEC §3 on the device, as model::score_cell: the bottom-right 111x111 cell
+// The per-sample metrics (docs/method.md#metrics) on the device, as model::score_cell: the bottom-right 111x111 cell
 // [113:224, 113:224] of a decoded image, truncated to bytes (trunc(clip(p * 255, 0, 255))), against the
 // target's bytes. IoU: foreground iff R+G+B > 382.5 (2 * sum > 765 in integers), IoU = |and| / |or|,
 // 1 when both masks are empty. MSE: both crops mapped to ImageNet-normalised space in double, mean

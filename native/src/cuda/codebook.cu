@@ -1,4 +1,4 @@
-// Tokens -> the decoder's first feature map (SPEC §1 "Tokens -> image" steps 2-3): the codebook lookup
+// Tokens -> the decoder's first feature map (docs/method.md#vqgan steps 2-3): the codebook lookup
 // and post_quant_conv, which is 1x1 and so acts on each token's codebook vector alone; VqganCuda applies
 // it to the whole codebook once, at upload, and this kernel gathers rows of that table into NCHW.
 #include <cmath>

@@ -1,4 +1,4 @@
-// The decoder's last step (SPEC §1 steps 4 and "unmap_pixels"): norm_out + swish (from the statistics
+// The decoder's last step (docs/method.md#vqgan steps 3-4): norm_out + swish (from the statistics
 // left by the producing convolution), conv_out 3x3 to 3 channels, clamp to [-1, 1], (x + 1) / 2. Only 3
 // output channels, so a GEMM tile would be almost all padding: one thread per output pixel computes its
 // three sums in fp32 FMA (in both precisions), with the weights and the GroupNorm tables in shared memory.

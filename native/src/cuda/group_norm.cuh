@@ -1,4 +1,4 @@
-// GroupNorm split across kernels (SPEC §1: 32 groups, eps 1e-6, affine): the kernel that produces a
+// GroupNorm split across kernels (docs/method.md#vqgan: 32 groups, eps 1e-6, affine): the kernel that produces a
 // feature map accumulates each (sample, group)'s sum and sum of squares in double (group_norm_accumulate),
 // and the kernel that consumes it turns them into per-channel scale and shift at its start
 // (group_norm_tables) and applies them, with swish, to each value it loads (group_norm_value). So the

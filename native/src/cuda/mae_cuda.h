@@ -1,5 +1,5 @@
-// The MAE encoder, decoder and prediction head (SPEC §1) on an NVIDIA GPU, with the per-sample
-// task-vector patch and activation capture of SPEC §4: the CUDA counterpart of model::MaeForward, taking
+// The MAE encoder, decoder and prediction head (docs/method.md#model) on an NVIDIA GPU, with the per-sample
+// task-vector patch and activation capture (docs/method.md#patching): the CUDA counterpart of model::MaeForward, taking
 // the same MaeChunk (host pointers) and producing the same outputs plus the argmax token grids, which
 // are computed on the GPU (argmax fused into the prediction head). Weights are uploaded once, at
 // construction: bf16 copies of every Linear weight in bf16 mode (tensor cores, fp32 accumulation), fp32

@@ -1,4 +1,4 @@
-// The VQGAN encoder's input mapping (SPEC §1 "map_pixels"): an ImageNet-normalised canvas x back to the
+// The VQGAN encoder's input mapping (docs/method.md#vqgan): an ImageNet-normalised canvas x back to the
 // VQGAN's [-1, 1] range, 2 * (x * std + mean) - 1, written into a map whose channel count is padded to
 // the convolution's multiple of 8 (the padding channels are written as zeros every time, so they meet
 // conv_in's zero weight columns and add nothing).

@@ -1,4 +1,4 @@
-// Nearest-code quantisation of the VQGAN encoder's latents (SPEC §1: argmin of the squared L2 distance
+// Nearest-code quantisation of the VQGAN encoder's latents (docs/method.md#vqgan: argmin of the squared L2 distance
 // to the codebook), computed exactly as model::VqganEncoder::quantise does so the choice is the same
 // whenever the latents are: d_v = |e_v|^2 - 2 z.e_v in double, the dot product summed in embedding order
 // (a product of two floats is exact in double, so fused or not the sums agree bit for bit), the

@@ -1,4 +1,4 @@
-// Patch embedding and token assembly (SPEC §1 MAE forward steps 1-3 and 5-8): gathering the visible
+// Patch embedding and token assembly (docs/method.md#model, the forward at inference): gathering the visible
 // patches of each sample's canvas into rows for the patch_embed GEMM, adding position embeddings and
 // CLS, and building the decoder sequence (embedded tokens, mask tokens, un-shuffle, positions). The
 // GEMMs in between are linear() calls; together they reproduce model::MaeForward::run's host loops.

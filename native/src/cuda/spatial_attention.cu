@@ -1,4 +1,4 @@
-// The VQGAN AttnBlock core (SPEC §1): single head over the HW = 196 positions of a 14x14 map,
+// The VQGAN AttnBlock core (docs/method.md#vqgan): single head over the HW = 196 positions of a 14x14 map,
 // out[:, i] = sum_j softmax_j(q_i . k_j * C^-0.5) v_j, with q, k, v, out stored [C][HW] per sample.
 // One block per (sample, 8 queries): the 8 query vectors go to shared memory; each thread takes key
 // positions j and accumulates the 8 dot products over C (k read once per block, coalesced along j);

@@ -1,4 +1,4 @@
-// The VQGAN decoder (SPEC §1 "Tokens -> image") and the per-sample losses (SPEC §3) on an NVIDIA GPU:
+// The VQGAN decoder (docs/method.md#vqgan) and the per-sample losses (docs/method.md#metrics) on an NVIDIA GPU:
 // the CUDA counterpart of model::VqganDecoder followed by model::score_cell. Token grids go in, pixels
 // and/or (loss, metric) per score job come out; between them nothing leaves the device. Weights are
 // uploaded once: bf16 copies of the convolution weights in bf16 mode (tensor cores, fp32 accumulation),

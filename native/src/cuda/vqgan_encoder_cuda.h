@@ -1,4 +1,4 @@
-// The VQGAN f16 encoder (SPEC §1 "VQGAN encoder") on an NVIDIA GPU: the CUDA counterpart of
+// The VQGAN f16 encoder (docs/method.md#vqgan) on an NVIDIA GPU: the CUDA counterpart of
 // model::VqganEncoder. ImageNet-normalised canvases go in, the 14x14 nearest-code token grid (and
 // optionally the quant_conv latents) come out; between them nothing leaves the device. Weights are
 // uploaded once, as VqganCuda does: bf16 copies of the convolution weights in bf16 mode (tensor cores,

@@ -1,5 +1,5 @@
-// The CUDA kernels of the VQGAN decoder and encoder and the losses (SPEC §1 "Tokens -> image" and "VQGAN
-// encoder", §3 crop and metrics), as host functions over device pointers, one family per file:
+// The CUDA kernels of the VQGAN decoder and encoder and the losses (docs/method.md#vqgan and
+// #metrics), as host functions over device pointers, one family per file:
 //   conv_f32.cu / conv_bf16.cu  3x3 and 1x1 convolutions as implicit GEMM (fp32 FMA for parity, bf16
 //                               mma.sync with fp32 accumulation), nearest x2 upsampling folded into the
 //                               input indexing, GroupNorm(+swish) of the input applied as it is loaded,

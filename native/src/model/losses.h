@@ -1,4 +1,4 @@
-// Per-sample scores of a decoded image against the target output cell (SPEC §3): the bottom-right
+// Per-sample scores of a decoded image against the target output cell (docs/method.md#metrics): the bottom-right
 // 111x111 cell [113:224, 113:224] of the predicted uint8 image against the target's uint8 pixels.
 #pragma once
 #include <cstdint>

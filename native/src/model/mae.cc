@@ -117,7 +117,7 @@ void MaeForward::run(ThreadPool& pool, const MaeChunk& chunk, const MaeOutputs& 
   if (out.encoder_out) std::memcpy(out.encoder_out, x, sizeof(float) * static_cast<size_t>(n * Ne * E));
 
   // ---- encoder -> decoder: embed, put mask tokens at the hidden patches, un-shuffle, add positions --
-  // Zero-shot (SPEC §4) scatters into 148 slots with zeros at 1..98 and then drops exactly those top-half
+  // Zero-shot (docs/method.md#zero-shot) scatters into 148 slots with zeros at 1..98 and then drops exactly those top-half
   // tokens again, so building the 99 kept tokens directly is the same computation.
   float* emb = grow(enc_embedded_, n * Ne * D);
   cpu::linear(pool, x, n * Ne, E, w_.decoder_embed.w, w_.decoder_embed.b, D, emb);

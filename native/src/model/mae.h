@@ -1,4 +1,4 @@
-// The MAE encoder and decoder at inference (SPEC §1), in one-shot or zero-shot mode (SPEC §4), for a
+// The MAE encoder and decoder at inference (docs/method.md#model), in one-shot or zero-shot mode (docs/method.md#zero-shot), for a
 // chunk of samples at once, with the task-vector patch and activation capture applied inside every
 // attention layer. Produces logits over the VQGAN codebook for the decoder's patch positions.
 #pragma once

@@ -1,5 +1,5 @@
-// Which of the 196 patches each sequence position holds, per mode (SPEC §1 inference mask, SPEC §4
-// zero-shot). Encoder positions 1.. hold the visible patches in ids_shuffle order (raster order of the
+// Which of the 196 patches each sequence position holds, per mode (docs/method.md#canvas and
+// #zero-shot). Encoder positions 1.. hold the visible patches in ids_shuffle order (raster order of the
 // kept patches); decoder positions 1.. hold patches in raster order after the un-shuffle, and zero-shot
 // keeps only rows 7..13 of them.
 #pragma once

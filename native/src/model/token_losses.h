@@ -1,4 +1,4 @@
-// Per-sample scores in VQGAN token space (the paper's future work, issue 9): the MAE's logits at the 49
+// Per-sample scores in VQGAN token space (the paper's future work, docs/method.md#token-objective): the MAE's logits at the 49
 // output-quadrant positions against the target canvas's encoder tokens, so a search sample costs one
 // MAE forward and no VQGAN decode.
 #pragma once

@@ -1,4 +1,4 @@
-// Pieces shared by the VQGAN encoder and decoder forwards (SPEC §1): the conv shape of a bound ConvW,
+// Pieces shared by the VQGAN encoder and decoder forwards (docs/method.md#vqgan): the conv shape of a bound ConvW,
 // and a ring of four equal feature-map buffers on which the ResnetBlock and AttnBlock run in place of
 // the "current" map. Both networks are a chain of these blocks between a few convolutions, so each one
 // only decides which buffer a conv writes next.
@@ -40,10 +40,10 @@ class FeatureRing {
   int next(int ahead = 1) const { return (cur_ + ahead) % 4; }
   void set_current(int i) { cur_ = i % 4; }
 
-  // ResnetBlock (SPEC §1): shortcut(x) + conv2(swish(GN2(conv1(swish(GN1(x)))))). The result becomes
+  // ResnetBlock (docs/method.md#vqgan): shortcut(x) + conv2(swish(GN2(conv1(swish(GN1(x)))))). The result becomes
   // the current map (in place when in == out, else in the shortcut's buffer).
   void resnet(ThreadPool& pool, const VqganConfig& q, const ResnetBlockW& w, int64_t n, int64_t H, int64_t W);
-  // AttnBlock (SPEC §1): x + proj_out(attention(q, k, v of GN(x))), in place on the current map.
+  // AttnBlock (docs/method.md#vqgan): x + proj_out(attention(q, k, v of GN(x))), in place on the current map.
   void attention(ThreadPool& pool, const VqganConfig& q, const AttnBlockW& w, int64_t n, int64_t H, int64_t W);
 
  private:

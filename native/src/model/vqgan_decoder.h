@@ -1,4 +1,4 @@
-// The VQGAN f16 decoder (SPEC §1 "Tokens -> image"): codebook lookup of a 14x14 token grid,
+// The VQGAN f16 decoder (docs/method.md#vqgan): codebook lookup of a 14x14 token grid,
 // post_quant_conv, the taming-transformers Decoder (conv_in, mid, levels from lowest resolution up,
 // norm_out + swish, conv_out), then clamp(-1, 1) and (x+1)/2. Runs a chunk of grids at once.
 #pragma once

@@ -11,7 +11,7 @@ namespace vtv::model {
 
 namespace {
 
-// ImageNet normalisation of the canvases (SPEC §3), undone by map_pixels.
+// ImageNet normalisation of the canvases (docs/method.md#canvas), undone by map_pixels.
 constexpr float kMean[3] = {0.485f, 0.456f, 0.406f};
 constexpr float kStd[3] = {0.229f, 0.224f, 0.225f};
 

@@ -1,4 +1,4 @@
-// The VQGAN f16 encoder (SPEC §1 "VQGAN encoder"): map_pixels of an ImageNet-normalised canvas, the
+// The VQGAN f16 encoder (docs/method.md#vqgan): map_pixels of an ImageNet-normalised canvas, the
 // taming-transformers Encoder (conv_in, down levels 0..4 with pad-(0,1,0,1) stride-2 Downsample between
 // them, mid, norm_out + swish, conv_out), quant_conv, and nearest-code quantisation. It turns a canvas
 // into the 14x14 token grid the MAE's logits are trained against, so a search can score samples in

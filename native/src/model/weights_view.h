@@ -1,4 +1,4 @@
-// Every tensor the forward reads, bound by its checkpoint name (SPEC §2) with its shape checked once,
+// Every tensor the forward reads, bound by its checkpoint name (docs/method.md#model) with its shape checked once,
 // at engine construction, so a wrong or incomplete file fails before any work with a message naming
 // the key. The pointers are fp32 and live as long as the Weights object.
 #pragma once

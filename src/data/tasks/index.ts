@@ -1,4 +1,4 @@
-// The task registry, in the reference's task order (SPEC §3).
+// The task registry, in the reference's task order (docs/method.md#metrics).
 import { colorization } from './colorization.js';
 import { identity } from './identity.js';
 import { inpaint } from './inpaint.js';

@@ -10,7 +10,7 @@ export type MetricName = 'iou' | 'mse';
 
 export interface Task {
   id: TaskId;
-  /** The reference's task number (SPEC §3 table). */
+  /** The reference's task number (docs/method.md#metrics). */
   index: number;
   description: string;
   /** IoU (higher is better) for segmentation outputs, MSE (lower is better) otherwise. */
