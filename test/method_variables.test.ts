@@ -35,15 +35,28 @@ describe('variable spaces (SPEC §5)', () => {
     }
   });
 
-  it('shifts positions by +98 in one-shot masks and keeps CLS at 0', () => {
-    const z = new VariableSpace(large, 1, 'zero-shot');
+  it('keeps the reduced positions unshifted in one-shot masks, as the reference does (it shifts only in zero-shot)', () => {
+    for (const g of [1, 2] as const) {
+      const z = new VariableSpace(large, g, 'zero-shot');
+      const o = new VariableSpace(large, g, 'one-shot');
+      expect(o.count).toBe(z.count);
+      for (let v = 0; v < z.count; v++) expect(o.info[v]!.positions).toEqual(z.info[v]!.positions);
+    }
     const o = new VariableSpace(large, 1, 'one-shot');
-    expect(o.info[1]!.positions[0]).toBe(99);
-    expect(o.info[1]!.positions.at(-1)).toBe(147);
+    // Encoder query slot: one-shot positions 1..49 (not 99..147).
+    expect(o.info[1]!.positions[0]).toBe(1);
+    expect(o.info[1]!.positions.at(-1)).toBe(49);
     expect(o.info[0]!.positions).toEqual([0]);
-    // decoder output slot of the last layer: last token is 1+6*14+13+98 = 196
-    expect(o.info[1151]!.positions.at(-1)).toBe(196);
-    expect(z.info[1151]!.positions.at(-1)).toBe(98);
+    // Decoder output slot of the last layer: last position 1+6*14+13 = 98 (not 196).
+    expect(o.info[1151]!.positions.at(-1)).toBe(98);
+    // The bits are those positions in the one-shot layout: variable 1 is layer 0, head 0.
+    const bits = [...o.bitsOf(1)];
+    expect(bits).toEqual(Array.from({ length: 49 }, (_, k) => patchBitIndex(large, 'one-shot', 0, 0, k + 1)));
+    // The decoder's last variable sets bits in the one-shot decoder layout at positions up to 98 only.
+    const last = [...o.bitsOf(1151)];
+    expect(last.at(-1)).toBe(patchBitIndex(large, 'one-shot', 31, 15, 98));
+    // Granularity 0 covers every position of the mode: it has no position mapping to shift.
+    expect(new VariableSpace(large, 0, 'one-shot').info[0]!.positions.length).toBe(148);
   });
 
   it('granularity 0 covers every position of the mode, granularity 2 one each', () => {

@@ -4,8 +4,10 @@
 // Positions are defined, as in the reference (intervention_utils.construct_indices), in the zero-shot
 // reduced sequences (encoder: CLS + 49 query tokens; decoder: CLS + rows 7..13). The engine reads the
 // task means at one-shot row p+98 for reduced p >= 1 itself, so a zero-shot mask carries the reduced
-// positions unchanged. A one-shot mask carries the same tokens at their one-shot positions (p+98 for
-// p >= 1), so a variable means the same image tokens in both modes.
+// positions unchanged. A one-shot mask carries the same position numbers, unshifted, as the reference
+// does: its patch shifts positions (and mean rows) by +98 only in zero-shot mode, so in one-shot a
+// variable patches one-shot positions 1..49 (encoder) or 1..98 (decoder) with the means of those same
+// rows, which are tokens of the example rows, not the query's.
 //
 // Granularities (the reference's, generalised from ViT-L's 24x16 + 8x16 to any config):
 //   0: one variable per (layer, head), all of the mode's positions   (512 for ViT-L)
@@ -23,7 +25,6 @@ import {
   patchBytes,
   ZERO_SHOT_DEC_TOKENS,
   ZERO_SHOT_ENC_TOKENS,
-  ZERO_SHOT_SHIFT,
 } from '../config.js';
 
 export type Granularity = 0 | 1 | 2;
@@ -116,11 +117,6 @@ export class VariableSpace {
   }
 }
 
-/** A reduced (zero-shot) position in the sequence of `mode`. */
-export function toModePosition(reduced: number, mode: Mode): number {
-  return mode === 'one-shot' && reduced > 0 ? reduced + ZERO_SHOT_SHIFT : reduced;
-}
-
 export function variableCount(c: ModelConfig, g: Granularity): number {
   const layers = c.encDepth * c.encHeads + c.decDepth * c.decHeads;
   if (g === 0) return layers;
@@ -137,7 +133,6 @@ const DEC_OUTPUT = range(0, 49).map((i) => 1 + Math.floor(i / 7) * 14 + 7 + (i %
 function describeVariables(c: ModelConfig, g: Granularity, mode: Mode): VariableInfo[] {
   if (g !== 0 && g !== 1 && g !== 2) throw new Error(`granularity must be 0, 1 or 2, got ${String(g)}`);
   const out: VariableInfo[] = [];
-  const at = (ps: number[]) => ps.map((p) => toModePosition(p, mode));
   const layers = c.encDepth + c.decDepth;
   for (let l = 0; l < layers; l++) {
     const enc = l < c.encDepth;
@@ -147,14 +142,14 @@ function describeVariables(c: ModelConfig, g: Granularity, mode: Mode): Variable
         out.push({ layer: l, head: h, slot: 'all', positions: range(0, enc ? encTokens(mode) : decTokens(mode)) });
       } else if (g === 1) {
         out.push({ layer: l, head: h, slot: 'cls', positions: [0] });
-        if (enc) out.push({ layer: l, head: h, slot: 'query', positions: at(range(1, ZERO_SHOT_ENC_TOKENS)) });
+        if (enc) out.push({ layer: l, head: h, slot: 'query', positions: range(1, ZERO_SHOT_ENC_TOKENS) });
         else {
-          out.push({ layer: l, head: h, slot: 'query', positions: at(DEC_QUERY) });
-          out.push({ layer: l, head: h, slot: 'output', positions: at(DEC_OUTPUT) });
+          out.push({ layer: l, head: h, slot: 'query', positions: [...DEC_QUERY] });
+          out.push({ layer: l, head: h, slot: 'output', positions: [...DEC_OUTPUT] });
         }
       } else {
         const n = enc ? ZERO_SHOT_ENC_TOKENS : ZERO_SHOT_DEC_TOKENS;
-        for (let p = 0; p < n; p++) out.push({ layer: l, head: h, slot: 'pos', positions: [toModePosition(p, mode)] });
+        for (let p = 0; p < n; p++) out.push({ layer: l, head: h, slot: 'pos', positions: [p] });
       }
     }
   }
