@@ -16,7 +16,9 @@
 # CHECK_EMULATE=1 runs the same tests on the CPU CUDA emulator instead (no GPU, no nvcc: the .cu sources
 # built as C++, native/cuda_emulator/README.md), which checks the kernels' logic but says nothing of
 # speed; its table has the same columns (times are the emulator's).
-# Exit status: 0 when every CUDA test passed (or skipped), 1 when one failed, 2 when the build failed.
+# Exit status: 0 when every CUDA test passed (on the emulator: the ones too large for it may skip), 1 when
+# one failed, 2 when the build failed, 3 when none ran: every test skipped (no usable GPU), or, on a GPU,
+# any test skipped.
 set -uo pipefail
 t0=$(date +%s)
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -110,8 +112,19 @@ fi
 
 # ---- the table, last -------------------------------------------------------------------------------------
 echo
+passed=$(grep -cE "Test +#[0-9]+: .* Passed" "$build/ctest.log" || true)
+skipped=$(grep -cE "Test +#[0-9]+: .*Skipped" "$build/ctest.log" || true)
 verdict=FAILED
-if [ $status -eq 0 ]; then verdict=PASSED; [ -s "$report" ] || verdict="PASSED (every test skipped)"; fi
+if [ $status -eq 0 ]; then
+  verdict=PASSED
+  if [ "${passed:-0}" -eq 0 ]; then
+    verdict="NOT RUN (every test skipped: no usable device)"
+    status=3
+  elif [ "${skipped:-0}" -gt 0 ] && [ "${CHECK_EMULATE:-0}" != 1 ]; then
+    verdict="NOT RUN ($skipped tests skipped on a GPU machine: the device was not usable for them)"
+    status=3
+  fi
+fi
 echo "CUDA backend check: $verdict in $(( $(date +%s) - t0 )) s ($(grep -E "tests passed|tests failed" "$build/ctest.log" | tail -1))"
 if [ -s "$report" ]; then
   awk -F'\t' 'BEGIN { printf "%-44s %-5s %10s %9s %10s\n", "kernel / path", "mode", "max rel", "tokens", "ms"; }
@@ -119,4 +132,6 @@ if [ -s "$report" ]; then
 else
   echo "(no results: every CUDA test skipped or none ran; see $build/ctest.log)"
 fi
-[ $status -eq 0 ] && exit 0 || exit 1
+[ $status -eq 0 ] && exit 0
+[ $status -eq 3 ] && exit 3
+exit 1
