@@ -1,7 +1,13 @@
 """Writes one parity case for the engine: random weights, random canvases/means/masks, and the
-reference outputs of mae_vqgan_ref.py for five forwards.
+reference outputs of mae_vqgan_ref.py for the chosen forwards (CASES).
 
   /usr/bin/python3 test/reference/make_parity_case.py --config tiny --seed 7 --batch 4 --out DIR
+  /usr/bin/python3 test/reference/make_parity_case.py --config mae-vqgan-vit-large --enc-depth 2 --dec-depth 1 \
+      --cases zeroshot_patched_capture --no-vqgan-encoder --batch 2 --out DIR
+
+--enc-depth/--dec-depth keep a preset's widths (heads, vocabulary, the whole VQGAN) at fewer transformer
+layers; --cases picks some of CASES (default: all); --no-vqgan-encoder leaves the VQGAN encoder out of the
+weights and of the expected outputs.
 
 DIR/weights.safetensors   every model tensor (SPEC §2 names, VQGAN under 'vae.'), fp32,
                           metadata {"vtv_config": <config JSON, src/config.ts field names>}
@@ -9,7 +15,7 @@ DIR/inputs.safetensors    canvases f32 [B,3,224,224], means_enc f32 [encDepth,14
                           means_dec f32 [decDepth,197,decDim], patch_mask_zs u8 [B,bytes(zero-shot)],
                           patch_mask_os u8 [B,bytes(one-shot)]
 DIR/expected.safetensors  per case: <case>.{encoder_out,decoder_out,logits,tokens,pixels,images,iou,mse},
-                          oneshot_capture.{capture_enc,capture_dec}, vqgan_encoder.tokens;
+                          <capture case>.{capture_enc,capture_dec}, vqgan_encoder.tokens;
                           metadata {"vtv_config", "cases": JSON {case: {mode, patch_mask|null, capture}}}
 """
 import argparse
@@ -34,6 +40,7 @@ CASES = {
     "oneshot_patched": ("one-shot", "patch_mask_os", False),
     # Capture while patching: the capture sums O *after* patching, so this also pins that order.
     "oneshot_capture": ("one-shot", "patch_mask_os", True),
+    "zeroshot_patched_capture": ("zero-shot", "patch_mask_zs", True),
 }
 OUTPUT_KEYS = ("encoder_out", "decoder_out", "logits", "tokens", "pixels", "images", "iou", "mse")
 
@@ -92,17 +99,32 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--out", required=True)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    ap.add_argument("--enc-depth", type=int, default=0, help="encoder layers (0: the preset's)")
+    ap.add_argument("--dec-depth", type=int, default=0, help="decoder layers (0: the preset's)")
+    ap.add_argument("--cases", default="", help=f"comma-separated subset of {', '.join(CASES)} (default: all)")
+    ap.add_argument("--no-vqgan-encoder", action="store_true", help="no VQGAN encoder weights or tokens")
     args = ap.parse_args(argv)
     if args.batch < 1:
         ap.error("--batch must be >= 1")
+    if args.enc_depth < 0 or args.dec_depth < 0:
+        ap.error("--enc-depth and --dec-depth must be >= 0")
+    cases = [c for c in args.cases.split(",") if c] or list(CASES)
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        ap.error(f"unknown case(s) {', '.join(unknown)} (known: {', '.join(CASES)})")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     cfg = ref.preset(args.config)
+    if args.enc_depth or args.dec_depth:
+        cfg["encDepth"] = args.enc_depth or cfg["encDepth"]
+        cfg["decDepth"] = args.dec_depth or cfg["decDepth"]
+        cfg["name"] = f"{cfg['name']}-{cfg['encDepth']}+{cfg['decDepth']}"
+    with_encoder = not args.no_vqgan_encoder
     t0 = time.time()
 
     torch.manual_seed(args.seed)  # nothing should depend on it; generators below are explicit
-    W = ref.random_weights(cfg, args.seed)
+    W = ref.random_weights(cfg, args.seed, include_vqgan_encoder=with_encoder)
     save_file(W, os.path.join(args.out, "weights.safetensors"), ref.config_metadata(cfg))
     t_weights = time.time()
 
@@ -124,7 +146,8 @@ def main(argv=None):
     expected = {}
     timings = {}
     with torch.no_grad():
-        for case, (mode, mask_key, capture) in CASES.items():
+        for case in cases:
+            mode, mask_key, capture = CASES[case]
             t = time.time()
             mask = inputs[mask_key] if mask_key else None
             out = ref.full_forward(W, cfg, canvases, mode, mask, means_enc, means_dec, capture=capture)
@@ -134,10 +157,11 @@ def main(argv=None):
                 expected[f"{case}.capture_enc"] = out["capture_enc"].contiguous()
                 expected[f"{case}.capture_dec"] = out["capture_dec"].contiguous()
             timings[case] = round(time.time() - t, 3)
-        t = time.time()
-        expected["vqgan_encoder.tokens"] = ref.vqgan_encode(W, cfg, canvases)
-        timings["vqgan_encoder"] = round(time.time() - t, 3)
-    cases_meta = {c: {"mode": m, "patch_mask": k, "capture": cap} for c, (m, k, cap) in CASES.items()}
+        if with_encoder:
+            t = time.time()
+            expected["vqgan_encoder.tokens"] = ref.vqgan_encode(W, cfg, canvases)
+            timings["vqgan_encoder"] = round(time.time() - t, 3)
+    cases_meta = {c: {"mode": CASES[c][0], "patch_mask": CASES[c][1], "capture": CASES[c][2]} for c in cases}
     meta = dict(ref.config_metadata(cfg), cases=json.dumps(cases_meta))
     save_file(expected, os.path.join(args.out, "expected.safetensors"), meta)
     t_end = time.time()
