@@ -4,7 +4,8 @@
 // preset and real layer widths (random weights). Tokens are compared for exact agreement: fp32 must
 // agree on at least 99% of tokens (the GPU sums each conv in another order, so latents differ in the
 // last bits, and a token flips only where two codes are that close to equidistant; quantisation itself
-// is exact and equal on both sides); bf16 agreement is printed, with the latents' relative error.
+// is exact and equal on both sides); bf16 must agree on at least kBf16EncoderTokenAgreement of tokens,
+// and its latents' relative error is bounded.
 // Host outputs are poisoned before each run so an element never written shows. Skipped, with the
 // reason, where no GPU is usable.
 #include <gtest/gtest.h>
@@ -280,12 +281,12 @@ TEST(CudaVqganEncoder, TinyFp32MatchesCpuEncoder) {
   EXPECT_GE(compare_encoders(m, cuda::Precision::F32, 5, 2, 1e-4), 0.99);
 }
 
-TEST(CudaVqganEncoder, TinyBf16AgreementPrinted) {
+TEST(CudaVqganEncoder, TinyBf16TokensAgree) {
   VTV_REQUIRE_GPU();
   EncModel m(preset("tiny"), 122);
-  // bf16 weights and activations through ~20 convolutions: latents within 5% of their range; the
-  // agreement is printed (it depends on how close codes are, which bf16 cannot promise).
-  compare_encoders(m, cuda::Precision::BF16, 3, 4, 5e-2);
+  // bf16 weights and activations through ~20 convolutions: latents within 5% of their range; a token
+  // flips only where two codes are nearly equidistant, which bf16 cannot rule out, hence the bound.
+  EXPECT_GE(compare_encoders(m, cuda::Precision::BF16, 3, 4, 5e-2), kBf16EncoderTokenAgreement);
 }
 
 TEST(CudaVqganEncoder, RealWidthFp32MatchesCpuEncoder) {
@@ -295,11 +296,11 @@ TEST(CudaVqganEncoder, RealWidthFp32MatchesCpuEncoder) {
   EXPECT_GE(compare_encoders(m, cuda::Precision::F32, 2, 16, 1e-4), 0.99);
 }
 
-TEST(CudaVqganEncoder, RealWidthBf16AgreementPrinted) {
+TEST(CudaVqganEncoder, RealWidthBf16TokensAgree) {
   VTV_REQUIRE_GPU();
   VTV_SKIP_ON_EMULATOR("the real-width encoder");
   EncModel m(preset("mae-vqgan-vit-large"), 124);
-  compare_encoders(m, cuda::Precision::BF16, 2, 16, 5e-2);
+  EXPECT_GE(compare_encoders(m, cuda::Precision::BF16, 2, 16, 5e-2), kBf16EncoderTokenAgreement);
 }
 
 // Engine wiring: backend "cuda" encode_tokens agrees with backend "cpu" (tiny, fp32).

@@ -515,14 +515,19 @@ TEST(CudaVqgan, EngineCudaBackendMatchesCpu) {
     EXPECT_EQ(rg.unique_forwards, 3);
     EXPECT_EQ(rc.unique_decodes, 2);
     EXPECT_EQ(rg.unique_decodes, rc.unique_decodes);
+    int compared = 0;
     for (int b = 0; b < batch; ++b) {
       if (!std::equal(tc.begin() + b * kPatches, tc.begin() + (b + 1) * kPatches, tg.begin() + b * kPatches)) {
         std::printf("sample %d: token grids differ between the backends; its loss is not compared\n", b);
         continue;
       }
+      ++compared;
       EXPECT_NEAR(lg[size_t(b)], lc[size_t(b)], loss == Loss::IoU ? 0.01 : 1e-3 * std::max(1.0f, std::fabs(lc[size_t(b)])))
           << "sample " << b;
     }
+    // fp32 grids differ only at a near-tie; one such grid (canvas 0, four samples) may drop out, so at
+    // least the two samples of canvas 1 are always compared.
+    EXPECT_GE(compared, 2) << "too few samples with equal grids: the losses were barely compared";
   }
 }
 

@@ -13,6 +13,8 @@
 
 #include "expect_error.h"
 #include "model/activation_budget.h"
+#include "cuda/probe.h"
+#include "model/losses.h"
 #include "test_inputs.h"
 #include "test_weights.h"
 #include "vtv/error.h"
@@ -59,6 +61,7 @@ class EngineTest : public ::testing::Test {
     weights_ = new std::shared_ptr<Weights>(Weights::open({file_->path()}));
     EngineOptions o;
     o.threads = 2;
+    o.backend = "cpu";  // these are the CPU engine's tests, whatever the machine has
     engine_ = new Engine(*config_, *weights_, o);
   }
   static void TearDownTestSuite() {
@@ -182,7 +185,7 @@ Engine* EngineTest::engine_ = nullptr;
 
 TEST_F(EngineTest, ReportsBackendAndPatchLayout) {
   EXPECT_EQ(engine().backend(), "cpu");
-  EXPECT_NE(engine().backend_reason().find("using cpu"), std::string::npos) << engine().backend_reason();
+  EXPECT_EQ(engine().backend_reason(), "cpu requested");
   EXPECT_EQ(engine().threads(), 2);
   EXPECT_EQ(engine().config().name, "tiny");
   // docs/method.md#variables counts for ViT-L: 24*16*148 + 8*16*197 one-shot and 24*16*50 + 8*16*99 zero-shot.
@@ -190,12 +193,30 @@ TEST_F(EngineTest, ReportsBackendAndPatchLayout) {
   EXPECT_EQ(patch_bits(large, Mode::OneShot), 24 * 16 * 148 + 8 * 16 * 197);
   EXPECT_EQ(patch_bits(large, Mode::ZeroShot), 31872);
   EXPECT_EQ(patch_bytes(large, Mode::ZeroShot), 3984);
+  // The list reports what the CUDA probe found on this machine (compiled in or not, a device or not).
   auto list = backends();
+  const cuda::Probe probe = cuda::probe();
   ASSERT_EQ(list.size(), 2u);
   EXPECT_EQ(list[0].name, "cpu");
+  EXPECT_TRUE(list[0].compiled);
   EXPECT_TRUE(list[0].usable);
   EXPECT_EQ(list[1].name, "cuda");
-  EXPECT_FALSE(list[1].usable);  // no CUDA forward yet
+  EXPECT_EQ(list[1].compiled, probe.compiled);
+  EXPECT_EQ(list[1].usable, probe.usable);
+  EXPECT_NE(list[1].detail.find(probe.detail), std::string::npos) << list[1].detail;
+#ifdef VTV_WITH_CUDA
+  EXPECT_TRUE(probe.compiled);
+#else
+  EXPECT_FALSE(probe.compiled);
+  EXPECT_FALSE(probe.usable);
+#endif
+  // backend "auto" keeps to the CPU where the probe finds no usable device, and says what it found.
+  EngineOptions auto_o;
+  auto_o.threads = 1;
+  auto_o.need_vqgan = false;
+  Engine auto_e(cfg(), *weights_, auto_o);
+  if (!probe.usable) EXPECT_EQ(auto_e.backend(), "cpu");
+  EXPECT_NE(auto_e.backend_reason().find(probe.detail), std::string::npos) << auto_e.backend_reason();
 }
 
 TEST_F(EngineTest, ThreadCountsBeyondAFewPerCoreAreRefused) {
@@ -599,11 +620,41 @@ TEST_F(EngineTest, LossesMatchAHandComputation) {
   const float want = fg_all == 0 ? 1.0f : float(double(fg_right) / double(fg_all));
   EXPECT_NEAR(iou.metrics[1], want, 1e-6);
   EXPECT_FLOAT_EQ(iou.losses[1], -iou.metrics[1]);
-  // Both empty: IoU defined as 1 (the reference would give NaN).
+  // Against an all-black target (no foreground) the intersection is empty: IoU 0 wherever the prediction
+  // has foreground, and 1 where it has none (both empty; the reference would give NaN). Against an
+  // all-white target the union is the whole cell: IoU = the prediction's foreground fraction.
   std::vector<uint8_t> black(targets.size(), 0), white(targets.size(), 255);
+  int64_t fg_pred[2] = {0, 0};
+  for (int b = 0; b < 2; ++b) {
+    for (int y = 0; y < 111; ++y) {
+      for (int x = 0; x < 111; ++x) {
+        int s = 0;
+        for (int ch = 0; ch < 3; ++ch) s += mse.images[static_cast<size_t>(((b * 3 + ch) * kImage + 113 + y) * kImage + 113 + x)];
+        fg_pred[b] += 2 * s > 765;
+      }
+    }
+  }
+  c.targets = &black;
+  Outputs vs_black = run(c);
   c.targets = &white;
   Outputs vs_white = run(c);
-  for (int b = 0; b < 2; ++b) EXPECT_TRUE(std::isfinite(vs_white.metrics[static_cast<size_t>(b)]));
+  for (int b = 0; b < 2; ++b) {
+    SCOPED_TRACE("sample " + std::to_string(b) + ", foreground pixels " + std::to_string(fg_pred[b]));
+    EXPECT_EQ(vs_black.metrics[static_cast<size_t>(b)], fg_pred[b] == 0 ? 1.0f : 0.0f);
+    EXPECT_NEAR(vs_white.metrics[static_cast<size_t>(b)], double(fg_pred[b]) / (111.0 * 111.0), 1e-6);
+  }
+  // Both empty, directly: a black prediction against the black target is IoU 1 (loss -1), against the
+  // white one 0; one foreground pixel in the prediction makes it 0 against black.
+  std::vector<float> dark(static_cast<size_t>(kCanvasFloats), 0.0f);
+  const uint8_t* black_cell = black.data();
+  const uint8_t* white_cell = white.data();
+  const model::Score both_empty = model::score_cell(Loss::IoU, dark.data(), black_cell);
+  EXPECT_EQ(both_empty.metric, 1.0f);
+  EXPECT_EQ(both_empty.loss, -1.0f);
+  EXPECT_EQ(model::score_cell(Loss::IoU, dark.data(), white_cell).metric, 0.0f);
+  for (int ch = 0; ch < 3; ++ch) dark[static_cast<size_t>((ch * kImage + 150) * kImage + 150)] = 1.0f;
+  EXPECT_EQ(model::score_cell(Loss::IoU, dark.data(), black_cell).metric, 0.0f);
+  EXPECT_NEAR(model::score_cell(Loss::IoU, dark.data(), white_cell).metric, 1.0 / (111.0 * 111.0), 1e-9);
 }
 
 TEST_F(EngineTest, BadRequestsFailBeforeAnyWork) {
@@ -717,9 +768,16 @@ TEST_F(EngineTest, MaeOnlyEngineAndOptionErrors) {
   rs.images = images.data();
   expect_error([&] { e.forward(rq, rs); }, {"need_vqgan = false"});
 
-  EngineOptions cuda;
-  cuda.backend = "cuda";
-  expect_error([&] { Engine x(cfg(), w, cuda); }, {"backend 'cuda' requested"});
+  // backend "cuda" is refused, naming why, exactly where the probe finds it unusable.
+  EngineOptions cuda_o;
+  cuda_o.backend = "cuda";
+  cuda_o.need_vqgan = false;
+  if (cuda::probe().usable) {
+    Engine x(cfg(), w, cuda_o);
+    EXPECT_EQ(x.backend(), "cuda");
+  } else {
+    expect_error([&] { Engine x(cfg(), w, cuda_o); }, {"backend 'cuda' requested", "not usable"});
+  }
   EngineOptions bf16;
   bf16.precision = "bf16";
   bf16.need_vqgan = false;
