@@ -45,9 +45,10 @@ namespace vtv::test {
 // The token agreement bounds the CUDA tests assert (README, Limits): the share of argmax (MAE) or
 // nearest-code (VQGAN encoder) tokens equal to the CPU backend's on random weights. fp32 differs from the
 // CPU only at near-ties; bf16 rounds weights and activations, so tokens whose top two candidates are
-// closer than bf16's error may flip. Measured on the emulator: MAE 99.2-100%, encoder 98.8% (tiny).
+// closer than bf16's error may flip. Measured on the emulator: MAE 99.1-100% (every row whose top-2 gap
+// exceeds twice the logit error agrees exactly, which the MAE test asserts too), encoder 98.8% (tiny).
 constexpr double kFp32TokenAgreement = 0.995;
-constexpr double kBf16MaeTokenAgreement = 0.99;
+constexpr double kBf16MaeTokenAgreement = 0.98;
 constexpr double kBf16EncoderTokenAgreement = 0.97;
 
 // The pool the CPU references run on: all cores, so the references of the real-width cases stay quick.
