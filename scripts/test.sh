@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command (`npm test` runs this): build the native engine, its C++ tests and the
 # addon in build/ (cmake-js), compile the TypeScript, run ctest (one entry per gtest case) and vitest,
-# then the CUDA tests on the CPU CUDA emulator (build-emu/), and print "N passed, N failed, N skipped as
-# expected, no unexpected skip" over all three as the last line (a skip not listed in
-# test/expected-skips.json counts as a failure).
+# then the CUDA tests on the CPU CUDA emulator (build-emu/), and print "N passed, N failed, N skipped"
+# over all three as the last line (a skip not listed in test/expected-skips.json counts as a failure, and
+# the line before says whether there was one).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p build

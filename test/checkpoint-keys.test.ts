@@ -1,4 +1,4 @@
-// Engine key names and shapes: SPEC §2's counts and parameter totals for ViT-L, and agreement with the
+// Engine key names and shapes: docs/method.md#model's counts and parameter totals for ViT-L, and agreement with the
 // names the Python fixture derives independently from the taming/timm constructors.
 import { describe, expect, it } from 'vitest';
 import { inferConfig, inferDims } from '../src/checkpoint/infer-config.js';
@@ -11,7 +11,7 @@ const params = (m: Map<string, number[]>) => [...m.values()].reduce((a, s) => a 
 describe('engine keys', () => {
   const large = preset('mae-vqgan-vit-large');
 
-  it('matches SPEC §2 for ViT-L: 398 MAE keys, 194 decoder tensors, parameter totals', () => {
+  it('matches docs/method.md#model for ViT-L: 398 MAE keys, 194 decoder tensors, parameter totals', () => {
     const mae = maeKeys(large);
     expect(mae.size).toBe(398);
     expect((params(mae) / 1e6).toFixed(2)).toBe('329.67');

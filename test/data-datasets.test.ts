@@ -20,7 +20,7 @@ afterAll(() => {
 const splits = join(import.meta.dirname, '..', 'data', 'pascal5i-splits');
 
 describe('Pascal-5i split lists (shipped copy)', () => {
-  it('has the SPEC §6 sizes and fold classes', () => {
+  it('has the docs/method.md#evaluation sizes and fold classes', () => {
     const trn = [2286, 3425, 5883, 2086];
     const val = [346, 451, 725, 346];
     for (let k = 0; k < 4; k++) {

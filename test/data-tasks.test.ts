@@ -1,4 +1,4 @@
-// The seven tasks of SPEC §3 on real (bundled) episodes: each cell is the documented operation.
+// The seven tasks of docs/method.md#canvas on real (bundled) episodes: each cell is the documented operation.
 import { afterAll, describe, expect, it } from 'vitest';
 import { openBundled } from '../src/data/bundled.js';
 import { CELL_FLOATS, type Cell, cellFromImage } from '../src/data/canvas.js';
@@ -39,7 +39,7 @@ function blackSquareOf(cell: Cell): { y0: number; x0: number; y1: number; x1: nu
 }
 
 describe('tasks', () => {
-  it('has the SPEC §3 ids, indices and metrics', () => {
+  it('has the docs/method.md#canvas ids, indices and metrics', () => {
     expect(TASK_IDS).toEqual(['segmentation', 'lowlight_enhance', 'identity', 'inpaint', 'colorization', 'inpaint_lowlight', 'segmentation_inpaint']);
     TASKS.forEach((t, i) => {
       expect(t.index).toBe(i);

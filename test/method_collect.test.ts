@@ -8,7 +8,7 @@ import { newTasknessAccumulator, tasknessAddTask, tasknessScores } from '../src/
 const ref = { index: 0 } as EpisodeRef;
 const p = (q: string, s: string, metric: number): ScoredPrompt => ({ fold: 1, ref, queryId: q, supportId: s, classId: 1, metric });
 
-describe('prompt selection (SPEC §4, §8.7)', () => {
+describe('prompt selection (docs/method.md#collection)', () => {
   const cands = [p('q1', 's1', 0.9), p('q1', 's2', 0.2), p('q2', 's1', 0.5), p('q3', 's3', 0.7), p('q4', 's4', Number.NaN)];
   it('corrected: best first, each query and support once, keeping its best prompt', () => {
     const sel = selectPrompts(getTask('segmentation'), cands, 10, false);
@@ -26,7 +26,7 @@ describe('prompt selection (SPEC §4, §8.7)', () => {
   });
 });
 
-describe('taskness (SPEC §4)', () => {
+describe('taskness (docs/method.md#taskness)', () => {
   it('is Var_all / (n * sum of within-task variances), per (layer, head)', () => {
     const c = { ...preset('tiny'), encDepth: 1, decDepth: 1 };
     const acc = newTasknessAccumulator(c);

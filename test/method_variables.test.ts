@@ -5,7 +5,7 @@ import { VariableSpace, variableCount } from '../src/method/variables.js';
 const large = preset('mae-vqgan-vit-large');
 const tiny = preset('tiny');
 
-describe('variable spaces (SPEC §5)', () => {
+describe('variable spaces (docs/method.md#variables)', () => {
   it('has the reference counts for ViT-L', () => {
     expect(variableCount(large, 0)).toBe(512);
     expect(variableCount(large, 1)).toBe(1152);

@@ -17,7 +17,7 @@ function crop(pred: (y: number, x: number) => boolean, rgb: [number, number, num
   return out;
 }
 
-describe('IoU (SPEC §3)', () => {
+describe('IoU (docs/method.md#metrics)', () => {
   it('rounds pixels to white iff R+G+B > 382.5', () => {
     const fg = foreground(crop(() => true, [128, 127, 127])); // 382 -> black
     expect(fg.every((v) => v === 0)).toBe(true);

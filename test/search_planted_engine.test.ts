@@ -1,7 +1,7 @@
 // The search on a planted problem with the real engine and the tiny model (random weights): targets
 // are the model's own outputs patched by a hidden subset of (layer, head) variables (the problem is in
 // search_planted_problem.ts); the pixel-space search, from the reference's start (logits -1), must find
-// that subset within a fixed budget and seed. Then the token-space objective (issue 9) on the same
+// that subset within a fixed budget and seed. Then the token-space objective (docs/method.md#token-objective) on the same
 // problem, seed and budget: it never decodes, and what it finds is measured in pixel space.
 // VTV_PLANTED_WEIGHTS_SEED=n tries other random weights.
 import { mkdtempSync, rmSync } from 'node:fs';

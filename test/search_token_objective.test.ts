@@ -1,4 +1,4 @@
-// `vtv search --objective token` (issue 9) end to end with the real engine on the tiny model and the
+// `vtv search --objective token` (docs/method.md#token-objective) end to end with the real engine on the tiny model and the
 // bundled data: training steps never decode, validation stays in pixel space, the target tokens are
 // computed once and cached, a resume refuses another objective, and weights without the VQGAN encoder
 // are refused with a message that says what to do. (The means come from a fake-engine collect: the

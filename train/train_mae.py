@@ -102,6 +102,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-minutes", type=float, default=0)
+    ap.add_argument("--init-from", default="", help="continue from this file's MAE weights (a new schedule: warmup, then cosine)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -112,6 +113,15 @@ def main():
     tokens = torch.from_numpy(tokenise(Wv, cfg, data, os.path.join(args.out, "tokens.npy")).astype(np.int64))
     keys = [k for k in ref.weight_shapes(cfg) if not k.startswith("vae.")]
     W = common.init_weights(cfg, keys, args.seed)
+    start_steps = 0
+    if args.init_from:
+        prev, prev_meta = common.load_safetensors(args.init_from)
+        for k in keys:
+            if k not in prev or prev[k].shape != W[k].shape:
+                raise ValueError(f"{args.init_from}: no MAE tensor {k} of shape {list(W[k].shape)}")
+            W[k] = prev[k].clone()
+        start_steps = int(prev_meta.get("total_steps", prev_meta.get("steps", 0)))
+        print(f"continuing from {args.init_from} ({start_steps} steps so far)", flush=True)
     trainable = [k for k in keys if k not in ("pos_embed", "decoder_pos_embed")]
     decay = [W[k] for k in trainable if W[k].dim() >= 2 and k not in ("cls_token", "mask_token")]
     no_decay = [W[k] for k in trainable if not (W[k].dim() >= 2 and k not in ("cls_token", "mask_token"))]
@@ -152,7 +162,8 @@ def main():
         if args.max_minutes and time.time() - t0 > args.max_minutes * 60:
             print(f"stopping at step {step + 1}: --max-minutes {args.max_minutes} reached", flush=True)
             break
-    meta = {"vtv_config": json.dumps(cfg), "stage": "mae", "steps": step + 1, "batch": args.batch, "lr": args.lr,
+    meta = {"vtv_config": json.dumps(cfg), "stage": "mae", "steps": step + 1, "total_steps": start_steps + step + 1,
+            "init_from": os.path.basename(args.init_from) if args.init_from else "", "batch": args.batch, "lr": args.lr,
             "weight_decay": args.weight_decay, "modes": args.modes, "seed": args.seed, "data_seed": data.meta["seed"],
             "canvases": data.n, "holdout": args.holdout, "wall_s": round(time.time() - t0, 1),
             "vqgan_steps": vmeta.get("steps"), "vqgan_wall_s": vmeta.get("wall_s"), "commit": common.git_commit()}

@@ -1,13 +1,13 @@
 """Plain-PyTorch reference of MAE-VQGAN with activation patching, written from /work/shared/SPEC.md.
 
 fp32, explicit ops, no nn.Module: weights are a flat {key: tensor} dict with the checkpoint key names
-of SPEC §2 (MAE keys as they are, the VQGAN under 'vae.'). The parity tests compare the engine with
+of docs/method.md#model (MAE keys as they are, the VQGAN under 'vae.'). The parity tests compare the engine with
 this file, so it follows the SPEC literally rather than fast:
-  - MAE encoder/decoder, one-shot (SPEC §1 'MAE forward at inference') and zero-shot (SPEC §4);
+  - MAE encoder/decoder, one-shot (docs/method.md#model 'MAE forward at inference') and zero-shot (docs/method.md#patching);
   - head patching and capture on the pre-projection head outputs O [B, N, H, dh];
   - argmax tokens (zero-shot: duplicated), VQGAN decode, pixels, uint8 images;
-  - per-sample IoU / MSE on the bottom-right quadrant (SPEC §3);
-  - the VQGAN encoder + nearest-code quantisation (SPEC §1 'VQGAN encoder').
+  - per-sample IoU / MSE on the bottom-right quadrant (docs/method.md#canvas);
+  - the VQGAN encoder + nearest-code quantisation (docs/method.md#model 'VQGAN encoder').
 """
 import json
 import math
@@ -86,7 +86,7 @@ def patch_bit_index(cfg, mode, layer, head, pos):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Token bookkeeping of the 2x2 canvas (SPEC §1 'Inference mask').
+# Token bookkeeping of the 2x2 canvas (docs/method.md#model 'Inference mask').
 
 def kept_ids():
     """Visible patch ids in raster order: rows 0-6 (all columns), then rows 7-13 columns 0-6 (147)."""
@@ -109,7 +109,7 @@ def zero_shot_one_shot_rows(n_one_shot):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Positional embedding (SPEC §1; MAE util/pos_embed.py, computed in float64 then cast like MAE does).
+# Positional embedding (docs/method.md#model; MAE util/pos_embed.py, computed in float64 then cast like MAE does).
 
 def _sincos_1d(width, pos):
     omega = np.arange(width // 2, dtype=np.float64) / (width / 2.0)
@@ -127,7 +127,7 @@ def sincos_pos_embed(width, grid=GRID):
 
 
 # ---------------------------------------------------------------------------------------------------
-# MAE transformer block with patching and capture (SPEC §1 block forward, §4 patching).
+# MAE transformer block with patching and capture (docs/method.md#model block forward, §4 patching).
 
 def _linear(x, W, prefix):
     return F.linear(x, W[prefix + ".weight"], W[prefix + ".bias"])
@@ -241,7 +241,7 @@ def mae_forward(W, cfg, canvases, mode, patch_mask=None, means_enc=None, means_d
 
 
 def logits_to_tokens(logits):
-    """argmax over the vocab for every position; zero-shot's 98 predictions fill both halves (SPEC §4)."""
+    """argmax over the vocab for every position; zero-shot's 98 predictions fill both halves (docs/method.md#patching)."""
     y = logits.argmax(-1)
     if y.shape[1] == GRID * GRID // 2:
         y = torch.cat([y, y], dim=1)
@@ -249,7 +249,7 @@ def logits_to_tokens(logits):
 
 
 # ---------------------------------------------------------------------------------------------------
-# VQGAN (taming-transformers f16 decoder / encoder, SPEC §1).
+# VQGAN (taming-transformers f16 decoder / encoder, docs/method.md#model).
 
 def _conv(x, W, prefix, stride=1, padding=0):
     return F.conv2d(x, W[prefix + ".weight"], W[prefix + ".bias"], stride=stride, padding=padding)
@@ -348,7 +348,7 @@ def vqgan_encode(W, cfg, canvases):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Metrics on the bottom-right quadrant (SPEC §3).
+# Metrics on the bottom-right quadrant (docs/method.md#canvas).
 
 def canvas_to_images(canvases):
     """Ground truth as uint8 [B,3,224,224]: the 8-bit values the canvas was made from.
@@ -385,7 +385,7 @@ def quadrant_mse(pred_images, gt_images):
 
 
 # ---------------------------------------------------------------------------------------------------
-# The whole forward used by the search (SPEC §1 + §4): MAE -> argmax -> duplicate -> decode -> metrics.
+# The whole forward used by the search (docs/method.md#model): MAE -> argmax -> duplicate -> decode -> metrics.
 
 def full_forward(W, cfg, canvases, mode, patch_mask=None, means_enc=None, means_dec=None, capture=False):
     out = mae_forward(W, cfg, canvases, mode, patch_mask, means_enc, means_dec, capture)
@@ -499,7 +499,7 @@ def _mae_block_shapes(shapes, prefix, dim, hidden):
 
 
 def weight_shapes(cfg, include_vqgan_encoder=True):
-    """Ordered {key: (init kind, shape)} of every tensor (SPEC §2 key names)."""
+    """Ordered {key: (init kind, shape)} of every tensor (docs/method.md#model key names)."""
     D, Dd = cfg["encDim"], cfg["decDim"]
     shapes = {
         "cls_token": ("token", [1, 1, D]),

@@ -9,7 +9,7 @@ reference outputs of mae_vqgan_ref.py for the chosen forwards (CASES).
 layers; --cases picks some of CASES (default: all); --no-vqgan-encoder leaves the VQGAN encoder out of the
 weights and of the expected outputs.
 
-DIR/weights.safetensors   every model tensor (SPEC §2 names, VQGAN under 'vae.'), fp32,
+DIR/weights.safetensors   every model tensor (docs/method.md#model names, VQGAN under 'vae.'), fp32,
                           metadata {"vtv_config": <config JSON, src/config.ts field names>}
 DIR/inputs.safetensors    canvases f32 [B,3,224,224], means_enc f32 [encDepth,148,encDim],
                           means_dec f32 [decDepth,197,decDim], patch_mask_zs u8 [B,bytes(zero-shot)],
@@ -60,7 +60,7 @@ def _binary_mask(g):
 
 
 def random_canvases(batch, g):
-    """SPEC §3 layout: white canvas; TL/BL images, TR/BR binary masks; ImageNet-normalised."""
+    """docs/method.md#canvas layout: white canvas; TL/BL images, TR/BR binary masks; ImageNet-normalised."""
     canv = torch.ones(batch, 3, ref.IMAGE, ref.IMAGE)
     lo, hi = ref.IMAGE - ref.CELL, ref.IMAGE  # 113, 224
     for b in range(batch):

@@ -51,7 +51,7 @@ def check_token_bookkeeping():
     # encoder positions 99..147 are the bottom-left quadrant (query), raster order
     check(kept[98:] == [r * 14 + c for r in range(7, 14) for c in range(7)], "encoder positions 99..147 = bottom-left quadrant")
     cfg = ref.preset("mae-vqgan-vit-large")
-    check(ref.patch_bits(cfg, "zero-shot") == 24 * 16 * 50 + 8 * 16 * 99 == 31872, "zero-shot patch bits = 31,872 (SPEC §5 granularity 2)")
+    check(ref.patch_bits(cfg, "zero-shot") == 24 * 16 * 50 + 8 * 16 * 99 == 31872, "zero-shot patch bits = 31,872 (docs/method.md#variables granularity 2)")
 
 
 def with_identity_blocks(W, cfg):
@@ -203,7 +203,7 @@ def check_weights_roundtrip(W, cfg):
     n_mae = sum(int(np.prod(large[k][1])) for k in mae)
     n_dec = sum(int(np.prod(large[k][1])) for k in dec)
     check(len(mae) == 398 and len(dec) == 194, f"ViT-L key counts: {len(mae)} MAE (398), {len(dec)} VQGAN decoder (194)")
-    check(abs(n_mae / 1e6 - 329.67) < 0.01 and abs(n_dec / 1e6 - 42.45) < 0.01, f"ViT-L sizes {n_mae / 1e6:.2f} M / {n_dec / 1e6:.2f} M (SPEC §2)")
+    check(abs(n_mae / 1e6 - 329.67) < 0.01 and abs(n_dec / 1e6 - 42.45) < 0.01, f"ViT-L sizes {n_mae / 1e6:.2f} M / {n_dec / 1e6:.2f} M (docs/method.md#model)")
 
 
 def check_nondegenerate(W, cfg, x):
