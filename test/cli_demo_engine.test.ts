@@ -1,4 +1,4 @@
-// `vtv demo --random-tiny` with the real engine (tiny random weights, bundled data), search shortened to a quarter:
+// `vtv demo` with the real engine (tiny random weights, bundled data), search shortened to a quarter:
 // every file of the run layout appears and the results are finite numbers.
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,7 +16,7 @@ describe('vtv demo (real engine)', () => {
     const logs: string[] = [];
     const deps: Deps = { ...defaultDeps, log: (m) => logs.push(m), progress: false };
     const run = join(dir, 'demo');
-    await demoCommand({ run, scale: 0.25, threads: 2, randomTiny: true }, deps);
+    await demoCommand({ run, scale: 0.25, threads: 2 }, deps);
     const p = runPaths(run);
     for (const f of [
       p.config,
@@ -39,7 +39,7 @@ describe('vtv demo (real engine)', () => {
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l));
-    expect(log).toHaveLength(8);
+    expect(log).toHaveLength(6);
     expect(log[0].validation).toBeDefined();
     expect(readdirSync(p.examples('segmentation')).filter((f) => f.endsWith('.png')).length).toBe(4 * 2 * 8);
     expect(logs.join('\n')).toMatch(/demo finished in/);

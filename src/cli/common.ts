@@ -86,7 +86,7 @@ export function resolveRunDir(o: RunOptions): string {
 }
 
 /** The model config stored in a weights file by `vtv convert` / the random-weights maker, if any. */
-function configFromWeights(paths: string[]): ModelConfig | undefined {
+export function configFromWeights(paths: string[]): ModelConfig | undefined {
   for (const p of paths) {
     if (!existsSync(p)) continue;
     const meta = readSafetensorsHeader(p).metadata.vtv_config;

@@ -1,49 +1,33 @@
-// `vtv demo`: the whole method end to end on the bundled data, on a CPU in about two minutes:
+// `vtv demo`: the whole method end to end on the bundled data, on a CPU in about a minute:
 // collect -> search -> eval -> report, then print the comparison table and where everything is.
 //
-// By default it runs the small model trained by train/ and shipped in models/ (docs/model-card-mini.md),
-// so the table shows the method working: one-shot above zero-shot, the searched task vector closing
-// most of that gap, a random subset of the same size not. `--random-tiny` runs the random tiny model
-// instead (the pipeline only; its numbers mean nothing).
+// By default the model is the tiny preset with random weights: the run shows the pipeline works, and
+// its numbers mean nothing. `--weights` runs a trained model instead (train/ makes a small one).
 //
-// Budget (why these numbers): a mini forward with decode costs ~25-40 ms on 2 cores, so two minutes
-// afford ~3,000 decodes:
-//   collect  3 trn folds x 8 episodes x 5 tasks scored, best 8 kept per task (capture only)
-//   search   segmentation at granularity 1 (every head, CLS/query/output slots), DEMO_BUDGET.search
-//            steps x samples over 10 canvases (the reference is 500 x 320; the demo says so)
-//   eval     4 val folds x DEMO_BUDGET.eval.episodes episodes x 4 conditions, 2 example episodes per fold as PNGs
+// Budget (why these numbers): the tiny model's cost is its VQGAN decode at 224x224 (~22 ms per decoded
+// sample on 2 cores; the MAE part is ~2-9 ms), so a minute affords ~2,500 decodes (less on a busy machine):
+//   collect  3 trn folds x 8 episodes x 5 tasks scored (120 decodes), best 8 kept per task (capture only)
+//   search   segmentation, 24 steps x 48 samples over 10 canvases (<= 1,152 decodes, fewer as samples
+//            repeat), validation on 16 canvases every 6 steps; the reference is 500 steps x 320 samples
+//   eval     4 val folds x 8 episodes x 4 conditions (128 decodes), 2 example episodes per fold as PNGs
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { Command } from 'commander';
 import { preset } from '../config.js';
 import type { EvalResults } from '../method/evaluate.js';
 import { runPaths } from '../method/run_layout.js';
 import { writeRandomWeights } from '../model/random_weights.js';
-import { SHIPPED_MODEL, shippedModelPath } from '../model/shipped_model.js';
 import { writeReport } from '../report/report.js';
 import { collectCommand } from './collect.js';
-import { type Deps, defaultDeps, parseIntArg, UsageError } from './common.js';
+import { configFromWeights, type Deps, defaultDeps, parseIntArg, UsageError } from './common.js';
 import { evalCommand } from './eval.js';
 import { threadsOption } from './run_options.js';
 import { searchCommand } from './search.js';
 
 export const DEMO_BUDGET = {
   collect: { tasks: ['segmentation', 'lowlight_enhance', 'identity', 'inpaint', 'colorization'], folds: [1, 2, 3], episodesPerFold: 8, keep: 8 },
-  search: {
-    tasks: ['segmentation'],
-    steps: 30,
-    samplesPerStep: 48,
-    trainImages: 10,
-    valImages: 4,
-    validateEvery: 10,
-    checkpointEvery: 10,
-    snapshotEvery: 5,
-    lr: 0.2,
-    granularity: 1,
-    select: 'last' as const,
-    finalSubset: 'threshold' as const,
-  },
-  eval: { episodes: 12, examples: 2 },
+  search: { tasks: ['segmentation'], steps: 24, samplesPerStep: 48, trainImages: 10, valImages: 16, validateEvery: 6, checkpointEvery: 6, snapshotEvery: 6 },
+  eval: { episodes: 8, examples: 2 },
 };
 
 export interface DemoOptions {
@@ -53,8 +37,9 @@ export interface DemoOptions {
   seed?: number;
   /** Multiplies the search steps (tests use a smaller demo). */
   scale?: number;
-  /** The random tiny model instead of the shipped trained one. */
-  randomTiny?: boolean;
+  /** A trained model to run instead of the random tiny one (e.g. one made by train/), and its preset. */
+  weights?: string;
+  model?: string;
 }
 
 export async function demoCommand(o: DemoOptions, deps: Deps = defaultDeps): Promise<string> {
@@ -65,7 +50,12 @@ export async function demoCommand(o: DemoOptions, deps: Deps = defaultDeps): Pro
     throw new UsageError(`${run} already holds a run: pass --force to redo the demo there (its files are replaced), or --run <dir>`);
   let model: string;
   let weights: string;
-  if (o.randomTiny) {
+  if (o.weights) {
+    if (!existsSync(o.weights)) throw new UsageError(`--weights ${o.weights}: no such file`);
+    weights = resolve(o.weights);
+    model = o.model ?? configFromWeights([weights])?.name ?? 'tiny';
+    deps.log(`demo: model '${model}' from ${weights}`);
+  } else {
     model = 'tiny';
     weights = paths.weights;
     if (!existsSync(paths.weights) || o.force) {
@@ -73,10 +63,6 @@ export async function demoCommand(o: DemoOptions, deps: Deps = defaultDeps): Pro
       writeRandomWeights(paths.weights, preset('tiny'), o.seed ?? 0);
       deps.log(`demo: random tiny weights -> ${paths.weights}`);
     }
-  } else {
-    model = SHIPPED_MODEL.preset;
-    weights = shippedModelPath();
-    deps.log(`demo: the shipped small model (${SHIPPED_MODEL.preset}, trained by train/) -> ${weights}`);
   }
   const common = { run, model, weights: [weights], dataset: 'bundled' as const, threads: o.threads ?? 0 };
   const lap = (what: string) => deps.log(`demo: ${what} done (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
@@ -84,10 +70,7 @@ export async function demoCommand(o: DemoOptions, deps: Deps = defaultDeps): Pro
   lap('collect');
   const s = DEMO_BUDGET.search;
   const steps = Math.max(1, Math.round(s.steps * (o.scale ?? 1)));
-  deps.log(
-    `demo: searching segmentation with a small budget (${steps} steps x ${s.samplesPerStep} samples; the reference runs 500 x 320), ` +
-      `learning rate ${s.lr}, final subset p > 0.5`,
-  );
+  deps.log(`demo: searching segmentation with a small budget (${steps} steps x ${s.samplesPerStep} samples; the reference runs 500 x 320)`);
   await searchCommand({ ...common, ...s, steps, force: true, seed: o.seed ?? 0 }, deps);
   lap('search');
   await evalCommand({ ...common, tasks: s.tasks, ...DEMO_BUDGET.eval, force: true }, deps);
@@ -112,9 +95,9 @@ export async function demoCommand(o: DemoOptions, deps: Deps = defaultDeps): Pro
       `  ${rel(paths.searchLog('segmentation'))}   the search, one JSON line per step`,
       `  ${rel(paths.subset('segmentation'))}   the chosen heads`,
       `  ${rel(paths.means)}, ${rel(paths.taskness)}`,
-      o.randomTiny
-        ? 'The weights are random: the numbers show the pipeline works, not what the method achieves.'
-        : `The model is vtv's small trained MAE-VQGAN (docs/model-card-mini.md); the search budget is a demo's, far below the reference's.`,
+      o.weights
+        ? `The search budget is a demo's, far below the reference's (500 steps x 320 samples).`
+        : 'The weights are random: the numbers show the pipeline works, not what the method achieves.',
     ].join('\n'),
   );
   return paths.evalMd;
@@ -134,12 +117,13 @@ export function gapLine(r: EvalResults['summary'][number]): string {
 
 export function demoProgram(deps: Deps = defaultDeps): Command {
   return new Command('demo')
-    .description('run collect -> search -> eval -> report end to end on the bundled data with the shipped small model (about two minutes on a CPU)')
+    .description('run collect -> search -> eval -> report end to end on the bundled data (random tiny weights unless --weights; about a minute on a CPU)')
     .option('--run <dir>', 'run directory', join('runs', 'demo'))
     .option('--force', 'redo the demo in an existing run directory', false)
     .addOption(threadsOption())
     .option('--seed <n>', 'search seed (and the random tiny weights seed)', parseIntArg('--seed'), 0)
-    .option('--random-tiny', 'use random tiny weights instead of the shipped model (the pipeline only)', false)
+    .option('--weights <file>', 'a trained model (safetensors) instead of the random tiny one, e.g. one made by train/')
+    .option('--model <preset>', "the preset of --weights (default: from the file's metadata)")
     .action(async (opts: DemoOptions) => {
       await demoCommand(opts, deps);
     });
