@@ -12,23 +12,22 @@ import { sweepPaths } from '../sweep/layout.js';
 import { CELL_STOPPED_EXIT, runLocal } from '../sweep/local.js';
 import { acquireLock, LockHeldError } from '../sweep/lock.js';
 import { cellsScript, collectScript, defaultVtvCommand, queueView, submitSweep } from '../sweep/slurm.js';
-import { expandSweep, readSweepFile, type SlurmSettings, SlurmSettingsSchema, type Sweep, SweepSpecError, sweepFromFlags } from '../sweep/spec.js';
+import {
+  expandSweep,
+  readSweepFile,
+  type SlurmSettings,
+  SlurmSettingsSchema,
+  type Sweep,
+  type SweepFlags,
+  SweepSpecError,
+  sweepFromFlags,
+} from '../sweep/spec.js';
 import { statusText, sweepStatus } from '../sweep/status.js';
 import { cellDone, loadSweep, prepareShared, runCell, sharedCollected, storeSweep } from '../sweep/sweep.js';
 import { type Deps, defaultDeps, parseIntArg, parseIntList, parseList, UsageError } from './common.js';
 
-export interface SweepRunOptions {
+export interface SweepRunOptions extends Omit<SweepFlags, 'name'> {
   file?: string;
-  tasks?: string[];
-  folds?: number[];
-  seeds?: number[];
-  set?: string[];
-  model?: string;
-  weights?: string[];
-  dataset?: string;
-  dataDir?: string;
-  backend?: string;
-  precision?: string;
   executor?: string;
   workers?: number;
   gpus?: string;

@@ -5,7 +5,7 @@
 // executor) give the same bytes.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { CONDITIONS, type Condition, type EvalResults } from '../method/evaluate.js';
+import { CONDITIONS, type Condition, type EvalResults, type EvalRow } from '../method/evaluate.js';
 import type { StepRecord } from '../method/reinforce.js';
 import { runPaths } from '../method/run_layout.js';
 import { drawLineChart, LINE_COLORS } from '../report/figures.js';
@@ -14,26 +14,16 @@ import type { SweepPaths } from './layout.js';
 import type { Sweep } from './spec.js';
 import { cellDone, loadSweep, searchKey } from './sweep.js';
 
-export interface SweepRow {
+/** One cell's evaluation of one task on one val fold: an eval row with the cell it came from. */
+export interface SweepRow extends EvalRow {
   cell: string;
   /** The tasks the cell searched (several: a multi-task search). */
   searched: string[];
-  task: string;
-  /** The trn fold searched and the val fold evaluated. */
+  /** The trn fold searched (`fold` is the val fold evaluated). */
   searchFold: number;
-  fold: number;
   seed: number;
   /** The values of the options that vary across the sweep. */
   options: Record<string, unknown>;
-  metric: 'iou' | 'mse';
-  episodes: number;
-  subsetSize: number;
-  oneShot: number;
-  zeroShot: number;
-  taskVector: number;
-  random: number;
-  psnr?: Record<Condition, number>;
-  ssim?: Record<Condition, number>;
 }
 
 export interface SweepSummaryRow {
