@@ -136,6 +136,7 @@ function writeSearch(
       meanSampledSize: probs.reduce((a, b) => a + b, 0) + 3 * (r() - 0.5),
       nonFinite: 0,
       uniqueForwards: 10,
+      uniqueDecodes: 10,
       seconds: 0.5,
     };
     if (step % 10 === 0 || (opt.finished && step === opt.loggedSteps - 1)) {
