@@ -37,6 +37,8 @@ describe('package.json', () => {
       'native/src/model/engine.cc',
       'dist/src/index.js',
       'dist/src/cli/main.js',
+      // the engine's .d.ts files import the addon's types from here
+      'dist/bindings/addon.d.ts',
       'docs/method.md',
       'docs/architecture.md',
       'README.md',
