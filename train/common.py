@@ -4,7 +4,6 @@ parity tests compare the engine with), so what trains here is exactly what the e
 import json
 import math
 import os
-import struct
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "test", "reference"))
 import mae_vqgan_ref as ref  # noqa: E402
+import safetensors_io  # noqa: E402
 
 IMAGENET_MEAN = torch.tensor(ref.IMAGENET_MEAN).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor(ref.IMAGENET_STD).view(1, 3, 1, 1)
@@ -90,41 +90,15 @@ def init_weights(cfg, keys, seed):
 
 
 def save_safetensors(path, tensors, metadata):
-    """Write a safetensors file (fp32), atomically. The header is sorted JSON, data 8-byte aligned."""
-    header = {"__metadata__": {k: str(v) for k, v in metadata.items()}}
-    offset = 0
-    blobs = []
-    for key in sorted(tensors):
-        t = tensors[key].detach().contiguous().float().cpu()
-        b = t.numpy().astype("<f4").tobytes()
-        header[key] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(b)]}
-        offset += len(b)
-        blobs.append(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
+    """Write a safetensors file (fp32, keys sorted) atomically, with the reference's writer."""
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
+    safetensors_io.save_file({k: tensors[k].detach().float() for k in sorted(tensors)}, tmp, metadata)
     os.replace(tmp, path)
 
 
 def load_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        a, b = info["data_offsets"]
-        if info["dtype"] != "F32":
-            raise ValueError(f"{path}: {key} is {info['dtype']}, expected F32")
-        out[key] = torch.from_numpy(np.frombuffer(data[a:b], dtype="<f4").copy()).reshape(info["shape"])
-    return out, header.get("__metadata__", {})
+    """{key: tensor}, metadata."""
+    return safetensors_io.load_file(path), safetensors_io.load_metadata(path)
 
 
 class Logger:

@@ -22,45 +22,13 @@ from common import ref
 
 
 def encoder_z(W, vq, x):
-    """x in [-1, 1], [B,3,H,W] -> z [B,E,H/16,W/16] (before quantisation)."""
-    levels = len(vq["chMult"])
-    p = "vae.encoder"
-    h = ref._conv(x, W, p + ".conv_in", padding=1)
-    for i in range(levels):
-        for j in range(vq["numResBlocks"]):
-            h = ref.resnet_block(h, W, f"{p}.down.{i}.block.{j}", vq)
-            if i == levels - 1:
-                h = ref.attn_block(h, W, f"{p}.down.{i}.attn.{j}", vq)
-        if i != levels - 1:
-            h = F.pad(h, (0, 1, 0, 1))
-            h = ref._conv(h, W, f"{p}.down.{i}.downsample.conv", stride=2)
-    h = ref.resnet_block(h, W, p + ".mid.block_1", vq)
-    h = ref.attn_block(h, W, p + ".mid.attn_1", vq)
-    h = ref.resnet_block(h, W, p + ".mid.block_2", vq)
-    h = ref._swish(ref._group_norm(h, W, p + ".norm_out", vq))
-    h = ref._conv(h, W, p + ".conv_out", padding=1)
-    return ref._conv(h, W, "vae.quant_conv")
+    """x in [-1, 1], [B,3,H,W] -> z [B,E,H/16,W/16] (before quantisation): the reference's encoder."""
+    return ref.vqgan_encode_latent(W, {"vq": vq}, x)
 
 
 def decoder_x(W, vq, zq):
-    """zq [B,E,h,w] -> x [B,3,16h,16w], before the clamp (the reference's vqgan_decode after the lookup)."""
-    z = ref._conv(zq, W, "vae.post_quant_conv")
-    p = "vae.decoder"
-    h = ref._conv(z, W, p + ".conv_in", padding=1)
-    h = ref.resnet_block(h, W, p + ".mid.block_1", vq)
-    h = ref.attn_block(h, W, p + ".mid.attn_1", vq)
-    h = ref.resnet_block(h, W, p + ".mid.block_2", vq)
-    levels = len(vq["chMult"])
-    for i in reversed(range(levels)):
-        for j in range(vq["numResBlocks"] + 1):
-            h = ref.resnet_block(h, W, f"{p}.up.{i}.block.{j}", vq)
-            if i == levels - 1:
-                h = ref.attn_block(h, W, f"{p}.up.{i}.attn.{j}", vq)
-        if i != 0:
-            h = F.interpolate(h, scale_factor=2.0, mode="nearest")
-            h = ref._conv(h, W, f"{p}.up.{i}.upsample.conv", padding=1)
-    h = ref._swish(ref._group_norm(h, W, p + ".norm_out", vq))
-    return ref._conv(h, W, p + ".conv_out", padding=1)
+    """zq [B,E,h,w] -> x [B,3,16h,16w], before the clamp: the reference's decoder."""
+    return ref.vqgan_decode_latent(W, {"vq": vq}, zq)
 
 
 def quantise(z, codebook):

@@ -342,20 +342,18 @@ export function lockSearch(ctx: { dir: string }, task: string): RunLock {
   return lock;
 }
 
-/** Integer option in [min, max] (checked when parsed, before anything is allocated). */
-export const intInRange =
-  (name: string, min: number, max: number = Number.MAX_SAFE_INTEGER) =>
+/** A parser that also checks [min, max] (when parsed, before anything is allocated). */
+const inRange =
+  (parse: (name: string) => (v: string) => number, unbounded: number) =>
+  (name: string, min: number, max: number = unbounded) =>
   (v: string): number => {
-    const n = parseIntArg(name)(v);
-    if (n < min || n > max) throw new UsageError(`${name} must be ${max === Number.MAX_SAFE_INTEGER ? `at least ${min}` : `${min} to ${max}`}, got ${n}`);
+    const n = parse(name)(v);
+    if (n < min || n > max) throw new UsageError(`${name} must be ${max === unbounded ? `at least ${min}` : `${min} to ${max}`}, got ${n}`);
     return n;
   };
 
+/** Integer option in [min, max]. */
+export const intInRange = inRange(parseIntArg, Number.MAX_SAFE_INTEGER);
+
 /** Number option in [min, max]. */
-export const floatInRange =
-  (name: string, min: number, max: number = Number.POSITIVE_INFINITY) =>
-  (v: string): number => {
-    const n = parseFloatArg(name)(v);
-    if (n < min || n > max) throw new UsageError(`${name} must be ${max === Number.POSITIVE_INFINITY ? `at least ${min}` : `${min} to ${max}`}, got ${n}`);
-    return n;
-  };
+export const floatInRange = inRange(parseFloatArg, Number.POSITIVE_INFINITY);

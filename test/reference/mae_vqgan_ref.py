@@ -288,6 +288,14 @@ def vqgan_decode(W, cfg, tokens):
     B = tokens.shape[0]
     z = W["vae.quantize.embedding.weight"][tokens.long()]  # [B,196,E]
     z = z.reshape(B, GRID, GRID, vq["embedDim"]).permute(0, 3, 1, 2).contiguous()
+    x = vqgan_decode_latent(W, cfg, z)
+    return (x.clamp(-1.0, 1.0) + 1.0) / 2.0
+
+
+def vqgan_decode_latent(W, cfg, z):
+    """Codebook vectors z [B,E,h,w] -> the decoder's output [B,3,16h,16w] before the clamp (in [-1, 1]
+    when trained). vqgan_decode is this after the codebook lookup; train/ trains through it."""
+    vq = cfg["vq"]
     z = _conv(z, W, "vae.post_quant_conv")
     p = "vae.decoder"
     h = _conv(z, W, p + ".conv_in", padding=1)
@@ -304,8 +312,7 @@ def vqgan_decode(W, cfg, tokens):
             h = F.interpolate(h, scale_factor=2.0, mode="nearest")
             h = _conv(h, W, f"{p}.up.{i}.upsample.conv", padding=1)
     h = _swish(_group_norm(h, W, p + ".norm_out", vq))
-    x = _conv(h, W, p + ".conv_out", padding=1)
-    return (x.clamp(-1.0, 1.0) + 1.0) / 2.0
+    return _conv(h, W, p + ".conv_out", padding=1)
 
 
 def pixels_to_images(pixels):
@@ -322,10 +329,21 @@ def map_pixels(canvases):
 
 def vqgan_encode(W, cfg, canvases):
     """canvases [B,3,224,224] ImageNet-normalised -> nearest-code tokens int32 [B,196] (raster order)."""
+    z = vqgan_encode_latent(W, cfg, map_pixels(canvases))  # [B,E,14,14]
+    B, E = z.shape[:2]
+    zf = z.permute(0, 2, 3, 1).reshape(B * GRID * GRID, E)
+    code = W["vae.quantize.embedding.weight"]
+    d = (zf ** 2).sum(1, keepdim=True) + (code ** 2).sum(1) - 2.0 * zf @ code.t()
+    return d.argmin(1).reshape(B, GRID * GRID).to(torch.int32)
+
+
+def vqgan_encode_latent(W, cfg, x):
+    """Pixels in [-1, 1] [B,3,H,W] -> the encoder's latent after quant_conv [B,E,H/16,W/16], before
+    quantisation. vqgan_encode is this followed by the nearest code; train/ trains through it."""
     vq = cfg["vq"]
     levels = len(vq["chMult"])
     p = "vae.encoder"
-    h = _conv(map_pixels(canvases), W, p + ".conv_in", padding=1)
+    h = _conv(x, W, p + ".conv_in", padding=1)
     for i in range(levels):
         for j in range(vq["numResBlocks"]):
             h = resnet_block(h, W, f"{p}.down.{i}.block.{j}", vq)
@@ -339,12 +357,7 @@ def vqgan_encode(W, cfg, canvases):
     h = resnet_block(h, W, p + ".mid.block_2", vq)
     h = _swish(_group_norm(h, W, p + ".norm_out", vq))
     h = _conv(h, W, p + ".conv_out", padding=1)
-    z = _conv(h, W, "vae.quant_conv")  # [B,E,14,14]
-    B, E = z.shape[:2]
-    zf = z.permute(0, 2, 3, 1).reshape(B * GRID * GRID, E)
-    code = W["vae.quantize.embedding.weight"]
-    d = (zf ** 2).sum(1, keepdim=True) + (code ** 2).sum(1) - 2.0 * zf @ code.t()
-    return d.argmin(1).reshape(B, GRID * GRID).to(torch.int32)
+    return _conv(h, W, "vae.quant_conv")
 
 
 # ---------------------------------------------------------------------------------------------------
