@@ -1,6 +1,6 @@
 // A quick look at a trained checkpoint during development: one-shot vs zero-shot metric per task on
 // held-out episodes of the bundled data (data/bundled/, never seen in training).
-// Run: npx tsx train/quick_eval.ts train/out/mae-vqgan-mini.safetensors [episodesPerFold]
+// Run: npx tsx train/quick_eval.ts train/out/mae-vqgan-mini.safetensors [episodesPerFold]   (VTV_THREADS=n: engine threads, default 2)
 import { preset } from '../src/config.js';
 import { openBundled } from '../src/data/bundled.js';
 import { buildTaskCanvas } from '../src/data/episode-canvas.js';
@@ -9,7 +9,7 @@ import { CANVAS_FLOATS, Engine } from '../src/engine.js';
 
 const weights = process.argv[2] ?? 'train/out/mae-vqgan-mini.safetensors';
 const perFold = Number(process.argv[3] ?? 6);
-const engine = await Engine.open({ config: preset('mini'), weights, backend: 'cpu', threads: 2 });
+const engine = await Engine.open({ config: preset('mini'), weights, backend: 'cpu', threads: Number(process.env.VTV_THREADS ?? 2) });
 const ds = openBundled();
 for (const taskId of ['segmentation', 'lowlight_enhance', 'inpaint', 'colorization']) {
   const task = getTask(taskId);

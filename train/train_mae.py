@@ -51,6 +51,44 @@ def tokenise(W, cfg, data, path, batch=64):
     return out
 
 
+def merge_codes(Wv, cfg, tokens, k, seed, path):
+    """Groups of codes that decode alike, for training targets: each code is decoded on a 3x3 latent
+    grid of itself (the centre 16x16 patch taken), the patches are clustered by k-means (k groups), and
+    every code maps to its group's most frequent code in the data. The small model's VQGAN spreads
+    visually identical patches (a black mask patch, say) over hundreds of codes, so the exact-code
+    targets are near-random and their argmax rarely lands on a minority look (the mask's white); the
+    merged targets make the MAE predict one code per look. Returns int64 [nEmbed] (code -> target
+    code) and writes it, with the groups, to `path`."""
+    n = cfg["vq"]["nEmbed"]
+    with torch.no_grad():
+        codes = Wv["vae.quantize.embedding.weight"]
+        z = codes[:, :, None, None].expand(-1, -1, 3, 3).contiguous()
+        patches = (ref.vqgan_decode_latent(Wv, cfg, z).clamp(-1, 1)[:, :, 16:32, 16:32] + 1) / 2  # [n,3,16,16]
+        feats = F.avg_pool2d(patches, 2).reshape(n, -1).numpy().astype(np.float64)
+    freq = np.bincount(tokens.reshape(-1), minlength=n)
+    rng = np.random.default_rng(seed)
+    centres = feats[rng.choice(n, size=k, replace=False, p=(freq + 1) / (freq + 1).sum())]
+    for _ in range(50):
+        d = ((feats[:, None, :] - centres[None]) ** 2).sum(-1)
+        group = d.argmin(1)
+        for g in range(k):
+            members = group == g
+            if members.any():
+                centres[g] = np.average(feats[members], axis=0, weights=freq[members] + 1e-3)
+    target = np.zeros(n, dtype=np.int64)
+    groups = []
+    for g in range(k):
+        members = np.nonzero(group == g)[0]
+        if len(members) == 0:
+            continue
+        rep = int(members[np.argmax(freq[members])])
+        target[members] = rep
+        groups.append({"target": rep, "codes": members.tolist(), "share": round(float(freq[members].sum() / freq.sum()), 4)})
+    with open(path, "w") as f:
+        json.dump({"k": k, "seed": seed, "groups": groups}, f)
+    return torch.from_numpy(target)
+
+
 def make_shuffle(mode, B, rng):
     """ids_shuffle [B,196] (kept ids first) and the kept count, for one batch's mask mode."""
     if mode == "quadrant":
@@ -98,10 +136,15 @@ def main():
     ap.add_argument("--weight-decay", type=float, default=0.05)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--modes", default="quadrant:0.6,random:0.3,query:0.1")
+    ap.add_argument("--task-weights", default="", help="sampling weight per task, e.g. 'segmentation:2' (others 1); default uniform")
+    ap.add_argument("--merge-codes", type=int, default=0, help="train on k groups of codes that decode alike (0: exact codes)")
     ap.add_argument("--holdout", type=int, default=500, help="last canvases kept out of training, for the held-out loss")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-minutes", type=float, default=0)
+    ap.add_argument("--stop-after", type=int, default=0, help="stop after this many steps (the schedule stays sized by --steps)")
+    ap.add_argument("--minutes", type=float, default=0,
+                    help="size the schedule to this wall time: after 40 timed steps, --steps becomes what fits (recorded in the run record)")
     ap.add_argument("--init-from", default="", help="continue from this file's MAE weights (a new schedule: warmup, then cosine)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -111,6 +154,10 @@ def main():
     data = common.Canvases(args.data)
     Wv, vmeta = common.load_safetensors(args.vqgan)
     tokens = torch.from_numpy(tokenise(Wv, cfg, data, os.path.join(args.out, "tokens.npy")).astype(np.int64))
+    if args.merge_codes:
+        code_target = merge_codes(Wv, cfg, tokens.numpy(), args.merge_codes, args.seed, os.path.join(args.out, "code_groups.json"))
+        tokens = code_target[tokens]
+        print(f"training targets: {len(torch.unique(tokens))} merged codes (of {cfg['vq']['nEmbed']})", flush=True)
     keys = [k for k in ref.weight_shapes(cfg) if not k.startswith("vae.")]
     W = common.init_weights(cfg, keys, args.seed)
     start_steps = 0
@@ -133,15 +180,35 @@ def main():
     names, probs = [m for m, _ in modes], np.array([p for _, p in modes])
     probs /= probs.sum()
     n_train = data.n - args.holdout
+    # Canvas sampling probabilities: uniform within a task, tasks weighted by --task-weights.
+    weights = {name: 1.0 for name in data.meta["tasks"]}
+    for item in filter(None, args.task_weights.split(",")):
+        name, w = item.split(":")
+        if name not in weights:
+            raise ValueError(f"--task-weights: unknown task '{name}' (the data has {', '.join(weights)})")
+        weights[name] = float(w)
+    task_of = data.tasks[:n_train]
+    p_canvas = np.array([weights[data.meta["tasks"][t]] for t in task_of])
+    p_canvas /= p_canvas.sum()
     log = common.Logger(os.path.join(args.out, "mae_log.jsonl"))
     t0 = time.time()
     step = 0
-    for step in range(args.steps):
+    total = args.steps
+    step = -1
+    while step + 1 < total:
+        step += 1
+        if args.minutes and step == 45:
+            # Calibrate the schedule from steps 5..44 (the first few run slow), before warmup ends.
+            per_step = (time.time() - t_cal) / 40
+            total = max(step + 1, int(args.minutes * 60 / per_step))
+            print(f"--minutes {args.minutes}: {per_step:.2f} s a step -> {total} steps", flush=True)
+        if step == 5:
+            t_cal = time.time()
         mode = names[rng.choice(len(names), p=probs)]
-        idx = np.sort(rng.choice(n_train, size=args.batch, replace=False))
+        idx = np.sort(rng.choice(n_train, size=args.batch, replace=False, p=p_canvas))
         x = common.u8_to_normalised(data.batch_u8(idx))
         ids, keep = make_shuffle(mode, args.batch, rng)
-        lr = common.cosine_lr(step, args.steps, args.lr, args.warmup)
+        lr = common.cosine_lr(step, total, args.lr, args.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
         logits = mae_train_forward(W, cfg, x, ids, keep)
@@ -159,12 +226,15 @@ def main():
                 rec.update(heldout(W, cfg, data, tokens, n_train))
                 save(args, cfg, Wv, W, {"vtv_config": json.dumps(cfg), "stage": "mae-partial", "steps": step + 1})
             log.log(**rec)
+        if args.stop_after and step + 1 >= args.stop_after:
+            print(f"stopping at step {step + 1}: --stop-after", flush=True)
+            break
         if args.max_minutes and time.time() - t0 > args.max_minutes * 60:
             print(f"stopping at step {step + 1}: --max-minutes {args.max_minutes} reached", flush=True)
             break
     meta = {"vtv_config": json.dumps(cfg), "stage": "mae", "steps": step + 1, "total_steps": start_steps + step + 1,
             "init_from": os.path.basename(args.init_from) if args.init_from else "", "batch": args.batch, "lr": args.lr,
-            "weight_decay": args.weight_decay, "modes": args.modes, "seed": args.seed, "data_seed": data.meta["seed"],
+            "weight_decay": args.weight_decay, "modes": args.modes, "task_weights": args.task_weights, "merge_codes": args.merge_codes, "seed": args.seed, "data_seed": data.meta["seed"],
             "canvases": data.n, "holdout": args.holdout, "wall_s": round(time.time() - t0, 1),
             "vqgan_steps": vmeta.get("steps"), "vqgan_wall_s": vmeta.get("wall_s"), "commit": common.git_commit()}
     meta.update(heldout(W, cfg, data, tokens, n_train))

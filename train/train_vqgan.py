@@ -41,6 +41,20 @@ def quantise(z, codebook):
     return idx, zq, zf
 
 
+def heldout_colour(W, vq, data, n=16):
+    """PSNR and chroma error (per-pixel deviation from the pixel's grey level) of the quantised
+    reconstruction of the last n canvases, next to the targets' own chroma: a model that outputs grey
+    has chroma error equal to the targets' chroma."""
+    with torch.no_grad():
+        x = common.u8_to_unit(data.batch_u8(np.arange(data.n - n, data.n)))
+        _, zq, _ = quantise(encoder_z(W, vq, x), W["vae.quantize.embedding.weight"])
+        xr = decoder_x(W, vq, zq).clamp(-1, 1)
+        chroma = lambda t: t - t.mean(1, keepdim=True)  # noqa: E731
+        psnr = -10 * torch.log10(F.mse_loss((xr + 1) / 2, (x + 1) / 2)).item()
+        return {"heldout_psnr": round(psnr, 2), "heldout_chroma_err": round((chroma(xr) - chroma(x)).abs().mean().item(), 4),
+                "heldout_chroma": round(chroma(x).abs().mean().item(), 4)}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=os.path.join(common.HERE, "data"))
@@ -73,7 +87,7 @@ def main():
     t0 = time.time()
     step = 0
     for step in range(args.steps):
-        idx = rng.choice(data.n, size=args.batch, replace=False)
+        idx = rng.choice(data.n - 16, size=args.batch, replace=False)
         x = common.u8_to_unit(data.batch_u8(idx))
         if args.crop < 224:
             y0, x0 = (int(v) * 16 for v in rng.integers(0, (224 - args.crop) // 16 + 1, size=2))
@@ -109,6 +123,8 @@ def main():
                 psnr = -10 * torch.log10(F.mse_loss((xr.clamp(-1, 1) + 1) / 2, (x + 1) / 2)).item()
             log.log(step=step + 1, loss=round(loss.item(), 5), rec=round(rec.item(), 5), vq=round(vq_loss.item(), 5),
                     psnr=round(psnr, 2), codes_used=used, reseeded=int(len(dead)), lr=round(lr, 6))
+        if (step + 1) % 250 == 0:
+            log.log(step=step + 1, **heldout_colour(W, vq, data))
         if args.max_minutes and time.time() - t0 > args.max_minutes * 60:
             print(f"stopping at step {step + 1}: --max-minutes {args.max_minutes} reached", flush=True)
             break
