@@ -312,7 +312,7 @@ void EngineImpl::run_mae_passes(Step& step) {
   const ForwardRequest& rq = step.rq;
   ForwardResult& rs = step.rs;
   const Mode mode = rq.mode;
-  const int64_t U = step.forwards.count();
+  const int64_t distinct_forwards = step.forwards.count();
   const int64_t Ne = enc_tokens(mode), Nd = dec_tokens(mode), P = Nd - 1, V = config.vocab();
   const int64_t E = config.enc_dim, D = config.dec_dim;
   const int64_t mask_bytes = rq.patch_mask ? patch_bytes(config, mode) : 0;
@@ -320,13 +320,13 @@ void EngineImpl::run_mae_passes(Step& step) {
   const engine::BackendMeans* means = means_of(rq);
   const std::vector<int>& first = step.forwards.first;
 
-  backend_->begin_mae(U);
+  backend_->begin_mae(distinct_forwards);
   const int64_t capacity = std::max<int64_t>(1, backend_->mae_pass_capacity(mode));
   std::vector<float> logits, enc_out, dec_out, token_losses, token_metrics;
   std::vector<int32_t> tokens;
   std::vector<uint8_t> masks;
-  for (int64_t u0 = 0; u0 < U; u0 += capacity) {
-    const int64_t n = std::min<int64_t>(capacity, U - u0);
+  for (int64_t u0 = 0; u0 < distinct_forwards; u0 += capacity) {
+    const int64_t n = std::min<int64_t>(capacity, distinct_forwards - u0);
     const int s0 = first[static_cast<size_t>(u0)];
     // When the pass's forwards are samples s0, s0+1, ... each alone in its group (no sample shared a
     // forward), the caller's rows are the pass's rows: masks are read and outputs written in place.
@@ -415,9 +415,9 @@ void EngineImpl::run_decode_passes(Step& step) {
   const uint8_t* targets = rq.targets ? rq.targets : own_targets.data();
 
   std::vector<int32_t> grid_of_forward(static_cast<size_t>(step.forwards.count()));
-  const int64_t G = backend_->begin_decode(rq.dedupe, pixel_loss ? targets : nullptr, pixel_loss ? rq.num_canvases : 0,
-                                           grid_of_forward.data());
-  std::vector<std::vector<int>> samples_of_grid(static_cast<size_t>(G));
+  const int64_t distinct_grids = backend_->begin_decode(rq.dedupe, pixel_loss ? targets : nullptr,
+                                                        pixel_loss ? rq.num_canvases : 0, grid_of_forward.data());
+  std::vector<std::vector<int>> samples_of_grid(static_cast<size_t>(distinct_grids));
   for (int b = 0; b < batch; ++b) {
     const int u = step.forwards.group_of[static_cast<size_t>(b)];
     samples_of_grid[static_cast<size_t>(grid_of_forward[static_cast<size_t>(u)])].push_back(b);
@@ -428,8 +428,8 @@ void EngineImpl::run_decode_passes(Step& step) {
   std::vector<float> pixels, job_losses, job_metrics;
   std::vector<int> job_of_sample(static_cast<size_t>(batch), -1);
   std::vector<std::pair<int, int64_t>> fan_out;  // (sample, grid within the pass)
-  for (int64_t g0 = 0; g0 < G; g0 += capacity) {
-    const int64_t n = std::min<int64_t>(capacity, G - g0);
+  for (int64_t g0 = 0; g0 < distinct_grids; g0 += capacity) {
+    const int64_t n = std::min<int64_t>(capacity, distinct_grids - g0);
     engine::DecodePass pass;
     pass.first_grid = g0;
     pass.grids = n;
@@ -483,7 +483,7 @@ void EngineImpl::run_decode_passes(Step& step) {
       }
     });
   }
-  rs.unique_decodes = static_cast<int>(G);
+  rs.unique_decodes = static_cast<int>(distinct_grids);
 }
 
 void EngineImpl::encode_tokens(const float* canvases, int n, int32_t* tokens) {
