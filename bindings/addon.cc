@@ -1,8 +1,9 @@
 // The N-API addon: a thin, asynchronous wrapper over vtv::Engine. Every heavy call (opening weights,
-// building the engine, a forward) runs on a libuv worker thread and returns a Promise; typed arrays
-// are passed to the engine as raw pointers (no copies) and kept alive by references until the worker
-// finishes. All input checking that needs only sizes happens here on the JS thread, so a bad call is
-// a rejected Promise with a message, never a crash.
+// building the engine, binding task means, a forward) runs on a libuv worker thread and returns a
+// Promise; typed arrays are passed to the engine as raw pointers (no copies) and kept alive by
+// references until the worker finishes. All input checking that needs only sizes happens here on the JS
+// thread, so a bad call is a rejected Promise with a message, never a crash. Backend, precision, mode
+// and loss names are strings only here; the engine takes enums.
 #include <napi.h>
 
 #include <chrono>
@@ -150,11 +151,100 @@ Napi::Value queue_or_reject(Napi::Env env, MakeWorker make_worker) {
   }
 }
 
+vtv::BackendKind parse_backend(const std::string& name) {
+  if (name == "auto") return vtv::BackendKind::Auto;
+  if (name == "cpu") return vtv::BackendKind::Cpu;
+  if (name == "cuda") return vtv::BackendKind::Cuda;
+  throw vtv::Error("engine: unknown backend '" + name + "' (expected auto, cpu or cuda)");
+}
+
+vtv::Precision parse_precision(const std::string& name) {
+  if (name == "fp32") return vtv::Precision::F32;
+  if (name == "bf16") return vtv::Precision::BF16;
+  throw vtv::Error("engine: unknown precision '" + name + "' (expected fp32 or bf16)");
+}
+
 // ---- the engine object ---------------------------------------------------------------------------
 
 struct EngineHandle {
   std::shared_ptr<vtv::Engine> engine;
   std::mutex mutex;  // one forward at a time per engine (it owns one thread pool and scratch arena)
+};
+
+// Task means bound by engine.bindTaskMeans: the engine's handle (checked once, kept where its backend
+// reads them). Freed when the JS object is collected; its bytes are reported to the GC meanwhile.
+class TaskMeansWrap : public Napi::ObjectWrap<TaskMeansWrap> {
+ public:
+  static Napi::FunctionReference* constructor;
+  static Napi::Function Init(Napi::Env env) { return DefineClass(env, "TaskMeans", {}); }
+  explicit TaskMeansWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TaskMeansWrap>(info) {}
+  ~TaskMeansWrap() override {
+    if (bytes_) Napi::MemoryManagement::AdjustExternalMemory(Env(), -bytes_);
+  }
+  void adopt(std::shared_ptr<const vtv::BoundTaskMeans> means, int64_t bytes) {
+    means_ = std::move(means);
+    bytes_ = bytes;
+    Napi::MemoryManagement::AdjustExternalMemory(Env(), bytes);
+  }
+  const std::shared_ptr<const vtv::BoundTaskMeans>& means() const { return means_; }
+
+ private:
+  std::shared_ptr<const vtv::BoundTaskMeans> means_;
+  int64_t bytes_ = 0;
+};
+Napi::FunctionReference* TaskMeansWrap::constructor = nullptr;
+
+// bindTaskMeans(enc, dec): checks and copies the tables on a worker, resolves to a TaskMeans object.
+class BindTaskMeansWorker : public Napi::AsyncWorker {
+ public:
+  BindTaskMeansWorker(Napi::Env env, std::shared_ptr<EngineHandle> handle, const Napi::Value& enc, const Napi::Value& dec)
+      : Napi::AsyncWorker(env), handle_(std::move(handle)), deferred_(Napi::Promise::Deferred::New(env)) {
+    const auto& c = handle_->engine->config();
+    enc_ = table(enc, "enc", vtv::means_enc_floats(c));
+    dec_ = table(dec, "dec", vtv::means_dec_floats(c));
+    bytes_ = (vtv::means_enc_floats(c) + vtv::means_dec_floats(c)) * int64_t(sizeof(float));
+    enc_ref_ = Napi::Persistent(enc.As<Napi::Object>());  // alive until OnOK/OnError
+    dec_ref_ = Napi::Persistent(dec.As<Napi::Object>());
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      std::lock_guard<std::mutex> lock(handle_->mutex);
+      if (!handle_->engine) throw vtv::Error("bindTaskMeans: the engine was closed");
+      means_ = handle_->engine->bind_task_means(enc_, dec_);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override {
+    auto obj = TaskMeansWrap::constructor->New({});
+    TaskMeansWrap::Unwrap(obj)->adopt(std::move(means_), bytes_);
+    deferred_.Resolve(obj);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  static const float* table(const Napi::Value& v, const char* name, int64_t expected) {
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+      throw vtv::Error(std::string("bindTaskMeans: ") + name + " must be a Float32Array");
+    }
+    auto a = v.As<Napi::Float32Array>();
+    if (static_cast<int64_t>(a.ElementLength()) != expected) {
+      throw vtv::Error(std::string("bindTaskMeans: ") + name + " has " + std::to_string(a.ElementLength()) +
+                       " elements, expected " + std::to_string(expected));
+    }
+    return a.Data();
+  }
+
+  std::shared_ptr<EngineHandle> handle_;
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference enc_ref_, dec_ref_;
+  const float* enc_ = nullptr;
+  const float* dec_ = nullptr;
+  int64_t bytes_ = 0;
+  std::shared_ptr<const vtv::BoundTaskMeans> means_;
 };
 
 class ForwardWorker : public Napi::AsyncWorker {
@@ -215,8 +305,16 @@ class ForwardWorker : public Napi::AsyncWorker {
     req_.patch_mask = typed<uint8_t>(r, "patchMask", B * vtv::patch_bytes(c, req_.mode));
     req_.means_enc = typed<float>(r, "meansEnc", vtv::means_enc_floats(c));
     req_.means_dec = typed<float>(r, "meansDec", vtv::means_dec_floats(c));
-    if (req_.patch_mask && !(req_.means_enc && req_.means_dec)) {
-      throw vtv::Error("forward: patchMask needs both meansEnc and meansDec");
+    auto bound = r.Get("taskMeans");
+    if (!bound.IsUndefined() && !bound.IsNull()) {
+      if (!bound.IsObject() || !bound.As<Napi::Object>().InstanceOf(TaskMeansWrap::constructor->Value())) {
+        throw vtv::Error("forward: request.taskMeans must come from bindTaskMeans");
+      }
+      task_means_ = TaskMeansWrap::Unwrap(bound.As<Napi::Object>())->means();  // alive until the worker is done
+      req_.task_means = task_means_.get();
+    }
+    if (req_.patch_mask && !req_.task_means && !(req_.means_enc && req_.means_dec)) {
+      throw vtv::Error("forward: patchMask needs taskMeans (from bindTaskMeans), or both meansEnc and meansDec");
     }
     req_.capture_enc = typed<float>(r, "captureEnc", int64_t(c.enc_depth) * ne * c.enc_dim);
     req_.capture_dec = typed<float>(r, "captureDec", int64_t(c.dec_depth) * nd * c.dec_dim);
@@ -248,6 +346,7 @@ class ForwardWorker : public Napi::AsyncWorker {
   std::shared_ptr<EngineHandle> handle_;
   Napi::Promise::Deferred deferred_;
   Napi::ObjectReference request_ref_;
+  std::shared_ptr<const vtv::BoundTaskMeans> task_means_;
   vtv::ForwardRequest req_;
   vtv::ForwardResult res_;
   double seconds_ = 0;
@@ -305,6 +404,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "Engine",
                        {InstanceMethod("forward", &EngineWrap::Forward),
+                        InstanceMethod("bindTaskMeans", &EngineWrap::BindTaskMeans),
                         InstanceMethod("encodeTokens", &EngineWrap::EncodeTokens), InstanceMethod("config", &EngineWrap::Config),
                         InstanceMethod("backend", &EngineWrap::Backend), InstanceMethod("close", &EngineWrap::Close)});
   }
@@ -328,6 +428,13 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       return new ForwardWorker(info.Env(), handle_, info[0].As<Napi::Object>());
     });
   }
+  Napi::Value BindTaskMeans(const Napi::CallbackInfo& info) {
+    return queue_or_reject(info.Env(), [&] {
+      if (!handle_->engine) throw vtv::Error("bindTaskMeans: the engine was closed");
+      if (info.Length() < 2) throw vtv::Error("bindTaskMeans: expected the enc and dec Float32Arrays");
+      return new BindTaskMeansWorker(info.Env(), handle_, info[0], info[1]);
+    });
+  }
   Napi::Value EncodeTokens(const Napi::CallbackInfo& info) {
     return queue_or_reject(info.Env(), [&] {
       if (!handle_->engine) throw vtv::Error("encodeTokens: the engine was closed");
@@ -343,7 +450,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     auto env = info.Env();
     if (!handle_->engine) throw Napi::Error::New(env, "the engine was closed");
     auto o = Napi::Object::New(env);
-    o.Set("name", handle_->engine->backend());
+    o.Set("name", vtv::backend_name(handle_->engine->backend()));
+    o.Set("precision", vtv::precision_name(handle_->engine->precision()));
     o.Set("reason", handle_->engine->backend_reason());
     o.Set("threads", handle_->engine->threads());
     return o;
@@ -418,8 +526,8 @@ Napi::Value CreateEngine(const Napi::CallbackInfo& info) {
     auto config = config_from_js(o.Get("config"));
     auto paths = string_list(o.Get("weights"), "createEngine: options.weights");
     vtv::EngineOptions opts;
-    if (o.Get("backend").IsString()) opts.backend = o.Get("backend").As<Napi::String>().Utf8Value();
-    if (o.Get("precision").IsString()) opts.precision = o.Get("precision").As<Napi::String>().Utf8Value();
+    if (o.Get("backend").IsString()) opts.backend = parse_backend(o.Get("backend").As<Napi::String>().Utf8Value());
+    if (o.Get("precision").IsString()) opts.precision = parse_precision(o.Get("precision").As<Napi::String>().Utf8Value());
     if (o.Get("threads").IsNumber()) opts.threads = o.Get("threads").As<Napi::Number>().Int32Value();
     if (o.Get("needVqgan").IsBoolean()) opts.need_vqgan = o.Get("needVqgan").As<Napi::Boolean>().Value();
     if (o.Get("needVqganEncoder").IsBoolean()) {
@@ -435,7 +543,7 @@ Napi::Value Backends(const Napi::CallbackInfo& info) {
   auto arr = Napi::Array::New(env, list.size());
   for (size_t i = 0; i < list.size(); ++i) {
     auto o = Napi::Object::New(env);
-    o.Set("name", list[i].name);
+    o.Set("name", vtv::backend_name(list[i].kind));
     o.Set("compiled", list[i].compiled);
     o.Set("usable", list[i].usable);
     o.Set("detail", list[i].detail);
@@ -495,6 +603,7 @@ Napi::Value InspectWeights(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EngineWrap::constructor = new Napi::FunctionReference(Napi::Persistent(EngineWrap::Init(env)));
+  TaskMeansWrap::constructor = new Napi::FunctionReference(Napi::Persistent(TaskMeansWrap::Init(env)));
   exports.Set("version", Napi::String::New(env, "0.1.0"));
   exports.Set("gemmImplementation", Napi::String::New(env, vtv::cpu::gemm_implementation()));
   exports.Set("backends", Napi::Function::New(env, Backends));

@@ -11,11 +11,18 @@ export interface NativeModelConfig {
 }
 export interface NativeBackendInfo { name: string; compiled: boolean; usable: boolean; detail: string }
 
+/** Task means bound by `NativeEngine.bindTaskMeans` (opaque; freed when collected). */
+export interface NativeTaskMeans {
+  readonly __nativeTaskMeans?: never;
+}
+
 export interface NativeForwardRequest {
   mode: 'one-shot' | 'zero-shot';
   canvases: Float32Array;
   numCanvases: number;
   canvasIndex?: Int32Array;
+  /** The task means, bound once (taskMeans) or as tables checked on this call (meansEnc, meansDec). */
+  taskMeans?: NativeTaskMeans;
   meansEnc?: Float32Array;
   meansDec?: Float32Array;
   patchMask?: Uint8Array;
@@ -41,10 +48,12 @@ export interface NativeForwardStats { uniqueForwards: number; uniqueDecodes: num
 export interface NativeEngine {
   /** Runs on a worker thread; rejects with the engine's message on bad input. */
   forward(request: NativeForwardRequest): Promise<NativeForwardStats>;
+  /** Checks task-mean tables once (sizes, finite values) and keeps them where the backend reads them. */
+  bindTaskMeans(enc: Float32Array, dec: Float32Array): Promise<NativeTaskMeans>;
   /** The VQGAN encoder's tokens [n][196] of n canvases [n][3][224][224]; needs needVqganEncoder. */
   encodeTokens(canvases: Float32Array): Promise<Int32Array>;
   config(): NativeModelConfig;
-  backend(): { name: string; reason: string; threads: number };
+  backend(): { name: string; precision: string; reason: string; threads: number };
   close(): void;
 }
 

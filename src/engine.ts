@@ -1,7 +1,7 @@
 // The typed engine API over the native addon. Buffers are allocated here and filled in place by the
 // engine's worker thread; nothing is copied across N-API.
 
-import type { NativeEngine, NativeForwardRequest } from '../bindings/addon.js';
+import type { NativeEngine, NativeForwardRequest, NativeTaskMeans } from '../bindings/addon.js';
 import { decTokens, encTokens, type Mode, type ModelConfig, meansDecFloats, meansEncFloats, patchBytes } from './config.js';
 import type { Image8 } from './data/image.js';
 import type { ApplyOptions, ApplyResult, TaskVector } from './method/task_vector.js';
@@ -32,14 +32,33 @@ export interface TaskMeans {
   dec: Float32Array; // [decDepth][197][decDim]
 }
 
+/**
+ * Task means bound to one engine by `Engine.bindTaskMeans`: checked once (every value finite) and kept
+ * where the engine's backend reads them (a copy in host memory, or device memory on cuda), so the forwards
+ * of a search pass them every step without their being scanned or uploaded again. Still a `TaskMeans`:
+ * `enc` and `dec` are the tables it was made from (the engine keeps its own copy, so later changes to them
+ * do not reach it). Passed as `patch.means` to another engine, it is sent as plain tables.
+ */
+export class BoundTaskMeans implements TaskMeans {
+  /** Made by `Engine.bindTaskMeans`. */
+  constructor(
+    readonly enc: Float32Array,
+    readonly dec: Float32Array,
+    /** The engine that bound them. */
+    readonly engine: Engine,
+    /** The addon's handle. */
+    readonly native: NativeTaskMeans,
+  ) {}
+}
+
 export interface ForwardRequest {
   mode: Mode;
   /** Distinct canvases, ImageNet-normalised, [N][3][224][224]. */
   canvases: Float32Array;
   /** Sample b runs canvas canvasIndex[b]; default: one sample per canvas. */
   canvasIndex?: Int32Array;
-  /** Per-sample patch masks (batch x patchBytes(config, mode)) over the task means. */
-  patch?: { means: TaskMeans; masks: Uint8Array };
+  /** Per-sample patch masks (batch x patchBytes(config, mode)) over the task means (bound once with `bindTaskMeans`, or plain tables checked on every call). */
+  patch?: { means: TaskMeans | BoundTaskMeans; masks: Uint8Array };
   /** Accumulate per-(layer, position, channel) sums of the head outputs over the batch. */
   capture?: boolean;
   /**
@@ -111,8 +130,18 @@ export class Engine {
     return new Engine(native, options.config, weights);
   }
 
-  get backend(): { name: string; reason: string; threads: number } {
+  get backend(): { name: string; precision: string; reason: string; threads: number } {
     return this.native.backend();
+  }
+
+  /**
+   * Checks task means once (sizes, every value finite) and keeps them where this engine's backend reads
+   * them; pass the result as `patch.means` of every forward that patches with them.
+   */
+  async bindTaskMeans(means: TaskMeans): Promise<BoundTaskMeans> {
+    if (means instanceof BoundTaskMeans && means.engine === this) return means;
+    const native = await this.native.bindTaskMeans(means.enc, means.dec);
+    return new BoundTaskMeans(means.enc, means.dec, this, native);
   }
 
   patchBytes(mode: Mode): number {
@@ -141,8 +170,13 @@ export class Engine {
       targetTokens: req.targetTokens,
     };
     if (req.patch) {
-      n.meansEnc = req.patch.means.enc;
-      n.meansDec = req.patch.means.dec;
+      const means = req.patch.means;
+      if (means instanceof BoundTaskMeans && means.engine === this) {
+        n.taskMeans = means.native;
+      } else {
+        n.meansEnc = means.enc;
+        n.meansDec = means.dec;
+      }
       n.patchMask = req.patch.masks;
     }
     if (req.capture) {

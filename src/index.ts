@@ -5,7 +5,7 @@
 export { convertCheckpoints, readSafetensors, writeSafetensors } from './checkpoint/index.js';
 export * from './config.js';
 export * as data from './data/index.js';
-export { CANVAS_FLOATS, Engine, type EngineOptions, type ForwardRequest, type ForwardResult, type TaskMeans } from './engine.js';
+export { BoundTaskMeans, CANVAS_FLOATS, Engine, type EngineOptions, type ForwardRequest, type ForwardResult, type TaskMeans } from './engine.js';
 export { InterruptedError, UsageError, VtvError } from './errors.js';
 export { collectTaskVectors } from './method/collect.js';
 export { evaluateTaskVectors } from './method/evaluate.js';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PRESETS, patchBitIndex, patchBytes, preset } from '../src/config.js';
-import { CANVAS_FLOATS, Engine } from '../src/engine.js';
+import { BoundTaskMeans, CANVAS_FLOATS, Engine } from '../src/engine.js';
 import { randomWeights, writeRandomWeights } from '../src/model/random_weights.js';
 import { loadAddon } from '../src/native.js';
 
@@ -161,6 +161,46 @@ describe('forward', () => {
       });
       expect(single.logits).toEqual(batch.logits!.subarray(s * per, (s + 1) * per));
     }
+  });
+  it('task means bound once give what per-call tables give, and are checked when bound', async () => {
+    const fill = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + seed));
+    const means = { enc: fill(config.encDepth * 148 * config.encDim, 1), dec: fill(config.decDepth * 197 * config.decDim, 2) };
+    const bytes = patchBytes(config, 'zero-shot');
+    const masks = Uint8Array.from({ length: 4 * bytes }, (_, i) => (i * 2654435761) >>> 27);
+    const req = { mode: 'zero-shot' as const, canvases: canvases(2, 4), canvasIndex: Int32Array.from([0, 1, 1, 0]), loss: 'mse' as const };
+    const plain = await engine.forward({ ...req, patch: { means, masks }, outputs: { logits: true } });
+    const bound = await engine.bindTaskMeans(means);
+    expect(bound).toBeInstanceOf(BoundTaskMeans);
+    expect(await engine.bindTaskMeans(bound)).toBe(bound);
+    const withBound = await engine.forward({ ...req, patch: { means: bound, masks }, outputs: { logits: true } });
+    expect(withBound.logits).toEqual(plain.logits);
+    expect(withBound.losses).toEqual(plain.losses);
+    const bad = { enc: means.enc.slice(), dec: means.dec };
+    bad.enc[11] = Number.POSITIVE_INFINITY;
+    await expect(engine.bindTaskMeans(bad)).rejects.toThrow(/means_enc has a non-finite value at float index 11/);
+    await expect(engine.bindTaskMeans({ enc: new Float32Array(5), dec: means.dec })).rejects.toThrow(/enc has 5 elements/);
+    // Another engine's bound means travel as plain tables.
+    const other = await Engine.open({ config, weights, backend: 'cpu', needVqgan: false });
+    try {
+      const r = await other.forward({
+        mode: 'zero-shot',
+        canvases: req.canvases,
+        canvasIndex: req.canvasIndex,
+        patch: { means: bound, masks },
+        outputs: { logits: true },
+      });
+      expect(r.logits).toEqual(plain.logits);
+    } finally {
+      other.close();
+    }
+  });
+  it('an unknown backend or precision is refused at the addon', async () => {
+    // @ts-expect-error: deliberately wrong
+    await expect(Engine.open({ config, weights, backend: 'tpu' })).rejects.toThrow(/unknown backend 'tpu' \(expected auto, cpu or cuda\)/);
+    // @ts-expect-error: deliberately wrong
+    await expect(Engine.open({ config, weights, precision: 'fp16' })).rejects.toThrow(/unknown precision 'fp16'/);
+    await expect(Engine.open({ config, weights, backend: 'cpu', precision: 'bf16' })).rejects.toThrow(/precision 'bf16' needs the CUDA backend/);
+    expect(engine.backend.precision).toBe('fp32');
   });
   it('work sharing: identical (canvas, mask) samples run once', async () => {
     const r = await engine.forward({ mode: 'zero-shot', canvases: canvases(2), canvasIndex: Int32Array.from([0, 1, 0, 1, 0]), loss: 'mse' });

@@ -5,7 +5,7 @@
 // effects, and the means matter, which is all the search and collection code can observe.
 
 import { decTokens, encTokens, type ModelConfig, ONE_SHOT_DEC_TOKENS, ONE_SHOT_ENC_TOKENS, patchBits, patchBytes } from '../src/config.js';
-import { CANVAS_FLOATS, type ForwardRequest, type ForwardResult, TARGET_BYTES } from '../src/engine.js';
+import { CANVAS_FLOATS, type ForwardRequest, type ForwardResult, TARGET_BYTES, type TaskMeans } from '../src/engine.js';
 
 const BLOCKS = 64; // 8x8 blocks over the 111x111 quadrant
 const CELL = 111;
@@ -22,6 +22,8 @@ function hash(a: number, b: number): number {
 export class FakeEngine {
   calls = 0;
   samples = 0;
+  /** Task-mean tables bound (bindTaskMeans calls). */
+  binds = 0;
   constructor(
     readonly config: ModelConfig,
     readonly effectScale = 6,
@@ -69,6 +71,17 @@ export class FakeEngine {
     }
     for (let k = 0; k < BLOCKS; k++) v[k] = Math.min(255, Math.max(0, Math.trunc(v[k]!)));
     return v;
+  }
+
+  /** As the engine: the tables are checked once (sizes, finite values) and used as they are. */
+  async bindTaskMeans(means: TaskMeans): Promise<TaskMeans> {
+    const c = this.config;
+    if (means.enc.length !== c.encDepth * ONE_SHOT_ENC_TOKENS * c.encDim || means.dec.length !== c.decDepth * ONE_SHOT_DEC_TOKENS * c.decDim) {
+      throw new Error('fake bindTaskMeans: wrong table sizes');
+    }
+    if (!means.enc.every(Number.isFinite) || !means.dec.every(Number.isFinite)) throw new Error('fake bindTaskMeans: a non-finite value');
+    this.binds++;
+    return means;
   }
 
   async forward(req: ForwardRequest): Promise<ForwardResult> {

@@ -34,7 +34,8 @@ describe('package.json', () => {
       'scripts/install.mjs',
       'bindings/addon.cc',
       'native/include/vtv/engine.h',
-      'native/src/model/engine.cc',
+      'native/src/engine/engine.cc',
+      'native/src/engine/backend.h',
       'dist/src/index.js',
       'dist/src/cli/main.js',
       // the engine's .d.ts files import the addon's types from here

@@ -109,6 +109,13 @@ describe('REINFORCE on a planted subset (fake engine)', () => {
     expect(readFileSync(join(dir, 'l.jsonl'), 'utf8')).toBe(logBefore);
   });
 
+  it("binds each task's means once per search, not once per step", async () => {
+    const { inputs, engine } = await plantedProblem(5, 8);
+    await runSearch(inputs, { ...budget, steps: 6, validateEvery: 2 });
+    expect(engine.binds).toBe(1);
+    expect(engine.calls).toBeGreaterThanOrEqual(6);
+  });
+
   it('keeps restricted variables off (encoder-only / decoder-only)', async () => {
     const { inputs } = await plantedProblem(5, 8);
     const res = await runSearch(inputs, { ...budget, steps: 3, restrict: 'decoder-only', finalSubset: 'sample' });

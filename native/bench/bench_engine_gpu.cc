@@ -4,10 +4,10 @@
 //   1. Engine::forward, backend cuda, bf16 and fp32: median wall time of a call after warm-up
 //      (forward() is synchronous and includes its host work and copies) -> forwards/s and TFLOP/s at
 //      114.7 GMAC per forward (docs/method.md#compute; 1 MAC = 2 FLOP).
-//   2. Where the engine's time goes: cuda::MaeCuda and cuda::VqganCuda called directly, as the engine
-//      calls them (MAE in one call leaving the tokens on the device; run_shared deduplicating them there
-//      and decoding in passes of 32) and the alternatives (logits copied back; every grid in one pass);
-//      the rest of forward() is host work.
+//   2. Where the engine's time goes: cuda::MaeCuda and cuda::VqganCuda called directly, as the engine's
+//      cuda backend calls them (MAE passes leaving the tokens on the device; the distinct grids found
+//      there and decoded in passes of 32, here through run_shared) and the alternatives (logits copied
+//      back; every grid in one pass); the rest of forward() is host work.
 //   3. A search-like loop (what `vtv search` does per step, without Node, which the GPU machine lacks):
 //      Bernoulli masks over the 1152 granularity-1 variables, one forward of 320 samples, z-scored
 //      advantages and a REINFORCE/Adam update; --search-steps steps timed and extrapolated to the
@@ -119,15 +119,15 @@ struct Inputs {
     }
   }
 
-  vtv::ForwardRequest request() const {
+  // A search step's request, with the task means bound once (as the search binds them).
+  vtv::ForwardRequest request(const vtv::BoundTaskMeans* means) const {
     vtv::ForwardRequest rq;
     rq.mode = vtv::Mode::ZeroShot;
     rq.canvases = canvases.data();
     rq.num_canvases = kCanvases;
     rq.canvas_index = canvas_index.data();
     rq.batch = batch;
-    rq.means_enc = means_enc.data();
-    rq.means_dec = means_dec.data();
+    rq.task_means = means;
     rq.patch_mask = masks.data();
     rq.loss = vtv::Loss::MSE;
     return rq;
@@ -186,6 +186,7 @@ SearchResult search_loop(vtv::Engine& engine, Inputs& in, int steps) {
   std::vector<uint8_t> choice(size_t(in.batch) * V);
   std::vector<float> losses(size_t(in.batch)), metrics(size_t(in.batch));
   std::vector<double> step_s;
+  const auto means = engine.bind_task_means(in.means_enc.data(), in.means_dec.data());
   const double lr = 0.1, b1 = 0.9, b2 = 0.999, eps = 1e-8;
   for (int s = 0; s < steps + 1; ++s) {  // step 0 is a warm-up, not timed
     const double t0 = seconds_now();
@@ -200,7 +201,7 @@ SearchResult search_loop(vtv::Engine& engine, Inputs& in, int steps) {
         for (int64_t bit : vars[k]) mask[bit >> 3] |= uint8_t(1u << (bit & 7));
       }
     }
-    vtv::ForwardRequest rq = in.request();
+    vtv::ForwardRequest rq = in.request(means.get());
     vtv::ForwardResult rs;
     rs.losses = losses.data();
     rs.metrics = metrics.data();
@@ -334,16 +335,17 @@ int main(int argc, char** argv) {
       try {
         t0 = seconds_now();
         vtv::EngineOptions eo;
-        eo.backend = "cuda";
-        eo.precision = prec;
+        eo.backend = vtv::BackendKind::Cuda;
+        eo.precision = prec == "bf16" ? vtv::Precision::BF16 : vtv::Precision::F32;
         vtv::Engine engine(c, weights, eo);
         const double t_init = seconds_now() - t0;
+        const auto means = engine.bind_task_means(in.means_enc.data(), in.means_dec.data());
         std::vector<float> losses(size_t(o.batch)), metrics(size_t(o.batch));
         vtv::ForwardResult rs;
         int unique_f = 0, unique_d = 0;
         const double s = time_median(
             [&] {
-              vtv::ForwardRequest rq = in.request();
+              vtv::ForwardRequest rq = in.request(means.get());
               rs = vtv::ForwardResult{};
               rs.losses = losses.data();
               rs.metrics = metrics.data();
@@ -393,7 +395,7 @@ int main(int argc, char** argv) {
     // ---- where the time goes ---------------------------------------------------------------------------
     if (o.components) {
       try {
-        const vtv::cuda::Precision p = vtv::cuda::Precision::BF16;
+        const vtv::Precision p = vtv::Precision::BF16;
         vtv::model::MaeW mw = vtv::model::bind_mae(*weights, c);
         vtv::model::VqganDecoderW vw = vtv::model::bind_vqgan_decoder(*weights, c);
         const int V = c.vocab(), P = vtv::kZeroShotDecTokens - 1;
@@ -460,7 +462,7 @@ int main(int argc, char** argv) {
           line("VQGAN decode + MSE of every grid in one pass (host tokens)", "vqgan_one_pass", s);
         }
         json += "}";
-        std::printf("  (the rest of forward() is host work: validation, work sharing, targets, mask copies)\n");
+        std::printf("  (the rest of forward() is host work: validation, work sharing, targets, score jobs)\n");
       } catch (const std::exception& e) {
         std::printf("components: FAILED: %s\n", e.what());
         ++failures;

@@ -19,6 +19,7 @@
 #include "cuda/graph_cache.h"
 #include "cuda/kernels.h"
 #include "model/token_layout.h"
+#include "model/token_losses.h"
 #include "vtv/config.h"
 #include "vtv/error.h"
 
@@ -495,6 +496,53 @@ TEST(CudaPatchEmbed, GatherAndAssemblyMatchTheTokenLayout) {
       }
     }
   }
+}
+
+// ---- token losses ---------------------------------------------------------------------------------
+
+// token_scores against the CPU token loss (model::score_tokens) on random logits, in both modes, for a
+// small odd vocabulary and the real one (1024, several columns per lane). Targets hit the argmax at about
+// half the positions, so the accuracies are neither 0 nor 1.
+TEST(CudaTokenScores, MatchTheCpuTokenLoss) {
+  VTV_REQUIRE_GPU();
+  for (Mode mode : {Mode::ZeroShot, Mode::OneShot}) {
+    for (int vocab : {37, 1024}) {
+      SCOPED_TRACE(std::string(mode == Mode::ZeroShot ? "zero-shot" : "one-shot") + " vocab " + std::to_string(vocab));
+      const int n = 5, P = dec_tokens(mode) - 1;
+      const std::vector<float> logits = random_vector(size_t(n) * P * vocab, 700 + vocab, 4.0f);
+      std::vector<int32_t> argmax(size_t(n) * P), grids(size_t(n) * kPatches), targets(size_t(n) * kQuadrantTokens);
+      cpu::argmax_rows(pool(), logits.data(), int64_t(n) * P, vocab, argmax.data());
+      std::mt19937 rng(vocab);
+      for (int s = 0; s < n; ++s) {
+        for (int q = 0; q < kPatches; ++q) grids[size_t(s) * kPatches + q] = argmax[size_t(s) * P + q % P];
+        for (int i = 0; i < kQuadrantTokens; ++i) {
+          const int row = model::quadrant_logit_row(mode, i);
+          targets[size_t(s) * kQuadrantTokens + i] =
+              rng() % 2 ? argmax[size_t(s) * P + row] : static_cast<int32_t>(rng() % uint32_t(vocab));
+        }
+      }
+      DeviceBuffer<float> d_logits(logits), d_losses{static_cast<size_t>(n)}, d_metrics{static_cast<size_t>(n)};
+      DeviceBuffer<int32_t> d_grids(grids), d_targets(targets);
+      for (Loss loss : {Loss::TokenCE, Loss::TokenAccuracy}) {
+        d_losses.poison();
+        d_metrics.poison();
+        cuda::token_scores(loss, mode, d_logits.get(), d_grids.get(), n, vocab, d_targets.get(), d_losses.get(),
+                           d_metrics.get());
+        const std::vector<float> losses = d_losses.to_host(size_t(n)), metrics = d_metrics.to_host(size_t(n));
+        for (int s = 0; s < n; ++s) {
+          const model::Score ref = model::score_tokens(loss, mode, logits.data() + size_t(s) * P * vocab,
+                                                       argmax.data() + size_t(s) * P, vocab,
+                                                       targets.data() + size_t(s) * kQuadrantTokens);
+          EXPECT_EQ(metrics[size_t(s)], ref.metric) << "sample " << s;
+          // The same double sums in another order: equal to within a few float ulps.
+          EXPECT_NEAR(losses[size_t(s)], ref.loss, 4e-7 * std::max(1.0f, std::fabs(ref.loss))) << "sample " << s;
+          EXPECT_GT(ref.metric, 0.0f);
+          EXPECT_LT(ref.metric, 1.0f);
+        }
+      }
+    }
+  }
+  EXPECT_THROW(cuda::token_scores(Loss::MSE, Mode::ZeroShot, nullptr, nullptr, 1, 8, nullptr, nullptr, nullptr), Error);
 }
 
 }  // namespace

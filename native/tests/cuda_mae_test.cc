@@ -141,7 +141,7 @@ struct Outputs {
   }
 };
 
-// Token grids from the CPU logits, as engine.cc builds them.
+// Token grids from the CPU logits, as the cpu backend (engine/cpu_backend.cc) builds them.
 std::vector<int32_t> cpu_tokens(const std::vector<float>& logits, int n, int P, int V) {
   std::vector<int32_t> y(static_cast<size_t>(n * P)), grid(static_cast<size_t>(n) * kPatches);
   cpu::argmax_rows(pool(), logits.data(), int64_t(n) * P, V, y.data());
@@ -150,12 +150,12 @@ std::vector<int32_t> cpu_tokens(const std::vector<float>& logits, int n, int P, 
   return grid;
 }
 
-void run_case(const RandomMae& model, Mode mode, cuda::Precision prec, int n, bool patching, int max_chunk) {
+void run_case(const RandomMae& model, Mode mode, Precision prec, int n, bool patching, int max_chunk) {
   const ModelConfig& c = model.config();
   const std::string mode_name = mode == Mode::OneShot ? "one-shot" : "zero-shot";
   const std::string label = c.name + " " + mode_name + (patching ? " patched+capture" : "");
-  SCOPED_TRACE(label + " " + cuda::precision_name(prec));
-  const bool bf16 = prec == cuda::Precision::BF16;
+  SCOPED_TRACE(label + " " + precision_name(prec));
+  const bool bf16 = prec == Precision::BF16;
   const int P = dec_tokens(mode) - 1, V = c.vocab();
 
   Batch batch(c, mode, n, patching, 1234);
@@ -191,7 +191,7 @@ void run_case(const RandomMae& model, Mode mode, cuda::Precision prec, int n, bo
   const Diff de = compare(got.enc, ref.enc), dd = compare(got.dec, ref.dec), dl = compare(got.logits, ref.logits);
   const Diff dce = compare(got.cap_enc, ref.cap_enc), dcd = compare(got.cap_dec, ref.cap_dec);
   std::printf("%s %s (n %d, passes of %d):\n  encoder_out %s\n  decoder_out %s\n  logits %s\n  capture enc %s\n  capture dec %s\n",
-              label.c_str(), cuda::precision_name(prec), n, max_chunk, describe(de).c_str(), describe(dd).c_str(),
+              label.c_str(), precision_name(prec), n, max_chunk, describe(de).c_str(), describe(dd).c_str(),
               describe(dl).c_str(), describe(dce).c_str(), describe(dcd).c_str());
   const int64_t E = c.enc_dim, D = c.dec_dim, Ne = enc_tokens(mode), Nd = dec_tokens(mode);
   if (de.worst >= 0) std::printf("  encoder worst: sample %lld token %lld dim %lld\n", (long long)(de.worst / (Ne * E)),
@@ -247,13 +247,13 @@ void run_case(const RandomMae& model, Mode mode, cuda::Precision prec, int n, bo
     // The rest only has to be of bf16's order; logits carry the acceptance bound.
     EXPECT_LE(std::max({de.rel, dd.rel, dce.rel, dcd.rel}), 0.1) << "bf16 hidden states drifted far";
   }
-  report("mae " + label, cuda::precision_name(prec), dl.rel, rate, ms);
+  report("mae " + label, precision_name(prec), dl.rel, rate, ms);
 }
 
 TEST(CudaMae, TinyModelMatchesCpu) {
   VTV_REQUIRE_GPU();
   RandomMae model(preset("tiny"), 1);
-  for (cuda::Precision prec : {cuda::Precision::F32, cuda::Precision::BF16}) {
+  for (Precision prec : {Precision::F32, Precision::BF16}) {
     for (Mode mode : {Mode::OneShot, Mode::ZeroShot}) {
       run_case(model, mode, prec, 7, true, 3);   // three passes: 3 + 3 + 1 samples
       run_case(model, mode, prec, 4, false, 8);  // no patch, one pass
@@ -264,7 +264,7 @@ TEST(CudaMae, TinyModelMatchesCpu) {
 TEST(CudaMae, VitLargeWidthsMatchCpu) {
   VTV_REQUIRE_GPU();
   RandomMae model(vit_large_shallow(), 2);
-  for (cuda::Precision prec : {cuda::Precision::F32, cuda::Precision::BF16}) {
+  for (Precision prec : {Precision::F32, Precision::BF16}) {
     for (Mode mode : {Mode::OneShot, Mode::ZeroShot}) run_case(model, mode, prec, 5, true, 4);
   }
 }
@@ -272,7 +272,7 @@ TEST(CudaMae, VitLargeWidthsMatchCpu) {
 TEST(CudaMae, RejectsInconsistentRequests) {
   VTV_REQUIRE_GPU();
   RandomMae model(preset("tiny"), 3);
-  cuda::MaeCuda gpu(model.config(), model.weights(), cuda::Precision::F32);
+  cuda::MaeCuda gpu(model.config(), model.weights(), Precision::F32);
   Batch batch(model.config(), Mode::ZeroShot, 2, true, 5);
   model::MaeChunk chunk = batch.chunk;
   chunk.means_dec = nullptr;  // masks without both means tables
@@ -280,8 +280,7 @@ TEST(CudaMae, RejectsInconsistentRequests) {
   cuda::MaeCudaOutputs out;
   out.tokens = tokens.data();
   EXPECT_THROW(gpu.run(chunk, out), Error);
-  EXPECT_THROW(cuda::MaeCuda(model.config(), model.weights(), cuda::Precision::F32, 0), Error);
-  EXPECT_THROW(cuda::parse_precision("fp16"), Error);
+  EXPECT_THROW(cuda::MaeCuda(model.config(), model.weights(), Precision::F32, 0), Error);
 }
 
 // The kernels of a pass captured as a CUDA graph and replayed give the same bits as direct launches; one
@@ -296,8 +295,8 @@ TEST(CudaMae, GraphReplayMatchesDirectLaunches) {
   std::vector<float> cap_g(static_cast<size_t>(int64_t(c.enc_depth) * kZeroShotEncTokens * c.enc_dim), 0.0f);
   std::vector<float> cap_d = cap_g;
   batch.chunk.capture_enc = cap_g.data();
-  cuda::MaeCuda graphed(c, model.weights(), cuda::Precision::BF16, 8, true);
-  cuda::MaeCuda direct(c, model.weights(), cuda::Precision::BF16, 8, false);
+  cuda::MaeCuda graphed(c, model.weights(), Precision::BF16, 8, true);
+  cuda::MaeCuda direct(c, model.weights(), Precision::BF16, 8, false);
   std::vector<float> lg(static_cast<size_t>(n) * P * V), ld(lg.size()), lg2(lg.size());
   std::vector<int32_t> tg(static_cast<size_t>(n) * kPatches), td(tg.size()), tdev(tg.size());
   graphed.run(batch.chunk, {nullptr, nullptr, lg.data(), tg.data(), nullptr});
@@ -343,8 +342,8 @@ TEST(CudaMaeSpeed, FullDepthVitLargeBatch320) {
     const int Pm = dec_tokens(mode) - 1;
     Batch batch(c, mode, n, true, 77);
     std::vector<int32_t> tokens_by_prec[2];
-    for (cuda::Precision prec : {cuda::Precision::BF16, cuda::Precision::F32}) {
-      SCOPED_TRACE(mode_name + " " + cuda::precision_name(prec));
+    for (Precision prec : {Precision::BF16, Precision::F32}) {
+      SCOPED_TRACE(mode_name + " " + precision_name(prec));
       cuda::MaeCuda gpu(c, model.weights(), prec, n);
       std::vector<float> logits(static_cast<size_t>(n) * Pm * V), logits2(logits.size());
       std::vector<int32_t> tokens(static_cast<size_t>(n) * kPatches), tokens2(tokens.size());
@@ -375,10 +374,10 @@ TEST(CudaMaeSpeed, FullDepthVitLargeBatch320) {
       for (float v : logits) nonfinite += !std::isfinite(v);
       EXPECT_EQ(nonfinite, 0);
       for (int32_t t : tokens) ASSERT_TRUE(t >= 0 && t < V);
-      tokens_by_prec[prec == cuda::Precision::BF16 ? 0 : 1] = tokens;
+      tokens_by_prec[prec == Precision::BF16 ? 0 : 1] = tokens;
       std::printf("full ViT-L MAE %s %s, batch %d: %.1f ms per batch, %.0f MAE forwards/s (weights %.0f MiB)\n",
-                  mode_name.c_str(), cuda::precision_name(prec), n, ms, n / (ms / 1000.0), gpu.weight_bytes() / 1048576.0);
-      report("mae full ViT-L " + mode_name + " B320", cuda::precision_name(prec), -1, -1, ms);
+                  mode_name.c_str(), precision_name(prec), n, ms, n / (ms / 1000.0), gpu.weight_bytes() / 1048576.0);
+      report("mae full ViT-L " + mode_name + " B320", precision_name(prec), -1, -1, ms);
     }
     int64_t agree = 0;
     for (size_t i = 0; i < tokens_by_prec[0].size(); ++i) agree += tokens_by_prec[0][i] == tokens_by_prec[1][i];

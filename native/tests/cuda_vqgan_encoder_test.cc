@@ -235,7 +235,7 @@ struct EncModel {
 
 // Encodes n canvases on both sides; returns the token agreement (also printed and reported) and
 // checks the latents against `latent_tol` (relative, max norm).
-double compare_encoders(const EncModel& m, cuda::Precision prec, int n, int max_chunk, double latent_tol) {
+double compare_encoders(const EncModel& m, Precision prec, int n, int max_chunk, double latent_tol) {
   const std::vector<float> canvases = make_canvases(n, 111);
   std::vector<const float*> ptrs;
   for (int i = 0; i < n; ++i) ptrs.push_back(canvases.data() + int64_t(i) * kCanvasFloats);
@@ -262,7 +262,7 @@ double compare_encoders(const EncModel& m, cuda::Precision prec, int n, int max_
   EXPECT_EQ(out_of_range, 0) << "tokens never written or outside [0, n_embed)";
   const double agreement = double(same) / double(tok.size());
   const Diff d = compare(z, ref_z);
-  const std::string mode = cuda::precision_name(prec);
+  const std::string mode = precision_name(prec);
   EXPECT_LE(d.rel, latent_tol) << m.c.name << " " << mode << " latents: " << describe(d);
   std::printf("%s %s: token agreement %.4f (%lld of %lld); latents %s; gpu %.2f ms, cpu %.0f ms\n", m.c.name.c_str(),
               mode.c_str(), agreement, (long long)same, (long long)tok.size(), describe(d).c_str(), ms, cpu_ms);
@@ -278,7 +278,7 @@ TEST(CudaVqganEncoder, TinyFp32MatchesCpuEncoder) {
   VTV_REQUIRE_GPU();
   EncModel m(preset("tiny"), 121);
   // max_chunk 2 over 5 canvases: passes of 2, 2 and 1.
-  EXPECT_GE(compare_encoders(m, cuda::Precision::F32, 5, 2, 1e-4), 0.99);
+  EXPECT_GE(compare_encoders(m, Precision::F32, 5, 2, 1e-4), 0.99);
 }
 
 TEST(CudaVqganEncoder, TinyBf16TokensAgree) {
@@ -286,21 +286,21 @@ TEST(CudaVqganEncoder, TinyBf16TokensAgree) {
   EncModel m(preset("tiny"), 122);
   // bf16 weights and activations through ~20 convolutions: latents within 5% of their range; a token
   // flips only where two codes are nearly equidistant, which bf16 cannot rule out, hence the bound.
-  EXPECT_GE(compare_encoders(m, cuda::Precision::BF16, 3, 4, 5e-2), kBf16EncoderTokenAgreement);
+  EXPECT_GE(compare_encoders(m, Precision::BF16, 3, 4, 5e-2), kBf16EncoderTokenAgreement);
 }
 
 TEST(CudaVqganEncoder, RealWidthFp32MatchesCpuEncoder) {
   VTV_REQUIRE_GPU();
   VTV_SKIP_ON_EMULATOR("the real-width encoder");
   EncModel m(preset("mae-vqgan-vit-large"), 123);
-  EXPECT_GE(compare_encoders(m, cuda::Precision::F32, 2, 16, 1e-4), 0.99);
+  EXPECT_GE(compare_encoders(m, Precision::F32, 2, 16, 1e-4), 0.99);
 }
 
 TEST(CudaVqganEncoder, RealWidthBf16TokensAgree) {
   VTV_REQUIRE_GPU();
   VTV_SKIP_ON_EMULATOR("the real-width encoder");
   EncModel m(preset("mae-vqgan-vit-large"), 124);
-  EXPECT_GE(compare_encoders(m, cuda::Precision::BF16, 2, 16, 5e-2), kBf16EncoderTokenAgreement);
+  EXPECT_GE(compare_encoders(m, Precision::BF16, 2, 16, 5e-2), kBf16EncoderTokenAgreement);
 }
 
 // Engine wiring: backend "cuda" encode_tokens agrees with backend "cpu" (tiny, fp32).
@@ -314,8 +314,8 @@ TEST(CudaVqganEncoder, EngineEncodeTokensMatchesCpuBackend) {
   write_random_model(f.path(), c, o);
   auto weights = Weights::open({f.path()});
   EngineOptions cpu_o, gpu_o;
-  cpu_o.backend = "cpu";
-  gpu_o.backend = "cuda";
+  cpu_o.backend = BackendKind::Cpu;
+  gpu_o.backend = BackendKind::Cuda;
   cpu_o.need_vqgan_encoder = gpu_o.need_vqgan_encoder = true;
   Engine cpu_e(c, weights, cpu_o), gpu_e(c, weights, gpu_o);
   const int n = 3;

@@ -272,7 +272,7 @@ std::vector<int32_t> random_grids(int n, int V, uint32_t seed) {
 
 // Decodes `grids` on both sides and scores every (grid, target) pair; checks pixels against `pixel_tol`
 // (relative, max norm) and prints the loss differences.
-void compare_decoders(const VqModel& m, cuda::Precision prec, int n, int max_chunk, double pixel_tol,
+void compare_decoders(const VqModel& m, Precision prec, int n, int max_chunk, double pixel_tol,
                       double max_iou_diff, double max_mse_rel) {
   const int64_t px = int64_t(3) * kImage * kImage;
   const std::vector<int32_t> grids = random_grids(n, m.c.vq.n_embed, 61);
@@ -314,7 +314,7 @@ void compare_decoders(const VqModel& m, cuda::Precision prec, int n, int max_chu
       gpu.run(grids.data(), n, sj, {pixels.data(), losses.data(), metrics.data()});
       const float ms = timer.stop_ms();
       const Diff d = compare(pixels, ref);
-      const std::string mode = std::string(cuda::precision_name(prec)) + (graphs ? "" : " direct");
+      const std::string mode = std::string(precision_name(prec)) + (graphs ? "" : " direct");
       EXPECT_LE(d.rel, pixel_tol) << m.c.name << " " << mode << " pixels: " << describe(d);
       double worst_loss = 0;
       for (size_t j = 0; j < jg.size(); ++j) {
@@ -346,28 +346,28 @@ TEST(CudaVqgan, TinyFp32MatchesCpuDecoder) {
   VTV_REQUIRE_GPU();
   VqModel m(preset("tiny"), 71);
   // max_chunk 2 over 5 grids: passes of 2, 2 and 1 (two graph sizes).
-  compare_decoders(m, cuda::Precision::F32, 5, 2, 1e-4, 0.01, 1e-3);
+  compare_decoders(m, Precision::F32, 5, 2, 1e-4, 0.01, 1e-3);
 }
 
 TEST(CudaVqgan, TinyBf16WithinTolerance) {
   VTV_REQUIRE_GPU();
   VqModel m(preset("tiny"), 72);
   // bf16 activations and weights through ~30 convolutions: pixels within 5% of the range, losses printed.
-  compare_decoders(m, cuda::Precision::BF16, 3, 4, 5e-2, 0.1, 0.1);
+  compare_decoders(m, Precision::BF16, 3, 4, 5e-2, 0.1, 0.1);
 }
 
 TEST(CudaVqgan, RealWidthFp32MatchesCpuDecoder) {
   VTV_REQUIRE_GPU();
   VTV_SKIP_ON_EMULATOR("the real-width decoder (about 97 GMAC per grid)");
   VqModel m(preset("mae-vqgan-vit-large"), 73);
-  compare_decoders(m, cuda::Precision::F32, 2, 32, 1e-4, 0.01, 1e-3);
+  compare_decoders(m, Precision::F32, 2, 32, 1e-4, 0.01, 1e-3);
 }
 
 TEST(CudaVqgan, RealWidthBf16WithinTolerance) {
   VTV_REQUIRE_GPU();
   VTV_SKIP_ON_EMULATOR("the real-width decoder (about 97 GMAC per grid)");
   VqModel m(preset("mae-vqgan-vit-large"), 74);
-  compare_decoders(m, cuda::Precision::BF16, 2, 32, 5e-2, 0.1, 0.1);
+  compare_decoders(m, Precision::BF16, 2, 32, 5e-2, 0.1, 0.1);
 }
 
 TEST(CudaVqgan, DeviceTokensAndGraphReplayAreDeterministic) {
@@ -376,7 +376,7 @@ TEST(CudaVqgan, DeviceTokensAndGraphReplayAreDeterministic) {
   const int n = 4;
   const int64_t px = int64_t(3) * kImage * kImage;
   const std::vector<int32_t> grids = random_grids(n, m.c.vq.n_embed, 76);
-  cuda::VqganCuda gpu(m.c, m.w, cuda::Precision::BF16, 8, true);
+  cuda::VqganCuda gpu(m.c, m.w, Precision::BF16, 8, true);
   std::vector<float> a(size_t(n * px), NAN), b(size_t(n * px), NAN), c(size_t(n * px), NAN);
   gpu.run(grids.data(), n, {}, {a.data(), nullptr, nullptr});
   gpu.run(grids.data(), n, {}, {b.data(), nullptr, nullptr});  // graph replay
@@ -394,9 +394,10 @@ TEST(CudaVqgan, DeviceTokensAndGraphReplayAreDeterministic) {
   EXPECT_LE(d1.rel, 1e-6) << describe(d1);
 }
 
-// Work sharing on the device: grid_dedupe groups as model::group_identical does, and run_shared (the
-// engine's path: grids already on the device, jobs naming sources) gives the losses, metrics and pixels
-// of run() on the distinct grids, with and without dedupe.
+// Work sharing on the device: grid_dedupe groups as model::group_identical does, and run_shared (grids
+// already on the device, jobs naming sources) and distinct_grids + decode_distinct (the engine's cuda
+// backend: one decode pass at a time, jobs naming grids) give the losses, metrics and pixels of run() on
+// the distinct grids, with and without dedupe.
 TEST(CudaVqgan, RunSharedDecodesEachDistinctGridOnce) {
   VTV_REQUIRE_GPU();
   VqModel m(preset("tiny"), 79);
@@ -428,7 +429,7 @@ TEST(CudaVqgan, RunSharedDecodesEachDistinctGridOnce) {
   sj.targets = targets.data();
   sj.num_targets = 2;
 
-  cuda::VqganCuda gpu(m.c, m.w, cuda::Precision::F32, 3, true);  // passes of 3: the jobs span passes
+  cuda::VqganCuda gpu(m.c, m.w, Precision::F32, 3, true);  // passes of 3: the jobs span passes
   cuda::DeviceBuffer<int32_t> dev(sources);
   // The reference: run() on every source separately.
   std::vector<float> ref_px(size_t(S * px), NAN), ref_loss(job_source.size(), NAN), ref_metric(job_source.size(), NAN);
@@ -448,6 +449,38 @@ TEST(CudaVqgan, RunSharedDecodesEachDistinctGridOnce) {
       const Diff d = compare(pixels.data() + int64_t(grid_of[size_t(s)]) * px, ref_px.data() + int64_t(s) * px, px);
       EXPECT_LE(d.rel, 1e-6) << "source " << s << ": " << describe(d);
     }
+
+    // The same in two steps, decoding the distinct grids two at a time with each pass's jobs.
+    std::vector<int32_t> grid_of2(size_t(S), -1);
+    ASSERT_EQ(gpu.distinct_grids(dev.get(), S, dedupe, grid_of2.data()), G);
+    EXPECT_EQ(grid_of2, grid_of);
+    for (int64_t g0 = 0; g0 < G; g0 += 2) {
+      const int64_t n = std::min<int64_t>(2, G - g0);
+      std::vector<int32_t> jg, jt;
+      std::vector<size_t> jobs;
+      for (size_t j = 0; j < job_source.size(); ++j) {
+        const int32_t g = grid_of[size_t(job_source[j])];
+        if (g < g0 || g >= g0 + n) continue;
+        jg.push_back(static_cast<int32_t>(g - g0));
+        jt.push_back(job_target[j]);
+        jobs.push_back(j);
+      }
+      cuda::VqganScoreJobs pass = sj;
+      pass.count = int64_t(jg.size());
+      pass.grid = jg.data();
+      pass.target = jt.data();
+      std::vector<float> pass_px(size_t(n * px), NAN), pass_loss(jg.size(), NAN), pass_metric(jg.size(), NAN);
+      gpu.decode_distinct(g0, n, pass, {pass_px.data(), pass_loss.data(), pass_metric.data()});
+      for (size_t i = 0; i < jobs.size(); ++i) {
+        EXPECT_EQ(pass_loss[i], ref_loss[jobs[i]]) << "job " << jobs[i];
+        EXPECT_EQ(pass_metric[i], ref_metric[jobs[i]]) << "job " << jobs[i];
+      }
+      for (int64_t i = 0; i < n; ++i) {
+        const Diff d = compare(pass_px.data() + i * px, pixels.data() + (g0 + i) * px, px);
+        EXPECT_LE(d.rel, 1e-6) << "grid " << g0 + i << ": " << describe(d);
+      }
+    }
+    EXPECT_THROW(gpu.decode_distinct(G - 1, 2, {}, {}), Error);  // past the distinct grids
   }
   // A job naming a source outside [0, S) is refused before anything runs.
   const int32_t bad_source[1] = {S}, bad_target[1] = {0};
@@ -462,7 +495,7 @@ TEST(CudaVqgan, RunSharedDecodesEachDistinctGridOnce) {
 TEST(CudaVqgan, RejectsBadScoreJobs) {
   VTV_REQUIRE_GPU();
   VqModel m(preset("tiny"), 77);
-  cuda::VqganCuda gpu(m.c, m.w, cuda::Precision::F32);
+  cuda::VqganCuda gpu(m.c, m.w, Precision::F32);
   const std::vector<int32_t> grids = random_grids(2, m.c.vq.n_embed, 78);
   std::vector<uint8_t> targets(size_t(model::kCellBytes), 0);
   const int32_t jg[1] = {2}, jt[1] = {0};
@@ -485,8 +518,8 @@ TEST(CudaVqgan, EngineCudaBackendMatchesCpu) {
   write_random_model(f.path(), c, {});
   auto weights = Weights::open({f.path()});
   EngineOptions cpu_o, gpu_o;
-  cpu_o.backend = "cpu";
-  gpu_o.backend = "cuda";
+  cpu_o.backend = BackendKind::Cpu;
+  gpu_o.backend = BackendKind::Cuda;
   Engine cpu_e(c, weights, cpu_o), gpu_e(c, weights, gpu_o);
   // Canvas 2 is a copy of canvas 0: its MAE forwards are separate (another canvas index), but their token
   // grids are identical, which the device's decode-side work sharing must find.

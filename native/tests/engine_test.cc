@@ -12,8 +12,9 @@
 #include <set>
 
 #include "expect_error.h"
-#include "model/activation_budget.h"
 #include "cuda/probe.h"
+#include "model/activation_budget.h"
+#include "model/cpu_model_count.h"
 #include "model/losses.h"
 #include "test_inputs.h"
 #include "test_weights.h"
@@ -44,6 +45,7 @@ struct Call {
   const std::vector<uint8_t>* masks = nullptr;
   const std::vector<float>* means_enc = nullptr;
   const std::vector<float>* means_dec = nullptr;
+  const BoundTaskMeans* task_means = nullptr;  // instead of means_enc and means_dec
   std::vector<float>* capture_enc = nullptr;
   std::vector<float>* capture_dec = nullptr;
   Loss loss = Loss::MSE;
@@ -61,7 +63,7 @@ class EngineTest : public ::testing::Test {
     weights_ = new std::shared_ptr<Weights>(Weights::open({file_->path()}));
     EngineOptions o;
     o.threads = 2;
-    o.backend = "cpu";  // these are the CPU engine's tests, whatever the machine has
+    o.backend = BackendKind::Cpu;  // these are the CPU engine's tests, whatever the machine has
     engine_ = new Engine(*config_, *weights_, o);
   }
   static void TearDownTestSuite() {
@@ -97,8 +99,12 @@ class EngineTest : public ::testing::Test {
     rq.batch = B;
     if (c.masks) {
       rq.patch_mask = c.masks->data();
-      rq.means_enc = c.means_enc->data();
-      rq.means_dec = c.means_dec->data();
+      if (c.task_means) {
+        rq.task_means = c.task_means;
+      } else {
+        rq.means_enc = c.means_enc->data();
+        rq.means_dec = c.means_dec->data();
+      }
     }
     if (c.capture_enc) rq.capture_enc = c.capture_enc->data();
     if (c.capture_dec) rq.capture_dec = c.capture_dec->data();
@@ -184,7 +190,7 @@ std::shared_ptr<Weights>* EngineTest::weights_ = nullptr;
 Engine* EngineTest::engine_ = nullptr;
 
 TEST_F(EngineTest, ReportsBackendAndPatchLayout) {
-  EXPECT_EQ(engine().backend(), "cpu");
+  EXPECT_EQ(engine().backend(), BackendKind::Cpu);
   EXPECT_EQ(engine().backend_reason(), "cpu requested");
   EXPECT_EQ(engine().threads(), 2);
   EXPECT_EQ(engine().config().name, "tiny");
@@ -197,10 +203,10 @@ TEST_F(EngineTest, ReportsBackendAndPatchLayout) {
   auto list = backends();
   const cuda::Probe probe = cuda::probe();
   ASSERT_EQ(list.size(), 2u);
-  EXPECT_EQ(list[0].name, "cpu");
+  EXPECT_EQ(list[0].kind, BackendKind::Cpu);
   EXPECT_TRUE(list[0].compiled);
   EXPECT_TRUE(list[0].usable);
-  EXPECT_EQ(list[1].name, "cuda");
+  EXPECT_EQ(list[1].kind, BackendKind::Cuda);
   EXPECT_EQ(list[1].compiled, probe.compiled);
   EXPECT_EQ(list[1].usable, probe.usable);
   EXPECT_NE(list[1].detail.find(probe.detail), std::string::npos) << list[1].detail;
@@ -215,7 +221,7 @@ TEST_F(EngineTest, ReportsBackendAndPatchLayout) {
   auto_o.threads = 1;
   auto_o.need_vqgan = false;
   Engine auto_e(cfg(), *weights_, auto_o);
-  if (!probe.usable) EXPECT_EQ(auto_e.backend(), "cpu");
+  if (!probe.usable) EXPECT_EQ(auto_e.backend(), BackendKind::Cpu);
   EXPECT_NE(auto_e.backend_reason().find(probe.detail), std::string::npos) << auto_e.backend_reason();
 }
 
@@ -737,6 +743,91 @@ TEST_F(EngineTest, BadRequestsFailBeforeAnyWork) {
   }
 }
 
+// Task means bound once are checked then, and copied: a forward with the handle equals one with the raw
+// tables, never looks at the caller's tables again (they may change, even to NaN), and a handle works
+// only with the engine that bound it.
+TEST_F(EngineTest, BoundTaskMeansAreCheckedOnceAndKeptByTheEngine) {
+  auto canvases = make_canvases(2, 131);
+  auto means_enc = random_vector(means_enc_floats(cfg()), 132, 3.0f);
+  auto means_dec = random_vector(means_dec_floats(cfg()), 133, 3.0f);
+  const std::vector<int32_t> index = {0, 1, 1, 0};
+  auto masks = random_masks(4, Mode::ZeroShot, 134, 0.4);
+  Call c;
+  c.canvases = &canvases;
+  c.index = index;
+  c.masks = &masks;
+  c.means_enc = &means_enc;
+  c.means_dec = &means_dec;
+  const Outputs raw = run(c);
+
+  const std::shared_ptr<const BoundTaskMeans> bound = engine().bind_task_means(means_enc.data(), means_dec.data());
+  ASSERT_NE(bound, nullptr);
+  auto scribbled_enc = means_enc, scribbled_dec = means_dec;
+  Call b = c;
+  b.means_enc = &scribbled_enc;  // not read: the handle carries the tables
+  b.means_dec = &scribbled_dec;
+  b.task_means = bound.get();
+  std::fill(scribbled_enc.begin(), scribbled_enc.end(), kPoison);
+  std::fill(scribbled_dec.begin(), scribbled_dec.end(), kPoison);
+  const Outputs with_handle = run(b);
+  EXPECT_EQ(with_handle.logits, raw.logits);
+  EXPECT_EQ(with_handle.tokens, raw.tokens);
+  EXPECT_EQ(with_handle.losses, raw.losses);
+  // The same NaN tables sent with the call are refused, naming the first bad index.
+  Call per_call = c;
+  per_call.means_enc = &scribbled_enc;
+  expect_error([&] { run(per_call); }, {"forward: means_enc has a non-finite value at float index 0"});
+
+  // Binding checks every value once.
+  auto nan_dec = means_dec;
+  nan_dec[17] = std::numeric_limits<float>::infinity();
+  expect_error([&] { engine().bind_task_means(means_enc.data(), nan_dec.data()); },
+               {"bind_task_means: means_dec has a non-finite value at float index 17"});
+  expect_error([&] { engine().bind_task_means(nullptr, means_dec.data()); }, {"bind_task_means", "required"});
+
+  // A handle goes with patch_mask, alone, and only to the engine that made it.
+  ForwardRequest rq;
+  rq.canvases = canvases.data();
+  rq.num_canvases = 2;
+  rq.task_means = bound.get();
+  ForwardResult rs;
+  expect_error([&] { engine().forward(rq, rs); }, {"task_means needs patch_mask"});
+  std::vector<uint8_t> two(static_cast<size_t>(2 * patch_bytes(cfg(), Mode::ZeroShot)), 0);
+  rq.patch_mask = two.data();
+  rq.means_enc = means_enc.data();
+  rq.means_dec = means_dec.data();
+  expect_error([&] { engine().forward(rq, rs); }, {"either bound (task_means) or as tables", "not both"});
+  rq.means_enc = rq.means_dec = nullptr;
+  EngineOptions o;
+  o.threads = 1;
+  o.need_vqgan = false;
+  Engine other(cfg(), *weights_, o);
+  expect_error([&] { other.forward(rq, rs); }, {"task_means was bound by another engine"});
+  const auto others = other.bind_task_means(means_enc.data(), means_dec.data());
+  rq.task_means = others.get();
+  std::vector<float> logits(static_cast<size_t>(2 * 98 * cfg().vocab()), kPoison);
+  rs.logits = logits.data();
+  other.forward(rq, rs);
+  expect_all_finite(logits, "logits");
+}
+
+// The cpu backend builds the CPU models the engine needs, and frees them with it (the cuda backend
+// builds none: cuda_engine_test.cc).
+TEST_F(EngineTest, CpuBackendBuildsTheCpuModelsItNeeds) {
+  const int64_t before = model::cpu_models_alive();
+  {
+    EngineOptions o;
+    o.threads = 1;
+    o.need_vqgan = false;
+    Engine mae_only(cfg(), *weights_, o);
+    EXPECT_EQ(model::cpu_models_alive() - before, 1);  // the MAE
+    o.need_vqgan = true;
+    Engine full(cfg(), *weights_, o);
+    EXPECT_EQ(model::cpu_models_alive() - before, 3);  // and the MAE and VQGAN decoder
+  }
+  EXPECT_EQ(model::cpu_models_alive(), before);
+}
+
 TEST_F(EngineTest, MaeOnlyEngineAndOptionErrors) {
   test::TempFile mae_only("mae_only");
   test::RandomModelOptions o;
@@ -770,21 +861,20 @@ TEST_F(EngineTest, MaeOnlyEngineAndOptionErrors) {
 
   // backend "cuda" is refused, naming why, exactly where the probe finds it unusable.
   EngineOptions cuda_o;
-  cuda_o.backend = "cuda";
+  cuda_o.backend = BackendKind::Cuda;
   cuda_o.need_vqgan = false;
   if (cuda::probe().usable) {
     Engine x(cfg(), w, cuda_o);
-    EXPECT_EQ(x.backend(), "cuda");
+    EXPECT_EQ(x.backend(), BackendKind::Cuda);
   } else {
     expect_error([&] { Engine x(cfg(), w, cuda_o); }, {"backend 'cuda' requested", "not usable"});
   }
   EngineOptions bf16;
-  bf16.precision = "bf16";
+  bf16.precision = Precision::BF16;
   bf16.need_vqgan = false;
   expect_error([&] { Engine x(cfg(), w, bf16); }, {"precision 'bf16'", "cpu"});
-  EngineOptions unknown;
-  unknown.backend = "tpu";
-  expect_error([&] { Engine x(cfg(), w, unknown); }, {"unknown backend 'tpu'"});
+  EXPECT_STREQ(backend_name(BackendKind::Cuda), "cuda");
+  EXPECT_STREQ(precision_name(Precision::BF16), "bf16");
   // A file for another model size fails on the first mis-shaped key.
   EngineOptions mae;
   mae.need_vqgan = false;

@@ -21,10 +21,11 @@ export async function benchEngine(engine: OpenedEngine, c: ModelConfig, batches:
   const rng = Rng.fromSeed(1);
   const rows: BenchRow[] = [];
   const space = new VariableSpace(c, 1, 'zero-shot');
-  const means: TaskMeans = {
+  // Bound once, as a search binds its tasks' means.
+  const means: TaskMeans = await engine.bindTaskMeans({
     enc: Float32Array.from({ length: c.encDepth * 148 * c.encDim }, () => rng.float() - 0.5),
     dec: Float32Array.from({ length: c.decDepth * 197 * c.decDim }, () => rng.float() - 0.5),
-  };
+  });
   for (const B of batches) {
     // B distinct canvases, so work sharing cannot make a case look faster than it is.
     const canvases = Float32Array.from({ length: B * CANVAS_FLOATS }, () => rng.float() * 2 - 1);

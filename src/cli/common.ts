@@ -34,7 +34,7 @@ export interface RunOptions {
 
 export type OpenedEngine = ForwardEngine & {
   close?: () => void;
-  backend?: { name: string; reason: string; threads: number };
+  backend?: { name: string; precision?: string; reason: string; threads: number };
   /** Present on engines opened with needs.vqganEncoder (the token search objective's targets). */
   encodeTokens?: (canvases: Float32Array) => Promise<Int32Array>;
 };

@@ -120,6 +120,8 @@ export async function evaluateTaskVectors(
   let done = 0;
   for (const t of tasks) {
     const task = t.source ? { metric: t.source.metric } : getTask(t.name);
+    // Checked once per task and kept where the engine reads them, for every fold and batch.
+    const means = await engine.bindTaskMeans(t.means);
     for (const fold of t.source?.folds ?? opt.folds) {
       let choice = t.choice;
       if (opt.drawPerFold) {
@@ -163,7 +165,7 @@ export async function evaluateTaskVectors(
             const one = masks[cond];
             const m = new Uint8Array(built.length * one.length);
             for (let i = 0; i < built.length; i++) m.set(one, i * one.length);
-            req.patch = { means: t.means, masks: m };
+            req.patch = { means, masks: m };
           }
           const r = await engine.forward(req);
           scores[cond].push(...r.metrics!);

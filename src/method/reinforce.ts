@@ -319,9 +319,20 @@ const PIXEL: Scoring = { kind: 'pixel' };
 const trainingScoring = (opt: SearchOptions): Scoring =>
   opt.objective === 'token' ? { kind: 'token', loss: opt.tokenLoss === 'ce' ? 'token-ce' : 'token-accuracy' } : PIXEL;
 
-/** Runs a set of patched forwards, one engine call per task (chunked by engineBatch); returns losses and metrics. */
+/** Each task's means bound to the engine once: checked there and kept where it reads them, for every step. */
+async function bindMeans(inp: SearchInputs): Promise<TaskMeans[]> {
+  const bound: TaskMeans[] = [];
+  for (const t of inp.tasks) bound.push(await inp.engine.bindTaskMeans(t.means));
+  return bound;
+}
+
+/**
+ * Runs a set of patched forwards, one engine call per task (chunked by engineBatch) with that task's
+ * bound means; returns losses and metrics.
+ */
 async function runPatched(
   inp: SearchInputs,
+  means: TaskMeans[],
   sets: CanvasSet[],
   sampleTask: Int32Array,
   sampleCanvas: Int32Array,
@@ -341,14 +352,21 @@ async function runPatched(
     for (let off = 0; off < idx.length; off += engineBatch) {
       const chunk = idx.slice(off, off + engineBatch);
       const canvasIndex = Int32Array.from(chunk, (i) => sampleCanvas[i]!);
-      const m = new Uint8Array(chunk.length * mb);
-      chunk.forEach((i, k) => m.set(masks.subarray(i * mb, (i + 1) * mb), k * mb));
+      // A chunk of consecutive samples (one task) reads its masks in place; interleaved tasks gather theirs.
+      const consecutive = chunk.every((i, k) => i === chunk[0]! + k);
+      let m: Uint8Array;
+      if (consecutive) {
+        m = masks.subarray(chunk[0]! * mb, (chunk[0]! + chunk.length) * mb);
+      } else {
+        m = new Uint8Array(chunk.length * mb);
+        chunk.forEach((i, k) => m.set(masks.subarray(i * mb, (i + 1) * mb), k * mb));
+      }
       const set = sets[t]!;
       const res = await inp.engine.forward({
         mode: inp.space.mode,
         canvases: set.canvases,
         canvasIndex,
-        patch: { means: inp.tasks[t]!.means, masks: m },
+        patch: { means: means[t]!, masks: m },
         ...(scoring.kind === 'pixel' ? { loss: inp.tasks[t]!.loss, targets: set.targets } : { loss: scoring.loss, targetTokens: set.targetTokens }),
       });
       uniqueForwards += res.uniqueForwards;
@@ -362,8 +380,18 @@ async function runPatched(
   return { losses, metrics, uniqueForwards, uniqueDecodes };
 }
 
-/** Mean pixel-space metric (IoU or MSE) of one subset (0/1 per variable) over each task's canvases. */
-export async function evaluateSubset(inp: SearchInputs, sets: CanvasSet[], choice: Uint8Array, engineBatch: number): Promise<Record<string, number>> {
+/**
+ * Mean pixel-space metric (IoU or MSE) of one subset (0/1 per variable) over each task's canvases.
+ * `means`: the tasks' means already bound to the engine (runSearch's); bound here when absent.
+ */
+export async function evaluateSubset(
+  inp: SearchInputs,
+  sets: CanvasSet[],
+  choice: Uint8Array,
+  engineBatch: number,
+  means?: TaskMeans[],
+): Promise<Record<string, number>> {
+  const bound = means ?? (await bindMeans(inp));
   const mask = inp.space.masks(choice, 1);
   const out: Record<string, number> = {};
   for (let t = 0; t < inp.tasks.length; t++) {
@@ -373,7 +401,7 @@ export async function evaluateSubset(inp: SearchInputs, sets: CanvasSet[], choic
     const sampleCanvas = Int32Array.from({ length: n }, (_, i) => i);
     const masks = new Uint8Array(n * mask.length);
     for (let i = 0; i < n; i++) masks.set(mask, i * mask.length);
-    const r = await runPatched(inp, sets, sampleTask, sampleCanvas, masks, engineBatch, PIXEL);
+    const r = await runPatched(inp, bound, sets, sampleTask, sampleCanvas, masks, engineBatch, PIXEL);
     out[inp.tasks[t]!.name] = meanFinite(r.metrics);
   }
   return out;
@@ -502,6 +530,7 @@ export async function runSearch(inp: SearchInputs, opt: SearchOptions, run: Sear
     if (run.statePath) writeJsonAtomic(run.statePath, snapshot());
   };
 
+  const means = await bindMeans(inp);
   const items = trainingItems(inp, opt.trainImages);
   const B = opt.samplesPerStep;
   const sampleTask = Int32Array.from({ length: B }, (_, i) => items[i % items.length]!.task);
@@ -518,7 +547,7 @@ export async function runSearch(inp: SearchInputs, opt: SearchOptions, run: Sear
     const probs = probabilities(logits);
     sampleChoices(probs, B, rng, choices);
     space.masks(choices, B, masks);
-    const r = await runPatched(inp, inp.train, sampleTask, sampleCanvas, masks, opt.engineBatch, scoring);
+    const r = await runPatched(inp, means, inp.train, sampleTask, sampleCanvas, masks, opt.engineBatch, scoring);
 
     // NaN losses (IoU of two empty masks) would poison the whole step as in the reference; they get the
     // mean loss of their task instead, i.e. zero advantage, and are counted in the log.
@@ -556,7 +585,7 @@ export async function runSearch(inp: SearchInputs, opt: SearchOptions, run: Sear
 
     if (inp.validation && opt.validateEvery > 0 && (step % opt.validateEvery === 0 || step === opt.steps - 1)) {
       const choice = opt.finalSubset === 'threshold' ? thresholdChoices(after) : sampleChoices(after, 1, rng);
-      const metrics = await evaluateSubset(inp, inp.validation, choice, opt.engineBatch);
+      const metrics = await evaluateSubset(inp, inp.validation, choice, opt.engineBatch, means);
       const metric = metrics[primary.name]!;
       const better = best === null || (higherIsBetter(primary.loss) ? metric > best.metric : metric < best.metric);
       if (better && Number.isFinite(metric)) best = { step, metric, logits: Array.from(logits) };

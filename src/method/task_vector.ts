@@ -344,6 +344,7 @@ export async function applyTaskVector(engine: ForwardEngine, tv: TaskVector, ima
   if (opt.compare && !example) throw new Error(`apply: --compare needs an example pair: task vector '${tv.task}' carries none, pass one`);
   const [exIn, exOut] = example ? exampleCells(example) : [WHITE_CELL, WHITE_CELL];
   const mask = tv.mask();
+  const means = await engine.bindTaskMeans(tv.data.means);
   const out: ApplyResult[] = [];
   for (let off = 0; off < images.length; off += batch) {
     const chunk = images.slice(off, off + batch);
@@ -354,7 +355,7 @@ export async function applyTaskVector(engine: ForwardEngine, tv: TaskVector, ima
     const masks = new Uint8Array(chunk.length * mask.length);
     for (let i = 0; i < chunk.length; i++) masks.set(mask, i * mask.length);
     const run = async (mode: Mode, patched: boolean) =>
-      (await engine.forward({ mode, canvases, outputs: { images: true }, ...(patched ? { patch: { means: tv.data.means, masks } } : {}) })).images!;
+      (await engine.forward({ mode, canvases, outputs: { images: true }, ...(patched ? { patch: { means, masks } } : {}) })).images!;
     const cellOf = (images: Uint8Array, i: number) =>
       planarToImage(cropCell(images.subarray(i * CANVAS_FLOATS, (i + 1) * CANVAS_FLOATS), 113, 113), CELL, CELL) as RgbImage;
     const tvImages = await run(tv.data.mode, true);

@@ -1,6 +1,7 @@
 // The engine's public API: one call runs a batch of MAE-VQGAN forwards (docs/method.md#model, #zero-shot) with optional
 // per-sample activation patching, activation capture, and per-sample losses (docs/method.md#metrics).
-// It knows nothing of Node.js; the addon in bindings/ is a thin async wrapper over it.
+// It knows nothing of Node.js; the addon in bindings/ is a thin async wrapper over it, and the only
+// place where backend and precision names are strings.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -33,7 +34,9 @@ inline int dec_tokens(Mode m) { return m == Mode::OneShot ? kOneShotDecTokens : 
 //   decoder: i = E + (l * dec_heads + h) * dec_tokens(mode) + p          for l in [0, dec_depth)
 // where E = enc_depth * enc_heads * enc_tokens(mode); positions are the mode's own sequence positions.
 // Bits past the last variable must be zero.
-int64_t patch_bits(const ModelConfig& c, Mode m);
+inline int64_t patch_bits(const ModelConfig& c, Mode m) {
+  return int64_t(c.enc_depth) * c.enc_heads * enc_tokens(m) + int64_t(c.dec_depth) * c.dec_heads * dec_tokens(m);
+}
 inline int64_t patch_bytes(const ModelConfig& c, Mode m) { return (patch_bits(c, m) + 7) / 8; }
 
 // Task-mean (and capture) table layout, always in one-shot positions:
@@ -48,6 +51,18 @@ inline int64_t means_dec_floats(const ModelConfig& c) {
   return int64_t(c.dec_depth) * kOneShotDecTokens * c.dec_dim;
 }
 
+// Task-mean tables bound to one engine by Engine::bind_task_means: checked once (every value finite)
+// and placed where the engine's backend reads them (a host copy on the cpu, device memory on cuda), so a
+// search passes them with every step's forward without their being scanned or uploaded again. Opaque;
+// usable only with the engine that bound them, and only while that engine lives.
+class BoundTaskMeans {
+ public:
+  virtual ~BoundTaskMeans() = default;
+
+ protected:
+  BoundTaskMeans() = default;
+};
+
 struct ForwardRequest {
   Mode mode = Mode::ZeroShot;
   // Distinct canvases, ImageNet-normalised, [num_canvases][3][224][224].
@@ -56,10 +71,13 @@ struct ForwardRequest {
   // Batch: sample b runs canvas canvas_index[b] (nullptr: sample b runs canvas b, batch = num_canvases).
   const int32_t* canvas_index = nullptr;
   int batch = 0;
-  // Patching (optional): tables as above and batch * patch_bytes() mask bytes.
+  // Patching (optional): batch * patch_bytes() mask bytes and the task means, either bound once
+  // (task_means, from Engine::bind_task_means: what a search passes every step) or as raw tables for this
+  // call only (means_enc and means_dec, layout as above, checked on every call).
+  const uint8_t* patch_mask = nullptr;
+  const BoundTaskMeans* task_means = nullptr;
   const float* means_enc = nullptr;
   const float* means_dec = nullptr;
-  const uint8_t* patch_mask = nullptr;
   // Capture (optional, one-shot or zero-shot): sums over the batch of O, in the mode's own positions:
   // [enc_depth][enc_tokens][enc_dim] and [dec_depth][dec_tokens][dec_dim]; accumulated (+=) into.
   float* capture_enc = nullptr;
@@ -94,8 +112,16 @@ struct ForwardResult {
   int unique_decodes = 0;
 };
 
+// Where the engine runs. Auto takes the cpu unless a verified GPU backend is usable (Engine::backend_reason
+// says which and why).
+enum class BackendKind { Auto, Cpu, Cuda };
+// fp32: every backend (the parity mode). bf16: the cuda backend only (tensor cores, fp32 accumulation).
+enum class Precision { F32, BF16 };
+const char* backend_name(BackendKind kind);   // "auto", "cpu", "cuda": for messages and the addon
+const char* precision_name(Precision precision);  // "fp32", "bf16"
+
 struct BackendInfo {
-  std::string name;        // "cpu" or "cuda"
+  BackendKind kind = BackendKind::Cpu;  // Cpu or Cuda
   bool compiled = false;   // built into this binary
   bool usable = false;     // can run here now
   std::string detail;      // why (device name, or why not)
@@ -103,8 +129,8 @@ struct BackendInfo {
 std::vector<BackendInfo> backends();
 
 struct EngineOptions {
-  std::string backend = "auto";  // auto | cpu | cuda
-  std::string precision = "fp32";  // fp32 | bf16 (bf16: CUDA only)
+  BackendKind backend = BackendKind::Auto;
+  Precision precision = Precision::F32;  // BF16 needs the cuda backend
   int threads = 0;                 // 0: every core
   bool need_vqgan = true;          // false: MAE only (no decode, no pixel losses)
   bool need_vqgan_encoder = false; // true: bind the VQGAN encoder (encoder.*, quant_conv.*) for encode_tokens
@@ -122,12 +148,18 @@ class Engine {
   // Validates the request (sizes, NaNs, mask bits, pointers) before any work; throws vtv::Error.
   void forward(const ForwardRequest& request, ForwardResult& result);
 
+  // Checks task-mean tables (layout as above: means_enc_floats and means_dec_floats floats, every value
+  // finite; throws vtv::Error naming the first bad index) and copies them to where the backend reads
+  // them. The caller's arrays may change or go afterwards; the handle keeps its own copy.
+  std::shared_ptr<const BoundTaskMeans> bind_task_means(const float* means_enc, const float* means_dec);
+
   // The VQGAN encoder's nearest-code tokens of n ImageNet-normalised canvases [n][3][224][224]:
   // tokens [n][196], raster order. Needs an engine built with need_vqgan_encoder; throws vtv::Error.
   void encode_tokens(const float* canvases, int n, int32_t* tokens);
 
   const ModelConfig& config() const;
-  std::string backend() const;     // the backend actually used
+  BackendKind backend() const;         // the backend actually used: Cpu or Cuda
+  Precision precision() const;
   std::string backend_reason() const;  // why that one
   int threads() const;
 

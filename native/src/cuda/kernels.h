@@ -4,6 +4,7 @@
 //   patch_embed.cu              patch gathering and the token assembly around the encoder and decoder
 //   attention.cu                multi-head attention with the task-vector patch, and capture sums
 //   argmax.cu                   argmax keys -> token grids
+//   token_scores.cu             the token losses of each sample from its logits, on the device
 // Each has a CPU counterpart in native/src/cpu (or native/src/model/mae.cc) that the tests compare to.
 // Every function enqueues work on `stream` and returns; errors in arguments throw vtv::Error at once.
 // This header includes no CUDA headers, so plain C++ (the engine, the tests) can call it.
@@ -11,6 +12,7 @@
 #include <cstdint>
 
 #include "cuda/device_buffer.h"
+#include "vtv/engine.h"
 
 namespace vtv::cuda {
 
@@ -89,5 +91,13 @@ void argmax_keys_to_index(const unsigned long long* keys, int64_t rows, int32_t*
 // tokens[s][q] = argmax of row s*P + (q % P), q < 196: the one-shot grid (P = 196) or the zero-shot
 // hstack([y, y]) (P = 98).
 void token_grid(const unsigned long long* keys, int64_t samples, int P, int32_t* tokens, cudaStream_t stream = nullptr);
+
+// The token losses of model::score_tokens for n samples, one block each: logits [n][P][vocab] (P = 196
+// one-shot, 98 zero-shot), grids [n][196] (token_grid's output: entry r < P is the argmax of logit row
+// r), targets [n][49] output-quadrant tokens in [0, vocab). losses[n]: TokenCE, the mean over the 49
+// positions of logsumexp(row) - row[target] (in double, as the CPU), or TokenAccuracy, minus the
+// accuracy; metrics[n]: the accuracy. All pointers are device memory.
+void token_scores(Loss loss, Mode mode, const float* logits, const int32_t* grids, int64_t n, int vocab,
+                  const int32_t* targets, float* losses, float* metrics, cudaStream_t stream = nullptr);
 
 }  // namespace vtv::cuda

@@ -15,14 +15,6 @@
 
 namespace vtv::cuda {
 
-Precision parse_precision(const std::string& name) {
-  if (name == "fp32") return Precision::F32;
-  if (name == "bf16") return Precision::BF16;
-  throw Error("cuda: unknown precision '" + name + "' (expected fp32 or bf16)");
-}
-
-const char* precision_name(Precision p) { return p == Precision::F32 ? "fp32" : "bf16"; }
-
 namespace {
 
 constexpr int kPatchVec = 3 * kPatch * kPatch;
@@ -104,7 +96,13 @@ struct MaeCuda::State {
   // Activations of one pass, grown on demand.
   DeviceBuffer<float> x, h, qkv, o, hid, patches, emb, canvases, logits;
   DeviceBuffer<float> means_enc, means_dec, cap_enc, cap_dec;
+  // The task means a run reads: the uploaded tables above, or tables the caller keeps on the device.
+  const float* run_means_enc = nullptr;
+  const float* run_means_dec = nullptr;
   DeviceBuffer<int32_t> canvas_of_sample, tokens;
+  // Token scoring: a pass's target tokens [n][49] and its per-sample losses and metrics.
+  DeviceBuffer<int32_t> target_tokens;
+  DeviceBuffer<float> token_losses, token_metrics;
   DeviceBuffer<uint8_t> masks;
   DeviceBuffer<unsigned long long> keys;
 
@@ -166,7 +164,8 @@ struct MaeCuda::State {
     canvas_of_sample.resize(sz(1));
   }
 
-  void pass(const model::MaeChunk& chunk, int64_t s0, int64_t n, const MaeCudaOutputs& out, int64_t mask_bytes);
+  void pass(const model::MaeChunk& chunk, int64_t s0, int64_t n, const MaeCudaOutputs& out, int64_t mask_bytes,
+            const MaeCudaRunOptions& options);
 
   // What a pass's kernels are: its shape and every device buffer it names (a buffer that grows moves, and
   // a graph captured before would write to the old one).
@@ -180,8 +179,8 @@ struct MaeCuda::State {
     std::vector<int64_t> key{int64_t(k.mode), k.n, k.patching, k.capture_enc, k.capture_dec, k.logits, k.mask_bytes};
     for (const void* p : {(const void*)x.get(), (const void*)h.get(), (const void*)qkv.get(), (const void*)o.get(),
                           (const void*)hid.get(), (const void*)patches.get(), (const void*)emb.get(),
-                          (const void*)canvases.get(), (const void*)logits.get(), (const void*)means_enc.get(),
-                          (const void*)means_dec.get(), (const void*)cap_enc.get(), (const void*)cap_dec.get(),
+                          (const void*)canvases.get(), (const void*)logits.get(), (const void*)run_means_enc,
+                          (const void*)run_means_dec, (const void*)cap_enc.get(), (const void*)cap_dec.get(),
                           (const void*)canvas_of_sample.get(), (const void*)tokens.get(), (const void*)masks.get(),
                           (const void*)keys.get()}) {
       key.push_back(reinterpret_cast<int64_t>(p));
@@ -288,7 +287,9 @@ int64_t MaeCuda::device_bytes_per_sample(Mode mode) const {
   return s_->floats_per_sample(mode, true) * int64_t(sizeof(float)) + kCanvasFloats * int64_t(sizeof(float));
 }
 
-void MaeCuda::run(const model::MaeChunk& chunk, const MaeCudaOutputs& out) {
+int MaeCuda::max_chunk() const { return s_->max_chunk; }
+
+void MaeCuda::run(const model::MaeChunk& chunk, const MaeCudaOutputs& out, const MaeCudaRunOptions& options) {
   State& s = *s_;
   const ModelConfig& c = s.c;
   const Mode mode = chunk.mode;
@@ -298,17 +299,28 @@ void MaeCuda::run(const model::MaeChunk& chunk, const MaeCudaOutputs& out) {
     check(chunk.canvases[static_cast<size_t>(i)] != nullptr, "MaeCuda::run: canvas of sample " + std::to_string(i) + " is null");
   }
   const bool patching = chunk.patch_masks != nullptr;
-  check(!patching || (chunk.means_enc && chunk.means_dec), "MaeCuda::run: patch_masks need means_enc and means_dec");
+  const bool device_means = options.means_enc_device && options.means_dec_device;
+  check(!patching || device_means || (chunk.means_enc && chunk.means_dec),
+        "MaeCuda::run: patch_masks need means_enc and means_dec (host or device)");
+  const bool scoring = options.token_loss != Loss::None;
+  check(!scoring || (is_token_loss(options.token_loss) && options.target_tokens),
+        "MaeCuda::run: token scoring needs TokenCE or TokenAccuracy and target_tokens");
   const int64_t bits = int64_t(c.enc_depth) * c.enc_heads * Ne + int64_t(c.dec_depth) * c.dec_heads * Nd;
   const int64_t mask_bytes = (bits + 7) / 8;
   if (n == 0) return;
 
-  if (patching) {
+  s.run_means_enc = s.run_means_dec = nullptr;
+  if (patching && device_means) {
+    s.run_means_enc = options.means_enc_device;
+    s.run_means_dec = options.means_dec_device;
+  } else if (patching) {
     const int64_t fe = means_enc_floats(c), fd = means_dec_floats(c);
     s.means_enc.resize(static_cast<size_t>(fe));
     s.means_dec.resize(static_cast<size_t>(fd));
     s.means_enc.upload(chunk.means_enc, static_cast<size_t>(fe));
     s.means_dec.upload(chunk.means_dec, static_cast<size_t>(fd));
+    s.run_means_enc = s.means_enc.get();
+    s.run_means_dec = s.means_dec.get();
   }
   const int64_t cap_e = int64_t(c.enc_depth) * Ne * c.enc_dim, cap_d = int64_t(c.dec_depth) * Nd * c.dec_dim;
   if (chunk.capture_enc) {
@@ -320,7 +332,7 @@ void MaeCuda::run(const model::MaeChunk& chunk, const MaeCudaOutputs& out) {
     device_fill_bytes(s.cap_dec.get(), 0, sizeof(float) * size_t(cap_d));
   }
   for (int64_t s0 = 0; s0 < n; s0 += s.max_chunk) {
-    s.pass(chunk, s0, std::min<int64_t>(s.max_chunk, n - s0), out, mask_bytes);
+    s.pass(chunk, s0, std::min<int64_t>(s.max_chunk, n - s0), out, mask_bytes, options);
   }
   auto add_back = [](const DeviceBuffer<float>& d, int64_t count, float* host) {
     std::vector<float> sum = d.to_host(static_cast<size_t>(count));
@@ -332,10 +344,13 @@ void MaeCuda::run(const model::MaeChunk& chunk, const MaeCudaOutputs& out) {
 }
 
 void MaeCuda::State::pass(const model::MaeChunk& chunk, int64_t s0, int64_t n, const MaeCudaOutputs& out,
-                          int64_t mask_bytes) {
+                          int64_t mask_bytes, const MaeCudaRunOptions& options) {
   const Mode mode = chunk.mode;
   const int P = dec_tokens(mode) - 1, V = c.vocab();
-  ensure_capacity(mode, n, out.logits != nullptr);
+  // The token losses read the logits on the device: they are computed then, and leave only when asked for.
+  const bool scoring = options.token_loss != Loss::None;
+  const bool device_logits = out.logits != nullptr || scoring;
+  ensure_capacity(mode, n, device_logits);
 
   // ---- inputs: the distinct canvases of this pass, which sample runs which, the masks ----------------
   std::unordered_map<const float*, int32_t> index_of;
@@ -361,12 +376,30 @@ void MaeCuda::State::pass(const model::MaeChunk& chunk, int64_t s0, int64_t n, c
     masks.upload(chunk.patch_masks + s0 * mask_bytes, static_cast<size_t>(n * mask_bytes));
   }
 
-  const Kernels k{mode, n, patching, chunk.capture_enc != nullptr, chunk.capture_dec != nullptr, out.logits != nullptr,
+  const Kernels k{mode, n, patching, chunk.capture_enc != nullptr, chunk.capture_dec != nullptr, device_logits,
                   mask_bytes};
   if (out.encoder_out || out.decoder_out) {
     kernels(k, &out, s0);  // the encoder's output is overwritten by the decoder's: copy it out on the way
   } else {
     graphs.run(graph_key(k), stream, [&] { kernels(k, nullptr, 0); });
+  }
+  if (scoring) {
+    const size_t targets = static_cast<size_t>(n) * kQuadrantTokens;
+    target_tokens.resize(targets);
+    token_losses.resize(static_cast<size_t>(n));
+    token_metrics.resize(static_cast<size_t>(n));
+    VTV_CUDA_CHECK(cudaMemcpyAsync(target_tokens.get(), options.target_tokens + s0 * kQuadrantTokens,
+                                   sizeof(int32_t) * targets, cudaMemcpyHostToDevice, stream));
+    token_scores(options.token_loss, mode, logits.get(), tokens.get(), n, V, target_tokens.get(), token_losses.get(),
+                 token_metrics.get(), stream);
+    if (options.token_losses) {
+      VTV_CUDA_CHECK(cudaMemcpyAsync(options.token_losses + s0, token_losses.get(), sizeof(float) * size_t(n),
+                                     cudaMemcpyDeviceToHost, stream));
+    }
+    if (options.token_metrics) {
+      VTV_CUDA_CHECK(cudaMemcpyAsync(options.token_metrics + s0, token_metrics.get(), sizeof(float) * size_t(n),
+                                     cudaMemcpyDeviceToHost, stream));
+    }
   }
   if (out.tokens_device) {
     VTV_CUDA_CHECK(cudaMemcpyAsync(out.tokens_device + s0 * kPatches, tokens.get(), sizeof(int32_t) * size_t(n) * kPatches,
@@ -392,7 +425,7 @@ void MaeCuda::State::kernels(const Kernels& k, const MaeCudaOutputs* out, int64_
   assemble_encoder_tokens(h.get(), cls.get(), pos.get(), enc_ids[mi].get(), n, Ne, E, x.get(), stream);
 
   // ---- encoder ----------------------------------------------------------------------------------------
-  stack(k, enc, n, Ne, E, c.enc_heads, 0, means_enc.get(), kOneShotEncTokens, k.capture_enc ? cap_enc.get() : nullptr,
+  stack(k, enc, n, Ne, E, c.enc_heads, 0, run_means_enc, kOneShotEncTokens, k.capture_enc ? cap_enc.get() : nullptr,
         norm);
   if (out && out->encoder_out) {
     VTV_CUDA_CHECK(cudaStreamSynchronize(stream));
@@ -405,7 +438,7 @@ void MaeCuda::State::kernels(const Kernels& k, const MaeCudaOutputs* out, int64_
                           Nd, D, x.get(), stream);
 
   // ---- decoder ----------------------------------------------------------------------------------------
-  stack(k, dec, n, Nd, D, c.dec_heads, enc_bits, means_dec.get(), kOneShotDecTokens,
+  stack(k, dec, n, Nd, D, c.dec_heads, enc_bits, run_means_dec, kOneShotDecTokens,
         k.capture_dec ? cap_dec.get() : nullptr, decoder_norm);
   if (out && out->decoder_out) {
     VTV_CUDA_CHECK(cudaStreamSynchronize(stream));

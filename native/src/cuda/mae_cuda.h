@@ -1,7 +1,8 @@
 // The MAE encoder, decoder and prediction head (docs/method.md#model) on an NVIDIA GPU, with the per-sample
 // task-vector patch and activation capture (docs/method.md#patching): the CUDA counterpart of model::MaeForward, taking
 // the same MaeChunk (host pointers) and producing the same outputs plus the argmax token grids, which
-// are computed on the GPU (argmax fused into the prediction head). Weights are uploaded once, at
+// are computed on the GPU (argmax fused into the prediction head), and the token losses, scored on the
+// GPU where the logits are (only one loss and one metric per sample come back). Weights are uploaded once, at
 // construction: bf16 copies of every Linear weight in bf16 mode (tensor cores, fp32 accumulation), fp32
 // copies in fp32 mode (the parity mode); biases, norms, embeddings stay fp32. A run makes no host round
 // trip between its kernels: inputs go up at its start, requested outputs come down at its end. The
@@ -11,7 +12,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <string>
 
 #include "model/mae.h"
 #include "vtv/config.h"
@@ -19,18 +19,28 @@
 
 namespace vtv::cuda {
 
-enum class Precision { F32, BF16 };
-Precision parse_precision(const std::string& name);  // "fp32" | "bf16", else throws naming the value
-const char* precision_name(Precision p);
-
 struct MaeCudaOutputs {   // host pointers, each written when non-null; n = chunk.canvases.size()
   float* encoder_out = nullptr;  // [n][enc_tokens][enc_dim], after `norm`
   float* decoder_out = nullptr;  // [n][dec_tokens][dec_dim], after `decoder_norm` (CLS included)
   float* logits = nullptr;       // [n][dec_tokens-1][vocab]
   int32_t* tokens = nullptr;     // [n][196]: argmax grid; zero-shot duplicates the 98 predictions (hstack)
-  // The same grids left on the device: a device pointer to [n][196] int32 (e.g. for VqganCuda::run_shared),
+  // The same grids left on the device: a device pointer to [n][196] int32 (e.g. for VqganCuda::distinct_grids),
   // so a search step's tokens never visit the host.
   int32_t* tokens_device = nullptr;
+};
+
+// What a run takes from the device or scores there, beyond the MaeChunk.
+struct MaeCudaRunOptions {
+  // Task means already on the device ([means_enc_floats], [means_dec_floats], e.g. bound once by the
+  // engine), read in place; when null, patching uploads the chunk's host tables.
+  const float* means_enc_device = nullptr;
+  const float* means_dec_device = nullptr;
+  // The token losses (TokenCE, TokenAccuracy) of model::score_tokens, scored on the device from the
+  // logits and the argmax grids: target_tokens host [n][49]; token_losses, token_metrics host [n].
+  Loss token_loss = Loss::None;
+  const int32_t* target_tokens = nullptr;
+  float* token_losses = nullptr;
+  float* token_metrics = nullptr;
 };
 
 class MaeCuda {
@@ -46,8 +56,10 @@ class MaeCuda {
 
   // Runs every sample of `chunk` (any count; split internally into passes of max_chunk). Patching and
   // capture follow MaeChunk: masks of patch_bytes(config, mode) per sample, means tables in one-shot
-  // positions, capture tables in the mode's positions, accumulated (+=) into.
-  void run(const model::MaeChunk& chunk, const MaeCudaOutputs& out);
+  // positions (or options' device tables), capture tables in the mode's positions, accumulated (+=) into.
+  void run(const model::MaeChunk& chunk, const MaeCudaOutputs& out, const MaeCudaRunOptions& options = {});
+
+  int max_chunk() const;
 
   Precision precision() const;
   size_t weight_bytes() const;                        // device memory held by the weights

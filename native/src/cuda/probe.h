@@ -1,5 +1,5 @@
-// What the CUDA backend can do on this machine. Compiled to a stub without VTV_WITH_CUDA, so callers
-// never need #ifdefs.
+// What the CUDA backend can do on this machine: probe.cu, or in a build without CUDA the stand-in in
+// native/src/engine/cuda_backend_absent.cc, so callers never need #ifdefs.
 #pragma once
 #include <string>
 

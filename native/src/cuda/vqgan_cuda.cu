@@ -52,9 +52,12 @@ struct VqganCuda::State : VqganDeviceBlocks {
   DeviceBuffer<uint8_t> targets;
   DeviceBuffer<int32_t> job_image, job_target;
   DeviceBuffer<float> job_loss, job_metric;
-  // run_shared: each source's grid, the distinct grids, their count, and grid_dedupe's scratch.
+  // find_distinct: each source's grid, the distinct grids, their count, and grid_dedupe's scratch. The
+  // distinct grids' tokens are unique_tokens (dedupe) or the sources themselves.
   DeviceBuffer<int32_t> grid_of_source, unique_tokens, distinct_count, first_of;
   DeviceBuffer<unsigned long long> hashes;
+  const int32_t* distinct_tokens = nullptr;
+  int64_t distinct = 0;
 
 
   // tokens (device, n grids) -> pixels (device).
@@ -96,6 +99,7 @@ struct VqganCuda::State : VqganDeviceBlocks {
   void run(const int32_t* tok, bool tok_on_device, int64_t grids, const VqganScoreJobs& sj, const VqganCudaOutputs& out);
   int64_t run_shared(const int32_t* tok, int64_t sources, bool dedupe, const VqganScoreJobs& sj,
                      const VqganCudaOutputs& out, int32_t* grid_of_source_out);
+  int64_t find_distinct(const int32_t* tok, int64_t sources, bool dedupe);
 
   // Checks score jobs against `grids` (run) or `sources` (run_shared) and puts the targets on the device.
   const uint8_t* prepare_scoring(const VqganScoreJobs& sj, int64_t grids, const VqganCudaOutputs& out, const char* where) {
@@ -208,6 +212,7 @@ VqganCuda::~VqganCuda() {
 }
 
 Precision VqganCuda::precision() const { return s_->precision; }
+int VqganCuda::max_chunk() const { return s_->max_chunk; }
 bool VqganCuda::graphs_enabled() const { return s_->graphs.enabled(); }
 int VqganCuda::graphs_captured() const { return s_->graphs.size(); }
 
@@ -242,17 +247,29 @@ int64_t VqganCuda::run_shared(const int32_t* tokens_device, int64_t sources, boo
   return s_->run_shared(tokens_device, sources, dedupe, scores, out, grid_of_source);
 }
 
-int64_t VqganCuda::State::run_shared(const int32_t* tok, int64_t sources, bool dedupe, const VqganScoreJobs& sj,
-                                     const VqganCudaOutputs& out, int32_t* grid_of_source_out) {
-  check(sources >= 0, "VqganCuda::run_shared: sources must be >= 0, got " + std::to_string(sources));
-  check(sources == 0 || tok != nullptr, "VqganCuda::run_shared: tokens is null");
-  const bool scoring = sj.loss != Loss::None && sj.count > 0;
-  const uint8_t* targets_dev =
-      sj.loss != Loss::None ? prepare_scoring(sj, sources, out, "VqganCuda::run_shared") : nullptr;
+int64_t VqganCuda::distinct_grids(const int32_t* tokens_device, int64_t sources, bool dedupe, int32_t* grid_of_source) {
+  State& s = *s_;
+  check(sources >= 0, "VqganCuda::distinct_grids: sources must be >= 0, got " + std::to_string(sources));
+  check(sources == 0 || tokens_device != nullptr, "VqganCuda::distinct_grids: tokens is null");
+  const int64_t G = s.find_distinct(tokens_device, sources, dedupe);
+  if (grid_of_source && sources > 0) s.grid_of_source.download(grid_of_source, static_cast<size_t>(sources));
+  return G;
+}
+
+void VqganCuda::decode_distinct(int64_t first, int64_t grids, const VqganScoreJobs& scores, const VqganCudaOutputs& out) {
+  State& s = *s_;
+  check(first >= 0 && grids >= 0 && first + grids <= s.distinct,
+        "VqganCuda::decode_distinct: grids [" + std::to_string(first) + ", " + std::to_string(first + grids) +
+            ") are not among the " + std::to_string(s.distinct) + " distinct grids of the last distinct_grids call");
+  s.run(s.distinct_tokens + first * kPatches, true, grids, scores, out);
+}
+
+// Numbers the distinct grids among `sources` (grid_of_source on the device) and keeps where their tokens are.
+int64_t VqganCuda::State::find_distinct(const int32_t* tok, int64_t sources, bool dedupe) {
+  distinct_tokens = tok;
+  distinct = 0;
   if (sources == 0) return 0;
   const size_t S = static_cast<size_t>(sources);
-
-  // ---- which grids to decode -------------------------------------------------------------------------
   grid_of_source.resize(S);
   const int32_t* grid_tokens = tok;
   int64_t G = sources;
@@ -275,6 +292,22 @@ int64_t VqganCuda::State::run_shared(const int32_t* tok, int64_t sources, bool d
                                    stream));
     VTV_CUDA_CHECK(cudaStreamSynchronize(stream));  // `identity` leaves scope
   }
+  distinct_tokens = grid_tokens;
+  distinct = G;
+  return G;
+}
+
+int64_t VqganCuda::State::run_shared(const int32_t* tok, int64_t sources, bool dedupe, const VqganScoreJobs& sj,
+                                     const VqganCudaOutputs& out, int32_t* grid_of_source_out) {
+  check(sources >= 0, "VqganCuda::run_shared: sources must be >= 0, got " + std::to_string(sources));
+  check(sources == 0 || tok != nullptr, "VqganCuda::run_shared: tokens is null");
+  const bool scoring = sj.loss != Loss::None && sj.count > 0;
+  const uint8_t* targets_dev =
+      sj.loss != Loss::None ? prepare_scoring(sj, sources, out, "VqganCuda::run_shared") : nullptr;
+  if (sources == 0) return 0;
+  const size_t S = static_cast<size_t>(sources);
+  const int64_t G = find_distinct(tok, sources, dedupe);
+  const int32_t* grid_tokens = distinct_tokens;
 
   // ---- the jobs, on the device once ------------------------------------------------------------------
   const size_t J = static_cast<size_t>(scoring ? sj.count : 0);

@@ -9,15 +9,14 @@
 // convolution's indexing. The decode of a pass of n grids is captured as a CUDA graph per n and
 // replayed (direct launches when capture fails or graphs are off).
 // Work sharing: run() takes distinct grids from the caller and maps score jobs to them (any number of
-// jobs per grid), so a grid shared by many samples is decoded once; run_shared() finds the distinct
-// grids itself, on the device. Not thread-safe: one run at a time.
+// jobs per grid), so a grid shared by many samples is decoded once; distinct_grids() and run_shared()
+// find the distinct grids themselves, on the device. Not thread-safe: one run at a time.
 // This header includes no CUDA headers.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 
-#include "cuda/mae_cuda.h"  // Precision
 #include "model/weights_view.h"
 #include "vtv/config.h"
 #include "vtv/engine.h"
@@ -57,15 +56,23 @@ class VqganCuda {
   void run_device(const int32_t* tokens_device, int64_t grids, const VqganScoreJobs& scores,
                   const VqganCudaOutputs& out);
 
-  // The engine's GPU step: `sources` token grids already on the device ([sources][196] int32, e.g.
-  // MaeCuda's tokens_device) and score jobs that name a source (scores.grid[j] in [0, sources)). With
-  // dedupe, identical grids are found on the device (grid_dedupe) and each distinct one is decoded once;
-  // without, every source is decoded. Only the count of distinct grids, the losses and metrics, and
-  // (when asked) the pixels come back. Returns the number of grids decoded; grid_of_source (host,
-  // [sources], nullable) receives each source's grid, the row of out.pixels ([grids][3][224][224])
-  // that holds its image.
+  // The engine's decode in two steps, for `sources` token grids already on the device ([sources][196]
+  // int32, e.g. MaeCuda's tokens_device, which must stay in place until the decode). distinct_grids
+  // numbers the distinct ones in order of first occurrence (with dedupe, found on the device by
+  // grid_dedupe; without, source s is grid s), writes each source's grid to grid_of_source (host,
+  // [sources], nullable) and returns their count. decode_distinct then decodes distinct grids
+  // [first, first + grids) as run_device does (scores.grid[j] in [0, grids), relative to `first`).
+  int64_t distinct_grids(const int32_t* tokens_device, int64_t sources, bool dedupe, int32_t* grid_of_source);
+  void decode_distinct(int64_t first, int64_t grids, const VqganScoreJobs& scores, const VqganCudaOutputs& out);
+
+  // Both steps at once, with score jobs that name a source (scores.grid[j] in [0, sources)): only the
+  // count of distinct grids, the losses and metrics, and (when asked) the pixels come back. Returns the
+  // number of grids decoded; grid_of_source (host, [sources], nullable) receives each source's grid, the
+  // row of out.pixels ([grids][3][224][224]) that holds its image.
   int64_t run_shared(const int32_t* tokens_device, int64_t sources, bool dedupe, const VqganScoreJobs& scores,
                      const VqganCudaOutputs& out, int32_t* grid_of_source = nullptr);
+
+  int max_chunk() const;
 
   Precision precision() const;
   size_t weight_bytes() const;

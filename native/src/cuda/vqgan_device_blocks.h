@@ -10,10 +10,10 @@
 #include <cstdint>
 
 #include "cuda/device_buffer.h"
-#include "cuda/mae_cuda.h"  // Precision
 #include "cuda/vqgan_device_weights.h"
 #include "cuda/vqgan_kernels.h"
 #include "vtv/config.h"
+#include "vtv/engine.h"  // Precision
 
 namespace vtv::cuda {
 

@@ -9,8 +9,8 @@
 #include <string>
 
 #include "cuda/device_buffer.h"
-#include "cuda/mae_cuda.h"  // Precision
 #include "model/weights_view.h"
+#include "vtv/engine.h"  // Precision
 
 namespace vtv::cuda {
 

@@ -14,9 +14,9 @@
 #include <cstdint>
 #include <memory>
 
-#include "cuda/mae_cuda.h"  // Precision
 #include "model/weights_view.h"
 #include "vtv/config.h"
+#include "vtv/engine.h"  // Precision
 
 namespace vtv::cuda {
 

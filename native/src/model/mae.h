@@ -7,6 +7,7 @@
 
 #include "core/thread_pool.h"
 #include "cpu/attention.h"
+#include "model/cpu_model_count.h"
 #include "model/weights_view.h"
 #include "vtv/engine.h"
 
@@ -47,6 +48,7 @@ class MaeForward {
   const MaeW& w_;
   // Scratch, grown on demand and reused across chunks.
   std::vector<float> x_, h_, qkv_, o_, hidden_, patches_, enc_embedded_;
+  CpuModelCount counted_;
 };
 
 }  // namespace vtv::model

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "model/cpu_model_count.h"
 #include "model/vqgan_blocks.h"
 #include "model/weights_view.h"
 #include "vtv/config.h"
@@ -30,6 +31,7 @@ class VqganDecoder {
   int64_t max_attn_elems_ = 0;   // largest C*H*W at an attention block
   // The running map and three scratch maps: x, two conv intermediates and the shortcut.
   FeatureRing ring_;
+  CpuModelCount counted_;
 };
 
 }  // namespace vtv::model

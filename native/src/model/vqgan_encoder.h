@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "model/cpu_model_count.h"
 #include "model/vqgan_blocks.h"
 #include "model/weights_view.h"
 #include "vtv/config.h"
@@ -35,6 +36,7 @@ class VqganEncoder {
   int64_t max_attn_elems_ = 0;  // largest C*H*W at an attention block
   std::vector<double> code_norms_;  // |e|^2 per codebook row
   FeatureRing ring_;
+  CpuModelCount counted_;
 };
 
 }  // namespace vtv::model
