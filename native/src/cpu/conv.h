@@ -19,8 +19,31 @@ struct Conv2dShape {
 };
 
 // y[N][Co][out_h][out_w] = conv(x[N][Ci][H][W], w[Co][Ci][k][k]) + bias[Co] (+ residual, same shape as y).
-// bias and residual may be null; residual must not alias x, may alias y.
+// bias and residual may be null; residual must not alias x, may alias y. 3x3 stride-1 convolutions with
+// padding 1 go to the direct (implicit GEMM) or the Winograd kernel as conv3x3_choice says.
 void conv2d(ThreadPool& pool, const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y,
             const float* residual = nullptr);
+
+// The two variants of a 3x3, stride-1, padding-1 convolution.
+//  - kDirect: the implicit GEMM of conv.cc (exact products; any stride-1 shape). The reference variant.
+//  - kWinograd: Winograd F(4x4, 3x3) (conv_winograd.cc): 4x fewer multiply-adds, a few times the
+//    direct conv's rounding error (documented there and measured in cpu_kernels_test.cc).
+//  - kAuto: Winograd where it is faster (AVX-512 builds, enough tiles and channels), else direct.
+enum class Conv3x3Algo { kAuto, kDirect, kWinograd };
+// Process-wide setting; starts as VTV_CONV3X3=auto|direct|winograd from the environment (default auto).
+void set_conv3x3_algo(Conv3x3Algo algo);
+Conv3x3Algo conv3x3_algo();
+// What conv2d runs for shape s on `threads` threads under the current setting (kDirect or kWinograd;
+// kDirect for every shape Winograd does not support).
+Conv3x3Algo conv3x3_choice(const Conv2dShape& s, int threads);
+// Whether the Winograd kernel supports s: 3x3, stride 1, padding 1 on every side (upsampling allowed).
+bool winograd_supported(const Conv2dShape& s);
+
+// The variants themselves (same contract as conv2d). conv2d_direct: any stride-1 shape;
+// conv2d_winograd: shapes with winograd_supported.
+void conv2d_direct(ThreadPool& pool, const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                   float* y, const float* residual = nullptr);
+void conv2d_winograd(ThreadPool& pool, const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                     float* y, const float* residual = nullptr);
 
 }  // namespace vtv::cpu
