@@ -32,7 +32,11 @@ using namespace gemm_detail;
 namespace {
 
 constexpr int kXi = 36;     // transformed tile elements (6 x 6)
+#ifndef VTV_WINO_PANELS
+#define VTV_WINO_PANELS 1
+#endif
 constexpr int kL = 16;      // tiles per vector
+constexpr int kPrefetchChannels = 2;  // the input transform prefetches this many channels ahead
 static_assert(NR % kL == 0, "winograd: the GEMM panel width must be a multiple of 16 tiles");
 
 // ---- 16-lane vectors --------------------------------------------------------------------------------
@@ -129,6 +133,41 @@ inline Mask lane_mask(int64_t lo, int64_t hi) {
   return static_cast<Mask>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
 }
 
+// Where 16 consecutive (padded, upsampled) input columns starting at input column ix come from: lanes
+// inside the image, and for upsampling the stored columns base .. base + 8 they duplicate.
+struct ColSrc {
+  int64_t ix = 0, base = 0;
+  Mask lanes = 0, src = 0;
+  bool odd = false;
+};
+
+ColSrc col_src(const Conv2dShape& s, int64_t ix) {
+  ColSrc c;
+  c.ix = ix;
+  c.lanes = lane_mask(-ix, s.in_w() - ix);
+  if (s.upsample2x) {
+    c.odd = (ix & 1) != 0;
+    c.base = (ix - (c.odd ? 1 : 0)) / 2;  // floor(ix / 2)
+    c.src = lane_mask(-c.base, s.W - c.base) & lane_mask(0, 9);
+  }
+  return c;
+}
+
+// The 16 columns described by c of one stored input row (zeros outside the image).
+inline V load_cols(const float* row, const ColSrc& c, bool upsample2x) {
+  if (!upsample2x) return vload_mask(row + c.ix, c.lanes);
+  const V v = vload_mask(row + c.base, c.src);
+#if defined(__AVX512F__)
+  const __m512i even = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  const __m512i odd = _mm512_setr_epi32(0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8);
+  return _mm512_maskz_permutexvar_ps(c.lanes, c.odd ? odd : even, v);
+#else
+  V r;
+  for (int l = 0; l < kL; ++l) r.v[l] = (c.lanes >> l & 1) ? v.v[(l + (c.odd ? 1 : 0)) >> 1] : 0.0f;
+  return r;
+#endif
+}
+
 // B^T d: the six outputs of the 1-D input transform of d0..d5.
 inline void input_1d(const V d[6], V o[6]) {
   const V t0 = vfnma(d[2], 4.0f, d[4]);  // d4 - 4 d2
@@ -178,8 +217,7 @@ Plan make_plan(const Conv2dShape& s, int threads) {
   p.tiles = s.N * p.tiles_per_sample;
   p.m_panels = (s.Co + MR - 1) / MR;
   p.Mpad = p.m_panels * MR;
-  const int64_t panels = (p.tiles + NR - 1) / NR;
-  p.panels_per_block = panels >= 8 * threads ? 2 : 1;
+  p.panels_per_block = VTV_WINO_PANELS;
   p.block_tiles = p.panels_per_block * NR;
   const int64_t blocks = (p.tiles + p.block_tiles - 1) / p.block_tiles;
   // Few blocks: split the output channels too, so every thread has work (each group transforms the
@@ -274,7 +312,7 @@ void transform_weights(ThreadPool& pool, const Conv2dShape& s, const Plan& p, co
 struct Scratch {
   float* V;    // [36][P][Ci][NR]
   float* M;    // [36][P][mpad_group][NR]
-  float* R;    // [6][q_max]: padded input rows of one run
+  int64_t v_xi, m_xi;  // floats from one transformed element's slice of V (M) to the next
   float* Z;    // [6][4][kL + q_max/4 + 2*kL]: column phases of the y-transformed rows
   int64_t z_stride;
 };
@@ -284,7 +322,7 @@ struct Scratch {
 // phases, then combined along x per 16 tiles and stored in the tiles' lanes.
 void input_transform(const Conv2dShape& s, const Plan& p, const float* x, const std::vector<Run>& runs,
                      int64_t block_count, const Scratch& sc) {
-  const int64_t Ci = s.Ci, ih = s.in_h(), iw = s.in_w(), P = p.panels_per_block;
+  const int64_t Ci = s.Ci, ih = s.in_h(), P = p.panels_per_block;
   const int64_t chunks = (block_count + kL - 1) / kL;
   // Lanes past the block's tiles (a partial last panel) are zero, so the GEMMs read finite values.
   if (block_count < P * NR) {
@@ -292,49 +330,52 @@ void input_transform(const Conv2dShape& s, const Plan& p, const float* x, const 
     for (int xi = 0; xi < kXi; ++xi)
       for (int64_t pp = p_last; pp < P; ++pp)
         for (int64_t ci = 0; ci < Ci; ++ci) {
-          float* d = sc.V + ((xi * P + pp) * Ci + ci) * NR;
+          float* d = sc.V + xi * sc.v_xi + (pp * Ci + ci) * NR;
           const int64_t from = pp == p_last ? lane0 : 0;
           std::memset(d + from, 0, sizeof(float) * (NR - from));
         }
   }
+  std::vector<ColSrc> cols;
   for (const Run& run : runs) {
     const int64_t q = (run.len + 1 + kL - 1) / kL * kL * 4;  // padded columns of this run, multiple of 64
-    const int64_t px0 = 4 * run.tx0;                           // first padded column
+    const int64_t ix0 = 4 * run.tx0 - s.pad_left;              // input column of the run's first padded column
+    cols.clear();
+    for (int64_t c = 0; c < q; c += kL) cols.push_back(col_src(s, ix0 + c));
+    // The stored input columns this run reads, for prefetching.
+    const int64_t sx0 = std::max<int64_t>(0, s.upsample2x ? ix0 >> 1 : ix0);
+    const int64_t sx1 = std::min<int64_t>(s.W, s.upsample2x ? (ix0 + q + 1) >> 1 : ix0 + q);
+    auto row_of = [&](int64_t ci, int i) -> const float* {
+      const int64_t iy = 4 * run.ty + i - s.pad_top;
+      if (iy < 0 || iy >= ih) return nullptr;
+      return x + ((run.n * Ci + ci) * s.H + (s.upsample2x ? iy >> 1 : iy)) * s.W;
+    };
     for (int64_t ci = 0; ci < Ci; ++ci) {
-      const float* plane = x + (run.n * Ci + ci) * s.H * s.W;
-      // The six padded rows' segments [px0, px0 + q).
-      for (int i = 0; i < 6; ++i) {
-        float* d = sc.R + i * p.q_max;
-        const int64_t iy = 4 * run.ty + i - s.pad_top;
-        if (iy < 0 || iy >= ih) {
-          std::memset(d, 0, sizeof(float) * q);
-          continue;
+      // The tile row's six padded input rows (null: zero padding).
+      const float* rows[6];
+      for (int i = 0; i < 6; ++i) rows[i] = row_of(ci, i);
+      // The rows come from memory (one pass over the input): fetch those of the channel after next now.
+      if (ci + kPrefetchChannels < Ci) {
+        for (int i = 0; i < 6; ++i) {
+          const float* r = row_of(ci + kPrefetchChannels, i);
+          if (!r) continue;
+          for (int64_t c = sx0; c < sx1; c += 16) __builtin_prefetch(r + c);
+          __builtin_prefetch(r + sx1 - 1);
         }
-        const float* row = plane + (s.upsample2x ? iy >> 1 : iy) * s.W;
-        const int64_t ix0 = px0 - s.pad_left;  // input column of d[0]
-        const int64_t a = std::clamp<int64_t>(-ix0, 0, q), b = std::clamp<int64_t>(iw - ix0, 0, q);
-        if (a > 0) std::memset(d, 0, sizeof(float) * a);
-        if (s.upsample2x) {
-          for (int64_t c = a; c < b; ++c) d[c] = row[(ix0 + c) >> 1];
-        } else if (b > a) {
-          std::memcpy(d + a, row + ix0 + a, sizeof(float) * (b - a));
-        }
-        if (b < q) std::memset(d + std::max(a, b), 0, sizeof(float) * (q - std::max(a, b)));
       }
-      // y-transform (contiguous), then the column phases: Z[j][m][kL + u] = (B^T d)_j at column 4u + m.
+      // y-transform of 16 columns at a time, read straight from the rows (zero padding and upsampling
+      // resolved by masked loads), then the column phases: Z[j][m][kL + u] = (B^T d)_j at column 4u + m.
       for (int64_t c = 0; c < q; c += 4 * kL) {
-        V zr[6][4];
+        alignas(64) float zr[6][4 * kL];
         for (int64_t h = 0; h < 4; ++h) {
+          const ColSrc& cs = cols[static_cast<size_t>(c / kL + h)];
           V d[6], o[6];
-          for (int i = 0; i < 6; ++i) d[i] = vload(sc.R + i * p.q_max + c + h * kL);
+          for (int i = 0; i < 6; ++i) d[i] = rows[i] ? load_cols(rows[i], cs, s.upsample2x) : vset(0.0f);
           input_1d(d, o);
-          for (int j = 0; j < 6; ++j) zr[j][h] = o[j];
+          for (int j = 0; j < 6; ++j) vstore(zr[j] + h * kL, o[j]);
         }
         for (int j = 0; j < 6; ++j) {
-          alignas(64) float tmp[4 * kL];
-          for (int h = 0; h < 4; ++h) vstore(tmp + h * kL, zr[j][h]);
           V ph[4];
-          deinterleave4(tmp, ph);
+          deinterleave4(zr[j], ph);
           for (int m = 0; m < 4; ++m) vstore(sc.Z + (j * 4 + m) * sc.z_stride + kL + c / 4, ph[m]);
         }
       }
@@ -356,7 +397,7 @@ void input_transform(const Conv2dShape& s, const Plan& p, const float* x, const 
           d[5] = vload(zj + sc.z_stride + 1);
           input_1d(d, o);
           for (int k = 0; k < 6; ++k)
-            vstore_mask(sc.V + (((j * 6 + k) * P + pp) * Ci + ci) * NR + lane0, mask, o[k]);
+            vstore_mask(sc.V + (j * 6 + k) * sc.v_xi + (pp * Ci + ci) * NR + lane0, mask, o[k]);
         }
       }
     }
@@ -366,15 +407,15 @@ void input_transform(const Conv2dShape& s, const Plan& p, const float* x, const 
 // The 36 GEMMs of the block for output panels [cp0, cp1): M[xi][pp][co - cp0*MR][NR].
 void block_gemms(const Conv2dShape& s, const Plan& p, const float* U, int64_t cp0, int64_t cp1, int64_t panels,
                  const Scratch& sc) {
-  const int64_t Ci = s.Ci, P = p.panels_per_block, mg = (cp1 - cp0) * MR;
+  const int64_t Ci = s.Ci, mg = (cp1 - cp0) * MR;
   for (int xi = 0; xi < kXi; ++xi) {
     for (int64_t k0 = 0; k0 < Ci; k0 += p.kc) {
       const int64_t kc = std::min(p.kc, Ci - k0);
       for (int64_t cp = cp0; cp < cp1; ++cp) {
         const float* A = U + ((xi * p.m_panels + cp) * Ci + k0) * MR;
         for (int64_t pp = 0; pp < panels; ++pp) {
-          const float* B = sc.V + ((xi * P + pp) * Ci + k0) * NR;
-          float* C = sc.M + ((xi * P + pp) * mg + (cp - cp0) * MR) * NR;
+          const float* B = sc.V + xi * sc.v_xi + (pp * Ci + k0) * NR;
+          float* C = sc.M + xi * sc.m_xi + (pp * mg + (cp - cp0) * MR) * NR;
           microkernel_full(kc, A, B, C, NR, k0 > 0);
         }
       }
@@ -387,14 +428,30 @@ void block_gemms(const Conv2dShape& s, const Plan& p, const float* U, int64_t cp
 void output_transform(const Conv2dShape& s, const Plan& p, const std::vector<Run>& runs, int64_t block_count,
                       int64_t co0, int64_t co1, int64_t mg, const float* bias, const float* residual, float* y,
                       const Scratch& sc) {
-  const int64_t Co = s.Co, P = p.panels_per_block;
+  const int64_t Co = s.Co;
   const int64_t chunks = (block_count + kL - 1) / kL;
   for (int64_t co = co0; co < co1; ++co) {
     const float b = bias ? bias[co] : 0.0f;
+    // The output (and residual) rows of the channel after next: written (read) from memory otherwise.
+    if (co + kPrefetchChannels < co1) {
+      for (const Run& run : runs) {
+        for (int r = 0; r < 4; ++r) {
+          const int64_t oy = 4 * run.ty + r;
+          if (oy >= p.oh) break;
+          const int64_t c0 = 4 * run.tx0, c1 = std::min(p.ow, 4 * (run.tx0 + run.len));
+          const int64_t off = ((run.n * Co + co + kPrefetchChannels) * p.oh + oy) * p.ow;
+          for (int64_t c = c0; c < c1; c += 16) {
+            __builtin_prefetch(y + off + c, 1);
+            if (residual && residual != y) __builtin_prefetch(residual + off + c);
+          }
+          __builtin_prefetch(y + off + c1 - 1, 1);
+        }
+      }
+    }
     for (int64_t ch = 0; ch < chunks; ++ch) {
       const int64_t pp = ch * kL / NR, lane0 = ch * kL % NR;
       const float* m0 = sc.M + (pp * mg + (co - co0)) * NR + lane0;
-      const int64_t xi_stride = P * mg * NR;
+      const int64_t xi_stride = sc.m_xi;
       // Along y: s[r][k] = sum_j A^T[r][j] M[j][k].
       V t[4][6];
       for (int k = 0; k < 6; ++k) {
@@ -451,11 +508,14 @@ void conv2d_winograd(ThreadPool& pool, const Conv2dShape& s, const float* x, con
   const int64_t mg_max = (p.m_panels + p.co_groups - 1) / p.co_groups * MR;
   const int64_t z_stride = kL + p.q_max / 4 + 2 * kL;
   pool.parallel_for(items, [&](int64_t b, int64_t e) {
-    thread_local ScratchBuffer v_buf, m_buf, r_buf, z_buf;
+    thread_local ScratchBuffer v_buf, m_buf, z_buf;
     Scratch sc;
-    sc.V = v_buf.get(kXi * p.panels_per_block * s.Ci * NR);
-    sc.M = m_buf.get(kXi * p.panels_per_block * mg_max * NR);
-    sc.R = r_buf.get(6 * p.q_max);
+    // Slices of V and M one per transformed element, 64 bytes more apart than their size: a transform
+    // touches all 36 at once, and slices a multiple of 4 KiB apart would share one set of the L1 cache.
+    sc.v_xi = p.panels_per_block * s.Ci * NR + kL;
+    sc.m_xi = p.panels_per_block * mg_max * NR + kL;
+    sc.V = v_buf.get(kXi * sc.v_xi);
+    sc.M = m_buf.get(kXi * sc.m_xi);
     sc.z_stride = z_stride;
     sc.Z = z_buf.get(24 * z_stride);
     // Lanes past a run read Z outside what the run wrote; keep those values finite.
