@@ -148,6 +148,39 @@ TEST(Linear, BiasGeluResidualCombinations) {
   }
 }
 
+// Pre-packed weights give linear()'s bits exactly (same panels, same kernel), on shapes that take the
+// one-row-block path (M <= 512), the several-row-blocks path, N not a multiple of the panel width and K
+// over one K block; with every epilogue.
+TEST(Linear, PackedWeightsMatchUnpacked) {
+  struct Case {
+    int64_t M, K, N;
+  };
+  for (const Case c : {Case{1, 7, 5}, Case{50, 300, 100}, Case{67, 1024, 150}, Case{600, 513, 97}}) {
+    auto x = random_vector(c.M * c.K, 51, 0.5f);
+    auto W = random_vector(c.N * c.K, 52, 0.5f);
+    auto bias = random_vector(c.N, 53);
+    auto res = random_vector(c.M * c.N, 54);
+    const PackedLinear packed(pool(), W.data(), c.N, c.K);
+    EXPECT_EQ(packed.N(), c.N);
+    EXPECT_EQ(packed.K(), c.K);
+    for (bool gelu : {false, true}) {
+      for (int mode = 0; mode < 3; ++mode) {  // 0: no residual, 1: separate residual, 2: residual aliasing y
+        std::vector<float> a(c.M * c.N, kNaN), b(c.M * c.N, kNaN);
+        const float *ra = nullptr, *rb = nullptr;
+        if (mode == 1) ra = rb = res.data();
+        if (mode == 2) a = b = res, ra = a.data(), rb = b.data();
+        const Epilogue e = gelu ? Epilogue::Gelu : Epilogue::None;
+        linear(pool(), x.data(), c.M, c.K, W.data(), bias.data(), c.N, a.data(), e, ra);
+        linear(pool(), x.data(), c.M, c.K, packed, bias.data(), b.data(), e, rb);
+        EXPECT_EQ(a, b) << "M=" << c.M << " K=" << c.K << " N=" << c.N << " gelu=" << gelu << " mode=" << mode;
+      }
+    }
+  }
+  const PackedLinear packed(pool(), random_vector(12, 55).data(), 3, 4);
+  std::vector<float> x(5), y(3);
+  EXPECT_THROW(linear(pool(), x.data(), 1, 5, packed, nullptr, y.data()), Error);
+}
+
 TEST(Linear, GeluAccurateOverWideRange) {
   // x = identity-like so the pre-activations sweep [-12, 12], including the tail where 1 + erf is tiny.
   const int64_t M = 241, K = 1, N = 3;
@@ -352,6 +385,30 @@ TEST(Conv3x3Winograd, SettingSelectsVariant) {
   EXPECT_THROW(conv2d_winograd(pool(), make_shape(1, 4, 8, 8, 4, 3, 2, 1, 1, 1, 1, false), x.data(), w.data(),
                                nullptr, y.data()),
                Error);
+}
+
+// A weight cache gives the uncached bits, transforms each weight tensor once, and refuses a weight
+// pointer seen with another shape.
+TEST(Conv3x3Winograd, WeightCacheReusesTransforms) {
+  const Conv2dShape s = make_shape(2, 40, 16, 12, 24, 3, 1, 1, 1, 1, 1, false);
+  auto x = random_vector(s.N * s.Ci * s.H * s.W, 61);
+  auto w = random_vector(s.Co * s.Ci * 9, 62, 0.05f);
+  auto b = random_vector(s.Co, 63);
+  const int64_t ysize = s.N * s.Co * s.out_h() * s.out_w();
+  std::vector<float> plain(ysize, kNaN), cached(ysize, kNaN);
+  conv2d_winograd(pool(), s, x.data(), w.data(), b.data(), plain.data());
+  ConvWeightCache cache;
+  conv2d_winograd(pool(), s, x.data(), w.data(), b.data(), cached.data(), nullptr, &cache);
+  EXPECT_EQ(plain, cached);
+  const int64_t bytes = cache.bytes();
+  EXPECT_EQ(bytes, int64_t(36 * 24 * 40 * sizeof(float)));  // 36 x Co (a multiple of 8 here) x Ci
+  std::fill(cached.begin(), cached.end(), kNaN);
+  conv2d_winograd(pool(), s, x.data(), w.data(), b.data(), cached.data(), nullptr, &cache);
+  EXPECT_EQ(plain, cached);
+  EXPECT_EQ(cache.bytes(), bytes);
+  Conv2dShape other = s;
+  other.Ci = 20;
+  EXPECT_THROW(conv2d_winograd(pool(), other, x.data(), w.data(), b.data(), cached.data(), nullptr, &cache), Error);
 }
 
 TEST(Conv2d, ShapeArithmetic) {
