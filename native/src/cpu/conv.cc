@@ -345,13 +345,13 @@ void conv2d_direct(ThreadPool& pool, const Conv2dShape& s, const float* x, const
 }
 
 void conv2d(ThreadPool& pool, const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y,
-            const float* residual) {
+            const float* residual, ConvWeightCache* cache) {
   check_shape(s, x, residual);
   const int64_t P = s.out_h() * s.out_w(), K = s.Ci * s.k * s.k, in_plane = s.Ci * s.H * s.W;
   const bool pointwise = pointwise_shape(s);
   if (s.stride == 1 && !pointwise) {
     if (conv3x3_choice(s, pool.size()) == Conv3x3Algo::kWinograd) {
-      conv2d_winograd(pool, s, x, w, bias, y, residual);
+      conv2d_winograd(pool, s, x, w, bias, y, residual, cache);
     } else {
       conv2d_stride1_banded(pool, s, x, w, bias, y, residual);
     }

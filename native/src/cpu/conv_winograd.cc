@@ -18,7 +18,9 @@
 // value and the rms difference 4e-7 to 7e-7 (Conv3x3Winograd.ErrorOnDecoderShapes prints them); the
 // direct conv itself is within ~1e-7 of double precision.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <vector>
 
 #include "cpu/conv.h"
@@ -259,9 +261,9 @@ inline void weight_1d(const V g[3], V t[6]) {
 
 // U[xi][panel][ci][MR] = (G g G^T)[xi] for g = w[co][ci], co = panel*MR + lane (zero past Co). Vectorised
 // over 16 (ci, co) pairs whose 16 results are contiguous in U: two input channels x MR = 8 output channels.
-void transform_weights(ThreadPool& pool, const Conv2dShape& s, const Plan& p, const float* w, float* U) {
-  const int64_t Ci = s.Ci, Co = s.Co;
-  pool.parallel_for(p.m_panels, [&](int64_t b, int64_t e) {
+void transform_weights(ThreadPool& pool, int64_t Co, int64_t Ci, const float* w, float* U) {
+  const int64_t m_panels = (Co + MR - 1) / MR;
+  pool.parallel_for(m_panels, [&](int64_t b, int64_t e) {
     for (int64_t cp = b; cp < e; ++cp) {
       for (int64_t ci = 0; ci < Ci; ci += 2) {
         // Lane l: output channel cp*MR + l % MR, input channel ci + l / MR.
@@ -296,7 +298,7 @@ void transform_weights(ThreadPool& pool, const Conv2dShape& s, const Plan& p, co
           V u[6];
           weight_1d(t[r], u);
           for (int c = 0; c < 6; ++c) {
-            float* d = U + (((r * 6 + c) * p.m_panels + cp) * Ci + ci) * MR;
+            float* d = U + (((r * 6 + c) * m_panels + cp) * Ci + ci) * MR;
             if (lanes == kL) {
               vstore(d, u[c]);
             } else {
@@ -494,15 +496,36 @@ bool winograd_supported(const Conv2dShape& s) {
   return s.k == 3 && s.stride == 1 && s.pad_top == 1 && s.pad_left == 1 && s.pad_bottom == 1 && s.pad_right == 1;
 }
 
+const float* ConvWeightCache::winograd(ThreadPool& pool, const float* w, int64_t Co, int64_t Ci) {
+  Entry& e = winograd_[w];
+  if (!e.data) {
+    const int64_t floats = kXi * ((Co + MR - 1) / MR * MR) * Ci;
+    e.data.reset(static_cast<float*>(std::aligned_alloc(64, (static_cast<size_t>(floats) * sizeof(float) + 63) / 64 * 64)));
+    if (!e.data) throw std::bad_alloc();
+    e.co = Co;
+    e.ci = Ci;
+    bytes_ += floats * int64_t(sizeof(float));
+    transform_weights(pool, Co, Ci, w, e.data.get());
+  }
+  check(e.co == Co && e.ci == Ci, "ConvWeightCache: one weight pointer used with two shapes");
+  return e.data.get();
+}
+
 void conv2d_winograd(ThreadPool& pool, const Conv2dShape& s, const float* x, const float* w, const float* bias,
-                     float* y, const float* residual) {
+                     float* y, const float* residual, ConvWeightCache* cache) {
   check(winograd_supported(s), "conv2d_winograd: needs a 3x3 kernel, stride 1 and padding 1");
   check(residual == nullptr || residual != x, "conv2d: residual must not alias the input x");
   const int threads = pool.size();
   const Plan p = make_plan(s, threads);
-  thread_local ScratchBuffer u_buf;
-  float* U = u_buf.get(kXi * p.Mpad * s.Ci);
-  transform_weights(pool, s, p, w, U);
+  const float* U;
+  if (cache) {
+    U = cache->winograd(pool, w, s.Co, s.Ci);
+  } else {
+    thread_local ScratchBuffer u_buf;
+    float* u = u_buf.get(kXi * p.Mpad * s.Ci);
+    transform_weights(pool, s.Co, s.Ci, w, u);
+    U = u;
+  }
   const int64_t blocks = (p.tiles + p.block_tiles - 1) / p.block_tiles;
   const int64_t items = blocks * p.co_groups;
   const int64_t mg_max = (p.m_panels + p.co_groups - 1) / p.co_groups * MR;
