@@ -107,19 +107,34 @@ int main(int argc, char** argv) {
                                         {256, 28, 256, false},  {256, 28, 256, true},  {256, 56, 256, false},
                                         {256, 56, 256, true},   {256, 112, 128, false}, {128, 112, 128, false},
                                         {128, 112, 128, true},  {128, 224, 128, false}};
-  for (const auto& c : convs) {
-    vtv::cpu::Conv2dShape s;
-    s.Ci = c.Ci, s.H = s.W = c.H, s.Co = c.Co, s.upsample2x = c.up;
-    char label[96];
-    std::snprintf(label, sizeof label, "conv3x3%s %ldx%ld %ld->%ld", c.up ? " up2x" : "", long(s.out_h()),
-                  long(s.out_w()), long(c.Ci), long(c.Co));
-    if (!filter.empty() && std::string(label).find(filter) == std::string::npos) continue;
-    auto x = random_vector(s.Ci * s.H * s.W, 4), w = random_vector(s.Co * s.Ci * 9, 5), b = random_vector(s.Co, 6);
-    std::vector<float> y(s.Co * s.out_h() * s.out_w());
-    double t = time_call([&] { vtv::cpu::conv2d(pool, s, x.data(), w.data(), b.data(), y.data()); }, min_seconds);
-    const double flops = 2.0 * s.Co * s.Ci * 9 * s.out_h() * s.out_w();
-    std::printf("%-44s %10.3f %9.1f\n", label, t * 1e3, flops / t * 1e-9);
-    std::fflush(stdout);
+  // Each shape as conv2d runs it (auto), then both 3x3 variants, at batch 1 and 4 ("n4" rows). GFLOP/s
+  // counts the direct convolution's FLOPs for every variant (for Winograd: dense-equivalent).
+  struct Variant {
+    const char* name;
+    vtv::cpu::Conv3x3Algo algo;
+  };
+  const Variant variants[] = {{"", vtv::cpu::Conv3x3Algo::kAuto},
+                              {" [direct]", vtv::cpu::Conv3x3Algo::kDirect},
+                              {" [winograd]", vtv::cpu::Conv3x3Algo::kWinograd}};
+  for (int64_t N : {1, 4}) {
+    for (const auto& c : convs) {
+      for (const Variant& v : variants) {
+        vtv::cpu::Conv2dShape s;
+        s.N = N, s.Ci = c.Ci, s.H = s.W = c.H, s.Co = c.Co, s.upsample2x = c.up;
+        char label[96];
+        std::snprintf(label, sizeof label, "conv3x3%s %ldx%ld %ld->%ld%s%s", c.up ? " up2x" : "", long(s.out_h()),
+                      long(s.out_w()), long(c.Ci), long(c.Co), N > 1 ? " n4" : "", v.name);
+        if (!filter.empty() && std::string(label).find(filter) == std::string::npos) continue;
+        auto x = random_vector(N * s.Ci * s.H * s.W, 4), w = random_vector(s.Co * s.Ci * 9, 5), b = random_vector(s.Co, 6);
+        std::vector<float> y(N * s.Co * s.out_h() * s.out_w());
+        vtv::cpu::set_conv3x3_algo(v.algo);
+        double t = time_call([&] { vtv::cpu::conv2d(pool, s, x.data(), w.data(), b.data(), y.data()); }, min_seconds);
+        vtv::cpu::set_conv3x3_algo(vtv::cpu::Conv3x3Algo::kAuto);
+        const double flops = 2.0 * N * s.Co * s.Ci * 9 * s.out_h() * s.out_w();
+        std::printf("%-44s %10.3f %9.1f\n", label, t * 1e3, flops / t * 1e-9);
+        std::fflush(stdout);
+      }
+    }
   }
   return 0;
 }

@@ -3,6 +3,8 @@
 #include "cpu/gemm.h"
 
 #include <cstring>
+#include <new>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/gemm_driver.h"
@@ -55,10 +57,12 @@ void sgemm(ThreadPool& pool, bool trans_a, bool trans_b, int64_t M, int64_t N, i
   else run(pa_t, pb_t);
 }
 
-void linear(ThreadPool& pool, const float* x, int64_t M, int64_t K, const float* W, const float* bias, int64_t N,
-            float* y, Epilogue epilogue, const float* residual) {
-  check(M >= 0 && N >= 0 && K >= 0, "linear: negative size");
-  if (M == 0 || N == 0) return;
+namespace {
+
+// y = epilogue(x W^T + bias) (+ residual) on B panels from pack_b; the shared body of both linear()s.
+template <class PackB>
+void linear_with(ThreadPool& pool, const float* x, int64_t M, int64_t K, int64_t N, const PackB& pb, const float* bias,
+                 float* y, Epilogue epilogue, const float* residual) {
   const bool gelu = epilogue == Epilogue::Gelu;
   // A residual that aliases y is the in-place "x = x + f(x)": without GELU it is simply accumulation into
   // y; with GELU it must be kept aside, since y is overwritten before the GELU is applied.
@@ -79,15 +83,57 @@ void linear(ThreadPool& pool, const float* x, int64_t M, int64_t K, const float*
   ep.residual = residual;
   ep.ldr = N;
 #ifdef VTV_WITH_OPENBLAS
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, W, K, accumulate ? 1.0f : 0.0f, y, N);
-  if (!ep.empty()) {
-    pool.parallel_for(M, [&](int64_t b, int64_t e) { apply_epilogue(ep, y + b * N, N, b, 0, e - b, N); }, 8);
+  if constexpr (std::is_same_v<PackB, const float*>) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, pb, K, accumulate ? 1.0f : 0.0f, y, N);
+    if (!ep.empty()) {
+      pool.parallel_for(M, [&](int64_t b, int64_t e) { apply_epilogue(ep, y + b * N, N, b, 0, e - b, N); }, 8);
+    }
+    return;
   }
-  return;
 #endif
   auto pa = packing_a_block(M, [&](float* d, int64_t i0, int64_t mr, int64_t p0, int64_t kc) { pack_a_rowmajor(d, x, K, i0, mr, p0, kc); });
-  auto pb = [&](float* d, int64_t j0, int64_t nr, int64_t p0, int64_t kc) { pack_b_colmajor(d, W, K, j0, nr, p0, kc); };
-  gemm_parallel(pool, M, N, K, pa, pb, y, N, accumulate, ep);
+  if constexpr (std::is_same_v<PackB, const float*>) {
+    auto pack = [&](float* d, int64_t j0, int64_t nr, int64_t p0, int64_t kc) { pack_b_colmajor(d, pb, K, j0, nr, p0, kc); };
+    gemm_parallel(pool, M, N, K, pa, pack, y, N, accumulate, ep);
+  } else {
+    gemm_parallel(pool, M, N, K, pa, pb, y, N, accumulate, ep);
+  }
+}
+
+}  // namespace
+
+void linear(ThreadPool& pool, const float* x, int64_t M, int64_t K, const float* W, const float* bias, int64_t N,
+            float* y, Epilogue epilogue, const float* residual) {
+  check(M >= 0 && N >= 0 && K >= 0, "linear: negative size");
+  if (M == 0 || N == 0) return;
+  linear_with(pool, x, M, K, N, W, bias, y, epilogue, residual);
+}
+
+PackedLinear::PackedLinear(ThreadPool& pool, const float* W, int64_t N, int64_t K) : n_(N), k_(K) {
+  check(N > 0 && K > 0, "PackedLinear: sizes must be positive");
+  const int64_t panels = (N + NR - 1) / NR;
+  const size_t bytes = (static_cast<size_t>(panels * K * NR) * sizeof(float) + 63) / 64 * 64;
+  data_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+  if (!data_) throw std::bad_alloc();
+  // Panel j holds columns [j*NR, j*NR + NR) for all K rows (row stride NR), in KC blocks as the driver
+  // reads them: block pc starts at row pc.
+  pool.parallel_for(panels, [&](int64_t b, int64_t e) {
+    for (int64_t j = b; j < e; ++j)
+      for (int64_t pc = 0; pc < K; pc += KC)
+        pack_b_colmajor(data_.get() + (j * K + pc) * NR, W, K, j * NR, std::min<int64_t>(NR, N - j * NR), pc,
+                        std::min(KC, K - pc));
+  });
+}
+
+const float* PackedLinear::panel(int64_t j0, int64_t p0) const { return data_.get() + ((j0 / NR) * k_ + p0) * NR; }
+
+void linear(ThreadPool& pool, const float* x, int64_t M, int64_t K, const PackedLinear& W, const float* bias, float* y,
+            Epilogue epilogue, const float* residual) {
+  check(W.K() == K, "linear: packed weights have another input size");
+  check(M >= 0, "linear: negative size");
+  if (M == 0) return;
+  auto pb = [&](float*, int64_t j0, int64_t, int64_t p0, int64_t) -> const float* { return W.panel(j0, p0); };
+  linear_with(pool, x, M, K, W.N(), pb, bias, y, epilogue, residual);
 }
 
 const char* gemm_implementation() {

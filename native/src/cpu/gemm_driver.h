@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <type_traits>
 
 #include "core/thread_pool.h"
 #include "cpu/gemm_microkernel.h"
@@ -94,11 +95,24 @@ inline void apply_epilogue(const TileEpilogue& ep, float* C, int64_t ldc, int64_
   }
 }
 
+// The B micro-panel of columns [j0, j0+nr), rows [p0, p0+kc): a packer writes it into dst (and returns
+// void), a provider of pre-packed panels returns a pointer to it (kc x NR, row stride NR, zero past nr).
+template <class PackB>
+inline const float* b_panel(const PackB& pack_b, float* dst, int64_t j0, int64_t nr, int64_t p0, int64_t kc) {
+  if constexpr (std::is_same_v<decltype(pack_b(dst, j0, nr, p0, kc)), const float*>) {
+    return pack_b(dst, j0, nr, p0, kc);
+  } else {
+    pack_b(dst, j0, nr, p0, kc);
+    return dst;
+  }
+}
+
 // C[m0..m1)[n0..n1) = (accumulate ? C : 0) + A B, then the epilogue. Single-threaded. m0 is a multiple of MR.
 // a_block(ic, mc, pc, kc, scratch) -> const float*: the packed A block of rows [ic, ic+mc), k [pc, pc+kc),
 //   as consecutive kc x MR panels (zero rows past M); it may pack into `scratch` (MC*KC floats) or return
 //   a pre-packed block.
-// pack_b(dst, j0, nr, p0, kc): dst[p*NR + j] = B[p0+p][j0+j] for j < nr, 0 for nr <= j < NR.
+// pack_b(dst, j0, nr, p0, kc): dst[p*NR + j] = B[p0+p][j0+j] for j < nr, 0 for nr <= j < NR; or, for
+//   pre-packed B, returns a pointer to that panel instead of writing dst (see b_panel).
 template <class ABlock, class PackB>
 void gemm_block(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K, const ABlock& a_block, const PackB& pack_b,
                 float* C, int64_t ldc, bool accumulate, const TileEpilogue& ep) {
@@ -132,24 +146,26 @@ void gemm_block(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K, const
       const int64_t kc = std::min(KC, K - pc);
       const float* Ablk = a_block(m0, m1 - m0, pc, kc, Abuf);
       for (int64_t j = n0; j < n1; j += NR) {
-        pack_b(Bp, j, std::min<int64_t>(NR, n1 - j), pc, kc);
-        run_panel(Ablk, m0, m1 - m0, Bp, j, kc, accumulate || pc > 0, pc + kc == K);
+        const float* B = b_panel(pack_b, Bp, j, std::min<int64_t>(NR, n1 - j), pc, kc);
+        run_panel(Ablk, m0, m1 - m0, B, j, kc, accumulate || pc > 0, pc + kc == K);
       }
     }
     return;
   }
   // Several row blocks: pack a B block (KC x NC) once and reuse it for every row block.
   float* Bbuf = pack_b_buffer(KC * NC);
+  const float* panels[NC / NR];
   for (int64_t jc = n0; jc < n1; jc += NC) {
     const int64_t nc = std::min(NC, n1 - jc);
     for (int64_t pc = 0; pc < K; pc += KC) {
       const int64_t kc = std::min(KC, K - pc);
-      for (int64_t jr = 0; jr < nc; jr += NR) pack_b(Bbuf + (jr / NR) * kc * NR, jc + jr, std::min<int64_t>(NR, nc - jr), pc, kc);
+      for (int64_t jr = 0; jr < nc; jr += NR)
+        panels[jr / NR] = b_panel(pack_b, Bbuf + (jr / NR) * kc * NR, jc + jr, std::min<int64_t>(NR, nc - jr), pc, kc);
       for (int64_t ic = m0; ic < m1; ic += mc_max) {
         const int64_t mc = std::min(mc_max, m1 - ic);
         const float* Ablk = a_block(ic, mc, pc, kc, Abuf);
         for (int64_t jr = 0; jr < nc; jr += NR)
-          run_panel(Ablk, ic, mc, Bbuf + (jr / NR) * kc * NR, jc + jr, kc, accumulate || pc > 0, pc + kc == K);
+          run_panel(Ablk, ic, mc, panels[jr / NR], jc + jr, kc, accumulate || pc > 0, pc + kc == K);
       }
     }
   }

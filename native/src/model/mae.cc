@@ -32,6 +32,12 @@ int64_t MaeForward::bytes_per_sample(Mode mode) const {
   return (std::max(enc, dec) + logits) * int64_t(sizeof(float));
 }
 
+const cpu::PackedLinear& MaeForward::packed(ThreadPool& pool, const float* w, int64_t N, int64_t K) {
+  auto it = packed_.find(w);
+  if (it == packed_.end()) it = packed_.emplace(w, cpu::PackedLinear(pool, w, N, K)).first;
+  return it->second;
+}
+
 void MaeForward::block(ThreadPool& pool, const TransformerBlockW& w, int64_t n, int64_t N, int dim, int heads,
                        const cpu::HeadPatch* patch, float* capture) {
   const int64_t rows = n * N;
@@ -43,14 +49,14 @@ void MaeForward::block(ThreadPool& pool, const TransformerBlockW& w, int64_t n, 
   float* o = grow(o_, rows * dim);
   float* hid = grow(hidden_, rows * hidden);
   cpu::layer_norm(pool, x, rows, dim, w.norm1.gamma, w.norm1.beta, c_.ln_eps, h);
-  cpu::linear(pool, h, rows, dim, w.qkv.w, w.qkv.b, 3 * dim, qkv);
+  cpu::linear(pool, h, rows, dim, packed(pool, w.qkv.w, 3 * dim, dim), w.qkv.b, qkv);
   // timm: attn = (q @ k^T) * head_dim**-0.5, the Python double rounded to fp32 when it meets the tensor.
   const float scale = static_cast<float>(std::pow(double(dh), -0.5));
   cpu::mha_attention(pool, qkv, n, N, heads, dh, scale, o, patch, capture);
-  cpu::linear(pool, o, rows, dim, w.proj.w, w.proj.b, dim, x, cpu::Epilogue::None, x);
+  cpu::linear(pool, o, rows, dim, packed(pool, w.proj.w, dim, dim), w.proj.b, x, cpu::Epilogue::None, x);
   cpu::layer_norm(pool, x, rows, dim, w.norm2.gamma, w.norm2.beta, c_.ln_eps, h);
-  cpu::linear(pool, h, rows, dim, w.fc1.w, w.fc1.b, hidden, hid, cpu::Epilogue::Gelu);
-  cpu::linear(pool, hid, rows, hidden, w.fc2.w, w.fc2.b, dim, x, cpu::Epilogue::None, x);
+  cpu::linear(pool, h, rows, dim, packed(pool, w.fc1.w, hidden, dim), w.fc1.b, hid, cpu::Epilogue::Gelu);
+  cpu::linear(pool, hid, rows, hidden, packed(pool, w.fc2.w, dim, hidden), w.fc2.b, x, cpu::Epilogue::None, x);
 }
 
 void MaeForward::run(ThreadPool& pool, const MaeChunk& chunk, const MaeOutputs& out) {
@@ -82,7 +88,7 @@ void MaeForward::run(ThreadPool& pool, const MaeChunk& chunk, const MaeOutputs& 
     }
   });
   float* h = grow(h_, n * Ne * E);
-  cpu::linear(pool, patches, n * Np, kPatchVec, w_.patch_w, w_.patch_b, E, h);
+  cpu::linear(pool, patches, n * Np, kPatchVec, packed(pool, w_.patch_w, E, kPatchVec), w_.patch_b, h);
   float* x = grow(x_, std::max(n * Ne * E, n * Nd * D));
   pool.parallel_for(n * Ne, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
@@ -120,7 +126,7 @@ void MaeForward::run(ThreadPool& pool, const MaeChunk& chunk, const MaeOutputs& 
   // Zero-shot (docs/method.md#zero-shot) scatters into 148 slots with zeros at 1..98 and then drops exactly those top-half
   // tokens again, so building the 99 kept tokens directly is the same computation.
   float* emb = grow(enc_embedded_, n * Ne * D);
-  cpu::linear(pool, x, n * Ne, E, w_.decoder_embed.w, w_.decoder_embed.b, D, emb);
+  cpu::linear(pool, x, n * Ne, E, packed(pool, w_.decoder_embed.w, D, E), w_.decoder_embed.b, emb);
   std::vector<int> slot_of_patch(kPatches, -1);
   for (size_t i = 0; i < enc_ids.size(); ++i) slot_of_patch[static_cast<size_t>(enc_ids[i])] = static_cast<int>(i + 1);
   pool.parallel_for(n * Nd, [&](int64_t begin, int64_t end) {
@@ -161,7 +167,7 @@ void MaeForward::run(ThreadPool& pool, const MaeChunk& chunk, const MaeOutputs& 
   if (out.decoder_out) std::memcpy(out.decoder_out, x, sizeof(float) * static_cast<size_t>(n * Nd * D));
   // decoder_pred on every token but CLS.
   for (int64_t b = 0; b < n; ++b) {
-    cpu::linear(pool, x + (b * Nd + 1) * D, Nd - 1, D, w_.decoder_pred.w, w_.decoder_pred.b, V,
+    cpu::linear(pool, x + (b * Nd + 1) * D, Nd - 1, D, packed(pool, w_.decoder_pred.w, V, D), w_.decoder_pred.b,
                 out.logits + b * (Nd - 1) * V);
   }
 }

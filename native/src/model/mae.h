@@ -3,10 +3,12 @@
 // attention layer. Produces logits over the VQGAN codebook for the decoder's patch positions.
 #pragma once
 #include <cstdint>
+#include <unordered_map>
 #include <vector>
 
 #include "core/thread_pool.h"
 #include "cpu/attention.h"
+#include "cpu/gemm.h"
 #include "model/cpu_model_count.h"
 #include "model/weights_view.h"
 #include "vtv/engine.h"
@@ -44,8 +46,12 @@ class MaeForward {
   void block(ThreadPool& pool, const TransformerBlockW& w, int64_t n, int64_t N, int dim, int heads,
              const cpu::HeadPatch* patch, float* capture);
 
+  // W [N][K] packed for the CPU GEMM, once, on first use (by weight pointer; ~ the MAE's weight bytes).
+  const cpu::PackedLinear& packed(ThreadPool& pool, const float* w, int64_t N, int64_t K);
+
   const ModelConfig& c_;
   const MaeW& w_;
+  std::unordered_map<const float*, cpu::PackedLinear> packed_;
   // Scratch, grown on demand and reused across chunks.
   std::vector<float> x_, h_, qkv_, o_, hidden_, patches_, enc_embedded_;
   CpuModelCount counted_;

@@ -46,15 +46,15 @@ void FeatureRing::resnet(ThreadPool& pool, const VqganConfig& q, const ResnetBlo
   const int t1 = next(1), t2 = next(2), sc = next(3);
   float* x = buf(cur_);
   cpu::group_norm(pool, x, n, w.in, HW, q.groups, q.eps, w.norm1.gamma, w.norm1.beta, true, buf(t1));
-  cpu::conv2d(pool, conv_shape(n, w.conv1, H, W), buf(t1), w.conv1.w, w.conv1.b, buf(t2));
+  cpu::conv2d(pool, conv_shape(n, w.conv1, H, W), buf(t1), w.conv1.w, w.conv1.b, buf(t2), nullptr, conv_cache());
   cpu::group_norm(pool, buf(t2), n, w.out, HW, q.groups, q.eps, w.norm2.gamma, w.norm2.beta, true, buf(t2));
   if (w.nin_shortcut.w) {
     cpu::conv2d(pool, conv_shape(n, w.nin_shortcut, H, W), x, w.nin_shortcut.w, w.nin_shortcut.b, buf(sc));
-    cpu::conv2d(pool, conv_shape(n, w.conv2, H, W), buf(t2), w.conv2.w, w.conv2.b, buf(sc), buf(sc));
+    cpu::conv2d(pool, conv_shape(n, w.conv2, H, W), buf(t2), w.conv2.w, w.conv2.b, buf(sc), buf(sc), conv_cache());
     cur_ = sc;
   } else {
     // In-place residual: y aliases the residual, never the conv input.
-    cpu::conv2d(pool, conv_shape(n, w.conv2, H, W), buf(t2), w.conv2.w, w.conv2.b, x, x);
+    cpu::conv2d(pool, conv_shape(n, w.conv2, H, W), buf(t2), w.conv2.w, w.conv2.b, x, x, conv_cache());
   }
 }
 

@@ -34,6 +34,8 @@ class FeatureRing {
   void reserve(int64_t floats);
 
   float* buf(int i) { return bufs_[static_cast<size_t>(i % 4)].data(); }
+  // The network's transformed convolution weights, kept across runs (conv2d's cache).
+  cpu::ConvWeightCache* conv_cache() { return &conv_cache_; }
   int current() const { return cur_; }
   float* current_map() { return buf(cur_); }
   // The buffer `ahead` steps after the current one (1..3), free scratch.
@@ -50,6 +52,7 @@ class FeatureRing {
   std::vector<float> bufs_[4];
   int cur_ = 0;
   std::vector<float> q_, k_, v_, o_;
+  cpu::ConvWeightCache conv_cache_;
 };
 
 }  // namespace vtv::model

@@ -56,7 +56,8 @@ void VqganDecoder::run(ThreadPool& pool, const std::vector<const int32_t*>& grid
   });
   int64_t H = kGrid, W = kGrid;
   cpu::conv2d(pool, conv_shape(n, w_.post_quant_conv, H, W), z, w_.post_quant_conv.w, w_.post_quant_conv.b, buf(2));
-  cpu::conv2d(pool, conv_shape(n, w_.conv_in, H, W), buf(2), w_.conv_in.w, w_.conv_in.b, buf(0));
+  cpu::conv2d(pool, conv_shape(n, w_.conv_in, H, W), buf(2), w_.conv_in.w, w_.conv_in.b, buf(0), nullptr,
+              ring_.conv_cache());
 
   ring_.resnet(pool, c_.vq, w_.mid_block_1, n, H, W);
   ring_.attention(pool, c_.vq, w_.mid_attn_1, n, H, W);
@@ -72,7 +73,7 @@ void VqganDecoder::run(ThreadPool& pool, const std::vector<const int32_t*>& grid
       // Nearest x2 upsampling is folded into the conv's input indexing.
       const int out = ring_.next();
       cpu::conv2d(pool, conv_shape(n, L.upsample, H, W, true), ring_.current_map(), L.upsample.w, L.upsample.b,
-                  buf(out));
+                  buf(out), nullptr, ring_.conv_cache());
       ring_.set_current(out);
       H *= 2;
       W *= 2;
@@ -83,7 +84,8 @@ void VqganDecoder::run(ThreadPool& pool, const std::vector<const int32_t*>& grid
   const int t1 = ring_.next();
   cpu::group_norm(pool, ring_.current_map(), n, w_.conv_out.in, HW, c_.vq.groups, c_.vq.eps,
                   w_.norm_out.gamma, w_.norm_out.beta, true, buf(t1));
-  cpu::conv2d(pool, conv_shape(n, w_.conv_out, H, W), buf(t1), w_.conv_out.w, w_.conv_out.b, pixels);
+  cpu::conv2d(pool, conv_shape(n, w_.conv_out, H, W), buf(t1), w_.conv_out.w, w_.conv_out.b, pixels, nullptr,
+              ring_.conv_cache());
   // unmap_pixels: clamp to [-1, 1], then (x + 1) / 2.
   pool.parallel_for(n * 3 * HW, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {

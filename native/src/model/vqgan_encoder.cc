@@ -98,7 +98,8 @@ void VqganEncoder::run(ThreadPool& pool, const std::vector<const float*>& canvas
     }
   });
   int64_t H = kImage, W = kImage;
-  cpu::conv2d(pool, conv_shape(n, w_.conv_in, H, W), x, w_.conv_in.w, w_.conv_in.b, ring_.buf(0));
+  cpu::conv2d(pool, conv_shape(n, w_.conv_in, H, W), x, w_.conv_in.w, w_.conv_in.b, ring_.buf(0), nullptr,
+              ring_.conv_cache());
   ring_.set_current(0);
 
   for (int i = 0; i < q.levels(); ++i) {
@@ -125,7 +126,8 @@ void VqganEncoder::run(ThreadPool& pool, const std::vector<const float*>& canvas
   const int t1 = ring_.next(1), t2 = ring_.next(2), t3 = ring_.next(3);
   cpu::group_norm(pool, ring_.current_map(), n, w_.conv_out.in, HW, q.groups, q.eps, w_.norm_out.gamma,
                   w_.norm_out.beta, true, ring_.buf(t1));
-  cpu::conv2d(pool, conv_shape(n, w_.conv_out, H, W), ring_.buf(t1), w_.conv_out.w, w_.conv_out.b, ring_.buf(t2));
+  cpu::conv2d(pool, conv_shape(n, w_.conv_out, H, W), ring_.buf(t1), w_.conv_out.w, w_.conv_out.b, ring_.buf(t2), nullptr,
+              ring_.conv_cache());
   float* z = latents ? latents : ring_.buf(t3);
   cpu::conv2d(pool, conv_shape(n, w_.quant_conv, H, W), ring_.buf(t2), w_.quant_conv.w, w_.quant_conv.b, z);
   quantise(pool, n, z, tokens);
