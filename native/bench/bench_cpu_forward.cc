@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
 
   const vtv::ModelConfig config = vtv::preset(config_name);
   vtv::EngineOptions opt;
-  opt.backend = "cpu";
+  opt.backend = vtv::BackendKind::Cpu;
   opt.threads = threads;
   vtv::Engine engine(config, vtv::Weights::open({weights}), opt);
 
