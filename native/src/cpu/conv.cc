@@ -325,12 +325,15 @@ Conv3x3Algo conv3x3_choice(const Conv2dShape& s, int threads) {
   const Conv3x3Algo a = conv3x3_algo();
   if (a != Conv3x3Algo::kAuto) return a;
 #if defined(__AVX512F__)
-  const int64_t tiles = s.N * ((s.out_h() + 3) / 4) * ((s.out_w() + 3) / 4);
+  // Decided per sample (tiles of one image), never by the batch: the two algorithms round differently,
+  // and a sample's outputs must not depend on which other samples share its call (the search and
+  // `apply` rely on it).
+  const int64_t tiles_per_sample = ((s.out_h() + 3) / 4) * ((s.out_w() + 3) / 4);
   (void)threads;
   // Measured with bench_cpu_kernels on the decoder's shapes: Winograd is 2-2.7x faster from 196 tiles
-  // (56x56 at batch 1, 28x28 at batch 4) on, even with the direct conv at 49 tiles (28x28, batch 1) and
-  // slower at 16 (14x14), where its transformed weights (4x the weights) also cost more than they save.
-  return s.Ci >= 32 && s.Co >= 32 && tiles >= 128 ? Conv3x3Algo::kWinograd : Conv3x3Algo::kDirect;
+  // (56x56 at batch 1) on, even with the direct conv at 49 tiles (28x28, batch 1) and slower at 16
+  // (14x14), where its transformed weights (4x the weights) also cost more than they save.
+  return s.Ci >= 32 && s.Co >= 32 && tiles_per_sample >= 128 ? Conv3x3Algo::kWinograd : Conv3x3Algo::kDirect;
 #else
   (void)threads;
   return Conv3x3Algo::kDirect;
