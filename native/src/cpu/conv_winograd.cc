@@ -415,6 +415,11 @@ void block_gemms(const Conv2dShape& s, const Plan& p, const float* U, int64_t cp
       const int64_t kc = std::min(p.kc, Ci - k0);
       for (int64_t cp = cp0; cp < cp1; ++cp) {
         const float* A = U + ((xi * p.m_panels + cp) * Ci + k0) * MR;
+        // The transformed weights stream from L3 (all of U per block): fetch the next panel's while
+        // this one computes (its first lines are still missing when it starts otherwise).
+        const float* next = cp + 1 < cp1 ? A + Ci * MR : (xi + 1 < kXi ? U + (((xi + 1) * p.m_panels + cp0) * Ci + k0) * MR : nullptr);
+        if (next)
+          for (int64_t f = 0; f < kc * MR; f += 16) __builtin_prefetch(next + f);
         for (int64_t pp = 0; pp < panels; ++pp) {
           const float* B = sc.V + xi * sc.v_xi + (pp * Ci + k0) * NR;
           float* C = sc.M + xi * sc.m_xi + (pp * mg + (cp - cp0) * MR) * NR;
