@@ -27,6 +27,39 @@ namespace vtv::cpu::gemm_detail {
 constexpr int MR = 8, NR = 48;
 constexpr const char* kKernelName = "blocked-avx512-8x48";
 
+// The first ROWS rows of the 8 x 48 tile (Ap keeps its stride of MR per k): a tile with fewer valid
+// rows costs ROWS/MR of a full one instead of all of it.
+template <int ROWS>
+inline void microkernel_rows(int64_t kc, const float* __restrict Ap, const float* __restrict Bp, float* C, int64_t ldc,
+                             bool accumulate) {
+  constexpr int NV = NR / 16;
+  __m512 c[ROWS][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < ROWS; ++i)
+#pragma GCC unroll 3
+    for (int v = 0; v < NV; ++v) c[i][v] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kc; ++p) {
+    __m512 b[NV];
+#pragma GCC unroll 3
+    for (int v = 0; v < NV; ++v) b[v] = _mm512_load_ps(Bp + 16 * v);
+#pragma GCC unroll 8
+    for (int i = 0; i < ROWS; ++i) {
+      __m512 a = _mm512_set1_ps(Ap[i]);
+#pragma GCC unroll 3
+      for (int v = 0; v < NV; ++v) c[i][v] = _mm512_fmadd_ps(a, b[v], c[i][v]);
+    }
+    Ap += MR;
+    Bp += NR;
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < ROWS; ++i)
+#pragma GCC unroll 3
+    for (int v = 0; v < NV; ++v) {
+      float* cp = C + i * ldc + 16 * v;
+      _mm512_storeu_ps(cp, accumulate ? _mm512_add_ps(c[i][v], _mm512_loadu_ps(cp)) : c[i][v]);
+    }
+}
+
 inline void microkernel_full(int64_t kc, const float* __restrict Ap, const float* __restrict Bp, float* C, int64_t ldc,
                              bool accumulate) {
   constexpr int NV = NR / 16;
@@ -117,6 +150,21 @@ inline void microkernel(int64_t kc, const float* Ap, const float* Bp, float* C, 
     microkernel_full(kc, Ap, Bp, C, ldc, accumulate);
     return;
   }
+#if defined(__AVX512F__)
+  if (nr == NR) {
+    // Fewer rows (the last row panel of a Linear over a few dozen tokens): only those rows' work.
+    switch (mr) {
+      case 1: microkernel_rows<1>(kc, Ap, Bp, C, ldc, accumulate); return;
+      case 2: microkernel_rows<2>(kc, Ap, Bp, C, ldc, accumulate); return;
+      case 3: microkernel_rows<3>(kc, Ap, Bp, C, ldc, accumulate); return;
+      case 4: microkernel_rows<4>(kc, Ap, Bp, C, ldc, accumulate); return;
+      case 5: microkernel_rows<5>(kc, Ap, Bp, C, ldc, accumulate); return;
+      case 6: microkernel_rows<6>(kc, Ap, Bp, C, ldc, accumulate); return;
+      case 7: microkernel_rows<7>(kc, Ap, Bp, C, ldc, accumulate); return;
+      default: break;
+    }
+  }
+#endif
   alignas(64) float tile[MR * NR];
   microkernel_full(kc, Ap, Bp, tile, NR, false);
   for (int i = 0; i < mr; ++i) {
