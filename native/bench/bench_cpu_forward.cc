@@ -32,6 +32,18 @@ double cpu_now() {
   return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
+// Resident memory of this process, MB (VmRSS).
+double rss_mb() {
+  FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return 0;
+  char line[256];
+  double kb = 0;
+  while (std::fgets(line, sizeof line, f))
+    if (std::strncmp(line, "VmRSS:", 6) == 0) kb = std::atof(line + 6);
+  std::fclose(f);
+  return kb / 1024;
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t m = v.size() / 2;
@@ -136,10 +148,13 @@ int main(int argc, char** argv) {
               batch, threads, rounds);
   std::vector<std::vector<double>> times(variants.size()), cpu_times(variants.size());
   std::vector<std::vector<float>> first_metrics(variants.size());
+  const double rss_open = rss_mb();
   for (size_t v = 0; v < variants.size(); ++v) {
     vtv::cpu::set_conv3x3_algo(variants[v].algo);
     run();
     first_metrics[v] = metrics;
+    std::printf("memory after the first forward with %s: %.0f MB resident (%.0f MB after opening the engine)\n",
+                variants[v].name.c_str(), rss_mb(), rss_open);
   }
   for (int r = 0; r < rounds; ++r) {
     std::printf("round %d:", r + 1);

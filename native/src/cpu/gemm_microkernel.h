@@ -60,6 +60,38 @@ inline void microkernel_rows(int64_t kc, const float* __restrict Ap, const float
     }
 }
 
+// All MR rows, the first 16 * NV of the NR columns (Bp keeps its stride of NR per k): a tile with
+// fewer valid columns (a Winograd block's last few tiles) costs NV/3 of a full one.
+template <int NV>
+inline void microkernel_cols(int64_t kc, const float* __restrict Ap, const float* __restrict Bp, float* C, int64_t ldc,
+                             bool accumulate) {
+  __m512 c[MR][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 3
+    for (int v = 0; v < NV; ++v) c[i][v] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kc; ++p) {
+    __m512 b[NV];
+#pragma GCC unroll 3
+    for (int v = 0; v < NV; ++v) b[v] = _mm512_load_ps(Bp + 16 * v);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      __m512 a = _mm512_set1_ps(Ap[i]);
+#pragma GCC unroll 3
+      for (int v = 0; v < NV; ++v) c[i][v] = _mm512_fmadd_ps(a, b[v], c[i][v]);
+    }
+    Ap += MR;
+    Bp += NR;
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 3
+    for (int v = 0; v < NV; ++v) {
+      float* cp = C + i * ldc + 16 * v;
+      _mm512_storeu_ps(cp, accumulate ? _mm512_add_ps(c[i][v], _mm512_loadu_ps(cp)) : c[i][v]);
+    }
+}
+
 inline void microkernel_full(int64_t kc, const float* __restrict Ap, const float* __restrict Bp, float* C, int64_t ldc,
                              bool accumulate) {
   constexpr int NV = NR / 16;
@@ -142,6 +174,19 @@ inline void microkernel_full(int64_t kc, const float* __restrict Ap, const float
     for (int j = 0; j < NR; ++j) C[i * ldc + j] = accumulate ? C[i * ldc + j] + c[i][j] : c[i][j];
 }
 #endif
+
+// All MR rows and at least the first `cols` columns of the tile, written in place (columns past `cols`
+// up to the next multiple of 16 may be written too: C must have room for a full tile's columns).
+inline void microkernel_leading_cols(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int64_t cols,
+                                     bool accumulate) {
+#if defined(__AVX512F__)
+  static_assert(NR == 48, "the AVX-512 column kernels assume NR = 48");
+  if (cols <= 16) return microkernel_cols<1>(kc, Ap, Bp, C, ldc, accumulate);
+  if (cols <= 32) return microkernel_cols<2>(kc, Ap, Bp, C, ldc, accumulate);
+#endif
+  (void)cols;
+  microkernel_full(kc, Ap, Bp, C, ldc, accumulate);
+}
 
 // Any tile: mr x nr valid (mr <= MR, nr <= NR).
 inline void microkernel(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int mr, int nr,
