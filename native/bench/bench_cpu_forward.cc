@@ -12,6 +12,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <time.h>
 #include <vector>
 
 #include "cpu/conv.h"
@@ -22,6 +23,26 @@
 namespace {
 
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+// Process CPU time (all threads): on a shared machine it leaves out the time other processes held the
+// cores, so it judges a lever more steadily than wall time (pool threads block, they do not spin).
+double cpu_now() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+// Resident memory of this process, MB (VmRSS).
+double rss_mb() {
+  FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return 0;
+  char line[256];
+  double kb = 0;
+  while (std::fgets(line, sizeof line, f))
+    if (std::strncmp(line, "VmRSS:", 6) == 0) kb = std::atof(line + 6);
+  std::fclose(f);
+  return kb / 1024;
+}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -101,6 +122,7 @@ int main(int argc, char** argv) {
   }
   std::vector<float> losses(batch), metrics(batch);
   std::vector<int32_t> tokens(size_t(batch) * 196);
+  double last_cpu = 0;
   auto run = [&] {
     vtv::ForwardRequest req;
     req.mode = vtv::Mode::ZeroShot;
@@ -116,19 +138,23 @@ int main(int argc, char** argv) {
     res.losses = losses.data();
     res.metrics = metrics.data();
     res.tokens = tokens.data();
-    const double t0 = now();
+    const double t0 = now(), c0 = cpu_now();
     engine.forward(req, res);
+    last_cpu = cpu_now() - c0;
     return now() - t0;
   };
 
   std::printf("# %s, batch %d, %d threads, %d interleaved rounds after 1 warm-up per variant\n", config_name.c_str(),
               batch, threads, rounds);
-  std::vector<std::vector<double>> times(variants.size());
+  std::vector<std::vector<double>> times(variants.size()), cpu_times(variants.size());
   std::vector<std::vector<float>> first_metrics(variants.size());
+  const double rss_open = rss_mb();
   for (size_t v = 0; v < variants.size(); ++v) {
     vtv::cpu::set_conv3x3_algo(variants[v].algo);
     run();
     first_metrics[v] = metrics;
+    std::printf("memory after the first forward with %s: %.0f MB resident (%.0f MB after opening the engine)\n",
+                variants[v].name.c_str(), rss_mb(), rss_open);
   }
   for (int r = 0; r < rounds; ++r) {
     std::printf("round %d:", r + 1);
@@ -137,7 +163,8 @@ int main(int argc, char** argv) {
       vtv::cpu::set_conv3x3_algo(variants[v].algo);
       const double t = run();
       times[v].push_back(t);
-      std::printf(" %s %.3f", variants[v].name.c_str(), t);
+      cpu_times[v].push_back(last_cpu);
+      std::printf(" %s %.3f (cpu %.3f)", variants[v].name.c_str(), t, last_cpu);
     }
     std::printf(" s\n");
     std::fflush(stdout);
@@ -147,9 +174,10 @@ int main(int argc, char** argv) {
     const double m = median(times[v]);
     float dmax = 0;
     for (int b = 0; b < batch; ++b) dmax = std::max(dmax, std::abs(first_metrics[v][b] - first_metrics[0][b]));
-    std::printf("%-10s median %.3f s/batch, %.3f forwards/s, speed-up over %s %.3fx (MSE max |d| vs %s: %.2e)\n",
-                variants[v].name.c_str(), m, batch / m, variants[0].name.c_str(), base / m, variants[0].name.c_str(),
-                dmax);
+    std::printf("%-10s median %.3f s/batch, %.3f forwards/s, speed-up over %s %.3fx; CPU time median %.3f s/batch "
+                "(%.3fx) (MSE max |d| vs %s: %.2e)\n",
+                variants[v].name.c_str(), m, batch / m, variants[0].name.c_str(), base / m, median(cpu_times[v]),
+                median(cpu_times[0]) / median(cpu_times[v]), variants[0].name.c_str(), dmax);
   }
   return 0;
 }

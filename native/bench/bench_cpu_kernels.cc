@@ -94,6 +94,13 @@ int main(int argc, char** argv) {
                        gelu ? vtv::cpu::Epilogue::Gelu : vtv::cpu::Epilogue::None);
     }, min_seconds);
     std::printf("%-44s %10.3f %9.1f\n", label, t * 1e3, 2.0 * s.M * s.K * s.N / t * 1e-9);
+    // The same with the weights packed once (as the MAE runs them).
+    const vtv::cpu::PackedLinear packed(pool, w.data(), s.N, s.K);
+    t = time_call([&] {
+      vtv::cpu::linear(pool, x.data(), s.M, s.K, packed, b.data(), y.data(),
+                       gelu ? vtv::cpu::Epilogue::Gelu : vtv::cpu::Epilogue::None);
+    }, min_seconds);
+    std::printf("%-44s %10.3f %9.1f\n", (std::string(label) + " packed").c_str(), t * 1e3, 2.0 * s.M * s.K * s.N / t * 1e-9);
     std::fflush(stdout);
   }
 

@@ -330,10 +330,12 @@ Conv3x3Algo conv3x3_choice(const Conv2dShape& s, int threads) {
   // `apply` rely on it).
   const int64_t tiles_per_sample = ((s.out_h() + 3) / 4) * ((s.out_w() + 3) / 4);
   (void)threads;
-  // Measured with bench_cpu_kernels on the decoder's shapes: Winograd is 2-2.7x faster from 196 tiles
-  // (56x56 at batch 1) on, even with the direct conv at 49 tiles (28x28, batch 1) and slower at 16
-  // (14x14), where its transformed weights (4x the weights) also cost more than they save.
-  return s.Ci >= 32 && s.Co >= 32 && tiles_per_sample >= 128 ? Conv3x3Algo::kWinograd : Conv3x3Algo::kDirect;
+  // Measured with bench_cpu_kernels on the decoder's shapes (1 thread, CPU time): Winograd is 2-2.7x
+  // faster than the direct conv from 196 tiles on (56x56), 1.5-1.7x at 49 (28x28). The 14x14 layers
+  // stay direct: their 512-channel weights would need 0.4 GB of transforms for about 2% of a forward.
+  return s.Ci >= 32 && s.Co >= 32 && tiles_per_sample >= 48 && s.out_h() >= 28 && s.out_w() >= 28
+             ? Conv3x3Algo::kWinograd
+             : Conv3x3Algo::kDirect;
 #else
   (void)threads;
   return Conv3x3Algo::kDirect;

@@ -407,18 +407,25 @@ void input_transform(const Conv2dShape& s, const Plan& p, const float* x, const 
 }
 
 // The 36 GEMMs of the block for output panels [cp0, cp1): M[xi][pp][co - cp0*MR][NR].
-void block_gemms(const Conv2dShape& s, const Plan& p, const float* U, int64_t cp0, int64_t cp1, int64_t panels,
+void block_gemms(const Conv2dShape& s, const Plan& p, const float* U, int64_t cp0, int64_t cp1, int64_t count,
                  const Scratch& sc) {
+  const int64_t panels = (count + NR - 1) / NR;
   const int64_t Ci = s.Ci, mg = (cp1 - cp0) * MR;
   for (int xi = 0; xi < kXi; ++xi) {
     for (int64_t k0 = 0; k0 < Ci; k0 += p.kc) {
       const int64_t kc = std::min(p.kc, Ci - k0);
       for (int64_t cp = cp0; cp < cp1; ++cp) {
         const float* A = U + ((xi * p.m_panels + cp) * Ci + k0) * MR;
+        // The transformed weights stream from L3 (all of U per block): fetch the next panel's while
+        // this one computes (its first lines are still missing when it starts otherwise).
+        const float* next = cp + 1 < cp1 ? A + Ci * MR : (xi + 1 < kXi ? U + (((xi + 1) * p.m_panels + cp0) * Ci + k0) * MR : nullptr);
+        if (next)
+          for (int64_t f = 0; f < kc * MR; f += 16) __builtin_prefetch(next + f);
         for (int64_t pp = 0; pp < panels; ++pp) {
           const float* B = sc.V + xi * sc.v_xi + (pp * Ci + k0) * NR;
           float* C = sc.M + xi * sc.m_xi + (pp * mg + (cp - cp0) * MR) * NR;
-          microkernel_full(kc, A, B, C, NR, k0 > 0);
+          // The block's last panel may hold only a few tiles: multiply just the 16-tile groups it has.
+          microkernel_leading_cols(kc, A, B, C, NR, std::min<int64_t>(NR, count - pp * NR), k0 > 0);
         }
       }
     }
@@ -548,7 +555,6 @@ void conv2d_winograd(ThreadPool& pool, const Conv2dShape& s, const float* x, con
     for (int64_t it = b; it < e; ++it) {
       const int64_t blk = it / p.co_groups, grp = it % p.co_groups;
       const int64_t g0 = blk * p.block_tiles, count = std::min(p.block_tiles, p.tiles - g0);
-      const int64_t panels = (count + NR - 1) / NR;
       const int64_t cp0 = p.m_panels * grp / p.co_groups, cp1 = p.m_panels * (grp + 1) / p.co_groups;
       if (cp1 <= cp0) continue;
       if (runs_block != blk) {
@@ -556,7 +562,7 @@ void conv2d_winograd(ThreadPool& pool, const Conv2dShape& s, const float* x, con
         input_transform(s, p, x, runs, count, sc);
         runs_block = blk;
       }
-      block_gemms(s, p, U, cp0, cp1, panels, sc);
+      block_gemms(s, p, U, cp0, cp1, count, sc);
       output_transform(s, p, runs, count, cp0 * MR, std::min(s.Co, cp1 * MR), (cp1 - cp0) * MR, bias, residual, y, sc);
     }
   });

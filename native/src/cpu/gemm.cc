@@ -115,17 +115,23 @@ PackedLinear::PackedLinear(ThreadPool& pool, const float* W, int64_t N, int64_t 
   const size_t bytes = (static_cast<size_t>(panels * K * NR) * sizeof(float) + 63) / 64 * 64;
   data_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
   if (!data_) throw std::bad_alloc();
-  // Panel j holds columns [j*NR, j*NR + NR) for all K rows (row stride NR), in KC blocks as the driver
-  // reads them: block pc starts at row pc.
+  // In the order the driver reads them (K block outer, column panel inner), so that each thread's reads
+  // of one K block are one sequential stream: the block of rows [pc, pc + kc) of panel j (columns
+  // [j*NR, j*NR + NR), row stride NR) starts at pc*panels*NR + j*kc*NR.
   pool.parallel_for(panels, [&](int64_t b, int64_t e) {
     for (int64_t j = b; j < e; ++j)
-      for (int64_t pc = 0; pc < K; pc += KC)
-        pack_b_colmajor(data_.get() + (j * K + pc) * NR, W, K, j * NR, std::min<int64_t>(NR, N - j * NR), pc,
-                        std::min(KC, K - pc));
+      for (int64_t pc = 0; pc < K; pc += KC) {
+        const int64_t kc = std::min(KC, K - pc);
+        pack_b_colmajor(data_.get() + pc * panels * NR + j * kc * NR, W, K, j * NR, std::min<int64_t>(NR, N - j * NR),
+                        pc, kc);
+      }
   });
 }
 
-const float* PackedLinear::panel(int64_t j0, int64_t p0) const { return data_.get() + ((j0 / NR) * k_ + p0) * NR; }
+const float* PackedLinear::panel(int64_t j0, int64_t p0) const {
+  const int64_t panels = (n_ + NR - 1) / NR;
+  return data_.get() + p0 * panels * NR + (j0 / NR) * std::min(KC, k_ - p0) * NR;
+}
 
 void linear(ThreadPool& pool, const float* x, int64_t M, int64_t K, const PackedLinear& W, const float* bias, float* y,
             Epilogue epilogue, const float* residual) {

@@ -32,7 +32,8 @@ class PackedLinear {
   int64_t N() const { return n_; }
   int64_t K() const { return k_; }
   bool empty() const { return !data_; }
-  // The panel of columns [j0, j0 + panel width) from row p0 on (row stride: the panel width).
+  // The panel of columns [j0, j0 + panel width), rows [p0, p0 + the driver's K block) (row stride: the
+  // panel width); p0 a multiple of the K block.
   const float* panel(int64_t j0, int64_t p0) const;
 
  private:

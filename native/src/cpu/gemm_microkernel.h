@@ -27,6 +27,71 @@ namespace vtv::cpu::gemm_detail {
 constexpr int MR = 8, NR = 48;
 constexpr const char* kKernelName = "blocked-avx512-8x48";
 
+// The first ROWS rows of the 8 x 48 tile (Ap keeps its stride of MR per k): a tile with fewer valid
+// rows costs ROWS/MR of a full one instead of all of it.
+template <int ROWS>
+inline void microkernel_rows(int64_t kc, const float* __restrict Ap, const float* __restrict Bp, float* C, int64_t ldc,
+                             bool accumulate) {
+  constexpr int NV = NR / 16;
+  __m512 c[ROWS][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < ROWS; ++i)
+#pragma GCC unroll 3
+    for (int v = 0; v < NV; ++v) c[i][v] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kc; ++p) {
+    __m512 b[NV];
+#pragma GCC unroll 3
+    for (int v = 0; v < NV; ++v) b[v] = _mm512_load_ps(Bp + 16 * v);
+#pragma GCC unroll 8
+    for (int i = 0; i < ROWS; ++i) {
+      __m512 a = _mm512_set1_ps(Ap[i]);
+#pragma GCC unroll 3
+      for (int v = 0; v < NV; ++v) c[i][v] = _mm512_fmadd_ps(a, b[v], c[i][v]);
+    }
+    Ap += MR;
+    Bp += NR;
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < ROWS; ++i)
+#pragma GCC unroll 3
+    for (int v = 0; v < NV; ++v) {
+      float* cp = C + i * ldc + 16 * v;
+      _mm512_storeu_ps(cp, accumulate ? _mm512_add_ps(c[i][v], _mm512_loadu_ps(cp)) : c[i][v]);
+    }
+}
+
+// All MR rows, the first 16 * NV of the NR columns (Bp keeps its stride of NR per k): a tile with
+// fewer valid columns (a Winograd block's last few tiles) costs NV/3 of a full one.
+template <int NV>
+inline void microkernel_cols(int64_t kc, const float* __restrict Ap, const float* __restrict Bp, float* C, int64_t ldc,
+                             bool accumulate) {
+  __m512 c[MR][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 3
+    for (int v = 0; v < NV; ++v) c[i][v] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kc; ++p) {
+    __m512 b[NV];
+#pragma GCC unroll 3
+    for (int v = 0; v < NV; ++v) b[v] = _mm512_load_ps(Bp + 16 * v);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      __m512 a = _mm512_set1_ps(Ap[i]);
+#pragma GCC unroll 3
+      for (int v = 0; v < NV; ++v) c[i][v] = _mm512_fmadd_ps(a, b[v], c[i][v]);
+    }
+    Ap += MR;
+    Bp += NR;
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 3
+    for (int v = 0; v < NV; ++v) {
+      float* cp = C + i * ldc + 16 * v;
+      _mm512_storeu_ps(cp, accumulate ? _mm512_add_ps(c[i][v], _mm512_loadu_ps(cp)) : c[i][v]);
+    }
+}
+
 inline void microkernel_full(int64_t kc, const float* __restrict Ap, const float* __restrict Bp, float* C, int64_t ldc,
                              bool accumulate) {
   constexpr int NV = NR / 16;
@@ -110,6 +175,19 @@ inline void microkernel_full(int64_t kc, const float* __restrict Ap, const float
 }
 #endif
 
+// All MR rows and at least the first `cols` columns of the tile, written in place (columns past `cols`
+// up to the next multiple of 16 may be written too: C must have room for a full tile's columns).
+inline void microkernel_leading_cols(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int64_t cols,
+                                     bool accumulate) {
+#if defined(__AVX512F__)
+  static_assert(NR == 48, "the AVX-512 column kernels assume NR = 48");
+  if (cols <= 16) return microkernel_cols<1>(kc, Ap, Bp, C, ldc, accumulate);
+  if (cols <= 32) return microkernel_cols<2>(kc, Ap, Bp, C, ldc, accumulate);
+#endif
+  (void)cols;
+  microkernel_full(kc, Ap, Bp, C, ldc, accumulate);
+}
+
 // Any tile: mr x nr valid (mr <= MR, nr <= NR).
 inline void microkernel(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int mr, int nr,
                         bool accumulate) {
@@ -117,6 +195,21 @@ inline void microkernel(int64_t kc, const float* Ap, const float* Bp, float* C, 
     microkernel_full(kc, Ap, Bp, C, ldc, accumulate);
     return;
   }
+#if defined(__AVX512F__)
+  if (nr == NR) {
+    // Fewer rows (the last row panel of a Linear over a few dozen tokens): only those rows' work.
+    switch (mr) {
+      case 1: microkernel_rows<1>(kc, Ap, Bp, C, ldc, accumulate); return;
+      case 2: microkernel_rows<2>(kc, Ap, Bp, C, ldc, accumulate); return;
+      case 3: microkernel_rows<3>(kc, Ap, Bp, C, ldc, accumulate); return;
+      case 4: microkernel_rows<4>(kc, Ap, Bp, C, ldc, accumulate); return;
+      case 5: microkernel_rows<5>(kc, Ap, Bp, C, ldc, accumulate); return;
+      case 6: microkernel_rows<6>(kc, Ap, Bp, C, ldc, accumulate); return;
+      case 7: microkernel_rows<7>(kc, Ap, Bp, C, ldc, accumulate); return;
+      default: break;
+    }
+  }
+#endif
   alignas(64) float tile[MR * NR];
   microkernel_full(kc, Ap, Bp, tile, NR, false);
   for (int i = 0; i < mr; ++i) {
