@@ -8,12 +8,13 @@ batch uses one of three masks:
   - random (MAE's 75% random masking), for general canvas statistics;
   - query only (everything but the bottom-left cell hidden), a random-mask-like case with no example.
 The canvases come from train/make_data.ts (the project's tasks on generator scenes under a training
-seed); the targets come from encoding each canvas with the stage-1 weights (cached in tokens.npy).
+seed); the targets come from encoding each canvas with the stage-1 weights (cached next to the data, as tokens-<VQGAN file hash>.npy).
 The output file holds the MAE and the VQGAN under the engine's key names: the shipped model.
 
   /usr/bin/python3 train/train_mae.py --data train/data --vqgan train/out/vqgan.safetensors --out train/out
 """
 import argparse
+import hashlib
 import json
 import os
 import time
@@ -153,7 +154,10 @@ def main():
     cfg = ref.preset(args.preset)
     data = common.Canvases(args.data)
     Wv, vmeta = common.load_safetensors(args.vqgan)
-    tokens = torch.from_numpy(tokenise(Wv, cfg, data, os.path.join(args.out, "tokens.npy")).astype(np.int64))
+    # The tokens depend on the data and the VQGAN only: cached next to the data, one file per VQGAN file.
+    with open(args.vqgan, "rb") as f:
+        vq_id = hashlib.sha256(f.read()).hexdigest()[:12]
+    tokens = torch.from_numpy(tokenise(Wv, cfg, data, os.path.join(args.data, f"tokens-{vq_id}.npy")).astype(np.int64))
     if args.merge_codes:
         code_target = merge_codes(Wv, cfg, tokens.numpy(), args.merge_codes, args.seed, os.path.join(args.out, "code_groups.json"))
         tokens = code_target[tokens]

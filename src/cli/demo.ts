@@ -14,7 +14,7 @@
 //            The shipped model decodes faster than the tiny one (its VQGAN is narrower at full size),
 //            which pays for its second task.
 //   eval     4 val folds x 8 episodes x 4 conditions (128 decodes), 2 example episodes per fold as PNGs
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { Command } from 'commander';
 import { preset } from '../config.js';
@@ -60,6 +60,9 @@ export async function demoCommand(o: DemoOptions, deps: Deps = defaultDeps): Pro
   const paths = runPaths(run);
   if (existsSync(paths.config) && !o.force)
     throw new UsageError(`${run} already holds a run: pass --force to redo the demo there (its files are replaced), or --run <dir>`);
+  // --force starts the demo's run afresh, so a run made with another model (the random tiny one, say)
+  // does not stand in the way. Only a directory holding a vtv run is removed.
+  if (existsSync(paths.config) && o.force) rmSync(paths.root, { recursive: true, force: true });
   let model: string;
   let weights: string;
   let trained = true;
@@ -133,6 +136,11 @@ export function gapLine(r: EvalResults['summary'][number]): string {
   const gap = sign * (r.oneShot - r.zeroShot);
   const closed = (x: number) => (gap !== 0 ? `${((100 * sign * (x - r.zeroShot)) / gap).toFixed(0)}%` : 'n/a');
   const f = (x: number) => x.toFixed(3);
+  const what = `${r.task} (${r.metric === 'iou' ? 'mIoU, higher is better' : 'MSE, lower is better'})`;
+  // Without an in-context gap (one-shot no better than zero-shot) there is nothing for a task vector to
+  // close, and a percentage of a negative gap would read as the opposite of what happened.
+  if (gap <= 0)
+    return `${what}: one-shot ${f(r.oneShot)}, zero-shot ${f(r.zeroShot)}: no in-context gap (one-shot is not better), nothing to close; task vector ${f(r.taskVector)}, random subset ${f(r.random)}`;
   return (
     `${r.task} (${r.metric === 'iou' ? 'mIoU, higher is better' : 'MSE, lower is better'}): one-shot ${f(r.oneShot)}, zero-shot ${f(r.zeroShot)}, ` +
     `task vector ${f(r.taskVector)} (closes ${closed(r.taskVector)} of the gap), random subset ${f(r.random)} (closes ${closed(r.random)})`
