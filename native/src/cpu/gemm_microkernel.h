@@ -27,13 +27,22 @@ namespace vtv::cpu::gemm_detail {
 constexpr int MR = 8, NR = 48;
 constexpr const char* kKernelName = "blocked-avx512-8x48";
 
-// The first ROWS rows of the 8 x 48 tile (Ap keeps its stride of MR per k): a tile with fewer valid
-// rows costs ROWS/MR of a full one instead of all of it.
-template <int ROWS>
-inline void microkernel_rows(int64_t kc, const float* __restrict Ap, const float* __restrict Bp, float* C, int64_t ldc,
+// One register-blocked tile: the first ROWS of the MR rows and the first 16 * NV of the NR columns (Ap
+// and Bp keep their strides of MR and NR per k). The full 8 x 48 tile is the common case; a tile with
+// fewer valid rows (the last row panel of a 50- or 99-token Linear) or columns (a Winograd block's last
+// few tiles) costs only its share of a full one. PREFETCH_C starts fetching the C tile before the k
+// loop: it is touched only after it, and in a large C it is not cached.
+template <int ROWS, int NV, bool PREFETCH_C>
+inline void microkernel_tile(int64_t kc, const float* __restrict Ap, const float* __restrict Bp, float* C, int64_t ldc,
                              bool accumulate) {
-  constexpr int NV = NR / 16;
   __m512 c[ROWS][NV];
+  if constexpr (PREFETCH_C) {
+#pragma GCC unroll 8
+    for (int i = 0; i < ROWS; ++i) {
+      _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc + 16 * NV - 1), _MM_HINT_T0);
+    }
+  }
 #pragma GCC unroll 8
   for (int i = 0; i < ROWS; ++i)
 #pragma GCC unroll 3
@@ -60,72 +69,21 @@ inline void microkernel_rows(int64_t kc, const float* __restrict Ap, const float
     }
 }
 
-// All MR rows, the first 16 * NV of the NR columns (Bp keeps its stride of NR per k): a tile with
-// fewer valid columns (a Winograd block's last few tiles) costs NV/3 of a full one.
+template <int ROWS>
+inline void microkernel_rows(int64_t kc, const float* __restrict Ap, const float* __restrict Bp, float* C, int64_t ldc,
+                             bool accumulate) {
+  microkernel_tile<ROWS, NR / 16, false>(kc, Ap, Bp, C, ldc, accumulate);
+}
+
 template <int NV>
 inline void microkernel_cols(int64_t kc, const float* __restrict Ap, const float* __restrict Bp, float* C, int64_t ldc,
                              bool accumulate) {
-  __m512 c[MR][NV];
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 3
-    for (int v = 0; v < NV; ++v) c[i][v] = _mm512_setzero_ps();
-  for (int64_t p = 0; p < kc; ++p) {
-    __m512 b[NV];
-#pragma GCC unroll 3
-    for (int v = 0; v < NV; ++v) b[v] = _mm512_load_ps(Bp + 16 * v);
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      __m512 a = _mm512_set1_ps(Ap[i]);
-#pragma GCC unroll 3
-      for (int v = 0; v < NV; ++v) c[i][v] = _mm512_fmadd_ps(a, b[v], c[i][v]);
-    }
-    Ap += MR;
-    Bp += NR;
-  }
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 3
-    for (int v = 0; v < NV; ++v) {
-      float* cp = C + i * ldc + 16 * v;
-      _mm512_storeu_ps(cp, accumulate ? _mm512_add_ps(c[i][v], _mm512_loadu_ps(cp)) : c[i][v]);
-    }
+  microkernel_tile<MR, NV, false>(kc, Ap, Bp, C, ldc, accumulate);
 }
 
 inline void microkernel_full(int64_t kc, const float* __restrict Ap, const float* __restrict Bp, float* C, int64_t ldc,
                              bool accumulate) {
-  constexpr int NV = NR / 16;
-  __m512 c[MR][NV];
-  // Start fetching the C tile now: it is touched only after the k loop, and in a large C it is not cached.
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i) {
-    _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc + NR - 1), _MM_HINT_T0);
-  }
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 3
-    for (int v = 0; v < NV; ++v) c[i][v] = _mm512_setzero_ps();
-  for (int64_t p = 0; p < kc; ++p) {
-    __m512 b[NV];
-#pragma GCC unroll 3
-    for (int v = 0; v < NV; ++v) b[v] = _mm512_load_ps(Bp + 16 * v);
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      __m512 a = _mm512_set1_ps(Ap[i]);
-#pragma GCC unroll 3
-      for (int v = 0; v < NV; ++v) c[i][v] = _mm512_fmadd_ps(a, b[v], c[i][v]);
-    }
-    Ap += MR;
-    Bp += NR;
-  }
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 3
-    for (int v = 0; v < NV; ++v) {
-      float* cp = C + i * ldc + 16 * v;
-      _mm512_storeu_ps(cp, accumulate ? _mm512_add_ps(c[i][v], _mm512_loadu_ps(cp)) : c[i][v]);
-    }
+  microkernel_tile<MR, NR / 16, true>(kc, Ap, Bp, C, ldc, accumulate);
 }
 #elif defined(__AVX2__) && defined(__FMA__)
 constexpr int MR = 6, NR = 16;
