@@ -18,6 +18,7 @@
 #include "cpu/elementwise.h"
 #include "cuda/device_buffer.h"
 #include "cuda/mae_cuda.h"
+#include "cuda/variants.h"
 #include "model/mae.h"
 #include "vtv/config.h"
 #include "vtv/error.h"
@@ -258,6 +259,24 @@ TEST(CudaMae, TinyModelMatchesCpu) {
       run_case(model, mode, prec, 7, true, 3);   // three passes: 3 + 3 + 1 samples
       run_case(model, mode, prec, 4, false, 8);  // no patch, one pass
     }
+  }
+}
+
+// The whole bf16 MAE with each registered GEMM variant forced for every Linear (cuda/variants.h): the
+// tokens must agree with the fp32 CPU forward as closely as the default's (run_case asserts it).
+TEST(CudaMae, TinyBf16TokensAgreeWithFp32OnEveryGemmVariant) {
+  VTV_REQUIRE_GPU();
+  RandomMae model(preset("tiny"), 1);
+  for (const cuda::KernelVariant& v : cuda::kernel_variants()) {
+    if (v.family != cuda::KernelFamily::Gemm || v.is_default) continue;
+    const std::string why = v.unsupported(cuda::gemm_shape(64, 64, 64, true));
+    if (!why.empty()) {
+      std::printf("gemm variant %s not runnable here: %s\n", v.name, why.c_str());
+      continue;
+    }
+    SCOPED_TRACE(std::string("gemm variant ") + v.name);
+    cuda::ForceVariant force(cuda::KernelFamily::Gemm, v.name);
+    run_case(model, Mode::ZeroShot, Precision::BF16, 4, true, 8);
   }
 }
 

@@ -10,6 +10,7 @@
 #include "cuda/device_buffer.h"
 #include "cuda/graph_cache.h"
 #include "cuda/kernels.h"
+#include "cuda/variants.h"
 #include "cuda/vqgan_device_blocks.h"
 #include "cuda/vqgan_device_weights.h"
 #include "cuda/vqgan_kernels.h"
@@ -93,7 +94,8 @@ struct VqganCuda::State : VqganDeviceBlocks {
 
   // The decode of n grids already in `tokens`: the graph for n (captured on first use), else direct.
   void decode(int64_t n) {
-    graphs.run({n}, stream, [&] { forward(n); });
+    // The tuning table decides which kernels a decode enqueues: a new table needs new graphs.
+    graphs.run({n, static_cast<int64_t>(tuning_generation())}, stream, [&] { forward(n); });
   }
 
   void run(const int32_t* tok, bool tok_on_device, int64_t grids, const VqganScoreJobs& sj, const VqganCudaOutputs& out);
