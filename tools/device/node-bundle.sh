@@ -4,7 +4,7 @@
 # node_modules (no dev dependencies, no build tools), the bundled data and the CUDA-enabled addon, into
 # .device-node/vtv-node.tar.xz (gitignored; about 30 MB). Run here after `npm run build:native` (nvcc
 # present, so the addon has the CUDA backend) and `npx tsc`; then call the device tool with
-#   carry: [".device-node"], command: "bash benchmarks/device/search-e2e.sh"
+#   carry: [".device-node"], command: "bash tools/device/search-e2e.sh"
 # The addon is built on this machine's image: if the device image's libraries differ, search-e2e.sh says
 # so, and the C++ search loop of bench_engine_gpu (perf.sh) is the fallback measurement.
 set -euo pipefail
