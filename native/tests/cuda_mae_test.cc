@@ -325,7 +325,7 @@ TEST(CudaMae, GraphReplayMatchesDirectLaunches) {
   graphed.run(batch.chunk, {enc.data(), nullptr, lg3.data(), nullptr, nullptr});
   EXPECT_EQ(graphed.graphs_captured(), 2);
   EXPECT_TRUE(std::memcmp(lg.data(), lg3.data(), lg.size() * sizeof(float)) == 0);
-  EXPECT_TRUE(graphed.graphs_enabled()) << "a capture failed: the MAE fell back to direct launches";
+  EXPECT_TRUE(graphed.graphs_enabled()) << "a capture failed: " << graphed.graph_capture_error();
 }
 
 // Full-depth ViT-L at the search's batch (320 samples, zero-shot, patched): throughput, determinism

@@ -337,7 +337,7 @@ void compare_decoders(const VqModel& m, Precision prec, int n, int max_chunk, do
       report("vqgan " + m.c.name + (loss == Loss::IoU ? " IoU" : " MSE"), mode, d.rel, worst_loss, ms);
     }
     if (graphs) {
-      EXPECT_TRUE(gpu.graphs_enabled()) << "graph capture failed, the decoder fell back to direct launches";
+      EXPECT_TRUE(gpu.graphs_enabled()) << "a capture failed: " << gpu.graph_capture_error();
     }
   }
 }

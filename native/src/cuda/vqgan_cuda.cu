@@ -215,6 +215,7 @@ Precision VqganCuda::precision() const { return s_->precision; }
 int VqganCuda::max_chunk() const { return s_->max_chunk; }
 bool VqganCuda::graphs_enabled() const { return s_->graphs.enabled(); }
 int VqganCuda::graphs_captured() const { return s_->graphs.size(); }
+const std::string& VqganCuda::graph_capture_error() const { return s_->graphs.capture_error(); }
 
 size_t VqganCuda::weight_bytes() const {
   const State& s = *s_;
