@@ -23,7 +23,7 @@ if ! npx tsc -p tsconfig.json; then
   exit 1
 fi
 
-# The CUDA backend on the CPU CUDA emulator (native/cuda_emulator/README.md): the same kernel sources
+# The CUDA backend on the CPU CUDA emulator (tools/cuda-emulator/README.md): the same kernel sources
 # built as C++, with its C++ tests and an addon of its own (build-emu/), so that every kernel is checked
 # against its CPU counterpart, and the CLI runs the cuda backend end to end, without a GPU.
 emu_built=0

@@ -267,6 +267,7 @@ TEST(CudaMae, TinyModelMatchesCpu) {
 TEST(CudaMae, TinyBf16TokensAgreeWithFp32OnEveryGemmVariant) {
   VTV_REQUIRE_GPU();
   RandomMae model(preset("tiny"), 1);
+  cuda::prepare_kernel_variants();
   for (const cuda::KernelVariant& v : cuda::kernel_variants()) {
     if (v.family != cuda::KernelFamily::Gemm || v.is_default) continue;
     const std::string why = v.unsupported(cuda::gemm_shape(64, 64, 64, true));
@@ -344,7 +345,7 @@ TEST(CudaMae, GraphReplayMatchesDirectLaunches) {
   graphed.run(batch.chunk, {enc.data(), nullptr, lg3.data(), nullptr, nullptr});
   EXPECT_EQ(graphed.graphs_captured(), 2);
   EXPECT_TRUE(std::memcmp(lg.data(), lg3.data(), lg.size() * sizeof(float)) == 0);
-  EXPECT_TRUE(graphed.graphs_enabled()) << "a capture failed: the MAE fell back to direct launches";
+  EXPECT_TRUE(graphed.graphs_enabled()) << "a capture failed: " << graphed.graph_capture_error();
 }
 
 // Full-depth ViT-L at the search's batch (320 samples, zero-shot, patched): throughput, determinism

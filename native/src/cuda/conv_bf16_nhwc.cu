@@ -18,6 +18,8 @@
 //     fp32 NCHW store, GroupNorm statistics of the output for the next conv).
 #include <cuda_bf16.h>
 
+#include <mutex>
+
 #include "cuda/check.cuh"
 #include "cuda/conv_common.cuh"
 #include "cuda/conv_variants.h"
@@ -111,12 +113,12 @@ conv_bf16_nhwc_kernel(ConvParams p, const __nv_bfloat16* __restrict__ xnhwc, con
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int r = lrow + 32 * i;
-      cp_async_16_zfill(As + r * LDS + lk, a_src[i] + k0, a_ok[i]);
+      cp_async_16_zfill(As + r * LDS + lk, a_src[i] + k0, a_ok[i] ? 16 : 0);
       const int iy = oy[i] + ky - 1, ix = ox[i] + kx - 1;
       const bool ok = px_ok[i] && iy >= 0 && iy < p.Ho && ix >= 0 && ix < p.Wo;
       const __nv_bfloat16* src =
           ok ? xn + (int64_t(iy >> p.up) * p.W + (ix >> p.up)) * Ci + ci0 + lk : xn;  // clamped when padding
-      cp_async_16_zfill(Bs + r * LDS + lk, src, ok);
+      cp_async_16_zfill(Bs + r * LDS + lk, src, ok ? 16 : 0);
     }
   };
 
@@ -199,6 +201,19 @@ size_t taps_bytes(const ConvArgs& a) { return round16(sizeof(uint16_t) * size_t(
 
 }  // namespace
 
+// The main kernel's 60 KiB of dynamic shared memory is allowed once per device, outside any graph
+// capture (prepare_kernel_variants, from VqganCuda's constructor; a first launch elsewhere prepares too).
+void conv_nhwc_prepare() {
+  static std::once_flag once[kMaxVariantDevices];
+  int device = 0;
+  VTV_CUDA_CHECK(cudaGetDevice(&device));
+  check(device >= 0 && device < kMaxVariantDevices, "conv nhwc: device " + std::to_string(device) + " out of range");
+  std::call_once(once[device], [] {
+    VTV_CUDA_CHECK(cudaFuncSetAttribute(conv_bf16_nhwc_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(kSmemBytes)));
+  });
+}
+
 std::string conv_nhwc_unsupported(const KernelShape& s) {
   if (s.d[1] % 32 != 0) return "Ci must be a multiple of 32 (a k tile inside one tap)";
   return "";
@@ -248,12 +263,7 @@ void conv2d_bf16_nhwc(const ConvArgs& a, cudaStream_t stream) {
   VTV_LAUNCH("nhwc_prologue_kernel", pgrid, dim3(kTile, 8), 0, stream, nhwc_prologue_kernel, a.x, a.Ci, HW, a.norm,
              xnhwc);
 
-  static const bool configured = [] {
-    VTV_CUDA_CHECK(cudaFuncSetAttribute(conv_bf16_nhwc_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(kSmemBytes)));
-    return true;
-  }();
-  (void)configured;
+  conv_nhwc_prepare();
   const ConvParams p = conv_params(a);
   dim3 grid(static_cast<unsigned>((int64_t(p.Ho) * p.Wo + BN - 1) / BN), static_cast<unsigned>((a.Co + BM - 1) / BM),
             static_cast<unsigned>(a.N));

@@ -13,6 +13,8 @@ namespace vtv::cuda {
 
 void conv2d_bf16_baseline(const ConvArgs& a, cudaStream_t stream);
 void conv2d_bf16_nhwc(const ConvArgs& a, cudaStream_t stream);
+// Once per device, outside graph captures: the nhwc kernel's dynamic shared memory attribute.
+void conv_nhwc_prepare();
 // "" when the nhwc variant can run the shape (Ci a multiple of 32), else why not.
 std::string conv_nhwc_unsupported(const KernelShape& s);
 // Whether this call gives the nhwc variant everything it needs (shape, 3x3 without downsampling, workspace).

@@ -137,6 +137,9 @@ void linear_bf16(const LinearArgs& a, cudaStream_t stream) {
   if (name == "pipelined" && a.x_bf16) {
     linear_bf16_pipelined(a, stream);
     note_variant_run(KernelFamily::Gemm, "pipelined");
+  } else if (name == "wgmma" && a.x_bf16) {
+    linear_bf16_wgmma(a, stream);
+    note_variant_run(KernelFamily::Gemm, "wgmma");
   } else if (name == "cublaslt" && a.x_bf16 && a.y && !(a.epilogue == Epilogue::Gelu && a.residual)) {
     linear_bf16_cublaslt(a, stream);
     note_variant_run(KernelFamily::Gemm, "cublaslt");

@@ -11,6 +11,8 @@
 // baseline's (gemm_epilogue.cuh): bias, exact GELU, residual, fp32 and/or bf16 stores, row argmax.
 #include <cuda_bf16.h>
 
+#include <mutex>
+
 #include "cuda/check.cuh"
 #include "cuda/gemm_epilogue.cuh"
 #include "cuda/launch.cuh"
@@ -61,8 +63,8 @@ gemm_bf16_pipelined_kernel(const __nv_bfloat16* __restrict__ X, const __nv_bfloa
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int r = lrow + 32 * i;
-      cp_async_16_zfill(As + r * LDS + lk, k_ok ? a_src[i] + k0 : a_src[i], a_ok[i] && k_ok);
-      cp_async_16_zfill(Bs + r * LDS + lk, k_ok ? b_src[i] + k0 : b_src[i], b_ok[i] && k_ok);
+      cp_async_16_zfill(As + r * LDS + lk, k_ok ? a_src[i] + k0 : a_src[i], a_ok[i] && k_ok ? 16 : 0);
+      cp_async_16_zfill(Bs + r * LDS + lk, k_ok ? b_src[i] + k0 : b_src[i], b_ok[i] && k_ok ? 16 : 0);
     }
   };
 
@@ -152,6 +154,19 @@ gemm_bf16_pipelined_kernel(const __nv_bfloat16* __restrict__ X, const __nv_bfloa
 
 }  // namespace
 
+// The kernel's 80 KiB of dynamic shared memory is allowed once per device, outside any graph capture
+// (prepare_kernel_variants, from MaeCuda's constructor; a first launch elsewhere prepares too).
+void gemm_pipelined_prepare() {
+  static std::once_flag once[kMaxVariantDevices];
+  int device = 0;
+  VTV_CUDA_CHECK(cudaGetDevice(&device));
+  check(device >= 0 && device < kMaxVariantDevices, "gemm pipelined: device " + std::to_string(device) + " out of range");
+  std::call_once(once[device], [] {
+    VTV_CUDA_CHECK(cudaFuncSetAttribute(gemm_bf16_pipelined_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(kSmemBytes)));
+  });
+}
+
 void linear_bf16_pipelined(const LinearArgs& a, cudaStream_t stream) {
   validate_linear(a, "linear_bf16 (pipelined)");
   check(a.w_bf16 != nullptr, "linear_bf16 (pipelined): w_bf16 is null");
@@ -159,12 +174,7 @@ void linear_bf16_pipelined(const LinearArgs& a, cudaStream_t stream) {
   if (a.M == 0) return;
   const int64_t mt = (a.M + BM - 1) / BM;
   check(mt <= 65535, "linear_bf16 (pipelined): M = " + std::to_string(a.M) + " needs more than 65535 row tiles");
-  static const bool configured = [] {
-    VTV_CUDA_CHECK(cudaFuncSetAttribute(gemm_bf16_pipelined_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(kSmemBytes)));
-    return true;
-  }();
-  (void)configured;
+  gemm_pipelined_prepare();
   dim3 grid(static_cast<unsigned>((a.N + BN - 1) / BN), static_cast<unsigned>(mt));
   VTV_LAUNCH("gemm_bf16_pipelined_kernel", grid, THREADS, kSmemBytes, stream, gemm_bf16_pipelined_kernel,
              reinterpret_cast<const __nv_bfloat16*>(a.x_bf16), reinterpret_cast<const __nv_bfloat16*>(a.w_bf16), a.M,

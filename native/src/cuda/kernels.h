@@ -64,6 +64,11 @@ struct HeadPatch {
   int position_shift = 0;
 };
 
+// Queries the current device's shared-memory limits once and allows the attention kernels what they
+// need; called before any graph capture (MaeCuda's constructor) so that captured launches make no
+// attribute calls. mha_attention calls it too, so it is never required.
+void mha_prepare();
+
 // As cpu::mha_attention without capture: qkv [B][N][3*H*dh] (q | k | v, head-major) -> out [B][N][H*dh].
 // N <= 256, dh in {8, 16, 32, 64}. patch may be null.
 void mha_attention(const float* qkv, int64_t B, int64_t N, int H, int dh, float scale, float* out,

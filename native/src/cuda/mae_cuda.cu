@@ -264,6 +264,8 @@ MaeCuda::MaeCuda(const ModelConfig& config, const model::MaeW& w, Precision prec
     check(dh == 8 || dh == 16 || dh == 32 || dh == 64, "MaeCuda: head dims must be 8, 16, 32 or 64, got " + std::to_string(dh));
   }
   check(config.enc_dim % 8 == 0 && config.dec_dim % 8 == 0, "MaeCuda: embedding widths must be multiples of 8");
+  mha_prepare();  // the attention's device attributes, queried here rather than inside a graph capture
+  prepare_kernel_variants();  // likewise the GEMM and conv variants' (variants.h)
   const int64_t E = config.enc_dim, D = config.dec_dim, T = kPatches + 1, R = config.mlp_ratio;
   s.cls = upload(w.cls_token, E, "cls_token");
   s.pos = upload(w.pos_embed, T * E, "pos_embed");
@@ -304,6 +306,7 @@ MaeCuda::~MaeCuda() {
 Precision MaeCuda::precision() const { return s_->precision; }
 bool MaeCuda::graphs_enabled() const { return s_->graphs.enabled(); }
 int MaeCuda::graphs_captured() const { return s_->graphs.size(); }
+const std::string& MaeCuda::graph_capture_error() const { return s_->graphs.capture_error(); }
 
 size_t MaeCuda::weight_bytes() const {
   const State& s = *s_;

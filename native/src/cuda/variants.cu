@@ -49,6 +49,12 @@ std::string gemm_unsupported_pipelined(const KernelShape& s) {
   if (!s.d[3]) return "needs the bf16 activations (x_bf16)";
   return "";
 }
+std::string gemm_unsupported_wgmma(const KernelShape& s) {
+  const std::string why = gemm_wgmma_unavailable();
+  if (!why.empty()) return why;
+  if (!s.d[3]) return "needs the bf16 activations (x_bf16)";
+  return "";
+}
 std::string gemm_unsupported_cublaslt(const KernelShape& s) {
   if (!cublaslt_unavailable().empty()) return cublaslt_unavailable();
   if (!s.d[3]) return "needs the bf16 activations (x_bf16)";
@@ -66,6 +72,7 @@ std::map<std::string, std::string> g_table;
 std::atomic<uint64_t> g_generation{0};
 thread_local const KernelVariant* g_forced[4] = {nullptr, nullptr, nullptr, nullptr};
 thread_local const char* g_last_run[4] = {"", "", "", ""};
+thread_local std::map<std::string, uint64_t> g_runs[4];
 
 }  // namespace
 
@@ -140,6 +147,9 @@ const std::vector<KernelVariant>& kernel_variants() {
        always, true},
       {KernelFamily::Gemm, "pipelined", "bf16 x, 128x128x32, 4 warps of 64x64, 4-stage cp.async, ldmatrix",
        gemm_unsupported_pipelined, false},
+      {KernelFamily::Gemm, "wgmma",
+       "bf16 x, 128x128x32, 2 warpgroups of 64x128, 4-stage cp.async, sm_90a wgmma.mma_async from shared memory",
+       gemm_unsupported_wgmma, false},
       {KernelFamily::Gemm, "cublaslt", "cublasLtMatmul (libcublasLt.so loaded at run time) + this package's epilogue",
        gemm_unsupported_cublaslt, false},
       {KernelFamily::Conv3x3, "baseline",
@@ -191,7 +201,16 @@ const KernelVariant& choose_variant(const KernelShape& s) {
   throw Error(std::string("kernel variants: no default variant for ") + family_name(s.family));
 }
 
-void note_variant_run(KernelFamily family, const char* name) { g_last_run[static_cast<int>(family)] = name; }
+void note_variant_run(KernelFamily family, const char* name) {
+  g_last_run[static_cast<int>(family)] = name;
+  ++g_runs[static_cast<int>(family)][name];
+}
+
+uint64_t variant_runs(KernelFamily family, const std::string& name) {
+  const auto& m = g_runs[static_cast<int>(family)];
+  auto it = m.find(name);
+  return it == m.end() ? 0 : it->second;
+}
 
 std::string last_variant_run(KernelFamily family) { return g_last_run[static_cast<int>(family)]; }
 
@@ -203,6 +222,12 @@ ForceVariant::ForceVariant(KernelFamily family, const std::string& name) : famil
 }
 
 ForceVariant::~ForceVariant() { g_forced[static_cast<int>(family_)] = previous_; }
+
+void prepare_kernel_variants() {
+  gemm_pipelined_prepare();
+  gemm_wgmma_prepare();
+  conv_nhwc_prepare();
+}
 
 DeviceId current_device() {
   const Probe p = probe();
@@ -426,6 +451,7 @@ struct Problem {
 std::vector<VariantTiming> tune_kernels(const std::vector<KernelShape>& shapes, int reps) {
   check(reps > 0, "tune_kernels: reps must be positive, got " + std::to_string(reps));
   current_device();  // throws, saying why, without a usable device
+  prepare_kernel_variants();
   std::vector<VariantTiming> rows;
   for (const KernelShape& s : shapes) {
     Problem p(s);

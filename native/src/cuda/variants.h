@@ -61,10 +61,12 @@ uint64_t tuning_generation();
 // its dispatcher accepts).
 const KernelVariant& choose_variant(const KernelShape& s);
 
-// The name of the variant the last call of `family` on this thread ran ("" before any): the dispatchers
-// record it, so tests can tell a forced variant from a fallback.
+// The name of the variant the last call of `family` on this thread ran ("" before any), and how many
+// calls on this thread ran variant `name`: the dispatchers record them, so tests can tell a forced
+// variant from a fallback.
 void note_variant_run(KernelFamily family, const char* name);
 std::string last_variant_run(KernelFamily family);
+uint64_t variant_runs(KernelFamily family, const std::string& name);
 
 // While alive, calls of `family` on this thread run variant `name` (tuning, tests); throws vtv::Error
 // when there is no such variant.
@@ -79,6 +81,12 @@ class ForceVariant {
   KernelFamily family_;
   const KernelVariant* previous_;
 };
+
+// What the variants' launches need from the device, set once per device and before any graph capture
+// (dynamic shared memory attributes): MaeCuda's and VqganCuda's constructors call it; a variant's first
+// launch elsewhere does the same.
+constexpr int kMaxVariantDevices = 64;
+void prepare_kernel_variants();
 
 // The device the variants run on: its name and compute capability ("sm_90"), which the tuning cache is
 // keyed by. Throws vtv::Error when no device is usable.

@@ -137,6 +137,7 @@ VqganCuda::VqganCuda(const ModelConfig& config, const model::VqganDecoderW& w, P
   s.c = config;
   s.precision = precision;
   s.max_chunk = max_chunk;
+  prepare_kernel_variants();  // the conv variants' device attributes, set before any graph capture
   s.graphs.set_enabled(use_graphs);
   const VqganConfig& q = config.vq;
   s.V = q.n_embed;
@@ -217,6 +218,7 @@ Precision VqganCuda::precision() const { return s_->precision; }
 int VqganCuda::max_chunk() const { return s_->max_chunk; }
 bool VqganCuda::graphs_enabled() const { return s_->graphs.enabled(); }
 int VqganCuda::graphs_captured() const { return s_->graphs.size(); }
+const std::string& VqganCuda::graph_capture_error() const { return s_->graphs.capture_error(); }
 
 size_t VqganCuda::weight_bytes() const {
   const State& s = *s_;
