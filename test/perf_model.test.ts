@@ -76,7 +76,7 @@ describe('tools/perf-model/perf_model.py', () => {
   it('names a kernel it does not know, and a report it cannot use', () => {
     const bad = run(['--sass', sassFile, '--ptxas', ptxas, '--linear', 'gemm_wgmma']);
     expect(bad.status).not.toBe(0);
-    expect(bad.stderr).toMatch(/--linear gemm_wgmma: no such kernel \(known: conv_bf16, gemm_bf16\)/);
+    expect(bad.stderr).toMatch(/--linear gemm_wgmma: no such kernel \(known: conv_bf16, conv_bf16_nhwc, gemm_bf16, gemm_bf16_pipelined\)/);
     const empty = join(dir, 'empty.txt');
     writeFileSync(empty, 'nothing here\n');
     const noRows = run(['--sass', sassFile, '--ptxas', empty]);

@@ -81,6 +81,16 @@ KERNELS = {
     "conv_bf16": Kernel("conv_bf16", "native/src/cuda/conv_bf16.cu", "conv_bf16_kernel", "conv_bf16_kernel<3, false>",
                         128, 128, 32, 256, "mma.sync.m16n8k16", "conv",
                         note="implicit GEMM, NCHW gather, GroupNorm prologue and statistics epilogue"),
+    "gemm_bf16_pipelined": Kernel("gemm_bf16_pipelined", "native/src/cuda/gemm_bf16_pipelined.cu",
+                                  "gemm_bf16_pipelined_kernel", "gemm_bf16_pipelined_kernel",
+                                  128, 128, 32, 128, "mma.sync.m16n8k16", "linear", pipeline="cp.async",
+                                  dynamic_smem=81920,
+                                  note="bf16 activations, 4 warps of 64x64, 4-stage cp.async, ldmatrix.x4"),
+    "conv_bf16_nhwc": Kernel("conv_bf16_nhwc", "native/src/cuda/conv_bf16_nhwc.cu", "conv_bf16_nhwc_kernel",
+                             "conv_bf16_nhwc_kernel", 128, 128, 32, 128, "mma.sync.m16n8k16", "conv",
+                             pipeline="cp.async", dynamic_smem=61440,
+                             note="GroupNorm+SiLU once into bf16 NHWC (a prologue pass), 16-byte cp.async row "
+                                  "gathers, ldmatrix.x4, 3 stages, 4 warps of 64x64"),
 }
 
 # MMA instructions: FLOPs per warp-level instruction (per warpgroup for wgmma, per N).
