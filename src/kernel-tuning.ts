@@ -144,6 +144,11 @@ export function kernelTuningModeFromEnv(env: NodeJS.ProcessEnv = process.env): K
   throw new VtvError(`VTV_KERNEL_TUNING=${v}: expected auto, defaults or tune`);
 }
 
+/** TFLOP/s with one decimal, or three significant digits below 1 (the emulator's tiny shapes). */
+export function formatTflops(v: number): string {
+  return v >= 1 ? v.toFixed(1) : v.toPrecision(3);
+}
+
 /** The rows of `vtv bench --kernels` / `vtv tune` as a text table; ceiling in TFLOP/s (null: no % column). */
 export function formatVariantTable(rows: NativeVariantTiming[], ceiling: number | null, winners: Record<string, string> = {}): string {
   const head = ['family', 'shape', 'variant', 'ms', 'TFLOP/s', '% of ceiling', ''];
@@ -155,7 +160,7 @@ export function formatVariantTable(rows: NativeVariantTiming[], ceiling: number 
       r.shape,
       r.variant,
       r.ms.toFixed(3),
-      hasFlops ? r.tflops.toFixed(1) : '-',
+      hasFlops ? formatTflops(r.tflops) : '-',
       hasFlops && ceiling ? `${((100 * r.tflops) / ceiling).toFixed(1)}%` : '-',
       winners[r.shape] === r.variant ? 'fastest' : '',
     ];

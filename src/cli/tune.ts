@@ -5,7 +5,7 @@
 import { Command, Option } from 'commander';
 import type { NativeAddon, NativeTuneResult } from '../../bindings/addon.js';
 import { UsageError, VtvError } from '../errors.js';
-import { defaultShapes, formatVariantTable, kernelTuningPath, writeKernelTuning } from '../kernel-tuning.js';
+import { defaultShapes, formatTflops, formatVariantTable, kernelTuningPath, writeKernelTuning } from '../kernel-tuning.js';
 import { loadAddon } from '../native.js';
 import { intInRange } from './common.js';
 
@@ -64,7 +64,7 @@ export async function kernelBench(
   if (o.json) console.log(JSON.stringify(result, null, 1));
   else {
     console.log(formatVariantTable(result.rows, result.peakTflops, result.winners));
-    if (result.peakTflops) console.log(`\nceiling: ${result.peakTflops.toFixed(1)} TFLOP/s bf16 (mma.sync peak micro-kernel, measured)`);
+    if (result.peakTflops) console.log(`\nceiling: ${formatTflops(result.peakTflops)} TFLOP/s bf16 (mma.sync peak micro-kernel, measured)`);
   }
   return result;
 }
