@@ -131,8 +131,14 @@ export async function applyKernelTuning(
   }
   log(`vtv: timing the kernel variants on ${key} (first run on this device; VTV_KERNEL_TUNING=defaults skips it)`);
   const result = await addon.tuneKernels({ shapes: defaultShapes(device), batch: 320, reps: 10, peak: true });
-  writeKernelTuning(path, result);
   addon.setKernelTuning(result.winners);
+  try {
+    writeKernelTuning(path, result);
+  } catch (e) {
+    // The table is in use either way; only the next process would have to tune again.
+    log(`vtv: could not store the kernel tuning in ${path}: ${(e as Error).message}`);
+    return `kernel variants: tuned now for ${key} (not stored)`;
+  }
   return `kernel variants: tuned now for ${key} (${path})`;
 }
 
