@@ -65,5 +65,20 @@ describe.skipIf(!emulated)('vtv tune on the CPU CUDA emulator (tiny shapes)', ()
     const e2 = await open('defaults');
     expect(loadAddon().kernelTuning()).toEqual({});
     e2.close();
+    // 'tune' times again at open; a cache that cannot be written is reported and the table still used.
+    const logs: string[] = [];
+    const unwritable = join(weights, 'kernel-tuning.json'); // its parent is a file
+    const e3 = await Engine.open({
+      config: preset('tiny'),
+      weights,
+      backend: 'cuda',
+      precision: 'bf16',
+      kernelTuning: 'tune',
+      kernelTuningFile: unwritable,
+      log: (m) => logs.push(m),
+    });
+    expect(Object.keys(loadAddon().kernelTuning())).toHaveLength(6);
+    expect(logs.join('\n')).toMatch(/could not store the kernel tuning in .*tiny\.safetensors\/kernel-tuning\.json/);
+    e3.close();
   }, 600_000);
 });
