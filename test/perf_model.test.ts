@@ -34,7 +34,10 @@ const sass = [
   ]),
   '        /*00a0*/                   IADD3 R2, R2, 0x1, RZ ;',
   '        /*00b0*/               @P1 BRA 0xa0 ;',
-  sassLoop('conv_bf16_kernel', ['HMMA.16816.F32.BF16 R12, R8, R10, R12', ...Array.from({ length: 18 }, () => 'IMAD R2, R3, R4, R2')]),
+  sassLoop('conv_bf16_kernelILi3ELb0EEEvNS0_10ConvParamsE', [
+    'HMMA.16816.F32.BF16 R12, R8, R10, R12',
+    ...Array.from({ length: 18 }, () => 'IMAD R2, R3, R4, R2'),
+  ]),
 ].join('\n');
 const sassFile = join(dir, 'sass.txt');
 writeFileSync(sassFile, sass);
