@@ -42,7 +42,8 @@ ctest_status=$?
 npx vitest run
 vitest_status=$?
 
-# The CUDA tests once more, on the emulator; ctest runs them one at a time (each uses every core).
+# The CUDA tests once more, on the emulator, with the emulator's own tests (ctest names "emulator.*",
+# tools/cuda-emulator/tests/); ctest runs them one at a time (each uses every core).
 emu_status=1
 if [ $emu_built = 1 ]; then
   (cd build-emu && ctest --output-on-failure --output-junit ctest-junit.xml)

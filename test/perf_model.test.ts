@@ -23,11 +23,21 @@ function sassLoop(name: string, body: string[]): string {
 }
 const sass = [
   '\tcode for sm_90',
-  sassLoop('gemm_bf16_kernel', ['LDS R8, [R9]', 'LDS.64 R10, [R9+0x10]', 'LDS.128 R20, [R9+0x20]', 'HMMA.16816.F32.BF16 R12, R8, R10, R12',
-    'HMMA.16816.F32.BF16 R16, R8, R10, R16', 'BAR.SYNC.DEFER_BLOCKING 0x0', 'IADD3 R9, R9, 0x20, RZ']),
+  sassLoop('gemm_bf16_kernel', [
+    'LDS R8, [R9]',
+    'LDS.64 R10, [R9+0x10]',
+    'LDS.128 R20, [R9+0x20]',
+    'HMMA.16816.F32.BF16 R12, R8, R10, R12',
+    'HMMA.16816.F32.BF16 R16, R8, R10, R16',
+    'BAR.SYNC.DEFER_BLOCKING 0x0',
+    'IADD3 R9, R9, 0x20, RZ',
+  ]),
   '        /*00a0*/                   IADD3 R2, R2, 0x1, RZ ;',
   '        /*00b0*/               @P1 BRA 0xa0 ;',
-  sassLoop('conv_bf16_kernel', ['HMMA.16816.F32.BF16 R12, R8, R10, R12', ...Array.from({ length: 18 }, () => 'IMAD R2, R3, R4, R2')]),
+  sassLoop('conv_bf16_kernelILi3ELb0EEEvNS0_10ConvParamsE', [
+    'HMMA.16816.F32.BF16 R12, R8, R10, R12',
+    ...Array.from({ length: 18 }, () => 'IMAD R2, R3, R4, R2'),
+  ]),
 ].join('\n');
 const sassFile = join(dir, 'sass.txt');
 writeFileSync(sassFile, sass);
@@ -53,7 +63,7 @@ describe('tools/perf-model/perf_model.py', () => {
     expect(gemm.source).toBe('SASS');
     expect(gemm.mix).toMatchObject({ total: 8, mma: 2, lds: 3, lds_bytes: 28, bar: 1 });
     expect(gemm.clocks_per_mma.issue).toBe(4);
-    expect(gemm.clocks_per_mma.smem).toBe((28 / 2) * 32 / 32); // 14 B/thread per MMA over 32 B/clk per SMSP
+    expect(gemm.clocks_per_mma.smem).toBe(((28 / 2) * 32) / 32); // 14 B/thread per MMA over 32 B/clk per SMSP
     expect(gemm.blocks_per_sm).toBe(2); // 128 regs x 256 threads: 2 blocks in 64K registers
     expect(gemm.bound).toBe('smem');
     const conv = m.kernels.conv_bf16;

@@ -196,7 +196,7 @@ if [ $dry = 1 ]; then
     log "search: search_e2e.mjs, tiny model, cpu fp32, 2 steps x 4 samples, this checkout's node (cap $c s)"
     rm -rf "$work/e2e"
     timeout "$c" node "$root/tools/device/search_e2e.mjs" --app "$root" --work "$work/e2e" --steps 2 --samples 4 \
-      --precision fp32 --model tiny --backend cpu >"$out/search.out" 2>&1
+      --precision fp32 --model tiny --backend cpu --episodes 8 >"$out/search.out" 2>&1
     verdict search $? $(( $(date +%s) - s0 ))
     grep -E "^\[e2e\]" "$out/search.out" | tail -4
   else
@@ -221,7 +221,7 @@ fi
   echo "device run $([ $dry = 1 ] && echo '(dry run, no GPU) ')in $(( $(date +%s) - t0 )) s; GPU: ${gpu:-none}"
   printf '%-10s %-44s %6s\n' stage status seconds
   for s in "${stages[@]}"; do printf '%-10s %-44s %6s\n' "$s" "${status[$s]}" "${seconds[$s]}"; done
-  if [ -n "$python" ]; then
+  if [ -n "$python" ] && "$python" -c "" 2>/dev/null; then
     "$python" - "$out" <<'EOF'
 import glob, json, os, sys
 out = sys.argv[1]

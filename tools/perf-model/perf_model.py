@@ -70,6 +70,11 @@ class Kernel:
     pipeline: str = "registers"  # "registers" (load to registers, store to shared, one barrier a step) or "cp.async"
     dynamic_smem: int = 0       # bytes of dynamic shared memory per block (the ptxas report has only static)
     note: str = ""
+    entry: str = ""             # a substring of the mangled name picking one instantiation in PTX/SASS (default: symbol)
+
+    @property
+    def function(self):
+        return self.entry or self.symbol
 
 
 # Today's kernels. The other kernels (a cp.async/ldmatrix GEMM, an NHWC implicit-GEMM conv, wgmma) are
@@ -79,8 +84,8 @@ KERNELS = {
                         128, 128, 32, 256, "mma.sync.m16n8k16", "linear",
                         note="128x128x32 tiles, 8 warps of 64x32, 32-bit shared loads, register-staged double buffer"),
     "conv_bf16": Kernel("conv_bf16", "native/src/cuda/conv_bf16.cu", "conv_bf16_kernel", "conv_bf16_kernel<3, false>",
-                        128, 128, 32, 256, "mma.sync.m16n8k16", "conv",
-                        note="implicit GEMM, NCHW gather, GroupNorm prologue and statistics epilogue"),
+                        128, 128, 32, 256, "mma.sync.m16n8k16", "conv", entry="conv_bf16_kernelILi3ELb0E",
+                        note="implicit GEMM, NCHW gather, GroupNorm prologue and statistics epilogue (3x3, no upsampling)"),
     "gemm_bf16_pipelined": Kernel("gemm_bf16_pipelined", "native/src/cuda/gemm_bf16_pipelined.cu",
                                   "gemm_bf16_pipelined_kernel", "gemm_bf16_pipelined_kernel",
                                   128, 128, 32, 128, "mma.sync.m16n8k16", "linear", pipeline="cp.async",
@@ -356,13 +361,13 @@ def kernel_profile(kernel, ptxas_rows, sass_text, cache_dir):
     blocks, limiter = occupancy(kernel, res)
     instrs, source = None, None
     if sass_text:
-        instrs = sass_instructions(sass_text, kernel.symbol)
+        instrs = sass_instructions(sass_text, kernel.function)
         source = "SASS"
     if instrs is None:
-        instrs = ptx_instructions(ptx_of(kernel, cache_dir), kernel.symbol)
+        instrs = ptx_instructions(ptx_of(kernel, cache_dir), kernel.function)
         source = "PTX"
     if instrs is None:
-        sys.exit(f"perf_model: kernel {kernel.name}: no function '{kernel.symbol}' in its {source}")
+        sys.exit(f"perf_model: kernel {kernel.name}: no function '{kernel.function}' in its {source}")
     mix = main_loop_mix(instrs)
     if mix is None:
         sys.exit(f"perf_model: kernel {kernel.name}: no loop with MMA instructions in its {source}")
