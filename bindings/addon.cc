@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cpu/gemm.h"
+#include "kernels.h"
 #include "vtv/config.h"
 #include "vtv/engine.h"
 #include "vtv/error.h"
@@ -611,6 +612,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("presetNames", Napi::Function::New(env, PresetNames));
   exports.Set("createEngine", Napi::Function::New(env, CreateEngine));
   exports.Set("inspectWeights", Napi::Function::New(env, InspectWeights));
+  vtv_addon::register_kernel_functions(env, exports);
   return exports;
 }
 

@@ -57,6 +57,23 @@ export interface NativeEngine {
   close(): void;
 }
 
+/** One registered kernel variant (native/src/cuda/variants.h). */
+export interface NativeKernelVariant { family: string; name: string; what: string; isDefault: boolean }
+export interface NativeKernelDevice { name: string; computeCapability: string; emulated: boolean }
+export interface NativeVariantTiming {
+  family: string; shape: string; variant: string; ms: number; tflops: number;
+  /** Why the variant was not timed on this shape ('' when it was). */
+  skipped: string;
+}
+export interface NativeTuneResult {
+  device: NativeKernelDevice; shapes: string; batch: number;
+  /** The tensor-core bf16 ceiling measured by the peak micro-kernel, TFLOP/s (null when not asked for). */
+  peakTflops: number | null;
+  rows: NativeVariantTiming[];
+  /** Shape key -> the fastest variant. */
+  winners: Record<string, string>;
+}
+
 export interface NativeAddon {
   version: string;
   gemmImplementation: string;
@@ -75,4 +92,13 @@ export interface NativeAddon {
   }): Promise<NativeEngine>;
   /** Lists a safetensors file's tensors (key, dtype, shape) and metadata without loading data. */
   inspectWeights(paths: string[]): { tensors: { key: string; dtype: string; shape: number[] }[]; metadata: Record<string, string> };
+  /** The registered kernel variants (empty without the CUDA backend). */
+  kernelVariants(): NativeKernelVariant[];
+  /** The GPU the variants run on; throws, saying why, without one. */
+  kernelDevice(): NativeKernelDevice;
+  /** Times every variant on every shape of the set ('model' at `batch`, or 'tiny'); rejects without a GPU. */
+  tuneKernels(options: { shapes?: 'model' | 'tiny'; batch?: number; reps?: number; peak?: boolean }): Promise<NativeTuneResult>;
+  /** Replaces the process's tuning table (shape key -> variant name); later passes dispatch on it. */
+  setKernelTuning(table: Record<string, string>): void;
+  kernelTuning(): Record<string, string>;
 }

@@ -23,7 +23,7 @@ if ! npx tsc -p tsconfig.json; then
   exit 1
 fi
 
-# The CUDA backend on the CPU CUDA emulator (native/cuda_emulator/README.md): the same kernel sources
+# The CUDA backend on the CPU CUDA emulator (tools/cuda-emulator/README.md): the same kernel sources
 # built as C++, with its C++ tests and an addon of its own (build-emu/), so that every kernel is checked
 # against its CPU counterpart, and the CLI runs the cuda backend end to end, without a GPU.
 emu_built=0
@@ -42,7 +42,8 @@ ctest_status=$?
 npx vitest run
 vitest_status=$?
 
-# The CUDA tests once more, on the emulator; ctest runs them one at a time (each uses every core).
+# The CUDA tests once more, on the emulator, with the emulator's own tests (ctest names "emulator.*",
+# tools/cuda-emulator/tests/); ctest runs them one at a time (each uses every core).
 emu_status=1
 if [ $emu_built = 1 ]; then
   (cd build-emu && ctest --output-on-failure --output-junit ctest-junit.xml)

@@ -4,6 +4,7 @@
 import type { NativeEngine, NativeForwardRequest, NativeTaskMeans } from '../bindings/addon.js';
 import { decTokens, encTokens, type Mode, type ModelConfig, meansDecFloats, meansEncFloats, patchBytes } from './config.js';
 import type { Image8 } from './data/image.js';
+import { applyKernelTuning, type KernelTuningMode, kernelTuningModeFromEnv, kernelTuningPath } from './kernel-tuning.js';
 import type { ApplyOptions, ApplyResult, TaskVector } from './method/task_vector.js';
 import { loadAddon } from './native.js';
 
@@ -103,6 +104,15 @@ export interface EngineOptions {
   needVqgan?: boolean;
   /** Bind the VQGAN encoder (encoder.*, quant_conv.*) for `encodeTokens`; default false. */
   needVqganEncoder?: boolean;
+  /**
+   * cuda backend: the kernel variant table (src/kernel-tuning.ts): 'auto' (default, or $VTV_KERNEL_TUNING)
+   * loads this device's entry from the tuning cache and tunes first on a GPU that has none; 'defaults'
+   * keeps every family's default; 'tune' tunes again. kernelTuningFile overrides the cache's path.
+   */
+  kernelTuning?: KernelTuningMode;
+  kernelTuningFile?: string;
+  /** Where a line about a first-run tuning goes (default: nowhere). */
+  log?: (msg: string) => void;
 }
 
 export class Engine {
@@ -127,6 +137,10 @@ export class Engine {
       needVqgan: options.needVqgan ?? true,
       needVqganEncoder: options.needVqganEncoder ?? false,
     });
+    if (native.backend().name === 'cuda') {
+      const mode = options.kernelTuning ?? kernelTuningModeFromEnv();
+      await applyKernelTuning(addon, mode, options.kernelTuningFile ?? kernelTuningPath(), options.log);
+    }
     return new Engine(native, options.config, weights);
   }
 

@@ -1,6 +1,6 @@
 // The cuda backend through the addon, the library and the CLI, on the CPU CUDA emulator: scripts/test.sh
 // builds an addon whose CUDA backend runs the very .cu sources on the CPU (build-emu/, see
-// native/cuda_emulator/README.md) and names it in VTV_EMULATED_ADDON. Checked here: the backend and
+// tools/cuda-emulator/README.md) and names it in VTV_EMULATED_ADDON. Checked here: the backend and
 // the precision reach the engine, fp32 on cuda matches the cpu backend sample by sample, and
 // `vtv collect` and `vtv search` run with --backend cuda --precision bf16. The emulator is slow (seconds
 // per decoded image), so the runs are tiny.

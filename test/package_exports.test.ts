@@ -46,7 +46,7 @@ describe('package.json', () => {
     ]) {
       expect(files, need).toContain(need);
     }
-    const banned = /^(test|benchmarks|train|native\/tests|native\/bench|native\/cuda_emulator|\.ci)\/|^scripts\/(?!install\.mjs$)/;
+    const banned = /^(test|benchmarks|train|native\/tests|native\/bench|tools|\.ci)\/|^scripts\/(?!install\.mjs$)/;
     expect(files.filter((f) => banned.test(f))).toEqual([]);
   });
 });

@@ -14,7 +14,7 @@
 // Each line: median ms per call (device events, after warm-up), TFLOP/s, GB/s, percent of its bound,
 // calls per batch-`--batch` forward and ms per batch. Then, per precision, where the forward's kernel time
 // goes (sum of calls x time) against the sum of the bounds. The last line is "VTV_JSON {...}" for
-// benchmarks/device/perf.sh.
+// tools/device/perf.sh.
 //   usage: bench_cuda_kernels [--batch 320] [--vq-batch 32] [--reps 10] [--no-fp32] [--filter SUBSTRING]
 // --vq-batch is the decoder's grids per pass (VqganCuda's default max_chunk is 32). Exit status 2 when no
 // usable GPU (the reason is printed), 1 when a variant failed.

@@ -14,7 +14,7 @@
 //      reference's 500 (stated as such unless --search-steps 500). Validation is not included.
 // The weights are written once to --weights (default /tmp/vtv_<config>_random.safetensors, 1.5 GB for ViT-L) with
 // native/tests/test_weights.h's random model writer and reused when the file exists.
-// The last line is "VTV_JSON {...}" for benchmarks/device/perf.sh. Exit status 2 when the CUDA backend is
+// The last line is "VTV_JSON {...}" for tools/device/perf.sh. Exit status 2 when the CUDA backend is
 // not compiled in or no GPU is usable (the reason is printed), 1 when a measurement failed.
 //   usage: bench_engine_gpu [--batch 320] [--reps 5] [--precisions bf16,fp32] [--search-steps 20]
 //                           [--weights PATH] [--config PRESET] [--no-components]

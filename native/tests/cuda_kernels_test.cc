@@ -382,13 +382,13 @@ TEST(CudaAttention, MatchesCpuWithPatchAndCapture) {
 
 // GraphCache: the first run of a key captures, later runs replay what was captured (the key must name
 // everything a graph bakes in), and a capture that fails (here: work on the legacy stream during a
-// thread-local capture) turns graphs off and runs the launches directly.
+// thread-local capture) is recorded, then (FallBack) turns graphs off and runs the launches directly.
 TEST(CudaGraphCache, CapturesOnceReplaysAndFallsBackWhenACaptureFails) {
   VTV_REQUIRE_GPU();
   cudaStream_t s = nullptr;
   VTV_CUDA_CHECK(cudaStreamCreate(&s));
   cuda::DeviceBuffer<uint8_t> buf(1024);
-  cuda::GraphCache cache;
+  cuda::GraphCache cache(true, cuda::OnCaptureFailure::FallBack);
   int calls = 0;
   auto fill = [&](int byte, cudaStream_t on) {
     return [&, byte, on] {
@@ -404,16 +404,38 @@ TEST(CudaGraphCache, CapturesOnceReplaysAndFallsBackWhenACaptureFails) {
   EXPECT_EQ(first_byte(), 1);
   EXPECT_EQ(cache.size(), 1);
   EXPECT_EQ(calls, 1);
+  EXPECT_EQ(cache.capture_error(), "");
   cache.run({1}, s, fill(2, s));  // the same key: the graph of fill(1) replays, fill(2) never runs
   EXPECT_EQ(first_byte(), 1);
   EXPECT_EQ(calls, 1);
-  cache.run({2}, s, fill(3, nullptr));  // legacy stream inside a capture: the capture fails
+  cache.run({2, 7}, s, fill(3, nullptr));  // legacy stream inside a capture: the capture fails
   EXPECT_FALSE(cache.enabled());
+  EXPECT_EQ(cache.capture_failures(), 1);
+  EXPECT_NE(cache.capture_error().find("capture of key [2, 7] failed"), std::string::npos) << cache.capture_error();
   EXPECT_EQ(first_byte(), 3) << "after a failed capture the launches must run directly";
   EXPECT_EQ(calls, 3);  // once inside the failed capture, once directly
   cache.run({1}, s, fill(4, s));  // graphs off: direct from now on
   EXPECT_EQ(first_byte(), 4);
   cache.clear();
+  VTV_CUDA_CHECK(cudaStreamDestroy(s));
+}
+
+// Under OnCaptureFailure::Throw (VTV_GRAPH_CAPTURE=strict, set for every ctest run) a failed capture
+// is an error naming the key and the CUDA error, so a test whose graphs fail to capture fails.
+TEST(CudaGraphCache, AFailedCaptureThrowsWhenStrict) {
+  VTV_REQUIRE_GPU();
+  cudaStream_t s = nullptr;
+  VTV_CUDA_CHECK(cudaStreamCreate(&s));
+  cuda::DeviceBuffer<uint8_t> buf(64);
+  cuda::GraphCache cache(true, cuda::OnCaptureFailure::Throw);
+  try {
+    cache.run({5}, s, [&] { VTV_CUDA_CHECK(cudaMemsetAsync(buf.get(), 1, 64, nullptr)); });
+    ADD_FAILURE() << "a failed capture did not throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("CUDA graph capture of key [5] failed"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(cache.capture_failures(), 1);
+  cudaGetLastError();
   VTV_CUDA_CHECK(cudaStreamDestroy(s));
 }
 

@@ -18,6 +18,7 @@
 #include "cpu/elementwise.h"
 #include "cuda/device_buffer.h"
 #include "cuda/mae_cuda.h"
+#include "cuda/variants.h"
 #include "model/mae.h"
 #include "vtv/config.h"
 #include "vtv/error.h"
@@ -261,6 +262,25 @@ TEST(CudaMae, TinyModelMatchesCpu) {
   }
 }
 
+// The whole bf16 MAE with each registered GEMM variant forced for every Linear (cuda/variants.h): the
+// tokens must agree with the fp32 CPU forward as closely as the default's (run_case asserts it).
+TEST(CudaMae, TinyBf16TokensAgreeWithFp32OnEveryGemmVariant) {
+  VTV_REQUIRE_GPU();
+  RandomMae model(preset("tiny"), 1);
+  cuda::prepare_kernel_variants();
+  for (const cuda::KernelVariant& v : cuda::kernel_variants()) {
+    if (v.family != cuda::KernelFamily::Gemm || v.is_default) continue;
+    const std::string why = v.unsupported(cuda::gemm_shape(64, 64, 64, true));
+    if (!why.empty()) {
+      std::printf("gemm variant %s not runnable here: %s\n", v.name, why.c_str());
+      continue;
+    }
+    SCOPED_TRACE(std::string("gemm variant ") + v.name);
+    cuda::ForceVariant force(cuda::KernelFamily::Gemm, v.name);
+    run_case(model, Mode::ZeroShot, Precision::BF16, 4, true, 8);
+  }
+}
+
 TEST(CudaMae, VitLargeWidthsMatchCpu) {
   VTV_REQUIRE_GPU();
   RandomMae model(vit_large_shallow(), 2);
@@ -325,7 +345,7 @@ TEST(CudaMae, GraphReplayMatchesDirectLaunches) {
   graphed.run(batch.chunk, {enc.data(), nullptr, lg3.data(), nullptr, nullptr});
   EXPECT_EQ(graphed.graphs_captured(), 2);
   EXPECT_TRUE(std::memcmp(lg.data(), lg3.data(), lg.size() * sizeof(float)) == 0);
-  EXPECT_TRUE(graphed.graphs_enabled()) << "a capture failed: the MAE fell back to direct launches";
+  EXPECT_TRUE(graphed.graphs_enabled()) << "a capture failed: " << graphed.graph_capture_error();
 }
 
 // Full-depth ViT-L at the search's batch (320 samples, zero-shot, patched): throughput, determinism

@@ -1,7 +1,7 @@
 // Shared by the CUDA tests: skipping without a GPU (or without the CUDA backend compiled in, or on the
 // CPU CUDA emulator where a case is too large), the CPU
 // reference's thread pool, random data (test_inputs.h), bf16 rounding, GroupNorm sums, error measures
-// that point at the worst element, and the result lines that benchmarks/device/check.sh tabulates.
+// that point at the worst element, and the result lines that tools/device/check.sh tabulates.
 #pragma once
 #include <gtest/gtest.h>
 

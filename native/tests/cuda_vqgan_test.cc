@@ -21,6 +21,7 @@
 #include "cuda/device_buffer.h"
 #include "cuda/kernels.h"
 #include "cuda/vqgan_cuda.h"
+#include "cuda/variants.h"
 #include "cuda/vqgan_kernels.h"
 #include "model/losses.h"
 #include "model/vqgan_decoder.h"
@@ -337,7 +338,7 @@ void compare_decoders(const VqModel& m, Precision prec, int n, int max_chunk, do
       report("vqgan " + m.c.name + (loss == Loss::IoU ? " IoU" : " MSE"), mode, d.rel, worst_loss, ms);
     }
     if (graphs) {
-      EXPECT_TRUE(gpu.graphs_enabled()) << "graph capture failed, the decoder fell back to direct launches";
+      EXPECT_TRUE(gpu.graphs_enabled()) << "a capture failed: " << gpu.graph_capture_error();
     }
   }
 }
@@ -354,6 +355,36 @@ TEST(CudaVqgan, TinyBf16WithinTolerance) {
   VqModel m(preset("tiny"), 72);
   // bf16 activations and weights through ~30 convolutions: pixels within 5% of the range, losses printed.
   compare_decoders(m, Precision::BF16, 3, 4, 5e-2, 0.1, 0.1);
+}
+
+// The whole tiny bf16 decoder with each registered 3x3 conv variant forced (cuda/variants.h) where it
+// can run (the tiny model's 32-channel convs at 14x14 for nhwc; the rest fall back), graphs on: pixels
+// within the bf16 tolerance of the CPU decoder (the baseline's error on the same grids is printed next
+// to it), and the forced variant must have run.
+TEST(CudaVqgan, TinyBf16OnEveryConvVariantWithinTolerance) {
+  VTV_REQUIRE_GPU();
+  VqModel m(preset("tiny"), 73);
+  const int n = 2;
+  const int64_t px = int64_t(3) * kImage * kImage;
+  const std::vector<int32_t> grids = random_grids(n, m.c.vq.n_embed, 63);
+  std::vector<const int32_t*> gp;
+  for (int i = 0; i < n; ++i) gp.push_back(grids.data() + int64_t(i) * kPatches);
+  std::vector<float> ref(static_cast<size_t>(n * px));
+  model::VqganDecoder(m.c, m.w).run(pool(), gp, ref.data());
+  for (const cuda::KernelVariant& v : cuda::kernel_variants()) {
+    if (v.family != cuda::KernelFamily::Conv3x3) continue;
+    SCOPED_TRACE(std::string("conv3x3 variant ") + v.name);
+    cuda::ForceVariant force(cuda::KernelFamily::Conv3x3, v.name);
+    const uint64_t before = cuda::variant_runs(cuda::KernelFamily::Conv3x3, v.name);
+    cuda::VqganCuda gpu(m.c, m.w, Precision::BF16, n, true);
+    std::vector<float> pixels(static_cast<size_t>(n * px), NAN);
+    gpu.run(grids.data(), n, cuda::VqganScoreJobs{}, {pixels.data(), nullptr, nullptr});
+    EXPECT_GT(cuda::variant_runs(cuda::KernelFamily::Conv3x3, v.name), before) << "the forced variant never ran";
+    const Diff d = compare(pixels, ref);
+    std::printf("tiny bf16 decoder, conv3x3 %s: pixels %s\n", v.name, describe(d).c_str());
+    EXPECT_LE(d.rel, 5e-2) << describe(d);
+    EXPECT_TRUE(gpu.graphs_enabled()) << "a capture failed: " << gpu.graph_capture_error();
+  }
 }
 
 TEST(CudaVqgan, RealWidthFp32MatchesCpuDecoder) {

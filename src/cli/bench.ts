@@ -8,6 +8,7 @@ import { sampleChoices } from '../method/policy.js';
 import { VariableSpace } from '../method/variables.js';
 import { checkWeights, type Deps, defaultDeps, intInRange, type OpenedEngine, parseIntList, UsageError } from './common.js';
 import { threadsOption } from './run_options.js';
+import { kernelBench } from './tune.js';
 
 export interface BenchRow {
   case: string;
@@ -59,17 +60,36 @@ export async function benchEngine(engine: OpenedEngine, c: ModelConfig, batches:
 
 export function benchProgram(deps: Deps = defaultDeps): Command {
   return new Command('bench')
-    .description('measure engine forwards per second (random canvases)')
+    .description('measure engine forwards per second (random canvases), or with --kernels every kernel variant per shape')
     .option('--model <preset>', 'model preset', 'tiny')
-    .requiredOption('--weights <files...>', 'safetensors weights for the model')
+    .option('--weights <files...>', 'safetensors weights for the model (required unless --kernels)')
+    .option('--kernels', 'time every kernel variant per shape on the GPU: ms, TFLOP/s, % of the measured tensor-core ceiling', false)
+    .addOption(new Option('--shapes <set>', "--kernels: the model's shapes or tiny ones (default: model; tiny on the emulator)").choices(['model', 'tiny']))
+    .option('--kernel-batch <n>', '--kernels: the search batch of the model shapes', intInRange('--kernel-batch', 1, 4096), 320)
     .addOption(new Option('--backend <name>', 'compute backend').choices(['auto', 'cpu', 'cuda']).default('auto'))
     .addOption(threadsOption())
     .option('--batches <list>', 'batch sizes (1 to 4096)', parseIntList('--batches', 1, 4096), [1, 16])
     .option('--repeats <n>', 'timed repeats per case', intInRange('--repeats', 1, 10000), 3)
     .option('--json', 'print JSON rows', false)
     .action(
-      async (o: { model: string; weights: string[]; backend: 'auto' | 'cpu' | 'cuda'; threads: number; batches: number[]; repeats: number; json: boolean }) => {
+      async (o: {
+        model: string;
+        weights?: string[];
+        backend: 'auto' | 'cpu' | 'cuda';
+        threads: number;
+        batches: number[];
+        repeats: number;
+        json: boolean;
+        kernels: boolean;
+        shapes?: 'model' | 'tiny';
+        kernelBatch: number;
+      }) => {
         if (o.repeats < 1) throw new UsageError('--repeats must be >= 1');
+        if (o.kernels) {
+          await kernelBench({ shapes: o.shapes, batch: o.kernelBatch, reps: o.repeats, json: o.json }, deps.log);
+          return;
+        }
+        if (!o.weights) throw new UsageError("required option '--weights <files...>' not specified (it is optional only with --kernels)");
         const c = preset(o.model);
         checkWeights(c, o.weights);
         const engine = await deps.openEngine(c, o.weights, o.backend, o.threads);

@@ -11,6 +11,7 @@ import { infoProgram } from './info.js';
 import { registerReport } from './report.js';
 import { searchProgram } from './search.js';
 import { sweepProgram } from './sweep.js';
+import { tuneProgram } from './tune.js';
 
 export function program(): Command {
   const p = new Command('vtv')
@@ -27,6 +28,7 @@ export function program(): Command {
     convertProgram(),
     infoProgram(),
     benchProgram(),
+    tuneProgram(),
   ])
     p.addCommand(c);
   registerReport(p);

@@ -8,7 +8,9 @@
 // i = warp, warp+8, ...: scores (one key per lane), a warp-wide softmax, and P.V (one output dim per
 // lane). Plain fp32 FMA in both precision modes: attention is ~2% of the forward's multiply-adds here.
 // Capture sums are a separate deterministic reduction over samples (add_batch_sum).
+#include <algorithm>
 #include <cmath>
+#include <mutex>
 
 #include "cuda/check.cuh"
 #include "cuda/launch.cuh"
@@ -123,19 +125,48 @@ mha_kernel(const float* __restrict__ qkv, int N, int H, float scale, float* __re
   }
 }
 
+// The device attributes the launches need, queried once per device and cached, so that launches inside
+// a captured region (a CUDA graph) make no attribute calls: the opt-in limit of dynamic shared memory,
+// and each head dim's kernel allowed what kMaxTokens tokens need (up to that limit). MaeCuda prepares
+// them at construction (mha_prepare), before any capture; a first launch elsewhere prepares them too.
+constexpr int kMaxDevices = 64;
+struct MhaDevice {
+  std::once_flag once;
+  int optin = 0;
+};
+MhaDevice g_mha_devices[kMaxDevices];
+
+template <int DH>
+void allow_mha_smem(int optin) {
+  const size_t bytes = std::min(smem_bytes(kMaxTokens, DH), size_t(optin));
+  if (bytes > 48 * 1024) {
+    VTV_CUDA_CHECK(cudaFuncSetAttribute(mha_kernel<DH>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  }
+}
+
+const MhaDevice& mha_device() {
+  int device = 0;
+  VTV_CUDA_CHECK(cudaGetDevice(&device));
+  check(device >= 0 && device < kMaxDevices, "mha_attention: device " + std::to_string(device) + " out of range");
+  MhaDevice& d = g_mha_devices[device];
+  std::call_once(d.once, [&d, device] {
+    VTV_CUDA_CHECK(cudaDeviceGetAttribute(&d.optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    allow_mha_smem<8>(d.optin);
+    allow_mha_smem<16>(d.optin);
+    allow_mha_smem<32>(d.optin);
+    allow_mha_smem<64>(d.optin);
+  });
+  return d;
+}
+
 template <int DH>
 void launch_mha(const float* qkv, int64_t B, int N, int H, float scale, float* out, const HeadPatch& patch,
                 cudaStream_t stream) {
   const size_t bytes = smem_bytes(N, DH);
-  int device = 0, optin = 0;
-  VTV_CUDA_CHECK(cudaGetDevice(&device));
-  VTV_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  const int optin = mha_device().optin;
   check(bytes <= size_t(optin), "mha_attention: N = " + std::to_string(N) + ", head dim " + std::to_string(DH) +
                                     " needs " + std::to_string(bytes) + " bytes of shared memory; this device allows " +
                                     std::to_string(optin));
-  if (bytes > 48 * 1024) {
-    VTV_CUDA_CHECK(cudaFuncSetAttribute(mha_kernel<DH>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-  }
   VTV_LAUNCH("mha_kernel", static_cast<unsigned>(B * H), kThreads, bytes, stream, mha_kernel<DH>, qkv, N, H, scale, out,
              patch);
 }
@@ -149,6 +180,8 @@ __global__ void add_batch_sum_kernel(const float* __restrict__ x, int64_t B, int
 }
 
 }  // namespace
+
+void mha_prepare() { mha_device(); }
 
 void mha_attention(const float* qkv, int64_t B, int64_t N, int H, int dh, float scale, float* out,
                    const HeadPatch* patch, cudaStream_t stream) {

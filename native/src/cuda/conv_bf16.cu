@@ -1,9 +1,10 @@
-// The convolution as an implicit GEMM on tensor cores: mma.sync m16n8k16, bf16 in, fp32 accumulation,
+// The "baseline" variant of the bf16 convolution (variants.h) as an implicit GEMM on tensor cores: mma.sync m16n8k16, bf16 in, fp32 accumulation,
 // the tiling and fragment layout of gemm_bf16.cu (block 128 output channels x 128 output pixels x 32 k,
 // 8 warps as 2 x 4, each 64 x 32; rows padded to 40 bf16). A is the bf16 weight [Co][K] as stored; B is
 // gathered from the fp32 input by conv_gather (GroupNorm + swish prologue, padding, upsampling) and
 // rounded to bf16 as it is staged. Register-staged double buffering as in gemm_bf16.cu (k_loop.cuh,
-// mma_bf16.cuh). Also the conv2d() dispatcher.
+// mma_bf16.cuh). Also the conv2d() dispatcher and conv2d_bf16, which runs the variant the registry
+// chooses for a 3x3 shape (conv_variants.h).
 #include <cuda_bf16.h>
 
 #include "cuda/check.cuh"
@@ -11,6 +12,7 @@
 #include "cuda/conv_common.cuh"
 #include "cuda/k_loop.cuh"
 #include "cuda/mma_bf16.cuh"
+#include "cuda/conv_variants.h"
 
 namespace vtv::cuda {
 
@@ -111,7 +113,7 @@ __global__ void __launch_bounds__(THREADS) conv_bf16_kernel(ConvParams p, const 
 
 }  // namespace
 
-void conv2d_bf16(const ConvArgs& a, cudaStream_t stream) {
+void conv2d_bf16_baseline(const ConvArgs& a, cudaStream_t stream) {
   validate_conv(a, "conv2d_bf16");
   check(a.w_bf16 != nullptr && reinterpret_cast<uintptr_t>(a.w_bf16) % 16 == 0,
         "conv2d_bf16: w_bf16 must be set and 16-byte aligned");
@@ -131,6 +133,20 @@ void conv2d_bf16(const ConvArgs& a, cudaStream_t stream) {
   } else {
     VTV_LAUNCH("conv_bf16_kernel", grid, THREADS, 0, stream, conv_bf16_kernel<1, false>, p, w);
   }
+}
+
+void conv2d_bf16(const ConvArgs& a, cudaStream_t stream) {
+  if (a.k == 3 && !a.downsample2x && a.w_bf16) {
+    const KernelVariant& v = choose_variant(conv3x3_shape(a.N, a.Ci, a.Co, a.H, a.W, a.upsample2x));
+    // The chosen variant may still lack what this call needs (a workspace): then the baseline runs.
+    if (std::string(v.name) == "nhwc" && conv_nhwc_can_run(a)) {
+      conv2d_bf16_nhwc(a, stream);
+      note_variant_run(KernelFamily::Conv3x3, "nhwc");
+      return;
+    }
+  }
+  conv2d_bf16_baseline(a, stream);
+  if (a.k == 3 && !a.downsample2x) note_variant_run(KernelFamily::Conv3x3, "baseline");
 }
 
 void conv2d(const ConvArgs& a, cudaStream_t stream) {

@@ -1,10 +1,11 @@
-// The bf16 Linear on tensor cores: mma.sync m16n8k16 (bf16 in, fp32 accumulate), sm_80 and newer.
+// The "baseline" variant of the bf16 Linear (variants.h) on tensor cores: mma.sync m16n8k16 (bf16 in, fp32 accumulate), sm_80 and newer.
 // Block tile 128x128x32, 8 warps as 2 (M) x 4 (N), each warp 64x32 = 4x4 mma tiles. Activations arrive in
 // fp32 and are rounded to bf16 (nearest even) as they are staged into shared memory; weights are bf16 in
 // global memory. Register-staged double buffering: the next k tile is loaded into registers while the
 // current one is multiplied, then stored to the other buffer (k_loop.cuh). Fragments are read with 32-bit
 // shared loads straight from the PTX ISA fragment tables (mma_bf16.cuh), with rows padded to 40 bf16
 // (80 bytes) so that the eight row groups of a warp fall in distinct banks.
+// Also linear_bf16, which runs the variant the registry chooses for the shape (gemm_variants.h).
 #include <cuda_bf16.h>
 
 #include "cuda/check.cuh"
@@ -12,6 +13,8 @@
 #include "cuda/gemm_epilogue.cuh"
 #include "cuda/k_loop.cuh"
 #include "cuda/mma_bf16.cuh"
+#include "cuda/gemm_variants.h"
+#include "cuda/variants.h"
 
 namespace vtv::cuda {
 
@@ -92,7 +95,7 @@ gemm_bf16_kernel(const float* __restrict__ X, const __nv_bfloat16* __restrict__ 
           const int col = n0 + wn * 32 + nt * 8 + 2 * t + c;
           if (row < M && col < N) {
             const float v = epilogue_value(ep, row, col, N, acc[mt][nt][half * 2 + c]);
-            if (ep.y) ep.y[row * N + col] = v;
+            epilogue_store(ep, row, col, N, v);
             best = max_key(best, argmax_key(v, col));
           }
         }
@@ -114,9 +117,10 @@ __global__ void f32_to_bf16_kernel(const float* __restrict__ x, int64_t n, __nv_
 
 }  // namespace
 
-void linear_bf16(const LinearArgs& a, cudaStream_t stream) {
+void linear_bf16_baseline(const LinearArgs& a, cudaStream_t stream) {
   validate_linear(a, "linear_bf16");
   check(a.w_bf16 != nullptr, "linear_bf16: w_bf16 is null");
+  check(a.x != nullptr, "linear_bf16 (baseline): needs x, the fp32 activations");
   if (a.M == 0) return;
   const int64_t mt = (a.M + BM - 1) / BM;
   check(mt <= 65535, "linear_bf16: M = " + std::to_string(a.M) + " needs more than 65535 row tiles");
@@ -124,6 +128,28 @@ void linear_bf16(const LinearArgs& a, cudaStream_t stream) {
   VTV_LAUNCH("gemm_bf16_kernel", grid, THREADS, 0, stream, gemm_bf16_kernel, a.x,
              reinterpret_cast<const __nv_bfloat16*>(a.w_bf16), a.M, static_cast<int>(a.N), static_cast<int>(a.K),
              epilogue_params(a));
+}
+
+void linear_bf16(const LinearArgs& a, cudaStream_t stream) {
+  const KernelVariant& v = choose_variant(gemm_shape(a.M, a.N, a.K, a.x_bf16 != nullptr));
+  const std::string name = v.name;
+  // A variant chosen for the shape may still lack what this call needs (cuBLASLt writes through y).
+  if (name == "pipelined" && a.x_bf16) {
+    linear_bf16_pipelined(a, stream);
+    note_variant_run(KernelFamily::Gemm, "pipelined");
+  } else if (name == "wgmma" && a.x_bf16) {
+    linear_bf16_wgmma(a, stream);
+    note_variant_run(KernelFamily::Gemm, "wgmma");
+  } else if (name == "cublaslt" && a.x_bf16 && a.y && !(a.epilogue == Epilogue::Gelu && a.residual)) {
+    linear_bf16_cublaslt(a, stream);
+    note_variant_run(KernelFamily::Gemm, "cublaslt");
+  } else if (a.x) {
+    linear_bf16_baseline(a, stream);
+    note_variant_run(KernelFamily::Gemm, "baseline");
+  } else {
+    linear_bf16_pipelined(a, stream);  // only x_bf16 is set
+    note_variant_run(KernelFamily::Gemm, "pipelined");
+  }
 }
 
 void linear(const LinearArgs& a, cudaStream_t stream) {

@@ -80,7 +80,7 @@ gemm_f32_kernel(const float* __restrict__ X, const float* __restrict__ W, int64_
       const int col = n0 + tx * 4 + j;
       if (row < M && col < N) {
         const float v = epilogue_value(ep, row, col, N, acc[i][j]);
-        if (ep.y) ep.y[row * N + col] = v;
+        epilogue_store(ep, row, col, N, v);
         best = max_key(best, argmax_key(v, col));
       }
     }
@@ -98,6 +98,7 @@ gemm_f32_kernel(const float* __restrict__ X, const float* __restrict__ W, int64_
 void linear_f32(const LinearArgs& a, cudaStream_t stream) {
   validate_linear(a, "linear_f32");
   check(a.w_f32 != nullptr, "linear_f32: w_f32 is null");
+  check(a.x != nullptr, "linear_f32: x is null (the fp32 path reads fp32 activations)");
   if (a.M == 0) return;
   const int64_t mt = (a.M + BM - 1) / BM;
   check(mt <= 65535, "linear_f32: M = " + std::to_string(a.M) + " needs more than 65535 row tiles");

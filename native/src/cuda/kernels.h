@@ -19,19 +19,24 @@ namespace vtv::cuda {
 enum class Epilogue { None, Gelu };
 
 // y[M][N] = epilogue(x[M][K] * W[N][K]^T + bias[N]) (+ residual[M][N]), the PyTorch Linear.
-// Exactly one of w_f32 / w_bf16 is set; it picks the kernel: fp32 FMA (parity) or bf16 tensor cores
-// (x is rounded to bf16 as it is staged; accumulation is fp32). Requirements: K % 8 == 0, x and W
-// 16-byte aligned. residual may alias y (each element is read before it is written by the same thread);
+// Exactly one of w_f32 / w_bf16 is set; it picks the path: fp32 FMA (parity) or bf16 tensor cores
+// (fp32 accumulation), where the variant registry (variants.h) picks the kernel for the shape: the
+// baseline reads x and rounds it to bf16 as it stages it, the pipelined variant reads x_bf16 (bf16 bit
+// patterns of the same activations, written by the producer's epilogue), so a bf16 caller sets both
+// when it can. y_bf16 (nullable): a bf16 copy of y for the next Linear. Requirements: K % 8 == 0, x,
+// x_bf16 and W 16-byte aligned. residual may alias y (each element is read before it is written by the same thread);
 // x must not alias y. y may be null when only argmax_keys is wanted.
 // argmax_keys (nullable) [M]: each row's largest value and its first column, packed so that atomicMax
 // finds the winner (see argmax.cuh); reset them with argmax_keys_reset first.
 struct LinearArgs {
   const float* x = nullptr;
+  const uint16_t* x_bf16 = nullptr;  // bf16 bit patterns
   int64_t M = 0, K = 0, N = 0;
   const float* w_f32 = nullptr;
   const uint16_t* w_bf16 = nullptr;  // bf16 bit patterns
   const float* bias = nullptr;
   float* y = nullptr;
+  uint16_t* y_bf16 = nullptr;  // bf16 bit patterns
   Epilogue epilogue = Epilogue::None;
   const float* residual = nullptr;
   unsigned long long* argmax_keys = nullptr;
@@ -43,9 +48,10 @@ void linear_bf16(const LinearArgs& a, cudaStream_t stream);
 // y[i] = bf16(x[i]), round to nearest even (as torch .to(bfloat16)).
 void f32_to_bf16(const float* x, int64_t n, uint16_t* y, cudaStream_t stream = nullptr);
 
-// As cpu::layer_norm: two-pass mean and biased variance per row; y may alias x.
+// As cpu::layer_norm: two-pass mean and biased variance per row; y may alias x. y_bf16 (nullable): the
+// same values rounded to bf16, for a Linear that reads bf16 activations.
 void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y,
-                cudaStream_t stream = nullptr);
+                cudaStream_t stream = nullptr, uint16_t* y_bf16 = nullptr);
 
 // The per-sample patch of one layer, as cpu::HeadPatch (device pointers): bit (bit_offset + h*N + p) of
 // sample b's mask (mask + b*mask_stride bytes; bit i at byte i>>3, bit i&7) replaces out[b][p][h][:] by
@@ -57,6 +63,11 @@ struct HeadPatch {
   const float* means = nullptr;
   int position_shift = 0;
 };
+
+// Queries the current device's shared-memory limits once and allows the attention kernels what they
+// need; called before any graph capture (MaeCuda's constructor) so that captured launches make no
+// attribute calls. mha_attention calls it too, so it is never required.
+void mha_prepare();
 
 // As cpu::mha_attention without capture: qkv [B][N][3*H*dh] (q | k | v, head-major) -> out [B][N][H*dh].
 // N <= 256, dh in {8, 16, 32, 64}. patch may be null.

@@ -1,5 +1,5 @@
 // Every kernel launch goes through VTV_LAUNCH: on the GPU it is kernel<<<grid, block, smem, stream>>>
-// followed by the launch-error check; in the CPU emulator build (VTV_CUDA=EMULATE, native/cuda_emulator)
+// followed by the launch-error check; in the CPU emulator build (VTV_CUDA=EMULATE, tools/cuda-emulator)
 // it hands the kernel and its arguments to the emulator, which runs the same kernel source on CPU fibers.
 //   VTV_LAUNCH("name", grid, block, dynamic_smem_bytes, stream, kernel, args...);
 #pragma once

@@ -10,6 +10,7 @@
 #include "cuda/device_buffer.h"
 #include "cuda/graph_cache.h"
 #include "cuda/kernels.h"
+#include "cuda/variants.h"
 #include "model/token_layout.h"
 #include "vtv/error.h"
 
@@ -95,6 +96,10 @@ struct MaeCuda::State {
   DeviceBuffer<int32_t> enc_ids[2], dec_ids[2], slot_of_patch[2];
   // Activations of one pass, grown on demand.
   DeviceBuffer<float> x, h, qkv, o, hid, patches, emb, canvases, logits;
+  // bf16 mode: the bf16 copies of the Linears' inputs that a variant reading bf16 activations takes
+  // (variants.h), written by their producer (LayerNorm, fc1's epilogue) or converted (attention output,
+  // patches, the encoder output, the head's input) only when the chosen variant reads them.
+  DeviceBuffer<uint16_t> h16, hid16;
   DeviceBuffer<float> means_enc, means_dec, cap_enc, cap_dec;
   // The task means a run reads: the uploaded tables above, or tables the caller keeps on the device.
   const float* run_means_enc = nullptr;
@@ -106,17 +111,34 @@ struct MaeCuda::State {
   DeviceBuffer<uint8_t> masks;
   DeviceBuffer<unsigned long long> keys;
 
+  // Whether the bf16 Linear of this shape runs a variant that reads the bf16 activations (x_bf16).
+  bool reads_bf16(const DevLinear& w, int64_t M) const {
+    return precision == Precision::BF16 &&
+           std::string(choose_variant(gemm_shape(M, w.out, w.in, true)).name) != "baseline";
+  }
+
+  // y (and/or y16) = Linear w of x_in / x16_in. x_in may be null when x16_in is set and the chosen variant
+  // reads it; `convert`: x16_in is scratch, filled from x_in here when the chosen variant reads it.
   void linear(const DevLinear& w, const float* x_in, int64_t M, float* y, Epilogue ep = Epilogue::None,
-              const float* residual = nullptr, unsigned long long* argmax_keys = nullptr) {
+              const float* residual = nullptr, unsigned long long* argmax_keys = nullptr, uint16_t* x16_in = nullptr,
+              uint16_t* y16 = nullptr, bool convert = false) {
     LinearArgs a;
     a.x = x_in;
     a.M = M;
     a.K = w.in;
     a.N = w.out;
-    if (precision == Precision::F32) a.w_f32 = w.w32.get();
-    else a.w_bf16 = w.w16.get();
+    if (precision == Precision::F32) {
+      a.w_f32 = w.w32.get();
+    } else {
+      a.w_bf16 = w.w16.get();
+      if (x16_in && reads_bf16(w, M)) {
+        if (convert) f32_to_bf16(x_in, M * w.in, x16_in, stream);
+        a.x_bf16 = x16_in;
+      }
+    }
     a.bias = w.b.get();
     a.y = y;
+    a.y_bf16 = y16;
     a.epilogue = ep;
     a.residual = residual;
     a.argmax_keys = argmax_keys;
@@ -128,22 +150,30 @@ struct MaeCuda::State {
     const int dh = dim / heads;
     // timm: attn = (q @ k^T) * head_dim**-0.5, the Python double rounded to fp32 (as model/mae.cc).
     const float scale = static_cast<float>(std::pow(double(dh), -0.5));
-    cuda::layer_norm(x.get(), rows, dim, w.norm1.gamma.get(), w.norm1.beta.get(), c.ln_eps, h.get(), stream);
-    linear(w.qkv, h.get(), rows, qkv.get());
+    cuda::layer_norm(x.get(), rows, dim, w.norm1.gamma.get(), w.norm1.beta.get(), c.ln_eps, h.get(), stream,
+                     reads_bf16(w.qkv, rows) ? h16.get() : nullptr);
+    linear(w.qkv, h.get(), rows, qkv.get(), Epilogue::None, nullptr, nullptr, h16.get());
     mha_attention(qkv.get(), n, N, heads, dh, scale, o.get(), patch, stream);
     if (capture) add_batch_sum(o.get(), n, int64_t(N) * dim, capture, stream);
-    linear(w.proj, o.get(), rows, x.get(), Epilogue::None, x.get());
-    cuda::layer_norm(x.get(), rows, dim, w.norm2.gamma.get(), w.norm2.beta.get(), c.ln_eps, h.get(), stream);
-    linear(w.fc1, h.get(), rows, hid.get(), Epilogue::Gelu);
-    linear(w.fc2, hid.get(), rows, x.get(), Epilogue::None, x.get());
+    linear(w.proj, o.get(), rows, x.get(), Epilogue::None, x.get(), nullptr, h16.get(), nullptr, true);
+    cuda::layer_norm(x.get(), rows, dim, w.norm2.gamma.get(), w.norm2.beta.get(), c.ln_eps, h.get(), stream,
+                     reads_bf16(w.fc1, rows) ? h16.get() : nullptr);
+    // fc1's epilogue writes what fc2 reads: the bf16 copy only, or the fp32 values only.
+    const bool fc2_bf16 = reads_bf16(w.fc2, rows);
+    linear(w.fc1, h.get(), rows, fc2_bf16 ? nullptr : hid.get(), Epilogue::Gelu, nullptr, nullptr, h16.get(),
+           fc2_bf16 ? hid16.get() : nullptr);
+    linear(w.fc2, fc2_bf16 ? nullptr : hid.get(), rows, x.get(), Epilogue::None, x.get(), nullptr, hid16.get());
   }
 
   int64_t floats_per_sample(Mode mode, bool with_logits) const {
     const int64_t Ne = enc_tokens(mode), Nd = dec_tokens(mode), P = Nd - 1, Np = Ne - 1;
     const int64_t E = c.enc_dim, D = c.dec_dim, R = c.mlp_ratio;
     const int64_t act = std::max(Ne * E, Nd * D);
+    // bf16 mode: h16 and hid16 at half a float per element.
+    const int64_t bf16_copies =
+        precision == Precision::BF16 ? (std::max({act, P * D, Np * E, Np * kPatchVec}) + R * act + 1) / 2 : 0;
     return act /*x*/ + std::max({act, P * D, Np * E}) /*h*/ + 3 * act /*qkv*/ + act /*o*/ + R * act /*hid*/ +
-           Np * kPatchVec + Ne * D + (with_logits ? P * c.vocab() : 0) + 2 /*keys*/ * P;
+           Np * kPatchVec + Ne * D + (with_logits ? P * c.vocab() : 0) + 2 /*keys*/ * P + bf16_copies;
   }
 
   void ensure_capacity(Mode mode, int64_t n, bool with_logits) {
@@ -156,6 +186,10 @@ struct MaeCuda::State {
     qkv.resize(sz(3 * act));
     o.resize(sz(act));
     hid.resize(sz(R * act));
+    if (precision == Precision::BF16) {
+      h16.resize(sz(std::max({act, P * D, Np * E, Np * kPatchVec})));
+      hid16.resize(sz(R * act));
+    }
     patches.resize(sz(Np * kPatchVec));
     emb.resize(sz(Ne * D));
     if (with_logits) logits.resize(sz(P * c.vocab()));
@@ -176,13 +210,15 @@ struct MaeCuda::State {
     int64_t mask_bytes;
   };
   std::vector<int64_t> graph_key(const Kernels& k) const {
-    std::vector<int64_t> key{int64_t(k.mode), k.n, k.patching, k.capture_enc, k.capture_dec, k.logits, k.mask_bytes};
+    // The tuning table decides which kernels a pass enqueues: a new table needs new graphs.
+    std::vector<int64_t> key{int64_t(k.mode), k.n, k.patching, k.capture_enc, k.capture_dec, k.logits, k.mask_bytes,
+                             static_cast<int64_t>(tuning_generation())};
     for (const void* p : {(const void*)x.get(), (const void*)h.get(), (const void*)qkv.get(), (const void*)o.get(),
                           (const void*)hid.get(), (const void*)patches.get(), (const void*)emb.get(),
                           (const void*)canvases.get(), (const void*)logits.get(), (const void*)run_means_enc,
                           (const void*)run_means_dec, (const void*)cap_enc.get(), (const void*)cap_dec.get(),
                           (const void*)canvas_of_sample.get(), (const void*)tokens.get(), (const void*)masks.get(),
-                          (const void*)keys.get()}) {
+                          (const void*)keys.get(), (const void*)h16.get(), (const void*)hid16.get()}) {
       key.push_back(reinterpret_cast<int64_t>(p));
     }
     return key;
@@ -228,6 +264,8 @@ MaeCuda::MaeCuda(const ModelConfig& config, const model::MaeW& w, Precision prec
     check(dh == 8 || dh == 16 || dh == 32 || dh == 64, "MaeCuda: head dims must be 8, 16, 32 or 64, got " + std::to_string(dh));
   }
   check(config.enc_dim % 8 == 0 && config.dec_dim % 8 == 0, "MaeCuda: embedding widths must be multiples of 8");
+  mha_prepare();  // the attention's device attributes, queried here rather than inside a graph capture
+  prepare_kernel_variants();  // likewise the GEMM and conv variants' (variants.h)
   const int64_t E = config.enc_dim, D = config.dec_dim, T = kPatches + 1, R = config.mlp_ratio;
   s.cls = upload(w.cls_token, E, "cls_token");
   s.pos = upload(w.pos_embed, T * E, "pos_embed");
@@ -268,6 +306,7 @@ MaeCuda::~MaeCuda() {
 Precision MaeCuda::precision() const { return s_->precision; }
 bool MaeCuda::graphs_enabled() const { return s_->graphs.enabled(); }
 int MaeCuda::graphs_captured() const { return s_->graphs.size(); }
+const std::string& MaeCuda::graph_capture_error() const { return s_->graphs.capture_error(); }
 
 size_t MaeCuda::weight_bytes() const {
   const State& s = *s_;
@@ -421,7 +460,7 @@ void MaeCuda::State::kernels(const Kernels& k, const MaeCudaOutputs* out, int64_
 
   // ---- patch embedding, CLS, positions ----------------------------------------------------------------
   gather_patches(canvases.get(), canvas_of_sample.get(), n, enc_ids[mi].get(), Np, patches.get(), stream);
-  linear(patch, patches.get(), n * Np, h.get());
+  linear(patch, patches.get(), n * Np, h.get(), Epilogue::None, nullptr, nullptr, h16.get(), nullptr, true);
   assemble_encoder_tokens(h.get(), cls.get(), pos.get(), enc_ids[mi].get(), n, Ne, E, x.get(), stream);
 
   // ---- encoder ----------------------------------------------------------------------------------------
@@ -433,7 +472,7 @@ void MaeCuda::State::kernels(const Kernels& k, const MaeCudaOutputs* out, int64_
   }
 
   // ---- encoder -> decoder -----------------------------------------------------------------------------
-  linear(decoder_embed, x.get(), n * Ne, emb.get());
+  linear(decoder_embed, x.get(), n * Ne, emb.get(), Epilogue::None, nullptr, nullptr, h16.get(), nullptr, true);
   assemble_decoder_tokens(emb.get(), Ne, mask_token.get(), dpos.get(), dec_ids[mi].get(), slot_of_patch[mi].get(), n,
                           Nd, D, x.get(), stream);
 
@@ -448,7 +487,8 @@ void MaeCuda::State::kernels(const Kernels& k, const MaeCudaOutputs* out, int64_
   // ---- prediction head with the argmax fused into its epilogue ------------------------------------
   drop_cls_rows(x.get(), n, Nd, D, h.get(), stream);
   argmax_keys_reset(keys.get(), n * P, stream);
-  linear(decoder_pred, h.get(), n * P, k.logits ? logits.get() : nullptr, Epilogue::None, nullptr, keys.get());
+  linear(decoder_pred, h.get(), n * P, k.logits ? logits.get() : nullptr, Epilogue::None, nullptr, keys.get(), h16.get(),
+         nullptr, true);
   token_grid(keys.get(), n, P, tokens.get(), stream);
 }
 

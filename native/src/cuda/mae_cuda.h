@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "model/mae.h"
 #include "vtv/config.h"
@@ -65,6 +66,8 @@ class MaeCuda {
   size_t weight_bytes() const;                        // device memory held by the weights
   int64_t device_bytes_per_sample(Mode mode) const;   // activations per sample in one pass
   bool graphs_enabled() const;  // false when off, or after a capture failed (direct launches since)
+  // "" unless a graph capture failed: then why (the step, the CUDA error, the pass key).
+  const std::string& graph_capture_error() const;
   int graphs_captured() const;  // pass shapes with an instantiated graph
 
  private:

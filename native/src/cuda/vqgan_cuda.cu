@@ -10,6 +10,7 @@
 #include "cuda/device_buffer.h"
 #include "cuda/graph_cache.h"
 #include "cuda/kernels.h"
+#include "cuda/variants.h"
 #include "cuda/vqgan_device_blocks.h"
 #include "cuda/vqgan_device_weights.h"
 #include "cuda/vqgan_kernels.h"
@@ -93,7 +94,8 @@ struct VqganCuda::State : VqganDeviceBlocks {
 
   // The decode of n grids already in `tokens`: the graph for n (captured on first use), else direct.
   void decode(int64_t n) {
-    graphs.run({n}, stream, [&] { forward(n); });
+    // The tuning table decides which kernels a decode enqueues: a new table needs new graphs.
+    graphs.run({n, static_cast<int64_t>(tuning_generation())}, stream, [&] { forward(n); });
   }
 
   void run(const int32_t* tok, bool tok_on_device, int64_t grids, const VqganScoreJobs& sj, const VqganCudaOutputs& out);
@@ -135,6 +137,7 @@ VqganCuda::VqganCuda(const ModelConfig& config, const model::VqganDecoderW& w, P
   s.c = config;
   s.precision = precision;
   s.max_chunk = max_chunk;
+  prepare_kernel_variants();  // the conv variants' device attributes, set before any graph capture
   s.graphs.set_enabled(use_graphs);
   const VqganConfig& q = config.vq;
   s.V = q.n_embed;
@@ -215,6 +218,7 @@ Precision VqganCuda::precision() const { return s_->precision; }
 int VqganCuda::max_chunk() const { return s_->max_chunk; }
 bool VqganCuda::graphs_enabled() const { return s_->graphs.enabled(); }
 int VqganCuda::graphs_captured() const { return s_->graphs.size(); }
+const std::string& VqganCuda::graph_capture_error() const { return s_->graphs.capture_error(); }
 
 size_t VqganCuda::weight_bytes() const {
   const State& s = *s_;

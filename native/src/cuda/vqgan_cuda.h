@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "model/weights_view.h"
 #include "vtv/config.h"
@@ -78,6 +79,8 @@ class VqganCuda {
   size_t weight_bytes() const;
   int64_t device_bytes_per_sample() const;
   bool graphs_enabled() const;  // false when off, or after a capture failed (direct launches since)
+  // "" unless a graph capture failed: then why (the step, the CUDA error, the pass key).
+  const std::string& graph_capture_error() const;
   int graphs_captured() const;  // pass sizes with an instantiated graph
 
  private:

@@ -28,6 +28,11 @@ void VqganDeviceBlocks::conv(const DevConv& w, const float* x, int64_t n, Resamp
   a.k = w.k;
   if (precision == Precision::F32) a.w_f32 = w.w32.get();
   else a.w_bf16 = w.w16.get();
+  if (precision == Precision::BF16) {
+    a.w_bf16_taps = w.w16_taps.size() ? w.w16_taps.get() : nullptr;
+    a.workspace = workspace.get();
+    a.workspace_bytes = workspace.size() * sizeof(uint16_t);
+  }
   a.bias = w.b.get();
   a.residual = residual;
   a.y = y;
@@ -77,10 +82,12 @@ void VqganDeviceBlocks::reserve(int64_t n) {
   }
   qkv.resize(N * 3 * static_cast<size_t>(max_attn));
   att.resize(N * static_cast<size_t>(max_attn));
+  if (precision == Precision::BF16) workspace.resize(N * static_cast<size_t>(max_elems));
 }
 
 int64_t VqganDeviceBlocks::bytes_per_sample() const {
-  return (3 * max_elems + 4 * max_attn) * int64_t(sizeof(float)) + 3 * int64_t(c.vq.groups) * 2 * int64_t(sizeof(double));
+  return (3 * max_elems + 4 * max_attn) * int64_t(sizeof(float)) + 3 * int64_t(c.vq.groups) * 2 * int64_t(sizeof(double)) +
+         (precision == Precision::BF16 ? max_elems * int64_t(sizeof(uint16_t)) : 0);
 }
 
 }  // namespace vtv::cuda

@@ -31,6 +31,9 @@ struct VqganDeviceBlocks {
   DeviceBuffer<float> ring[3];
   DeviceBuffer<double> stats[3];
   DeviceBuffer<float> qkv, att;
+  // bf16: the scratch of the conv variants that need one (conv2d_workspace_bytes; the nhwc variant's
+  // normalised bf16 copy of a conv's input, at most max_elems per sample).
+  DeviceBuffer<uint16_t> workspace;
   int cur = 0;
   int H = 0, W = 0;
 

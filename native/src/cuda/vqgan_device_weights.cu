@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "cuda/kernels.h"
+#include "cuda/vqgan_kernels.h"
 #include "vtv/error.h"
 
 namespace vtv::cuda {
@@ -29,6 +30,10 @@ DevConv upload_conv_raw(const float* w, const float* b, int out, int in, int k, 
     DeviceBuffer<float> tmp = upload_weight(w, count, what + ".weight");
     d.w16.resize(static_cast<size_t>(count));
     f32_to_bf16(tmp.get(), count, d.w16.get());
+    if (k == 3) {
+      d.w16_taps.resize(static_cast<size_t>(count));
+      conv_weights_to_taps(d.w16.get(), out, in, d.w16_taps.get());
+    }
     device_synchronize();
   }
   return d;

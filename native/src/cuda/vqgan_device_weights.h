@@ -17,6 +17,7 @@ namespace vtv::cuda {
 struct DevConv {
   DeviceBuffer<float> w32, b;
   DeviceBuffer<uint16_t> w16;
+  DeviceBuffer<uint16_t> w16_taps;  // bf16 3x3 convs: w16 in tap-major order (ConvArgs::w_bf16_taps)
   int in = 0, out = 0, k = 1;
 };
 

@@ -61,8 +61,20 @@ struct ConvArgs {
   GroupNormIn norm;
   double* stats_out = nullptr;
   int stats_groups = 0;
+  // For the bf16 variants (variants.h) that need them, both nullable: the weights in tap-major order
+  // [Co][ky][kx][Ci] (bf16 bits; prepared once by the caller, else rearranged into the workspace on each
+  // call), and device scratch of workspace_bytes (conv2d_workspace_bytes). A variant whose needs are not
+  // met is not chosen for the call.
+  const uint16_t* w_bf16_taps = nullptr;
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
 };
 void conv2d(const ConvArgs& a, cudaStream_t stream = nullptr);
+// The scratch every bf16 conv variant may use for this call (0 for the fp32 path): the nhwc variant's
+// normalised bf16 NHWC copy of the input, and the tap-major weights when w_bf16_taps is not set.
+size_t conv2d_workspace_bytes(const ConvArgs& a);
+// w [Co][Ci][3][3] -> taps [Co][3][3][Ci], bf16 bits, on the device (for ConvArgs::w_bf16_taps).
+void conv_weights_to_taps(const uint16_t* w, int Co, int Ci, uint16_t* taps, cudaStream_t stream = nullptr);
 
 // Output side of the taming Downsample (ConvArgs::downsample2x) over `side` input pixels: pad 1 at the
 // end, 3x3, stride 2.

@@ -23,7 +23,7 @@ namespace vtv {
 namespace {
 
 // "auto" picks the GPU only once the CUDA path has passed its parity tests on a GPU
-// (benchmarks/device/check.sh). Until then the CUDA path runs only when asked for by name.
+// (tools/device/check.sh). Until then the CUDA path runs only when asked for by name.
 constexpr bool kCudaForwardVerified = false;
 constexpr const char* kCudaNotVerified =
     "the CUDA transformer path has not been verified on a GPU yet, so 'auto' uses the cpu (ask for backend "

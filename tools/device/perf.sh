@@ -2,20 +2,20 @@
 # The speed GPU speed measurements, for a fresh GPU machine (written for the H200: CUDA toolkit with
 # cuBLASLt, CMake, g++, Python with torch; no Node.js needed). In order, each stage capped so that the whole
 # run stays inside PERF_BUDGET_S seconds (default 560):
-#   1. correctness first: benchmarks/device/check.sh (builds the engine and the CUDA tests, runs the
+#   1. correctness first: tools/device/check.sh (builds the engine and the CUDA tests, runs the
 #      CUDA-vs-CPU parity tests, prints its table); PERF_PARITY=0 skips it and builds without tests;
 #   2. builds the benchmarks (bench_engine_gpu, bench_cuda_kernels; cuBLASLt when CMake finds it);
 #   3. bench_engine_gpu: Engine::forward bf16 and fp32 at batch 320, where its time goes, and a search-like
 #      loop of PERF_SEARCH_STEPS steps (default 20) extrapolated to the reference's 500;
-#   4. benchmarks/device/torch_baseline.py: the same forward in PyTorch, eager and torch.compile;
+#   4. tools/device/torch_baseline.py: the same forward in PyTorch, eager and torch.compile;
 #   5. bench_cuda_kernels: every kernel variant on the real shapes against measured ceilings;
 # and prints a final table with the ratios. Logs go to $OUT when it is set (else <build>/perf-logs).
 #
-#   benchmarks/device/perf.sh [build-dir]          (default: build-device in the repository root)
+#   tools/device/perf.sh [build-dir]          (default: build-device in the repository root)
 #
 # A dry run on a machine without a GPU (the benchmarks exit 2 saying so; torch runs the tiny model):
 #   PERF_PARITY=0 PERF_PYTHON=/usr/bin/python3 PERF_TORCH_ARGS="--config tiny --batch 4 --repeats 1 --dtype fp32" \
-#     benchmarks/device/perf.sh build-perf
+#     tools/device/perf.sh build-perf
 #
 # Exit status: 0 when every stage ran and passed, 1 otherwise (the table says which).
 set -uo pipefail
@@ -54,8 +54,8 @@ command -v nvidia-smi >/dev/null && log "GPU: $(nvidia-smi --query-gpu=name,driv
 
 # ---- 1. correctness (check.sh builds the engine and the tests) -------------------------------------------
 if [ "${PERF_PARITY:-1}" != 0 ]; then
-  log "parity: benchmarks/device/check.sh (cap $(cap 300 200) s)"
-  timeout "$(cap 300 200)" bash "$root/benchmarks/device/check.sh" "$build" >"$logs/check.out" 2>&1
+  log "parity: tools/device/check.sh (cap $(cap 300 200) s)"
+  timeout "$(cap 300 200)" bash "$root/tools/device/check.sh" "$build" >"$logs/check.out" 2>&1
   rc=$?
   stage_status parity $rc
   tail -40 "$logs/check.out"
@@ -92,7 +92,7 @@ if [ -n "$python" ]; then
   c=$(cap 200 45)
   log "torch_baseline.py (cap $c s)"
   # shellcheck disable=SC2086  # PERF_TORCH_ARGS: extra arguments, e.g. for a dry run on a CPU machine
-  timeout "$c" "$python" "$root/benchmarks/device/torch_baseline.py" ${PERF_TORCH_ARGS:-} >"$logs/torch.out" 2>"$logs/torch.err"
+  timeout "$c" "$python" "$root/tools/device/torch_baseline.py" ${PERF_TORCH_ARGS:-} >"$logs/torch.out" 2>"$logs/torch.err"
   stage_status torch $?
   tail -5 "$logs/torch.err"
   cat "$logs/torch.out"

@@ -6,7 +6,7 @@
 # tokens against the CPU), and prints a short table last:
 # kernel, mode, max relative error, token agreement, time. Meant to finish inside 8 minutes.
 #
-#   benchmarks/device/check.sh [build-dir]          (default: build-device in the repository root)
+#   tools/device/check.sh [build-dir]          (default: build-device in the repository root)
 #
 # GTest: the system's when CMake finds it; otherwise a googletest source tree at $VTV_GTEST_SRC or
 # <repo>/.gtest-src is built first (from a machine that has libgtest-dev:
@@ -14,7 +14,7 @@
 # and carry .gtest-src along). When $OUT is set, logs and the table are copied there. VTV_SANITIZE=1 also
 # runs the kernel tests under compute-sanitizer memcheck.
 # CHECK_EMULATE=1 runs the same tests on the CPU CUDA emulator instead (no GPU, no nvcc: the .cu sources
-# built as C++, native/cuda_emulator/README.md), which checks the kernels' logic but says nothing of
+# built as C++, tools/cuda-emulator/README.md), which checks the kernels' logic but says nothing of
 # speed; its table has the same columns (times are the emulator's).
 # Exit status: 0 when every CUDA test passed (on the emulator: the ones too large for it may skip), 1 when
 # one failed, 2 when the build failed, 3 when none ran: every test skipped (no usable GPU), or, on a GPU,

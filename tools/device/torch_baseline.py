@@ -9,8 +9,8 @@ weights as test/reference/mae_vqgan_ref.py (its random-weight maker and key name
 Timing: CUDA events around whole forwards after warm-up, median of --repeats. Prints one JSON line:
 {"eager_fps", "compile_fps", "eager_ms", "compile_ms", "*_mae_ms", "*_vqgan_ms", "compile_seconds", ...}.
 
-  python3 benchmarks/device/torch_baseline.py                  # the H200 run (batch 320)
-  /usr/bin/python3 benchmarks/device/torch_baseline.py --check  # CPU: the fast forward vs the reference
+  python3 tools/device/torch_baseline.py                  # the H200 run (batch 320)
+  /usr/bin/python3 tools/device/torch_baseline.py --check  # CPU: the fast forward vs the reference
 
 --check runs the tiny model in fp32 on the CPU (or --device) and compares this file's forward with
 mae_vqgan_ref.full_forward (tokens and MSE), so the baseline is known to compute the same function.

@@ -1,9 +1,12 @@
 // The CPU CUDA emulator's scheduler: a block's CUDA threads are fibers run cooperatively on one OS
-// thread. Each runs until it reaches a barrier (__syncthreads, or a warp collective: __syncwarp, a
-// shuffle, mma.sync) or exits; a barrier opens when every live thread it covers has reached it. Threads
+// thread. Each runs until it reaches a barrier (__syncthreads, a warp collective: __syncwarp, a
+// shuffle, mma.sync, ldmatrix; or a warpgroup collective: wgmma) or exits; a barrier opens when every
+// live thread it covers has reached it. Threads
 // waiting at different barriers is a deadlock on a GPU, and an error here. Blocks of a launch are shared
 // among worker threads. A fault (an access to a device allocation's guard page, a fiber stack overflow)
 // ends the launch with an error naming the kernel, block and thread.
+#include <dlfcn.h>
+#include <link.h>
 #include <setjmp.h>
 #include <signal.h>
 
@@ -35,8 +38,11 @@ constexpr int kMaxThreads = 1024;
 constexpr int kSlotBytes = 64;  // a lane's slot in a warp exchange buffer
 // A warp exchange buffer: 32 slots, then scratch for a result the warp computes once (warp_scratch).
 constexpr size_t kExchangeBytes = 32 * kSlotBytes + 1024;
+// A warpgroup exchange buffer: 128 slots, then scratch for the group's 64 x 256 fp32 product.
+constexpr size_t kGroupExchangeBytes = 128 * kSlotBytes + 64 * 256 * 4 + 64;
+constexpr size_t kSmemAlign = 1024;  // the dynamic shared memory's alignment (wgmma's 128-byte swizzle atoms)
 
-enum class State : unsigned char { Runnable, AtBlockBarrier, AtWarpBarrier, Done };
+enum class State : unsigned char { Runnable, AtBlockBarrier, AtWarpBarrier, AtGroupBarrier, Done };
 
 struct Fiber {
   std::unique_ptr<FiberStack> stack;
@@ -45,6 +51,8 @@ struct Fiber {
   uint3 tid{0, 0, 0};
   unsigned linear = 0;
   unsigned exchange_parity = 0;
+  unsigned group_exchange_parity = 0;
+  ThreadAsync async;  // cp.async and wgmma in flight
 };
 
 // One per OS thread that runs blocks.
@@ -58,8 +66,12 @@ struct Worker {
   bool in_block = false;
   std::string failure;        // set by a fiber or the fault handler; ends the block
   sigjmp_buf fault_jump;
-  std::vector<char> dynamic_smem;
-  std::vector<char> exchange;  // per warp: two buffers of 32 slots
+  std::vector<char> dynamic_smem_storage;
+  char* dynamic_smem = nullptr;  // in dynamic_smem_storage, kSmemAlign-aligned
+  std::vector<char> exchange;        // per warp: two buffers of 32 slots
+  std::vector<char> group_exchange;  // per warpgroup: two buffers of 128 slots (allocated at first use)
+  const char* tls_lo = nullptr;      // this OS thread's static TLS block of the emulator's module
+  const char* tls_hi = nullptr;
   std::vector<int> block_slots;
   std::vector<char> alt_stack;
 
@@ -124,6 +136,8 @@ void yield_to_next() {
 void fiber_entry() {
   Worker& w = *tw;
   w.launch->body();
+  const std::string left = unfinished_async(current_fiber().async);
+  if (!left.empty()) fail_in_fiber("exited with " + left);
   current_fiber().state = State::Done;
   yield_to_next();
   std::abort();  // a finished fiber is never resumed
@@ -173,7 +187,7 @@ void run_block(Worker& w, const LaunchSpec& L, uint3 b, bool reverse) {
   blockIdx = b;
   blockDim = L.block;
   gridDim = L.grid;
-  if (L.dynamic_smem) std::fill(w.dynamic_smem.begin(), w.dynamic_smem.begin() + long(L.dynamic_smem), char(0xFF));
+  if (L.dynamic_smem) std::fill(w.dynamic_smem, w.dynamic_smem + L.dynamic_smem, char(0xFF));
   for (int i = 0; i < n; ++i) {
     Fiber& f = w.fibers[static_cast<size_t>(i)];
     if (!f.stack) f.stack = std::make_unique<FiberStack>(kFiberStackBytes);
@@ -181,6 +195,8 @@ void run_block(Worker& w, const LaunchSpec& L, uint3 b, bool reverse) {
     f.linear = static_cast<unsigned>(i);
     f.state = State::Runnable;
     f.exchange_parity = 0;
+    f.group_exchange_parity = 0;
+    f.async.clear();
     fiber_start(f.ctx, *f.stack, fiber_entry);
   }
   w.in_block = true;
@@ -209,20 +225,26 @@ void run_block(Worker& w, const LaunchSpec& L, uint3 b, bool reverse) {
     // reaches the block's barrier); a warp split between the two kinds is a deadlock.
     bool opened = false, all_done = true, all_at_block = true;
     for (int wp = 0; wp < warps; ++wp) {
-      int at_warp = 0, at_block = 0, done = 0;
+      int at_warp = 0, at_block = 0, at_group = 0, done = 0;
       const int lo = wp * 32, hi = std::min(n, lo + 32);
       for (int i = lo; i < hi; ++i) {
         const State s = w.fibers[static_cast<size_t>(i)].state;
         at_warp += s == State::AtWarpBarrier;
         at_block += s == State::AtBlockBarrier;
+        at_group += s == State::AtGroupBarrier;
         done += s == State::Done;
       }
       if (done != hi - lo) all_done = false;
-      if (at_warp) all_at_block = false;
-      if (at_warp && at_block) {
+      if (at_warp || at_group) all_at_block = false;
+      if ((at_warp != 0) + (at_block != 0) + (at_group != 0) > 1) {
         w.failure = "kernel " + L.name + ", block " + idx3(b) + ": deadlock: in warp " + std::to_string(wp) + ", " +
-                    std::to_string(at_warp) + " lanes wait at a warp collective while " + std::to_string(at_block) +
-                    " wait at __syncthreads";
+                    std::to_string(at_warp) + " lanes wait at a warp collective, " + std::to_string(at_group) +
+                    " at a warpgroup collective (wgmma) and " + std::to_string(at_block) + " at __syncthreads";
+        break;
+      }
+      if (at_group && done) {
+        w.failure = "kernel " + L.name + ", block " + idx3(b) + ": a warpgroup collective (wgmma) in warp " +
+                    std::to_string(wp) + " after " + std::to_string(done) + " of its lanes exited";
         break;
       }
       if (at_warp && done) {
@@ -237,6 +259,17 @@ void run_block(Worker& w, const LaunchSpec& L, uint3 b, bool reverse) {
       }
     }
     if (!w.failure.empty() || all_done) break;
+    if (opened) continue;
+    // Warpgroup collectives open when all 128 threads of the warpgroup wait at one.
+    for (int lo = 0; lo < n; lo += 128) {
+      const int hi = std::min(n, lo + 128);
+      int at_group = 0;
+      for (int i = lo; i < hi; ++i) at_group += w.fibers[static_cast<size_t>(i)].state == State::AtGroupBarrier;
+      if (at_group == 128) {
+        for (int i = lo; i < hi; ++i) w.fibers[static_cast<size_t>(i)].state = State::Runnable;
+        opened = true;
+      }
+    }
     if (opened) continue;
     if (all_at_block) {  // exited threads count as arrived, as on sm_70 and newer
       for (int i = 0; i < n; ++i) {
@@ -256,7 +289,11 @@ void run_blocks(const LaunchSpec& L, std::atomic<int64_t>& next, int64_t total, 
   Worker& w = worker();
   w.launch = &L;
   w.threads = static_cast<int>(L.block.x * L.block.y * L.block.z);
-  if (w.dynamic_smem.size() < L.dynamic_smem) w.dynamic_smem.resize(L.dynamic_smem);
+  if (!w.dynamic_smem || w.dynamic_smem_storage.size() < L.dynamic_smem + kSmemAlign) {
+    w.dynamic_smem_storage.resize(std::max<size_t>(L.dynamic_smem, 4096) + kSmemAlign);
+    const auto a = reinterpret_cast<uintptr_t>(w.dynamic_smem_storage.data());
+    w.dynamic_smem = w.dynamic_smem_storage.data() + ((kSmemAlign - a % kSmemAlign) % kSmemAlign);
+  }
   w.failure.clear();
   const int64_t gx = L.grid.x, gy = L.grid.y;
   for (;;) {
@@ -376,7 +413,62 @@ int block_reduce_or(int v) {
 
 void* dynamic_shared() {
   if (tw->launch->dynamic_smem == 0) fail_in_fiber("extern __shared__ memory used by a launch that reserved none");
-  return tw->dynamic_smem.data();
+  return tw->dynamic_smem;
 }
+
+void fail_thread(const std::string& what) { fail_in_fiber(what); }
+
+ThreadAsync& thread_async() { return current_fiber().async; }
+
+char* dynamic_shared_base() { return tw->dynamic_smem; }
+size_t dynamic_shared_bytes() { return tw->launch->dynamic_smem; }
+
+namespace {
+
+int find_tls(dl_phdr_info* info, size_t, void* arg) {
+  auto* w = static_cast<Worker*>(arg);
+  const auto self = reinterpret_cast<uintptr_t>(&find_tls);
+  bool mine = false;
+  size_t tls_bytes = 0;
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    if (ph.p_type == PT_LOAD && self >= info->dlpi_addr + ph.p_vaddr && self < info->dlpi_addr + ph.p_vaddr + ph.p_memsz)
+      mine = true;
+    if (ph.p_type == PT_TLS) tls_bytes = ph.p_memsz;
+  }
+  if (!mine) return 0;
+  if (info->dlpi_tls_data) {
+    w->tls_lo = static_cast<const char*>(info->dlpi_tls_data);
+    w->tls_hi = w->tls_lo + tls_bytes;
+  }
+  return 1;
+}
+
+}  // namespace
+
+bool is_shared_range(const void* p, size_t bytes) {
+  Worker& w = *tw;
+  const char* c = static_cast<const char*>(p);
+  if (w.launch->dynamic_smem && c >= w.dynamic_smem && c + bytes <= w.dynamic_smem + w.launch->dynamic_smem) return true;
+  if (!w.tls_lo) dl_iterate_phdr(find_tls, &w);  // static __shared__ arrays are thread_local variables of this module
+  return w.tls_lo && c >= w.tls_lo && c + bytes <= w.tls_hi;
+}
+
+void* warpgroup_exchange(int slot_bytes) {
+  Worker& w = *tw;
+  if (slot_bytes > kSlotBytes) fail_in_fiber("warpgroup exchange of more than 64 bytes per thread");
+  if (w.threads % 128 != 0)
+    fail_in_fiber("a warpgroup collective (wgmma) in a block of " + std::to_string(w.threads) +
+                  " threads (warpgroups are 128 threads, 4 whole warps)");
+  if (w.group_exchange.empty()) w.group_exchange.resize(size_t(kMaxThreads / 128) * 2 * kGroupExchangeBytes);
+  Fiber& f = current_fiber();
+  const size_t group = f.linear / 128, parity = f.group_exchange_parity;
+  f.group_exchange_parity ^= 1u;
+  return w.group_exchange.data() + (group * 2 + parity) * kGroupExchangeBytes;
+}
+
+void* warpgroup_scratch(void* exchange) { return static_cast<char*>(exchange) + 128 * kSlotBytes; }
+void warpgroup_barrier() { wait_at(State::AtGroupBarrier); }
+unsigned warpgroup_rank() { return current_fiber().linear & 127u; }
 
 }  // namespace vtv_emu

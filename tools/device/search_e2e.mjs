@@ -4,7 +4,7 @@
 // Prints the wall-clock of the search, its sample forwards/s, the per-step times from its log and where
 // the step's time goes between the engine and the rest, then one "VTV_JSON {...}" line.
 //   node search_e2e.mjs --app DIR --work DIR [--steps 500] [--samples 320] [--precision bf16]
-//                       [--model mae-vqgan-vit-large] [--backend cuda]
+//                       [--model mae-vqgan-vit-large] [--backend cuda] [--episodes 32]
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,6 +22,7 @@ const samples = Number(opt('samples', '320'));
 const precision = opt('precision', 'bf16');
 const model = opt('model', 'mae-vqgan-vit-large'); // tiny + --backend cpu --precision fp32: a local smoke run
 const backend = opt('backend', 'cuda');
+const episodes = opt('episodes', '32'); // collect's episodes (and batch): the task vectors the search patches
 if (!app) {
   console.error('search_e2e.mjs: --app <unpacked bundle> is required');
   process.exit(64);
@@ -55,7 +56,7 @@ const run = join(work, 'run');
 const common = ['--run', run, '--backend', backend, '--precision', precision];
 const collectS = vtv('collect', [
   'collect', ...common, '--weights', weights, '--dataset', 'bundled', '--tasks', 'segmentation', '--folds', '1',
-  '--episodes-per-fold', '32', '--keep', '16', '--batch', '32', '--force',
+  '--episodes-per-fold', episodes, '--keep', String(Math.min(16, Number(episodes))), '--batch', episodes, '--force',
 ]);
 const searchS = vtv('search', [
   'search', ...common, '--task', 'segmentation', '--steps', String(steps), '--samples-per-step', String(samples),

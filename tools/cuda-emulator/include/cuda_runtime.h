@@ -1,4 +1,4 @@
-// The CPU CUDA emulator's stand-in for the toolkit's cuda_runtime.h (see native/cuda_emulator/README.md):
+// The CPU CUDA emulator's stand-in for the toolkit's cuda_runtime.h (see tools/cuda-emulator/README.md):
 // the runtime types and calls the engine uses, the device qualifiers and built-ins (threadIdx, ...,
 // __syncthreads, warp shuffles, atomics), and the launch entry point. A build with VTV_CUDA=EMULATE puts
 // this directory first on the include path and compiles native/src/cuda/*.cu as C++ against it, so the
@@ -120,7 +120,7 @@ struct cudaDeviceProp {
   int memoryBusWidth;
 };
 
-// ---- runtime calls (native/cuda_emulator/runtime.cc) ----------------------------------------------
+// ---- runtime calls (tools/cuda-emulator/runtime.cc) ----------------------------------------------
 const char* cudaGetErrorName(cudaError_t e);
 const char* cudaGetErrorString(cudaError_t e);
 cudaError_t cudaGetLastError();
@@ -133,6 +133,7 @@ cudaError_t cudaSetDevice(int d);
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d);
 cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int d);
 cudaError_t cudaDeviceSynchronize();
+cudaError_t cudaDeviceReset();
 cudaError_t cudaMalloc(void** p, size_t bytes);
 template <class T>
 inline cudaError_t cudaMalloc(T** p, size_t bytes) {
@@ -164,7 +165,7 @@ inline cudaError_t cudaFuncSetAttribute(F* func, cudaFuncAttribute attr, int val
   return cudaFuncSetAttribute(reinterpret_cast<const void*>(func), attr, value);
 }
 
-// ---- device built-ins (native/cuda_emulator/scheduler.cc) -----------------------------------------
+// ---- device built-ins (tools/cuda-emulator/scheduler.cc) -----------------------------------------
 extern thread_local uint3 threadIdx;
 extern thread_local uint3 blockIdx;
 extern thread_local dim3 blockDim;
@@ -186,6 +187,26 @@ int block_reduce_or(int v);           // __syncthreads_or
 void* dynamic_shared();               // extern __shared__: this block's dynamic shared memory
 // mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, executed collectively by the calling warp.
 void mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
+
+// The asynchronous PTX primitives (ptx.cc; native/src/cuda/ptx.cuh wraps them as on the GPU).
+// cp.async: `bytes` (4 or 16) to shared `dst` from global `src`, of which the first `src_bytes` are read
+// and the rest zero-filled; queued per thread, landing at the cp.async.wait_group that retires them.
+void cp_async(void* dst, const void* src, int bytes, int src_bytes);
+void cp_async_commit();                  // cp.async.commit_group
+void cp_async_wait(int n);               // cp.async.wait_group n
+// ldmatrix.sync.aligned.m8n8.x{count}[.trans].shared.b16, executed collectively by the calling warp.
+void ldmatrix(uint32_t* r, int count, bool trans, const void* row_addr);
+// The shared window's address of a shared-memory pointer (what cvta.to.shared gives on a GPU): in the
+// emulator, a byte offset into the block's dynamic shared memory.
+uint32_t shared_address(const void* p);
+// wgmma.mma_async.sync.aligned.m64n{n}k16.f32.bf16.bf16, executed collectively by the calling
+// warpgroup: D (n / 2 floats per thread) += A x B, A from registers (a_regs, 4 per thread) or from the
+// matrix descriptor desc_a (a_regs null), B from desc_b; scale_d 0 ignores D's input. The result lands
+// in d at the wgmma.wait_group that retires it.
+void wgmma_bf16(float* d, int n, const uint32_t* a_regs, uint64_t desc_a, uint64_t desc_b, int scale_d);
+void wgmma_fence();                      // wgmma.fence.sync.aligned
+void wgmma_commit();                     // wgmma.commit_group.sync.aligned
+void wgmma_wait(int n);                  // wgmma.wait_group.sync.aligned n
 
 }  // namespace vtv_emu
 

@@ -156,6 +156,8 @@ void set_error(cudaError_t code, const std::string& message) {
   std::fprintf(stderr, "vtv cuda emulator: %s\n", message.c_str());
 }
 
+bool is_device_range(const void* p, size_t bytes) { return find_allocation(p, bytes) != nullptr; }
+
 std::string describe_device_address(const void* addr) {
   const auto a = reinterpret_cast<uintptr_t>(addr);
   for (const auto& [k, al] : g_allocations) {
@@ -295,6 +297,20 @@ cudaError_t cudaDeviceSynchronize() {
   std::lock_guard<std::recursive_mutex> lock(g_mutex);
   if (blocked_by_capture("cudaDeviceSynchronize")) return cudaErrorStreamCaptureUnsupported;
   return g_failed ? g_error : cudaSuccess;
+}
+
+// Frees every allocation and clears the sticky error of a failed kernel (a new context, as on a GPU).
+cudaError_t cudaDeviceReset() {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  if (blocked_by_capture("cudaDeviceReset")) return cudaErrorStreamCaptureUnsupported;
+  for (const auto& [k, al] : g_allocations) munmap(al.base, al.mapped);
+  g_allocations.clear();
+  g_allocated = 0;
+  g_max_dynamic_smem.clear();
+  g_error = cudaSuccess;
+  g_error_message.clear();
+  g_failed = false;
+  return cudaSuccess;
 }
 
 cudaError_t cudaMalloc(void** out, size_t bytes) {

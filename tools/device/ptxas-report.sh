@@ -2,7 +2,7 @@
 # Compiles every CUDA source of the engine with `ptxas -v` and writes the per-kernel resource table
 # (registers, static shared memory, stack frame, spill stores/loads) to ptxas-report.txt beside this
 # script. Needs only nvcc (no GPU): run it after changing a kernel, before spending GPU time.
-#   benchmarks/device/ptxas-report.sh [arch ...]     (default: 90 80)
+#   tools/device/ptxas-report.sh [arch ...]     (default: 90 80)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -21,7 +21,7 @@ for arch in "${archs[@]}"; do
 done
 out="$here/ptxas-report.txt"
 {
-  echo "# ptxas resource report ($("$nvcc" --version | tail -1)); regenerate with benchmarks/device/ptxas-report.sh"
+  echo "# ptxas resource report ($("$nvcc" --version | tail -1)); regenerate with tools/device/ptxas-report.sh"
   echo "# arch  kernel  registers  smem(static bytes)  stack  spill-stores  spill-loads"
   /usr/bin/env python3 - "$raw" "$filt" <<'PY'
 import re, subprocess, sys

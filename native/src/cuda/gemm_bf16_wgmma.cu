@@ -1,0 +1,205 @@
+// The "wgmma" variant of the bf16 Linear (variants.h): the pipelined variant's cp.async loads with the
+// multiply on sm_90a's warpgroup MMA (wgmma.mma_async m64n128k16, both operands from shared memory).
+//
+// Block tile 128 x 128 x 32, 256 threads = 2 warpgroups, warpgroup wg computing rows 64 wg .. + 63 and
+// all 128 columns (64 fp32 accumulators per thread). A 4-stage cp.async pipeline (2 + 2 16-byte copies
+// per thread and k tile, 64 KiB of dynamic shared memory; __launch_bounds__(256, 2)). Tiles are stored K-major in 8 x 16-byte core
+// matrices without swizzle: the chunk (row r, k 8c .. 8c+7) at byte ((r / 8) * 4 + c) * 128 + (r % 8) * 16,
+// so a k16 slice is 2 core matrices 128 bytes apart in K (the descriptor's leading byte offset) and row
+// groups are 512 bytes apart (its stride byte offset). Per k tile each warpgroup issues 2 wgmma (k 0..15,
+// 16..31), commits them and waits for them before the stage can be refilled. Copies land through the
+// generic proxy and wgmma reads through the async proxy, hence the proxy fence after each wait.
+// The epilogue is the other variants' (gemm_epilogue.cuh).
+//
+// The wgmma instructions exist only in sm_90a code: this file is compiled for sm_90a as well
+// (CMakeLists.txt), elsewhere the kernel body traps, and the variant is available only when a probe
+// kernel of this file, run once per device, reports that the code the device runs has them.
+#include <cuda_bf16.h>
+
+#include <atomic>
+#include <mutex>
+
+#include "cuda/check.cuh"
+#include "cuda/gemm_epilogue.cuh"
+#include "cuda/gemm_variants.h"
+#include "cuda/launch.cuh"
+#include "cuda/ptx.cuh"
+
+namespace vtv::cuda {
+
+namespace {
+
+constexpr int BM = 128, BN = 128, BK = 32, STAGES = 4, THREADS = 256;
+constexpr int kTileBytes = BM * BK * 2;            // 8 KiB per operand and stage
+constexpr int kStageBytes = 2 * kTileBytes;        // A then B
+constexpr size_t kSmemBytes = size_t(kStageBytes) * STAGES;  // 65536
+
+#if VTV_HAVE_WGMMA
+// Byte offset of the 16-byte chunk (row r, k chunk c) in a K-major no-swizzle tile of BK = 32.
+__device__ __forceinline__ int core_offset(int r, int c) { return ((r >> 3) * 4 + c) * 128 + (r & 7) * 16; }
+
+// Makes this thread's completed cp.async writes visible to the async proxy (wgmma's operand reads).
+__device__ __forceinline__ void fence_proxy_async_shared() {
+#if !defined(VTV_CUDA_EMULATOR) && VTV_HAVE_WGMMA
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+#endif
+
+__global__ void wgmma_probe_kernel(int* out) { *out = VTV_HAVE_WGMMA; }
+
+__global__ void __launch_bounds__(THREADS, 2)
+gemm_bf16_wgmma_kernel(const __nv_bfloat16* __restrict__ X, const __nv_bfloat16* __restrict__ W, int64_t M, int N,
+                       int K, EpilogueParams ep) {
+#if VTV_HAVE_WGMMA
+  VTV_DYNAMIC_SHARED(unsigned char, smem);  // STAGES x { A tile, B tile }
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wg = warp >> 2, w = warp & 3;  // warpgroup, warp within it
+  const int g = lane >> 2, t = lane & 3;
+  const int64_t m0 = int64_t(blockIdx.y) * BM;
+  const int n0 = blockIdx.x * BN;
+  const int KT = (K + BK - 1) / BK;
+
+  // Chunk i < 2 of this thread, for A and for B: row (tid + 256 i) / 4, k chunk tid % 4.
+  const int lrow = tid >> 2, lc = tid & 3;
+  const __nv_bfloat16* a_src[2];
+  const __nv_bfloat16* b_src[2];
+  bool a_ok[2], b_ok[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int64_t row = m0 + lrow + 64 * i;
+    const int col = n0 + lrow + 64 * i;
+    a_ok[i] = row < M;
+    b_ok[i] = col < N;
+    a_src[i] = X + (a_ok[i] ? row : 0) * int64_t(K) + lc * 8;
+    b_src[i] = W + int64_t(b_ok[i] ? col : 0) * K + lc * 8;
+  }
+  auto load_tile = [&](int kt, int stage) {
+    unsigned char* As = smem + stage * kStageBytes;
+    unsigned char* Bs = As + kTileBytes;
+    const int k0 = kt * BK;
+    const bool k_ok = k0 + lc * 8 < K;  // K % 8 == 0: the whole chunk is in range
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int off = core_offset(lrow + 64 * i, lc);
+      cp_async_16_zfill(As + off, k_ok ? a_src[i] + k0 : a_src[i], a_ok[i] && k_ok ? 16 : 0);
+      cp_async_16_zfill(Bs + off, k_ok ? b_src[i] + k0 : b_src[i], b_ok[i] && k_ok ? 16 : 0);
+    }
+  };
+
+  float acc[BN / 2];
+#pragma unroll
+  for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
+
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; ++s) {
+    if (s < KT) load_tile(s, s);
+    cp_async_commit();
+  }
+  for (int kt = 0; kt < KT; ++kt) {
+    cp_async_wait<STAGES - 2>();
+    fence_proxy_async_shared();
+    __syncthreads();  // every thread's copies of tile kt have landed; stage (kt - 1) % STAGES is free
+    const int next = kt + STAGES - 1;
+    if (next < KT) load_tile(next, next % STAGES);
+    cp_async_commit();
+
+    const unsigned char* As = smem + (kt % STAGES) * kStageBytes;
+    const unsigned char* Bs = As + kTileBytes;
+    wgmma_fence();
+    wgmma_fence_operand(acc);
+#pragma unroll
+    for (int ks = 0; ks < BK; ks += 16) {
+      // This warpgroup's 64 rows start at row group 8 wg; the k16 slice at core-matrix column ks / 8.
+      const uint64_t da = wgmma_desc(As + (wg * 8 * 4 + ks / 8) * 128, 128, 512, WgmmaSwizzle::None);
+      const uint64_t db = wgmma_desc(Bs + (ks / 8) * 128, 128, 512, WgmmaSwizzle::None);
+      wgmma_m64k16_bf16_ss<BN>(acc, da, db, 1);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    wgmma_fence_operand(acc);
+  }
+  cp_async_wait<0>();
+
+  // Thread (w, g, t): acc[4j + 0, 1] = D[16w + g][8j + 2t, +1], acc[4j + 2, 3] = D[16w + g + 8][...].
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int64_t row = m0 + wg * 64 + w * 16 + g + half * 8;
+    unsigned long long best = 0;
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int col = n0 + j * 8 + 2 * t + c;
+        if (row < M && col < N) {
+          const float v = epilogue_value(ep, row, col, N, acc[4 * j + 2 * half + c]);
+          epilogue_store(ep, row, col, N, v);
+          best = max_key(best, argmax_key(v, col));
+        }
+      }
+    }
+    if (ep.keys) {
+      // The four threads of a quad (same g) hold this row's 128 columns.
+      best = max_key(best, __shfl_xor_sync(0xFFFFFFFFu, best, 1));
+      best = max_key(best, __shfl_xor_sync(0xFFFFFFFFu, best, 2));
+      if (t == 0 && row < M) atomicMax(ep.keys + row, best);
+    }
+  }
+#else
+  __trap();  // not sm_90a code: never launched (wgmma_available)
+#endif
+}
+
+struct WgmmaDevice {
+  std::once_flag once;
+  std::atomic<int> state{0};  // 0 not probed yet, 1 available, 2 not
+};
+WgmmaDevice g_wgmma_devices[kMaxVariantDevices];
+
+}  // namespace
+
+void gemm_wgmma_prepare() {
+  int device = 0;
+  VTV_CUDA_CHECK(cudaGetDevice(&device));
+  check(device >= 0 && device < kMaxVariantDevices, "gemm wgmma: device " + std::to_string(device) + " out of range");
+  WgmmaDevice& d = g_wgmma_devices[device];
+  std::call_once(d.once, [&d] {
+    int* flag = static_cast<int*>(device_alloc(sizeof(int)));
+    device_fill_bytes(flag, 0, sizeof(int));
+    VTV_LAUNCH("wgmma_probe_kernel", 1, 1, 0, nullptr, wgmma_probe_kernel, flag);
+    int host = 0;
+    copy_to_host(&host, flag, sizeof(int));
+    device_free(flag);
+    if (host == 1) {
+      VTV_CUDA_CHECK(cudaFuncSetAttribute(gemm_bf16_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(kSmemBytes)));
+    }
+    d.state = host == 1 ? 1 : 2;
+  });
+}
+
+std::string gemm_wgmma_unavailable() {
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxVariantDevices) return "no usable device";
+  // Only a prepared device answers: the probe launches and synchronises, which a graph capture forbids.
+  switch (g_wgmma_devices[device].state.load()) {
+    case 1: return "";
+    case 0: return "not probed on this device yet (prepare_kernel_variants)";
+    default: return "the device runs no sm_90a code of this build (wgmma needs an sm_90 GPU and a build for 90a)";
+  }
+}
+
+void linear_bf16_wgmma(const LinearArgs& a, cudaStream_t stream) {
+  validate_linear(a, "linear_bf16 (wgmma)");
+  check(a.w_bf16 != nullptr && a.x_bf16 != nullptr, "linear_bf16 (wgmma): needs w_bf16 and x_bf16");
+  check(gemm_wgmma_unavailable().empty(), "linear_bf16 (wgmma): " + gemm_wgmma_unavailable());
+  if (a.M == 0) return;
+  const int64_t mt = (a.M + BM - 1) / BM;
+  check(mt <= 65535, "linear_bf16 (wgmma): M = " + std::to_string(a.M) + " needs more than 65535 row tiles");
+  dim3 grid(static_cast<unsigned>((a.N + BN - 1) / BN), static_cast<unsigned>(mt));
+  VTV_LAUNCH("gemm_bf16_wgmma_kernel", grid, THREADS, kSmemBytes, stream, gemm_bf16_wgmma_kernel,
+             reinterpret_cast<const __nv_bfloat16*>(a.x_bf16), reinterpret_cast<const __nv_bfloat16*>(a.w_bf16), a.M,
+             static_cast<int>(a.N), static_cast<int>(a.K), epilogue_params(a));
+}
+
+}  // namespace vtv::cuda

@@ -1,0 +1,333 @@
+// The kernel variant registry (cuda/variants.h): every registered variant of the bf16 GEMM and of the
+// bf16 3x3 convolution against the CPU on the same small versions of the model's shapes (every tile
+// tail, every epilogue), the tuning table's steering of the dispatch, and `vtv tune`'s timing loop on
+// tiny shapes. A variant that cannot run on this machine (cuBLASLt without libcublasLt.so, and always on
+// the CPU CUDA emulator) must say why, and the dispatch must then fall back to a variant that can.
+// Skipped, with the reason, where no GPU is usable.
+#include <gtest/gtest.h>
+
+#include "cuda_test_util.h"
+
+#ifdef VTV_WITH_CUDA
+#include <cmath>
+#include <set>
+
+#include "cpu/conv.h"
+#include "cpu/gemm.h"
+#include "cpu/norm.h"
+#include "cuda/device_buffer.h"
+#include "cuda/kernels.h"
+#include "cuda/variants.h"
+#include "cuda/vqgan_kernels.h"
+#include "cuda_conv_check.h"
+#include "vtv/error.h"
+
+namespace vtv::test {
+namespace {
+
+using cuda::DeviceBuffer;
+using cuda::KernelFamily;
+
+std::vector<std::string> variant_names(KernelFamily f) {
+  std::vector<std::string> out;
+  for (const cuda::KernelVariant& v : cuda::kernel_variants()) {
+    if (v.family == f) out.push_back(v.name);
+  }
+  return out;
+}
+
+TEST(CudaVariants, EveryFamilyHasOneDefaultBaselineAndUniqueNames) {
+  for (KernelFamily f : {KernelFamily::Gemm, KernelFamily::Conv3x3, KernelFamily::Attention, KernelFamily::GroupNorm}) {
+    const std::vector<std::string> names = variant_names(f);
+    ASSERT_FALSE(names.empty()) << cuda::family_name(f);
+    EXPECT_EQ(names.front(), "baseline") << cuda::family_name(f);
+    EXPECT_EQ(std::set<std::string>(names.begin(), names.end()).size(), names.size()) << cuda::family_name(f);
+    int defaults = 0;
+    for (const cuda::KernelVariant& v : cuda::kernel_variants()) defaults += v.family == f && v.is_default;
+    EXPECT_EQ(defaults, 1) << cuda::family_name(f);
+  }
+  EXPECT_GE(variant_names(KernelFamily::Gemm).size(), 2u);
+  EXPECT_GE(variant_names(KernelFamily::Conv3x3).size(), 2u);
+}
+
+// ---- GEMM: every variant on the MAE's Linears, small -----------------------------------------------
+
+struct GemmCase {
+  const char* name;
+  int64_t M, K, N;
+  bool gelu, residual, in_place, argmax_only, bf16_out;
+};
+
+// Small versions of qkv, proj (in-place residual), fc1 (GELU, bf16 copy for fc2), fc2, the prediction
+// head (argmax only), and the tails of every tile dimension.
+const GemmCase kGemmCases[] = {
+    {"qkv", 150, 64, 192, false, false, false, false, false},
+    {"proj (residual in place)", 150, 64, 64, false, true, true, false, false},
+    {"fc1 (GELU, bf16 copy)", 150, 64, 256, true, false, false, false, true},
+    {"fc2 (residual)", 150, 256, 64, false, true, false, false, false},
+    {"head (argmax only)", 98, 64, 160, false, false, false, true, false},
+    {"tails", 77, 40, 50, true, true, false, false, false},
+};
+
+void run_gemm_variant(const GemmCase& c, const std::string& variant) {
+  SCOPED_TRACE(std::string(c.name) + " variant " + variant);
+  const uint32_t seed = static_cast<uint32_t>(c.M * 31 + c.K * 7 + c.N);
+  const std::vector<float> x = random_vector(size_t(c.M * c.K), seed);
+  const std::vector<float> w = random_vector(size_t(c.N * c.K), seed + 1, 1.0f / std::sqrt(float(c.K)));
+  const std::vector<float> bias = random_vector(size_t(c.N), seed + 2, 0.1f);
+  const std::vector<float> res = random_vector(size_t(c.M * c.N), seed + 3);
+  const std::vector<float> xr = rounded_bf16(x), wr = rounded_bf16(w);
+  std::vector<float> ref = res;
+  cpu::linear(pool(), xr.data(), c.M, c.K, wr.data(), bias.data(), c.N, ref.data(),
+              c.gelu ? cpu::Epilogue::Gelu : cpu::Epilogue::None, c.residual ? ref.data() : nullptr);
+
+  DeviceBuffer<float> dx(x), db(bias), dres(res), dy(size_t(c.M * c.N));
+  DeviceBuffer<uint16_t> dx16(to_bf16_bits(x)), dw16(to_bf16_bits(w)), dy16(size_t(c.M * c.N));
+  DeviceBuffer<unsigned long long> keys(size_t(c.M));
+  cuda::LinearArgs a;
+  a.x = dx.get();
+  a.x_bf16 = dx16.get();
+  a.M = c.M;
+  a.K = c.K;
+  a.N = c.N;
+  a.w_bf16 = dw16.get();
+  a.bias = db.get();
+  a.epilogue = c.gelu ? cuda::Epilogue::Gelu : cuda::Epilogue::None;
+  if (c.in_place) {
+    dy.upload(res.data(), res.size());
+    a.residual = dy.get();
+  } else {
+    dy.poison();
+    a.residual = c.residual ? dres.get() : nullptr;
+  }
+  a.y = c.argmax_only ? nullptr : dy.get();
+  if (c.bf16_out) {
+    dy16.poison();
+    a.y_bf16 = dy16.get();
+  }
+  if (c.argmax_only) {
+    cuda::argmax_keys_reset(keys.get(), c.M);
+    a.argmax_keys = keys.get();
+  }
+  {
+    cuda::ForceVariant force(KernelFamily::Gemm, variant);
+    cuda::linear(a);
+  }
+  const cuda::KernelVariant* var = cuda::find_variant(KernelFamily::Gemm, variant);
+  if (var->unsupported(cuda::gemm_shape(c.M, c.N, c.K, true)).empty()) {
+    EXPECT_EQ(cuda::last_variant_run(KernelFamily::Gemm), variant) << "the forced variant did not run";
+  }
+  cuda::device_synchronize();
+  if (c.argmax_only) {
+    DeviceBuffer<int32_t> idx(size_t(c.M));
+    cuda::argmax_keys_to_index(keys.get(), c.M, idx.get());
+    const std::vector<int32_t> got = idx.to_host(size_t(c.M));
+    for (int64_t r = 0; r < c.M; ++r) {
+      const float* lr = ref.data() + r * c.N;
+      const int32_t g = got[size_t(r)];
+      ASSERT_TRUE(g >= 0 && g < c.N) << "row " << r;
+      const float best = *std::max_element(lr, lr + c.N);
+      EXPECT_GE(lr[g], best - 1e-3f * std::fabs(best) - 1e-5f) << "row " << r << " picked column " << g;
+    }
+    return;
+  }
+  const std::vector<float> got = dy.to_host(size_t(c.M * c.N));
+  const Diff d = compare(got, ref);
+  EXPECT_EQ(d.nonfinite, 0) << "unwritten outputs, first at " << d.first_nonfinite;
+  EXPECT_LE(d.rel, 1e-3) << describe(d);
+  if (c.bf16_out) {
+    const std::vector<uint16_t> got16 = dy16.to_host(size_t(c.M * c.N));
+    const std::vector<uint16_t> want16 = to_bf16_bits(got);
+    int64_t differ = 0;
+    for (size_t i = 0; i < got16.size(); ++i) differ += got16[i] != want16[i];
+    EXPECT_EQ(differ, 0) << "the bf16 copy is not y rounded to nearest even";
+  }
+}
+
+TEST(CudaVariants, EveryGemmVariantMatchesCpuOnTheMaeShapes) {
+  VTV_REQUIRE_GPU();
+  cuda::prepare_kernel_variants();  // the device probes (wgmma) run here, before any variant is asked
+  for (const std::string& v : variant_names(KernelFamily::Gemm)) {
+    const cuda::KernelVariant* var = cuda::find_variant(KernelFamily::Gemm, v);
+    const std::string why = var->unsupported(cuda::gemm_shape(64, 64, 64, true));
+    if (!why.empty()) {
+      // Not runnable here: it says why, and a call forced to it runs a variant that can.
+      std::printf("gemm variant %s not runnable here: %s\n", v.c_str(), why.c_str());
+      EXPECT_TRUE(v == "cublaslt" || (v == "wgmma" && !cuda::probe().emulated))
+          << "only cuBLASLt, and wgmma off sm_90a, may depend on the machine";
+    }
+    for (const GemmCase& c : kGemmCases) run_gemm_variant(c, v);
+  }
+}
+
+TEST(CudaVariants, PipelinedGemmReadsOnlyTheBf16Activations) {
+  VTV_REQUIRE_GPU();
+  // With x unset, the call must run a variant that reads x_bf16 (and gets the same result).
+  const int64_t M = 40, K = 32, N = 24;
+  const std::vector<float> x = random_vector(size_t(M * K), 5), w = random_vector(size_t(N * K), 6, 0.2f);
+  std::vector<float> ref(size_t(M * N));
+  cpu::linear(pool(), rounded_bf16(x).data(), M, K, rounded_bf16(w).data(), nullptr, N, ref.data());
+  DeviceBuffer<uint16_t> dx16(to_bf16_bits(x)), dw16(to_bf16_bits(w));
+  DeviceBuffer<float> dy(size_t(M * N));
+  dy.poison();
+  cuda::LinearArgs a;
+  a.x_bf16 = dx16.get();
+  a.M = M;
+  a.K = K;
+  a.N = N;
+  a.w_bf16 = dw16.get();
+  a.y = dy.get();
+  cuda::linear(a);  // the table says nothing: the default (baseline) cannot read bf16, so pipelined runs
+  EXPECT_EQ(cuda::last_variant_run(KernelFamily::Gemm), "pipelined");
+  const Diff d = compare(dy.to_host(size_t(M * N)), ref);
+  EXPECT_LE(d.rel, 1e-3) << describe(d);
+  cuda::LinearArgs f = a;
+  f.w_bf16 = nullptr;
+  f.w_f32 = reinterpret_cast<const float*>(dw16.get());
+  EXPECT_THROW(cuda::linear(f), Error) << "the fp32 path needs x";
+}
+
+// ---- the 3x3 convolution: every variant on the decoder's shapes, small ----------------------------
+
+struct ConvVariantCase {
+  const char* name;
+  int N, Ci, Co, H, W;
+  bool up, gn, residual, stats, taps;
+};
+
+const ConvVariantCase kConvCases[] = {
+    {"resnet conv (GN+SiLU, residual, stats)", 2, 32, 40, 6, 5, false, true, true, true, true},
+    {"upsample conv (x2, stats)", 1, 64, 32, 4, 3, true, false, false, true, false},
+    {"GN+SiLU, ragged map", 1, 32, 16, 7, 9, false, true, false, false, false},
+};
+
+void run_conv_variant(const ConvVariantCase& cc, const std::string& variant) {
+  SCOPED_TRACE(std::string(cc.name) + " variant " + variant);
+  const int64_t HW = int64_t(cc.H) * cc.W, Ho = cc.up ? 2 * cc.H : cc.H, Wo = cc.up ? 2 * cc.W : cc.W;
+  const int64_t out_n = cc.N * cc.Co * Ho * Wo, K = int64_t(cc.Ci) * 9;
+  const int groups = 8;
+  std::vector<float> x = random_vector(size_t(cc.N * cc.Ci * HW), 21, 1.0f, 0.3f);
+  std::vector<float> w = random_vector(size_t(cc.Co * K), 22, 1.0f / std::sqrt(float(K)));
+  std::vector<float> b = random_vector(size_t(cc.Co), 23, 0.05f);
+  std::vector<float> gamma = random_vector(size_t(cc.Ci), 24, 0.1f, 1.0f), beta = random_vector(size_t(cc.Ci), 25, 0.1f);
+  std::vector<float> res = random_vector(size_t(out_n), 26);
+  const float eps = 1e-6f;
+  std::vector<float> xin = x;
+  if (cc.gn) cpu::group_norm(pool(), x.data(), cc.N, cc.Ci, HW, groups, eps, gamma.data(), beta.data(), true, xin.data());
+  xin = rounded_bf16(xin);
+  const std::vector<float> wref = rounded_bf16(w);
+  cpu::Conv2dShape s;
+  s.N = cc.N;
+  s.Ci = cc.Ci;
+  s.Co = cc.Co;
+  s.H = cc.H;
+  s.W = cc.W;
+  s.k = 3;
+  s.pad_top = s.pad_left = s.pad_bottom = s.pad_right = 1;
+  s.upsample2x = cc.up;
+  std::vector<float> ref(static_cast<size_t>(out_n));
+  cpu::conv2d(pool(), s, xin.data(), wref.data(), b.data(), ref.data(), cc.residual ? res.data() : nullptr);
+
+  DeviceBuffer<float> dx(x), db(b), dg(gamma), dbe(beta), dy(static_cast<size_t>(out_n));
+  DeviceBuffer<uint16_t> dw16(to_bf16_bits(w)), taps(size_t(cc.Co * K));
+  DeviceBuffer<double> dstats(group_sums(x, cc.N, cc.Ci, HW, groups)), sout(size_t(cc.N) * groups * 2);
+  if (cc.residual) dy.upload(res.data(), res.size());
+  else dy.poison();
+  cuda::ConvArgs a;
+  a.x = dx.get();
+  a.N = cc.N;
+  a.Ci = cc.Ci;
+  a.H = cc.H;
+  a.W = cc.W;
+  a.upsample2x = cc.up;
+  a.Co = cc.Co;
+  a.k = 3;
+  a.w_bf16 = dw16.get();
+  a.bias = db.get();
+  a.residual = cc.residual ? dy.get() : nullptr;
+  a.y = dy.get();
+  if (cc.gn) a.norm = cuda::GroupNormIn{dstats.get(), dg.get(), dbe.get(), groups, eps, true};
+  if (cc.stats) {
+    a.stats_out = sout.get();
+    a.stats_groups = groups;
+  }
+  if (cc.taps) {
+    cuda::conv_weights_to_taps(dw16.get(), cc.Co, cc.Ci, taps.get());
+    a.w_bf16_taps = taps.get();
+  }
+  DeviceBuffer<uint16_t> ws((cuda::conv2d_workspace_bytes(a) + 1) / 2);
+  ws.poison();
+  a.workspace = ws.get();
+  a.workspace_bytes = ws.size() * sizeof(uint16_t);
+  cuda::ForceVariant force(KernelFamily::Conv3x3, variant);
+  check_conv_output(a, Ho, Wo, ref, true, cc.name, std::string("conv variant ") + variant + " " + cc.name, 27, eps);
+  EXPECT_EQ(cuda::last_variant_run(KernelFamily::Conv3x3), variant) << "the forced variant did not run";
+}
+
+TEST(CudaVariants, EveryConvVariantMatchesCpuOnTheDecoderShapes) {
+  VTV_REQUIRE_GPU();
+  for (const std::string& v : variant_names(KernelFamily::Conv3x3)) {
+    for (const ConvVariantCase& c : kConvCases) run_conv_variant(c, v);
+  }
+}
+
+// ---- the tuning table and `vtv tune` ----------------------------------------------------------------
+
+TEST(CudaVariants, TheTuningTableSteersTheDispatchAndFallsBack) {
+  const cuda::KernelShape bf16_in = cuda::gemm_shape(300, 96, 64, true), f32_in = cuda::gemm_shape(300, 96, 64, false);
+  EXPECT_EQ(bf16_in.key(), "gemm M512 N96 K64");  // M bucketed to the next power of two
+  EXPECT_EQ(bf16_in.key(), f32_in.key());
+  EXPECT_EQ(std::string(cuda::choose_variant(bf16_in).name), "baseline");
+  const uint64_t gen = cuda::tuning_generation();
+  cuda::set_tuning_table({{bf16_in.key(), "pipelined"}, {"conv3x3 Ci32 Co16 8x8", "no-such-variant"}});
+  EXPECT_GT(cuda::tuning_generation(), gen);
+  EXPECT_EQ(std::string(cuda::choose_variant(bf16_in).name), "pipelined");
+  EXPECT_EQ(std::string(cuda::choose_variant(f32_in).name), "baseline") << "pipelined cannot read fp32 activations";
+  EXPECT_EQ(std::string(cuda::choose_variant(cuda::conv3x3_shape(4, 32, 16, 8, 8, false)).name), "baseline");
+  {
+    cuda::ForceVariant force(KernelFamily::Gemm, "baseline");
+    EXPECT_EQ(std::string(cuda::choose_variant(bf16_in).name), "baseline");
+  }
+  EXPECT_EQ(std::string(cuda::choose_variant(bf16_in).name), "pipelined");
+  EXPECT_THROW(cuda::ForceVariant(KernelFamily::Gemm, "no-such-variant"), Error);
+  cuda::set_tuning_table({});
+  EXPECT_EQ(std::string(cuda::choose_variant(bf16_in).name), "baseline");
+}
+
+TEST(CudaVariants, TuneTimesEverySupportingVariantOnTinyShapes) {
+  VTV_REQUIRE_GPU();
+  const std::vector<cuda::KernelShape> shapes = cuda::tuning_shapes("tiny", 1);
+  const std::vector<cuda::VariantTiming> rows = cuda::tune_kernels(shapes, 1);
+  size_t expected = 0;
+  for (const cuda::KernelShape& s : shapes) {
+    for (const cuda::KernelVariant& v : cuda::kernel_variants()) expected += v.family == s.family;
+  }
+  ASSERT_EQ(rows.size(), expected);
+  for (const cuda::VariantTiming& r : rows) {
+    if (r.skipped.empty()) {
+      EXPECT_GT(r.ms, 0.0) << r.shape << " " << r.variant;
+    } else {
+      EXPECT_EQ(r.ms, 0.0) << r.shape << " " << r.variant;
+    }
+  }
+  const std::map<std::string, std::string> winners = cuda::tuning_winners(rows);
+  EXPECT_EQ(winners.size(), shapes.size());
+  for (const auto& [shape, variant] : winners) {
+    double best = 1e300, winner_ms = -1;
+    for (const cuda::VariantTiming& r : rows) {
+      if (r.shape != shape || !r.skipped.empty()) continue;
+      best = std::min(best, r.ms);
+      if (r.variant == variant) winner_ms = r.ms;
+    }
+    EXPECT_EQ(winner_ms, best) << shape;
+  }
+  EXPECT_GT(cuda::measured_tensor_peak_tflops(), 0.0);
+  EXPECT_THROW(cuda::tuning_shapes("huge", 1), Error);
+}
+
+}  // namespace
+}  // namespace vtv::test
+
+#else
+VTV_CUDA_NOT_COMPILED_IN_TEST(CudaVariants)
+#endif
