@@ -22,9 +22,10 @@ cp "$(readlink -f "$(command -v node)")" "$stage/vtv/bin/node"
 cp -r dist data package.json CMakeLists.txt "$stage/vtv/"  # the package root is where both are
 cp "$addon" "$stage/vtv/build/Release/"
 # Runtime dependencies only; cmake-js (a build tool listed as a dependency for `npm install`) stays behind.
-# (npm prints real paths: node_modules may be a link to another checkout's.)
+# (npm prints paths under this checkout, or real ones where node_modules links to another checkout's.)
 modules="$(readlink -f node_modules)"
-{ npm ls --omit=dev --all --parseable 2>/dev/null || true; } | sed "s|^$modules/|node_modules/|" | grep '^node_modules/' |
+{ npm ls --omit=dev --all --parseable 2>/dev/null || true; } | sed -e "s|^$root/||" -e "s|^$modules/|node_modules/|" |
+  grep '^node_modules/' |
   grep -v -E '^node_modules/(cmake-js|node-addon-api)(/|$)' | while read -r dir; do
   mkdir -p "$stage/vtv/$(dirname "$dir")"
   cp -r "$dir" "$stage/vtv/$dir"
