@@ -52,8 +52,16 @@ benches=("$build"/bench_cuda_* "$build"/bench_engine_gpu)
 [ ${#tests[@]} -gt 0 ] || { echo "kit.sh: no cuda_*_test in $build (is GTest installed? apt-get install libgtest-dev)" >&2; exit 1; }
 cp "${tests[@]}" "${benches[@]}" "$kit/bin/"
 cp "$build/Release/vtv.node" "$kit/addon/"
-grep -E "Compiling entry function|Function properties|Used [0-9]+ registers|spill" "$build.log" >"$kit/ptxas.txt" || true
-cp "$kit/ptxas.txt" "$build/ptxas.txt"
+# ptxas -v prints only for the .cu files this build compiled: a build that compiled them keeps its report
+# in $build/ptxas.txt, and a no-op rebuild reuses it (a partial rebuild refreshes only its kernels' lines).
+grep -E "Compiling entry function|Function properties|Used [0-9]+ registers|spill" "$build.log" >"$stage/ptxas.txt" || true
+if [ -s "$stage/ptxas.txt" ]; then
+  if [ -s "$build/ptxas.txt" ] && [ "$(grep -c "Compiling entry" "$stage/ptxas.txt")" -lt "$(grep -c "Compiling entry" "$build/ptxas.txt")" ]; then
+    log "warning: this build recompiled only some kernels; $build/ptxas.txt is replaced by their report (remove $build for a whole one)"
+  fi
+  cp "$stage/ptxas.txt" "$build/ptxas.txt"
+fi
+if [ -s "$build/ptxas.txt" ]; then cp "$build/ptxas.txt" "$kit/"; else log "no ptxas report (remove $build and run again)"; fi
 {
   echo "commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- native CMakeLists.txt || echo ' (with uncommitted changes)')"
   echo "built $(date -u +%Y-%m-%dT%H:%MZ) on $(uname -m), $(gcc --version | head -1)"

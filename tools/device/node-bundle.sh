@@ -21,14 +21,35 @@ mkdir -p "$stage/vtv/bin" "$stage/vtv/build/Release"
 cp "$(readlink -f "$(command -v node)")" "$stage/vtv/bin/node"
 cp -r dist data package.json CMakeLists.txt "$stage/vtv/"  # the package root is where both are
 cp "$addon" "$stage/vtv/build/Release/"
-# Runtime dependencies only; cmake-js (a build tool listed as a dependency for `npm install`) stays behind.
-# (npm prints real paths: node_modules may be a link to another checkout's.)
-modules="$(readlink -f node_modules)"
-{ npm ls --omit=dev --all --parseable 2>/dev/null || true; } | sed "s|^$modules/|node_modules/|" | grep '^node_modules/' |
-  grep -v -E '^node_modules/(cmake-js|node-addon-api)(/|$)' | while read -r dir; do
+# Runtime dependencies only: the closure of package.json's "dependencies", resolved as node does (nested
+# node_modules first); cmake-js and node-addon-api (build tools listed for `npm install`) stay behind.
+# (Not `npm ls --omit=dev`: it also lists dev tools' platform packages, e.g. biome's 95 MB binary.)
+node -e '
+const fs = require("fs"), path = require("path");
+const root = process.cwd(), seen = new Set(), skip = new Set(["cmake-js", "node-addon-api"]);
+function find(name, from) {
+  for (let d = from; ; d = path.dirname(d)) {
+    const p = path.join(d, "node_modules", name);
+    if (fs.existsSync(path.join(p, "package.json"))) return p;
+    if (d === root || d === path.dirname(d)) return null;
+  }
+}
+function walk(dir) {
+  const pj = JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8"));
+  for (const dep of Object.keys(pj.dependencies || {})) {
+    if (dir === root && skip.has(dep)) continue;
+    const p = find(dep, dir);
+    if (!p) { console.error("node-bundle.sh: " + dep + " (needed by " + pj.name + ") is not installed"); process.exit(2); }
+    if (!seen.has(p)) { seen.add(p); walk(p); }
+  }
+}
+walk(root);
+for (const p of seen) console.log(path.relative(root, p));
+' >"$stage/modules.txt"
+while read -r dir; do
   mkdir -p "$stage/vtv/$(dirname "$dir")"
   cp -r "$dir" "$stage/vtv/$dir"
-done
+done <"$stage/modules.txt"
 rm -rf "$stage/vtv/node_modules/cmake-js"
 mkdir -p .device-node
 tar -C "$stage" -cf - vtv | xz -T0 -6 > .device-node/vtv-node.tar.xz

@@ -113,6 +113,13 @@ else
     grep -E "^\[  (PASSED|FAILED|SKIPPED) " "$out/$name.log" | sed "s/^/  $name /"
   done
   verdict parity $rc $(( $(date +%s) - s0 ))
+  # On the GPU machine every test must run: a skip means the device was not usable for it.
+  ran=$(cat "$out"/cuda_*_test.log 2>/dev/null | grep -c "^\[       OK \]")
+  skipped=$(cat "$out"/cuda_*_test.log 2>/dev/null | grep -E "^\[  SKIPPED \] .* ms\)" -c)
+  if [ $dry = 0 ] && [ "${status[parity]}" = ok ] && { [ "$ran" -eq 0 ] || [ "$skipped" -gt 0 ]; }; then
+    status[parity]="NOT RUN ($skipped skipped: no usable GPU)"
+    grep -h -E "no usable CUDA GPU|not compiled into this build" "$out"/cuda_*_test.log | head -1
+  fi
 fi
 
 # ---- 2. compute-sanitizer on the kernel tests (small shapes) --------------------------------------------------
