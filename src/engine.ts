@@ -4,7 +4,7 @@
 import type { NativeEngine, NativeForwardRequest, NativeTaskMeans } from '../bindings/addon.js';
 import { decTokens, encTokens, type Mode, type ModelConfig, meansDecFloats, meansEncFloats, patchBytes } from './config.js';
 import type { Image8 } from './data/image.js';
-import type { ApplyOptions, ApplyResult, TaskVector } from './method/task_vector.js';
+import type { ApplyOptions, ApplyResult, TaskVector } from './method/task-vector.js';
 import { loadAddon } from './native.js';
 
 export const CANVAS_FLOATS = 3 * 224 * 224;
@@ -229,7 +229,7 @@ export class Engine {
    * one-shot). A task vector made for other weights is refused (checked once per engine by checksum).
    */
   async apply(taskVector: TaskVector, images: readonly Image8[], options: ApplyOptions = {}): Promise<ApplyResult[]> {
-    const { applyTaskVector, weightsChecksum } = await import('./method/task_vector.js');
+    const { applyTaskVector, weightsChecksum } = await import('./method/task-vector.js');
     if (taskVector.data.weights.sha256) {
       this.weightsSha ??= weightsChecksum(this.weights);
       taskVector.checkWeights(this.weightsSha, this.weights);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PRESETS, patchBitIndex, patchBytes, preset } from '../src/config.js';
 import { BoundTaskMeans, CANVAS_FLOATS, Engine } from '../src/engine.js';
-import { randomWeights, writeRandomWeights } from '../src/model/random_weights.js';
+import { randomWeights, writeRandomWeights } from '../src/model/random-weights.js';
 import { loadAddon } from '../src/native.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vtv-engine-'));

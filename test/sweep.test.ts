@@ -1,15 +1,15 @@
 // `vtv sweep` without Slurm: the sweep file and its errors, the cells it expands into, the job array
 // script, the advisory locks, and a local sweep where one cell fails and the others finish (the CLI
 // runs as separate processes from dist/, which scripts/test.sh compiles before vitest). The Slurm
-// executor against real daemons is sweep_slurm.test.ts.
+// executor against real daemons is sweep-slurm.test.ts.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { preset } from '../src/config.js';
-import { runPaths } from '../src/method/run_layout.js';
-import { writeRandomWeights } from '../src/model/random_weights.js';
+import { writeRandomWeights } from '../src/model/random-weights.js';
+import { runPaths } from '../src/run/layout.js';
 import { sweepPaths } from '../src/sweep/layout.js';
 import { acquireLock, LockHeldError } from '../src/sweep/lock.js';
 import { arraySpec, cellsScript } from '../src/sweep/slurm.js';

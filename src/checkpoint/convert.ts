@@ -3,7 +3,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { type ModelConfig, ModelConfigSchema, PRESETS } from '../config.js';
-import { readJsonFile } from '../method/json_file.js';
+import { readJsonFile } from '../run/json-file.js';
 import { f32ToBf16 } from './dtype.js';
 import { dimMismatches, inferConfig, inferDims } from './infer-config.js';
 import { maeKeys, type Shape, VQ_MODULES, vqDecodeKeys, vqEncodeKeys } from './keys.js';

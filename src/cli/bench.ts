@@ -7,7 +7,7 @@ import { CANVAS_FLOATS, type ForwardRequest, type TaskMeans } from '../engine.js
 import { sampleChoices } from '../method/policy.js';
 import { VariableSpace } from '../method/variables.js';
 import { checkWeights, type Deps, defaultDeps, intInRange, type OpenedEngine, parseIntList, UsageError } from './common.js';
-import { threadsOption } from './run_options.js';
+import { threadsOption } from './run-options.js';
 
 export interface BenchRow {
   case: string;

@@ -13,11 +13,11 @@ import type { SegmentationDataset } from '../data/dataset.js';
 import { openPascal5i } from '../data/pascal5i.js';
 import { Engine } from '../engine.js';
 import { UsageError } from '../errors.js';
-import { writeJsonAtomic } from '../method/atomic_file.js';
-import type { ForwardEngine } from '../method/forward_engine.js';
-import { parseJsonText, readJsonFile } from '../method/json_file.js';
-import { RUN_FORMAT_VERSION, type RunConfig, type RunPaths, runPaths } from '../method/run_layout.js';
-import { acquireLock, checkNotLocked, type RunLock, runLockPath, searchLockPath, searchLocks } from '../method/run_lock.js';
+import type { ForwardEngine } from '../method/forward-engine.js';
+import { writeJsonAtomic } from '../run/atomic-file.js';
+import { parseJsonText, readJsonFile } from '../run/json-file.js';
+import { RUN_FORMAT_VERSION, type RunConfig, type RunPaths, runPaths } from '../run/layout.js';
+import { acquireLock, checkNotLocked, type RunLock, runLockPath, searchLockPath, searchLocks } from '../run/lock.js';
 
 /** Options every run-based command accepts. */
 export interface RunOptions {

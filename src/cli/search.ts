@@ -9,14 +9,14 @@ import type { SegmentationDataset } from '../data/dataset.js';
 import { buildTaskCanvas } from '../data/episode-canvas.js';
 import { CANVAS_FLOATS } from '../engine.js';
 import { InterruptedError } from '../errors.js';
-import { readMeansFile } from '../method/means_file.js';
-import { resolveRunTask } from '../method/pairs_task.js';
+import { resolveRunTask } from '../method/pairs-task.js';
 import { type CanvasSet, checkSearchOptions, REFERENCE_SEARCH, runSearch, type SearchOptions } from '../method/reinforce.js';
-import { MULTITASK } from '../method/run_layout.js';
-import { moveAside } from '../method/run_lock.js';
-import { makeSubsetFile, writeSubsetFile } from '../method/subset_file.js';
-import { cachedTargetTokens, weightsIdentity } from '../method/target_tokens.js';
+import { cachedTargetTokens, weightsIdentity } from '../method/target-tokens.js';
 import { type Granularity, VariableSpace } from '../method/variables.js';
+import { MULTITASK } from '../run/layout.js';
+import { moveAside } from '../run/lock.js';
+import { readMeansFile } from '../run/means-file.js';
+import { makeSubsetFile, writeSubsetFile } from '../run/subset-file.js';
 import { MAX_BATCH } from './collect.js';
 import {
   checkMemory,
@@ -34,7 +34,7 @@ import {
   type RunOptions,
   UsageError,
 } from './common.js';
-import { addRunOptions } from './run_options.js';
+import { addRunOptions } from './run-options.js';
 
 /** Bounds of the numeric options (checked before anything is allocated; memory is checked too). */
 export const MAX_STEPS = 10_000_000;

@@ -11,8 +11,8 @@ import { buildTaskCanvas, buildTaskCanvases } from '../data/episode-canvas.js';
 import { Rng } from '../data/rng.js';
 import { getTask, type Task } from '../data/tasks/index.js';
 import { CANVAS_FLOATS, type TaskMeans } from '../engine.js';
-import type { ForwardEngine } from './forward_engine.js';
-import type { TaskMeansEntry } from './means_file.js';
+import type { TaskMeansEntry } from '../run/means-file.js';
+import type { ForwardEngine } from './forward-engine.js';
 import { newTasknessAccumulator, type Taskness, type TasknessAccumulator, tasknessAddTask, tasknessScores } from './taskness.js';
 
 export interface CollectOptions {

@@ -13,7 +13,7 @@ import { getTask } from '../data/tasks/index.js';
 import { CANVAS_FLOATS, type ForwardRequest, type TaskMeans } from '../engine.js';
 import { psnr } from '../metrics/psnr.js';
 import { ssim } from '../metrics/ssim.js';
-import type { ForwardEngine } from './forward_engine.js';
+import type { ForwardEngine } from './forward-engine.js';
 import { probabilities, sampleChoices } from './policy.js';
 import type { VariableSpace } from './variables.js';
 

@@ -17,9 +17,9 @@ import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Rng, type RngState } from '../data/rng.js';
 import { QUADRANT_TOKENS, type TaskMeans } from '../engine.js';
-import { writeFileAtomic, writeJsonAtomic } from './atomic_file.js';
-import type { ForwardEngine } from './forward_engine.js';
-import { parseJsonText, readJsonFile } from './json_file.js';
+import { writeFileAtomic, writeJsonAtomic } from '../run/atomic-file.js';
+import { parseJsonText, readJsonFile } from '../run/json-file.js';
+import type { ForwardEngine } from './forward-engine.js';
 import {
   type AdamState,
   adamStep,
@@ -50,7 +50,7 @@ export interface CanvasSet {
   count: number;
   /** [count][3][111][111] uint8; default: each canvas's own bottom-right cell. */
   targets?: Uint8Array;
-  /** [count][49] VQGAN tokens of the ground-truth output quadrant; needed by training sets of the token objective (target_tokens.ts). */
+  /** [count][49] VQGAN tokens of the ground-truth output quadrant; needed by training sets of the token objective (target-tokens.ts). */
   targetTokens?: Int32Array;
 }
 
@@ -306,7 +306,7 @@ function validateInputs(inp: SearchInputs, opt: SearchOptions): void {
       const s = inp.train[t]!;
       if (!s.targetTokens || s.targetTokens.length !== s.count * QUADRANT_TOKENS) {
         throw new Error(
-          `search: the token objective needs [${s.count}][${QUADRANT_TOKENS}] target tokens for the training canvases of '${inp.tasks[t]!.name}' (see target_tokens.ts)`,
+          `search: the token objective needs [${s.count}][${QUADRANT_TOKENS}] target tokens for the training canvases of '${inp.tasks[t]!.name}' (see target-tokens.ts)`,
         );
       }
     }

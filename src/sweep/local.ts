@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import cliProgress from 'cli-progress';
-import { runPaths } from '../method/run_layout.js';
+import { runPaths } from '../run/layout.js';
 import { readCellStatus, type SweepPaths, writeCellStatus } from './layout.js';
 import type { Cell, Sweep } from './spec.js';
 import { formatSeconds } from './status.js';

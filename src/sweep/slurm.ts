@@ -6,7 +6,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { writeJsonAtomic } from '../method/atomic_file.js';
+import { writeJsonAtomic } from '../run/atomic-file.js';
 import type { SweepPaths } from './layout.js';
 import type { SlurmSettings, Sweep } from './spec.js';
 

@@ -2,10 +2,10 @@
 import { colorization } from './colorization.js';
 import { identity } from './identity.js';
 import { inpaint } from './inpaint.js';
-import { inpaintLowlight } from './inpaint_lowlight.js';
-import { lowlightEnhance } from './lowlight_enhance.js';
+import { inpaintLowlight } from './inpaint-lowlight.js';
+import { lowlightEnhance } from './lowlight-enhance.js';
 import { segmentation } from './segmentation.js';
-import { segmentationInpaint } from './segmentation_inpaint.js';
+import { segmentationInpaint } from './segmentation-inpaint.js';
 import type { Task, TaskId } from './task.js';
 
 export type { MetricName, Task, TaskId } from './task.js';

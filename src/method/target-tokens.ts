@@ -9,8 +9,8 @@ import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { CELL_SIZE as CELL, CELL_OFFSET, IMAGENET_MEAN, IMAGENET_STD } from '../data/canvas.js';
 import { CANVAS_FLOATS, QUADRANT_TOKENS, quadrantTokens, TARGET_BYTES } from '../engine.js';
-import { writeJsonAtomic } from './atomic_file.js';
-import { readJsonFile } from './json_file.js';
+import { writeJsonAtomic } from '../run/atomic-file.js';
+import { readJsonFile } from '../run/json-file.js';
 import type { CanvasSet } from './reinforce.js';
 
 /** The part of the engine that computes target tokens (an Engine opened with needVqganEncoder). */

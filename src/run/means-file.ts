@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { readSafetensors, readSafetensorsHeader, type SafeTensor, writeSafetensors } from '../checkpoint/safetensors.js';
 import { type ModelConfig, ONE_SHOT_DEC_TOKENS, ONE_SHOT_ENC_TOKENS } from '../config.js';
 import type { TaskMeans } from '../engine.js';
-import { parseJsonText } from './json_file.js';
+import { parseJsonText } from './json-file.js';
 
 export const MEANS_FORMAT = '1';
 

@@ -36,12 +36,12 @@ import type { Image8, RgbImage } from '../data/image.js';
 import { imageCell } from '../data/pairs.js';
 import { getTask, type MetricName } from '../data/tasks/index.js';
 import { CANVAS_FLOATS, type TaskMeans } from '../engine.js';
+import { MULTITASK, type RunPaths } from '../run/layout.js';
+import { readMeansFile, sameShapes } from '../run/means-file.js';
+import { readSubsetFile } from '../run/subset-file.js';
 import { cropCell } from './evaluate.js';
-import type { ForwardEngine } from './forward_engine.js';
-import { readMeansFile, sameShapes } from './means_file.js';
-import { PairsTask } from './pairs_task.js';
-import { MULTITASK, type RunPaths } from './run_layout.js';
-import { readSubsetFile } from './subset_file.js';
+import type { ForwardEngine } from './forward-engine.js';
+import { PairsTask } from './pairs-task.js';
 import type { Granularity } from './variables.js';
 
 export const TASK_VECTOR_FORMAT = '1';

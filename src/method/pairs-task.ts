@@ -29,13 +29,13 @@ import { Rng } from '../data/rng.js';
 import type { MetricName } from '../data/tasks/index.js';
 import { getTask, TASK_IDS } from '../data/tasks/index.js';
 import { CANVAS_FLOATS } from '../engine.js';
-import { writeJsonAtomic } from './atomic_file.js';
+import { writeJsonAtomic } from '../run/atomic-file.js';
+import { MULTITASK, type RunPaths } from '../run/layout.js';
+import type { TaskMeansEntry } from '../run/means-file.js';
 import { meansOf, recordActivations, selectPrompts } from './collect.js';
 import type { EpisodeSource } from './evaluate.js';
-import type { ForwardEngine } from './forward_engine.js';
-import type { TaskMeansEntry } from './means_file.js';
+import type { ForwardEngine } from './forward-engine.js';
 import type { CanvasSet } from './reinforce.js';
-import { MULTITASK, type RunPaths } from './run_layout.js';
 import { newTasknessAccumulator, type Taskness, tasknessAddTask, tasknessScores } from './taskness.js';
 
 export interface PairsTaskFile {

@@ -1,10 +1,10 @@
 // subset.json: the result of a search, the set of (layer, head, positions) a task vector patches.
 import { existsSync } from 'node:fs';
 import type { Mode, ModelConfig } from '../config.js';
-import { writeJsonAtomic } from './atomic_file.js';
-import { readJsonFile } from './json_file.js';
-import { probabilities } from './policy.js';
-import { type Granularity, VariableSpace } from './variables.js';
+import { probabilities } from '../method/policy.js';
+import { type Granularity, VariableSpace } from '../method/variables.js';
+import { writeJsonAtomic } from './atomic-file.js';
+import { readJsonFile } from './json-file.js';
 
 export interface SubsetFile {
   format: 'vtv-subset';

@@ -9,8 +9,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { preset } from '../src/config.js';
-import { runPaths } from '../src/method/run_layout.js';
-import { writeRandomWeights } from '../src/model/random_weights.js';
+import { writeRandomWeights } from '../src/model/random-weights.js';
+import { runPaths } from '../src/run/layout.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const main = join(repo, 'dist', 'src', 'cli', 'main.js');
