@@ -5,8 +5,19 @@
 export { convertCheckpoints, readSafetensors, writeSafetensors } from './checkpoint/index.js';
 export * from './config.js';
 export * as data from './data/index.js';
-export { BoundTaskMeans, CANVAS_FLOATS, Engine, type EngineOptions, type ForwardRequest, type ForwardResult, type TaskMeans } from './engine.js';
-export { InterruptedError, UsageError, VtvError } from './errors.js';
+export {
+  BoundTaskMeans,
+  CANVAS_FLOATS,
+  Engine,
+  type EngineOptions,
+  type ForwardBuffers,
+  type ForwardRequest,
+  type ForwardResult,
+  type OutputBufferRequest,
+  resolveConfig,
+  type TaskMeans,
+} from './engine.js';
+export { ConflictError, EngineError, InputError, InterruptedError, UsageError, VtvError } from './errors.js';
 export { collectTaskVectors } from './method/collect.js';
 export { evaluateTaskVectors } from './method/evaluate.js';
 export { collectPairsTask, type PairsCollectOptions, PairsTask, type PairsTaskFile } from './method/pairs-task.js';

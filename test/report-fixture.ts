@@ -2,7 +2,7 @@
 // (run/layout.ts paths, writeMeansFile, makeSubsetFile/writeSubsetFile, writeJsonAtomic, resultsMarkdown,
 // writePngFile, StepRecord/SearchState/EvalResults/Taskness): a finished run on the ViT-L shapes, and an
 // interrupted one on the tiny model (search stopped half-way with a cut-off log line, no subset, no eval).
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { type ModelConfig, ONE_SHOT_DEC_TOKENS, ONE_SHOT_ENC_TOKENS, preset } from '../src/config.js';
 import { makeImage, writePngFile } from '../src/data/image.js';
 import { Rng } from '../src/data/rng.js';
@@ -304,4 +304,10 @@ export function makeInterruptedRun(root: string): void {
   const space = new VariableSpace(c, 1, 'zero-shot');
   writeSearch(root, 'segmentation', [TASKS[0]!], space, { loggedSteps: 25, stateStep: 20, finished: false, cutLastLine: true }, r);
   writeSearch(root, 'colorization', [TASKS[1]!], space, { loggedSteps: 3, finished: false }, r);
+}
+
+/** The relative paths of every image a report page references. */
+export function referencedImages(htmlPath: string): string[] {
+  const html = readFileSync(htmlPath, 'utf8');
+  return [...html.matchAll(/<img src="([^"]+)"/g)].map((m) => m[1]!);
 }

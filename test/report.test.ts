@@ -14,11 +14,11 @@ import { VariableSpace } from '../src/method/variables.js';
 import { continuousScale, selectionScale } from '../src/report/colormap.js';
 import { drawHeatmapFigure, drawLineChart, niceTicks } from '../src/report/figures.js';
 import { headMapGrid } from '../src/report/head-maps.js';
-import { referencedImages, writeReport } from '../src/report/report.js';
+import { writeReport } from '../src/report/report.js';
 import { readRunFiles } from '../src/report/run-files.js';
 import { runPaths } from '../src/run/layout.js';
 import type { SubsetFile } from '../src/run/subset-file.js';
-import { makeCompleteRun, makeInterruptedRun } from './report-fixture.js';
+import { makeCompleteRun, makeInterruptedRun, referencedImages } from './report-fixture.js';
 
 let base: string;
 let complete: string;

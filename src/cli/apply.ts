@@ -146,7 +146,7 @@ export async function applyCommand(images: string[], o: ApplyCliOptions, deps: D
     }
   } finally {
     bar.stop();
-    engine.close?.();
+    await engine.close?.();
   }
   deps.log(`apply: task vector '${tv.task}' (${tv.size} patched head positions) on ${images.length - failed.length} image(s) -> ${out}`);
   if (failed.length) throw new UsageError(`${failed.length} of ${images.length} image(s) could not be read: ${failed.join(', ')}`);

@@ -1,7 +1,7 @@
 // `vtv bench`: forwards per second of the engine on this machine, per mode and batch, with and
 // without patching and decoding (random canvases; the model from --model/--weights or a run).
 import { Command, Option } from 'commander';
-import { type ModelConfig, preset } from '../config.js';
+import { BACKENDS, type ModelConfig, preset } from '../config.js';
 import { Rng } from '../data/rng.js';
 import { CANVAS_FLOATS, type ForwardRequest, type TaskMeans } from '../engine.js';
 import { sampleChoices } from '../method/policy.js';
@@ -62,7 +62,7 @@ export function benchProgram(deps: Deps = defaultDeps): Command {
     .description('measure engine forwards per second (random canvases)')
     .option('--model <preset>', 'model preset', 'tiny')
     .requiredOption('--weights <files...>', 'safetensors weights for the model')
-    .addOption(new Option('--backend <name>', 'compute backend').choices(['auto', 'cpu', 'cuda']).default('auto'))
+    .addOption(new Option('--backend <name>', 'compute backend').choices(BACKENDS).default('auto'))
     .addOption(threadsOption())
     .option('--batches <list>', 'batch sizes (1 to 4096)', parseIntList('--batches', 1, 4096), [1, 16])
     .option('--repeats <n>', 'timed repeats per case', intInRange('--repeats', 1, 10000), 3)

@@ -132,7 +132,7 @@ async function collectLocked(o: CollectCliOptions, deps: Deps): Promise<string> 
     deps.log(`  task vectors: ${ctx.paths.means}\n  taskness:     ${ctx.paths.taskness}`);
     return ctx.paths.means;
   } finally {
-    engine.close?.();
+    await engine.close?.();
   }
 }
 
@@ -200,7 +200,7 @@ async function collectPairsCommand(o: CollectCliOptions, deps: Deps): Promise<st
     deps.log(`  task:         ${ctx.paths.pairsTask(name)}\n  task vectors: ${ctx.paths.means}\n  taskness:     ${ctx.paths.pairsTaskness(name)}`);
     return ctx.paths.means;
   } finally {
-    engine.close?.();
+    await engine.close?.();
   }
 }
 

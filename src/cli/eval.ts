@@ -114,7 +114,7 @@ async function evalLocked(o: EvalCliOptions, ctx: RunContext, resolved: ReturnTy
     deps.log(`  results: ${ctx.paths.evalJson}\n  table:   ${ctx.paths.evalMd}\n  images:  ${ctx.paths.examples('<task>')}`);
     return ctx.paths.evalJson;
   } finally {
-    engine.close?.();
+    await engine.close?.();
   }
 }
 

@@ -11,6 +11,7 @@ import { writePngFile } from '../data/image.js';
 import { Rng } from '../data/rng.js';
 import { getTask } from '../data/tasks/index.js';
 import { CANVAS_FLOATS, type ForwardRequest, type TaskMeans } from '../engine.js';
+import { InputError } from '../errors.js';
 import { psnr } from '../metrics/psnr.js';
 import { ssim } from '../metrics/ssim.js';
 import type { ForwardEngine } from './forward-engine.js';
@@ -125,16 +126,16 @@ export async function evaluateTaskVectors(
     for (const fold of t.source?.folds ?? opt.folds) {
       let choice = t.choice;
       if (opt.drawPerFold) {
-        if (!t.logits) throw new Error(`eval: drawing per fold needs the search logits of '${t.name}'`);
+        if (!t.logits) throw new InputError(`eval: drawing per fold needs the search logits of '${t.name}'`);
         choice = sampleChoices(probabilities(t.logits), 1, Rng.fromSeed(opt.seed).fork(`subset/${t.name}/${fold}`));
       }
       const size = choice.reduce((a, b) => a + b, 0);
       let refs: { index: number; build: () => TaskCanvas }[];
       if (t.source) refs = t.source.episodes(fold, opt.seed, opt.episodes);
       else {
-        if (!ds) throw new Error(`eval: task '${t.name}' needs a dataset`);
+        if (!ds) throw new InputError(`eval: task '${t.name}' needs a dataset`);
         const spec = { split: 'val' as const, fold };
-        if (ds.entries(spec).length === 0) throw new Error(`eval: ${ds.name} val fold ${fold} is empty`);
+        if (ds.entries(spec).length === 0) throw new InputError(`eval: ${ds.name} val fold ${fold} is empty`);
         const builtIn = getTask(t.name);
         refs = ds.episodeRefs(spec, opt.seed, opt.episodes).map((r) => ({ index: r.index, build: () => buildTaskCanvas(builtIn, ds.loadEpisode(r)) }));
       }

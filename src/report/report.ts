@@ -465,9 +465,3 @@ ${page.parts.join('\n')}
   writeFileSync(manifest, `${written.join('\n')}\n`);
   return { html: htmlPath, outDir, figures: page.figures, notes: run.notes };
 }
-
-/** The relative paths of every image a report page references (for checks). */
-export function referencedImages(htmlPath: string): string[] {
-  const html = readFileSync(htmlPath, 'utf8');
-  return [...html.matchAll(/<img src="([^"]+)"/g)].map((m) => m[1]!);
-}

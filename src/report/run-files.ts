@@ -5,6 +5,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { type ModelConfig, ModelConfigSchema, preset } from '../config.js';
+import { InputError } from '../errors.js';
 import type { EvalResults } from '../method/evaluate.js';
 import type { SearchState, StepRecord } from '../method/reinforce.js';
 import type { Taskness } from '../method/taskness.js';
@@ -63,9 +64,6 @@ export interface RunFiles {
   examples: Map<string, ExampleImages[]>;
   notes: Note[];
 }
-
-/** The names eval/examples files use for what they show (evaluate.ts FILE_LABEL plus the prompt cells). */
-export const EXAMPLE_KINDS = ['example-input', 'example-output', 'query', 'one-shot', 'zero-shot', 'task-vector', 'random', 'target'] as const;
 
 const EXAMPLE_NAME = /^fold(\d+)_([^_]+)_(.+)\.png$/;
 
@@ -135,7 +133,7 @@ function listDirs(dir: string): string[] {
 }
 
 export function readRunFiles(root: string): RunFiles {
-  if (!existsSync(root) || !statSync(root).isDirectory()) throw new Error(`run directory ${root} does not exist`);
+  if (!existsSync(root) || !statSync(root).isDirectory()) throw new InputError(`run directory ${root} does not exist`);
   const paths = runPaths(root);
   const notes: Note[] = [];
   const rel = (p: string) => relative(root, p) || '.';

@@ -35,7 +35,9 @@
 //     examples/<task>/fold<k>_<episode>_<what>.png   the 111x111 cells; what = example-input,
 //                               example-output, query, target (ground truth), and the predictions
 //                               one-shot, zero-shot, task-vector, random
+
 import { join } from 'node:path';
+import type { DatasetName } from '../data/dataset.js';
 
 export const RUN_FORMAT_VERSION = 1;
 
@@ -90,7 +92,7 @@ export interface RunConfig {
   version: number;
   model: string; // preset name
   weights: string[];
-  dataset: 'bundled' | 'pascal5i';
+  dataset: DatasetName;
   dataDir?: string;
   backend: 'auto' | 'cpu' | 'cuda';
   /** The CUDA backend's precision (absent: fp32); a later command's --precision overrides it, as --backend does. */
