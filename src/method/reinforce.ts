@@ -16,7 +16,7 @@
 import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Rng, type RngState } from '../data/rng.js';
-import { type ForwardBuffers, QUADRANT_TOKENS, type TaskMeans } from '../engine.js';
+import { CANVAS_FLOATS, type ForwardBuffers, QUADRANT_TOKENS, type TaskMeans } from '../engine.js';
 import { InputError, UsageError } from '../errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../run/atomic-file.js';
 import { parseJsonText, readJsonFile } from '../run/json-file.js';
@@ -304,7 +304,7 @@ function validateInputs(inp: SearchInputs, opt: SearchOptions): void {
   for (let t = 0; t < inp.tasks.length; t++) {
     const s = inp.train[t]!;
     if (s.count === 0) throw new InputError(`search: task '${inp.tasks[t]!.name}' has no training canvases (empty dataset?)`);
-    if (s.canvases.length !== s.count * 3 * 224 * 224) throw new InputError(`search: training canvases of '${inp.tasks[t]!.name}' have the wrong size`);
+    if (s.canvases.length !== s.count * CANVAS_FLOATS) throw new InputError(`search: training canvases of '${inp.tasks[t]!.name}' have the wrong size`);
   }
   if (inp.validation && inp.validation.length !== inp.tasks.length) throw new InputError('search: validation sets must match the tasks');
   checkSearchOptions(opt);

@@ -18,6 +18,7 @@ import { basename } from 'node:path';
 import { readSafetensors, type SafeTensor, writeSafetensors } from '../checkpoint/safetensors.js';
 import {
   CELL,
+  CELL_START,
   type Mode,
   type ModelConfig,
   ModelConfigSchema,
@@ -27,6 +28,8 @@ import {
   ONE_SHOT_ENC_TOKENS,
   patchBitIndex,
   patchBytes,
+  ZERO_SHOT_DEC_TOKENS,
+  ZERO_SHOT_ENC_TOKENS,
   ZERO_SHOT_SHIFT,
 } from '../config.js';
 import { buildCanvas, CELL_FLOATS, type Cell, planarToImage } from '../data/canvas.js';
@@ -197,7 +200,7 @@ export class TaskVector {
     let ei = 0;
     let di = 0;
     const layers = config.encDepth + config.decDepth;
-    const tokens = mode === 'zero-shot' ? [50, 99] : [ONE_SHOT_ENC_TOKENS, ONE_SHOT_DEC_TOKENS];
+    const tokens = mode === 'zero-shot' ? [ZERO_SHOT_ENC_TOKENS, ZERO_SHOT_DEC_TOKENS] : [ONE_SHOT_ENC_TOKENS, ONE_SHOT_DEC_TOKENS];
     for (let k = 0; k < patches.length; k += 3) {
       const [l, h, p] = [patches[k]!, patches[k + 1]!, patches[k + 2]!];
       const enc = l < config.encDepth;
@@ -358,7 +361,7 @@ export async function applyTaskVector(engine: ForwardEngine, tv: TaskVector, ima
     const run = async (mode: Mode, patched: boolean) =>
       (await engine.forward({ mode, canvases, outputs: { images: true }, ...(patched ? { patch: { means, masks } } : {}) })).images!;
     const cellOf = (images: Uint8Array, i: number) =>
-      planarToImage(cropCell(images.subarray(i * CANVAS_FLOATS, (i + 1) * CANVAS_FLOATS), 113, 113), CELL, CELL) as RgbImage;
+      planarToImage(cropCell(images.subarray(i * CANVAS_FLOATS, (i + 1) * CANVAS_FLOATS), CELL_START, CELL_START), CELL, CELL) as RgbImage;
     const tvImages = await run(tv.data.mode, true);
     const zs = opt.compare ? await run('zero-shot', false) : undefined;
     const os = opt.compare ? await run('one-shot', false) : undefined;
