@@ -159,9 +159,9 @@ describe('vtv collect / search / eval (fake engine)', () => {
 
   it('runs the demo flow and the CLI parses every command', async () => {
     const demoRun = join(root, 'demo');
-    const md = await demoCommand({ run: demoRun, scale: 0.25 }, deps);
+    const md = await demoCommand({ run: demoRun, scale: 0.25, random: true }, deps);
     expect(readFileSync(md, 'utf8')).toMatch(/task vector/);
-    await expect(demoCommand({ run: demoRun }, deps)).rejects.toThrow(/already holds a run: pass --force/);
+    await expect(demoCommand({ run: demoRun, random: true }, deps)).rejects.toThrow(/already holds a run: pass --force/);
     const names = program()
       .commands.map((c) => c.name())
       .filter((n) => n !== 'help');

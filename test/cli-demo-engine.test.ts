@@ -16,7 +16,7 @@ describe('vtv demo (real engine)', () => {
     const logs: string[] = [];
     const deps: Deps = { ...defaultDeps, log: (m) => logs.push(m), progress: false };
     const run = join(dir, 'demo');
-    await demoCommand({ run, scale: 0.25, threads: 2 }, deps);
+    await demoCommand({ run, scale: 0.25, threads: 2, random: true }, deps);
     const p = runPaths(run);
     for (const f of [
       p.config,

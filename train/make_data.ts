@@ -18,7 +18,61 @@ import type { Sample } from '../src/data/dataset.js';
 import { decodeJpeg, encodeJpeg } from '../src/data/image.js';
 import { type PreparedSample, prepareSample } from '../src/data/prepare.js';
 import { Rng } from '../src/data/rng.js';
-import { getTask, type TaskId } from '../src/data/tasks/index.js';
+import { blackSquare, drawSquare, grayscaleCell, lowLight } from '../src/data/tasks/ops.js';
+import { getTask, type Task } from '../src/data/tasks/index.js';
+
+// Training-only tasks. Each shares its query kind with one of the project's tasks but asks for a
+// different output, so the query alone no longer tells the model what to do: only the example pair
+// does. Without them every task is identified by its query (a dark query is always low-light
+// enhancement, a grey one colorization), a zero-shot forward does as well as a one-shot one, and
+// there is no gap for a task vector to close.
+type TrainTask = { id: string; cells: Task['cells'] };
+const TRAIN_ONLY: Record<string, TrainTask> = {
+  // photo -> the class mask inverted (black object on white): segmentation's query, opposite output
+  segmentation_inverted: {
+    id: 'segmentation_inverted',
+    cells: ({ support, query }) => ({
+      exampleInput: support.imageCell,
+      exampleOutput: support.maskCell.map((v) => 1 - v),
+      queryInput: query.imageCell,
+      queryOutput: query.maskCell.map((v) => 1 - v),
+    }),
+  },
+  // dark photo -> the same dark photo (low-light enhancement's query)
+  lowlight_copy: {
+    id: 'lowlight_copy',
+    cells: ({ support, query }) => ({
+      exampleInput: lowLight(support.imageCell),
+      exampleOutput: lowLight(support.imageCell),
+      queryInput: lowLight(query.imageCell),
+      queryOutput: lowLight(query.imageCell),
+    }),
+  },
+  // grey photo -> the same grey photo (colorization's query)
+  gray_copy: {
+    id: 'gray_copy',
+    cells: ({ support, query }) => ({
+      exampleInput: grayscaleCell(support.image),
+      exampleOutput: grayscaleCell(support.image),
+      queryInput: grayscaleCell(query.image),
+      queryOutput: grayscaleCell(query.image),
+    }),
+  },
+  // photo with a black square -> the same (inpainting's query)
+  inpaint_copy: {
+    id: 'inpaint_copy',
+    cells: ({ support, query }, rng) => {
+      const sq = drawSquare(rng);
+      return {
+        exampleInput: blackSquare(support.imageCell, sq),
+        exampleOutput: blackSquare(support.imageCell, sq),
+        queryInput: blackSquare(query.imageCell, sq),
+        queryOutput: blackSquare(query.imageCell, sq),
+      };
+    },
+  },
+};
+const trainTask = (name: string): TrainTask => TRAIN_ONLY[name] ?? getTask(name);
 
 const { values } = parseArgs({
   options: {
@@ -26,14 +80,18 @@ const { values } = parseArgs({
     'scenes-per-class': { type: 'string', default: '600' },
     canvases: { type: 'string', default: '12000' },
     seed: { type: 'string', default: '1' },
-    tasks: { type: 'string', default: 'segmentation,lowlight_enhance,identity,inpaint,colorization' },
+    tasks: {
+      type: 'string',
+      default: 'segmentation,segmentation_inverted,identity,lowlight_enhance,lowlight_copy,colorization,gray_copy,inpaint,inpaint_copy',
+    },
   },
 });
 const seed = Number(values.seed);
 if (seed === BUNDLED_SEED) throw new Error(`make_data: seed ${seed} is the bundled (evaluation) data's seed; pick another`);
 const perClass = Number(values['scenes-per-class']);
 const count = Number(values.canvases);
-const tasks = (values.tasks as string).split(',') as TaskId[];
+const tasks = (values.tasks as string).split(',');
+for (const t of tasks) trainTask(t); // an unknown name fails here, before any work
 const out = values.out as string;
 mkdirSync(out, { recursive: true });
 
@@ -73,7 +131,7 @@ for (let i = 0; i < count; i++) {
   let s = rng.int(0, pool.length - 2);
   if (s >= q) s++;
   const taskIndex = i % tasks.length;
-  const task = getTask(tasks[taskIndex] as TaskId);
+  const task = trainTask(tasks[taskIndex] as string);
   const cells = task.cells({ classId, support: pool[s] as PreparedSample, query: pool[q] as PreparedSample }, rng.fork(`task/${i}`));
   writeSync(fd, canvasBytes(cells));
   meta.push({ task: taskIndex, classId });
