@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cpu/gemm.h"
+#include "model/weights_view.h"
 #include "vtv/config.h"
 #include "vtv/engine.h"
 #include "vtv/error.h"
@@ -642,6 +643,26 @@ Napi::Value InspectWeights(const Napi::CallbackInfo& info) {
   }
 }
 
+// boundTensors(config, paths): binds the MAE, the VQGAN decoder and the VQGAN encoder from the files as
+// the engine does (a missing or misshapen tensor throws the engine's error) and lists the tensors read.
+Napi::Value BoundTensors(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  try {
+    if (info.Length() < 2) throw vtv::Error("boundTensors: expected a config and weights file paths");
+    auto config = config_from_js(info[0]);
+    auto weights = vtv::Weights::open(string_list(info[1], "boundTensors"));
+    vtv::model::bind_mae(*weights, config);
+    vtv::model::bind_vqgan_decoder(*weights, config);
+    vtv::model::bind_vqgan_encoder(*weights, config);
+    auto keys = weights->bound_keys();
+    auto arr = Napi::Array::New(env, keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) arr.Set(static_cast<uint32_t>(i), keys[i]);
+    return arr;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EngineWrap::constructor = new Napi::FunctionReference(Napi::Persistent(EngineWrap::Init(env)));
   TaskMeansWrap::constructor = new Napi::FunctionReference(Napi::Persistent(TaskMeansWrap::Init(env)));
@@ -671,6 +692,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("canvas", canvas);
   exports.Set("createEngine", Napi::Function::New(env, CreateEngine));
   exports.Set("inspectWeights", Napi::Function::New(env, InspectWeights));
+  exports.Set("boundTensors", Napi::Function::New(env, BoundTensors));
   return exports;
 }
 

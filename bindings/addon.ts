@@ -73,6 +73,11 @@ export interface NativeAddon {
     needVqgan?: boolean;
     needVqganEncoder?: boolean;
   }): Promise<NativeEngine>;
+  /**
+   * The tensors the engine reads from these files for a config (MAE, VQGAN decoder and encoder), sorted;
+   * a missing or misshapen one throws as Engine.open does.
+   */
+  boundTensors(config: NativeModelConfig, paths: string[]): string[];
   /** Lists a safetensors file's tensors (key, dtype, shape) and metadata without loading data. */
   inspectWeights(paths: string[]): { tensors: { key: string; dtype: string; shape: number[] }[]; metadata: Record<string, string> };
 }

@@ -1,7 +1,13 @@
 // The tables shared by TypeScript and the native engine agree: the presets and the canvas geometry (both
-// compiled from src/model-constants.json) and the names of the engine's enums (backends, precisions,
-// modes, losses), which the addon parses with its own tables.
+// compiled from src/model-constants.json), the names of the engine's enums (backends, precisions, modes,
+// losses), which the addon parses with its own tables, and the weight tensors: the names and shapes
+// src/checkpoint/keys.ts lists (what `vtv convert` writes and the CLI checks) are exactly those the
+// engine's binders read (native/src/model/weights_view.cc).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { maeKeys, vqDecodeKeys, vqEncodeKeys } from '../src/checkpoint/keys.js';
 import {
   BACKENDS,
   CELL,
@@ -20,6 +26,7 @@ import {
   ZERO_SHOT_ENC_TOKENS,
   ZERO_SHOT_SHIFT,
 } from '../src/config.js';
+import { writeRandomWeights } from '../src/model/random-weights.js';
 import { loadAddon } from '../src/native.js';
 
 const f32 = (x: number) => Math.fround(x);
@@ -55,5 +62,22 @@ describe('the addon and src/config.ts agree', () => {
 
   it('enum names: backends, precisions, modes, losses', () => {
     expect(addon.names).toEqual({ backends: [...BACKENDS], precisions: [...PRECISIONS], modes: [...MODES], losses: ['none', ...LOSSES] });
+  });
+
+  it('weight tensors: the engine reads exactly the names keys.ts lists, with its shapes', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vtv-tables-'));
+    try {
+      for (const name of ['tiny', 'mini']) {
+        const c = PRESETS[name]!;
+        const file = join(dir, `${name}.safetensors`);
+        // The file holds exactly keys.ts's tensors and shapes (random-weights writes those): binding fails on
+        // a name or shape the engine wants and the file lacks, and bound lists every name the engine read.
+        writeRandomWeights(file, c, 1);
+        const ts = [...maeKeys(c).keys(), ...[...vqDecodeKeys(c).keys(), ...vqEncodeKeys(c).keys()].map((k) => `vae.${k}`)].sort();
+        expect(addon.boundTensors(c, [file]), name).toEqual(ts);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
