@@ -2,7 +2,7 @@
 //   1. step rate: REINFORCE steps of `vtv search` with --objective pixel (decode every distinct sample,
 //      score -IoU/MSE) and --objective token (MAE only, token cross-entropy), same samples per step,
 //      same seed, same canvases and means; steps/s, sample forwards/s, distinct forwards and decodes.
-//   2. the planted problem of test/search_planted_engine.test.ts (tiny model only): both objectives with
+//   2. the planted problem of test/search-planted-engine.test.ts (tiny model only): both objectives with
 //      the same seed and budget, plus the token objective against the planted forward's own tokens (what
 //      a VQGAN encoder that inverts the decoder would give); Jaccard overlap of the final subsets with
 //      the hidden one and with the pixel objective's, final pixel-space MSE, wall-clock.
@@ -19,10 +19,10 @@ import { type ModelConfig, ModelConfigSchema, preset } from '../src/config.js';
 import { Rng } from '../src/data/rng.js';
 import { CANVAS_FLOATS, Engine } from '../src/engine.js';
 import { type CanvasSet, evaluateSubset, REFERENCE_SEARCH, runSearch, type SearchOptions, type StepRecord } from '../src/method/reinforce.js';
-import { computeTargetTokens } from '../src/method/target_tokens.js';
+import { computeTargetTokens } from '../src/method/target-tokens.js';
 import { VariableSpace } from '../src/method/variables.js';
-import { writeRandomWeights } from '../src/model/random_weights.js';
-import { jaccard, PLANTED_BUDGET, plantedProblem, recovery } from '../test/search_planted_problem.js';
+import { writeRandomWeights } from '../src/model/random-weights.js';
+import { jaccard, PLANTED_BUDGET, plantedProblem, recovery } from '../test/search-planted-problem.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string | undefined) => {

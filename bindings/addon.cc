@@ -14,6 +14,7 @@
 
 #include "cpu/gemm.h"
 #include "kernels.h"
+#include "model/weights_view.h"
 #include "vtv/config.h"
 #include "vtv/engine.h"
 #include "vtv/error.h"
@@ -22,7 +23,7 @@
 namespace {
 
 constexpr int64_t kCanvasFloats = 3LL * vtv::kImage * vtv::kImage;
-constexpr int64_t kTargetBytes = 3LL * 111 * 111;
+constexpr int64_t kTargetBytes = 3LL * vtv::kCell * vtv::kCell;
 
 // ---- config <-> JS ----------------------------------------------------------------------------------
 
@@ -152,17 +153,44 @@ Napi::Value queue_or_reject(Napi::Env env, MakeWorker make_worker) {
   }
 }
 
-vtv::BackendKind parse_backend(const std::string& name) {
-  if (name == "auto") return vtv::BackendKind::Auto;
-  if (name == "cpu") return vtv::BackendKind::Cpu;
-  if (name == "cuda") return vtv::BackendKind::Cuda;
-  throw vtv::Error("engine: unknown backend '" + name + "' (expected auto, cpu or cuda)");
+// The names the addon accepts for each engine enum, in one table each: parsing, error messages and
+// addon.names (which test/shared-tables.test.ts checks against src/config.ts) all read these.
+template <typename E>
+struct Named {
+  const char* name;
+  E value;
+};
+constexpr Named<vtv::BackendKind> kBackends[] = {
+    {"auto", vtv::BackendKind::Auto}, {"cpu", vtv::BackendKind::Cpu}, {"cuda", vtv::BackendKind::Cuda}};
+constexpr Named<vtv::Precision> kPrecisions[] = {{"fp32", vtv::Precision::F32}, {"bf16", vtv::Precision::BF16}};
+constexpr Named<vtv::Mode> kModes[] = {{"one-shot", vtv::Mode::OneShot}, {"zero-shot", vtv::Mode::ZeroShot}};
+constexpr Named<vtv::Loss> kLosses[] = {{"none", vtv::Loss::None},
+                                        {"iou", vtv::Loss::IoU},
+                                        {"mse", vtv::Loss::MSE},
+                                        {"token-ce", vtv::Loss::TokenCE},
+                                        {"token-accuracy", vtv::Loss::TokenAccuracy}};
+
+template <typename E, size_t N>
+std::string name_list(const Named<E> (&table)[N]) {
+  std::string out;
+  for (size_t i = 0; i < N; ++i) out += std::string(i == 0 ? "" : i + 1 == N ? " or " : ", ") + "'" + table[i].name + "'";
+  return out;
 }
 
-vtv::Precision parse_precision(const std::string& name) {
-  if (name == "fp32") return vtv::Precision::F32;
-  if (name == "bf16") return vtv::Precision::BF16;
-  throw vtv::Error("engine: unknown precision '" + name + "' (expected fp32 or bf16)");
+// table's value named `name`; else an error "<what> must be 'a', 'b' or 'c', got 'x'".
+template <typename E, size_t N>
+E parse_name(const Named<E> (&table)[N], const std::string& name, const std::string& what) {
+  for (const auto& entry : table) {
+    if (name == entry.name) return entry.value;
+  }
+  throw vtv::Error(what + " must be " + name_list(table) + ", got '" + name + "'");
+}
+
+template <typename E, size_t N>
+Napi::Array names_to_js(Napi::Env env, const Named<E> (&table)[N]) {
+  auto arr = Napi::Array::New(env, N);
+  for (size_t i = 0; i < N; ++i) arr.Set(static_cast<uint32_t>(i), table[i].name);
+  return arr;
 }
 
 // ---- the engine object ---------------------------------------------------------------------------
@@ -170,6 +198,32 @@ vtv::Precision parse_precision(const std::string& name) {
 struct EngineHandle {
   std::shared_ptr<vtv::Engine> engine;
   std::mutex mutex;  // one forward at a time per engine (it owns one thread pool and scratch arena)
+  bool closing = false;  // set on the JS thread by close(): later calls are refused there
+};
+
+// close(): waits on a worker thread for the call in flight (it holds the mutex), then frees the engine,
+// so the event loop never blocks on a forward.
+class CloseWorker : public Napi::AsyncWorker {
+ public:
+  CloseWorker(Napi::Env env, std::shared_ptr<EngineHandle> handle)
+      : Napi::AsyncWorker(env), handle_(std::move(handle)), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    std::shared_ptr<vtv::Engine> engine;
+    {
+      std::lock_guard<std::mutex> lock(handle_->mutex);
+      engine.swap(handle_->engine);
+    }
+    engine.reset();  // the last reference: frees the weights' mappings, scratch and device memory here
+  }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  std::shared_ptr<EngineHandle> handle_;
+  Napi::Promise::Deferred deferred_;
 };
 
 // Task means bound by engine.bindTaskMeans: the engine's handle (checked once, kept where its backend
@@ -284,10 +338,7 @@ class ForwardWorker : public Napi::AsyncWorker {
   void parse(const Napi::Object& r) {
     const auto& c = handle_->engine->config();
     auto mode = r.Get("mode");
-    std::string m = mode.IsString() ? mode.As<Napi::String>().Utf8Value() : "";
-    if (m == "one-shot") req_.mode = vtv::Mode::OneShot;
-    else if (m == "zero-shot") req_.mode = vtv::Mode::ZeroShot;
-    else throw vtv::Error("forward: request.mode must be 'one-shot' or 'zero-shot', got '" + m + "'");
+    req_.mode = parse_name(kModes, mode.IsString() ? mode.As<Napi::String>().Utf8Value() : "", "forward: request.mode");
     auto nc = r.Get("numCanvases");
     req_.num_canvases = nc.IsNumber() ? nc.As<Napi::Number>().Int32Value() : 0;
     if (req_.num_canvases <= 0) throw vtv::Error("forward: no canvases (batch of 0)");
@@ -320,16 +371,7 @@ class ForwardWorker : public Napi::AsyncWorker {
     req_.capture_enc = typed<float>(r, "captureEnc", int64_t(c.enc_depth) * ne * c.enc_dim);
     req_.capture_dec = typed<float>(r, "captureDec", int64_t(c.dec_depth) * nd * c.dec_dim);
     auto loss = r.Get("loss");
-    std::string l = loss.IsString() ? loss.As<Napi::String>().Utf8Value() : "none";
-    if (l == "iou") req_.loss = vtv::Loss::IoU;
-    else if (l == "mse") req_.loss = vtv::Loss::MSE;
-    else if (l == "token-ce") req_.loss = vtv::Loss::TokenCE;
-    else if (l == "token-accuracy") req_.loss = vtv::Loss::TokenAccuracy;
-    else if (l == "none") req_.loss = vtv::Loss::None;
-    else {
-      throw vtv::Error("forward: request.loss must be 'iou', 'mse', 'token-ce', 'token-accuracy' or 'none', got '" +
-                       l + "'");
-    }
+    req_.loss = parse_name(kLosses, loss.IsString() ? loss.As<Napi::String>().Utf8Value() : "none", "forward: request.loss");
     req_.targets = typed<uint8_t>(r, "targets", req_.num_canvases * kTargetBytes);
     req_.target_tokens = typed<int32_t>(r, "targetTokens", int64_t(req_.num_canvases) * vtv::kQuadrantTokens);
     auto dedupe = r.Get("dedupe");
@@ -424,32 +466,32 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
  private:
   Napi::Value Forward(const Napi::CallbackInfo& info) {
     return queue_or_reject(info.Env(), [&] {
-      if (!handle_->engine) throw vtv::Error("forward: the engine was closed");
+      if (!handle_->engine || handle_->closing) throw vtv::Error("forward: the engine was closed");
       if (info.Length() < 1 || !info[0].IsObject()) throw vtv::Error("forward: expected a request object");
       return new ForwardWorker(info.Env(), handle_, info[0].As<Napi::Object>());
     });
   }
   Napi::Value BindTaskMeans(const Napi::CallbackInfo& info) {
     return queue_or_reject(info.Env(), [&] {
-      if (!handle_->engine) throw vtv::Error("bindTaskMeans: the engine was closed");
+      if (!handle_->engine || handle_->closing) throw vtv::Error("bindTaskMeans: the engine was closed");
       if (info.Length() < 2) throw vtv::Error("bindTaskMeans: expected the enc and dec Float32Arrays");
       return new BindTaskMeansWorker(info.Env(), handle_, info[0], info[1]);
     });
   }
   Napi::Value EncodeTokens(const Napi::CallbackInfo& info) {
     return queue_or_reject(info.Env(), [&] {
-      if (!handle_->engine) throw vtv::Error("encodeTokens: the engine was closed");
+      if (!handle_->engine || handle_->closing) throw vtv::Error("encodeTokens: the engine was closed");
       if (info.Length() < 1) throw vtv::Error("encodeTokens: expected a Float32Array of canvases");
       return new EncodeTokensWorker(info.Env(), handle_, info[0]);
     });
   }
   Napi::Value Config(const Napi::CallbackInfo& info) {
-    if (!handle_->engine) throw Napi::Error::New(info.Env(), "the engine was closed");
+    if (!handle_->engine || handle_->closing) throw Napi::Error::New(info.Env(), "the engine was closed");
     return config_to_js(info.Env(), handle_->engine->config());
   }
   Napi::Value Backend(const Napi::CallbackInfo& info) {
     auto env = info.Env();
-    if (!handle_->engine) throw Napi::Error::New(env, "the engine was closed");
+    if (!handle_->engine || handle_->closing) throw Napi::Error::New(env, "the engine was closed");
     auto o = Napi::Object::New(env);
     o.Set("name", vtv::backend_name(handle_->engine->backend()));
     o.Set("precision", vtv::precision_name(handle_->engine->precision()));
@@ -458,10 +500,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return o;
   }
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    // A forward in flight holds the mutex; closing waits for it, then drops the engine.
-    std::lock_guard<std::mutex> lock(handle_->mutex);
-    handle_->engine.reset();
-    return info.Env().Undefined();
+    // Calls made from now on are refused here; those already queued finish first (or find the engine
+    // gone); the worker frees it once the call in flight returns. A second close() resolves as well.
+    handle_->closing = true;
+    return queue_or_reject(info.Env(), [&] { return new CloseWorker(info.Env(), handle_); });
   }
 
   std::shared_ptr<EngineHandle> handle_;
@@ -527,8 +569,8 @@ Napi::Value CreateEngine(const Napi::CallbackInfo& info) {
     auto config = config_from_js(o.Get("config"));
     auto paths = string_list(o.Get("weights"), "createEngine: options.weights");
     vtv::EngineOptions opts;
-    if (o.Get("backend").IsString()) opts.backend = parse_backend(o.Get("backend").As<Napi::String>().Utf8Value());
-    if (o.Get("precision").IsString()) opts.precision = parse_precision(o.Get("precision").As<Napi::String>().Utf8Value());
+    if (o.Get("backend").IsString()) opts.backend = parse_name(kBackends, o.Get("backend").As<Napi::String>().Utf8Value(), "engine: backend");
+    if (o.Get("precision").IsString()) opts.precision = parse_name(kPrecisions, o.Get("precision").As<Napi::String>().Utf8Value(), "engine: precision");
     if (o.Get("threads").IsNumber()) opts.threads = o.Get("threads").As<Napi::Number>().Int32Value();
     if (o.Get("needVqgan").IsBoolean()) opts.need_vqgan = o.Get("needVqgan").As<Napi::Boolean>().Value();
     if (o.Get("needVqganEncoder").IsBoolean()) {
@@ -602,6 +644,26 @@ Napi::Value InspectWeights(const Napi::CallbackInfo& info) {
   }
 }
 
+// boundTensors(config, paths): binds the MAE, the VQGAN decoder and the VQGAN encoder from the files as
+// the engine does (a missing or misshapen tensor throws the engine's error) and lists the tensors read.
+Napi::Value BoundTensors(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  try {
+    if (info.Length() < 2) throw vtv::Error("boundTensors: expected a config and weights file paths");
+    auto config = config_from_js(info[0]);
+    auto weights = vtv::Weights::open(string_list(info[1], "boundTensors"));
+    vtv::model::bind_mae(*weights, config);
+    vtv::model::bind_vqgan_decoder(*weights, config);
+    vtv::model::bind_vqgan_encoder(*weights, config);
+    auto keys = weights->bound_keys();
+    auto arr = Napi::Array::New(env, keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) arr.Set(static_cast<uint32_t>(i), keys[i]);
+    return arr;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EngineWrap::constructor = new Napi::FunctionReference(Napi::Persistent(EngineWrap::Init(env)));
   TaskMeansWrap::constructor = new Napi::FunctionReference(Napi::Persistent(TaskMeansWrap::Init(env)));
@@ -610,9 +672,29 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("backends", Napi::Function::New(env, Backends));
   exports.Set("preset", Napi::Function::New(env, Preset));
   exports.Set("presetNames", Napi::Function::New(env, PresetNames));
+  auto names = Napi::Object::New(env);
+  names.Set("backends", names_to_js(env, kBackends));
+  names.Set("precisions", names_to_js(env, kPrecisions));
+  names.Set("modes", names_to_js(env, kModes));
+  names.Set("losses", names_to_js(env, kLosses));
+  exports.Set("names", names);
+  auto canvas = Napi::Object::New(env);
+  canvas.Set("image", vtv::kImage);
+  canvas.Set("patch", vtv::kPatch);
+  canvas.Set("grid", vtv::kGrid);
+  canvas.Set("half", vtv::kHalf);
+  canvas.Set("cell", vtv::kCell);
+  canvas.Set("cellStart", vtv::kCellStart);
+  canvas.Set("oneShotEncTokens", vtv::kOneShotEncTokens);
+  canvas.Set("oneShotDecTokens", vtv::kOneShotDecTokens);
+  canvas.Set("zeroShotEncTokens", vtv::kZeroShotEncTokens);
+  canvas.Set("zeroShotDecTokens", vtv::kZeroShotDecTokens);
+  canvas.Set("zeroShotShift", vtv::kZeroShotShift);
+  exports.Set("canvas", canvas);
   exports.Set("createEngine", Napi::Function::New(env, CreateEngine));
   exports.Set("inspectWeights", Napi::Function::New(env, InspectWeights));
   vtv_addon::register_kernel_functions(env, exports);
+  exports.Set("boundTensors", Napi::Function::New(env, BoundTensors));
   return exports;
 }
 

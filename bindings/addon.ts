@@ -1,14 +1,9 @@
 // The whole surface of the native addon (bindings/*.cc). src/engine.ts is the typed API users call;
 // this file only describes what crosses N-API. Typed arrays cross without copies.
+import type { Backend, Loss, Mode, ModelConfig, Precision } from '../src/config.js';
 
-export interface NativeVqganConfig {
-  embedDim: number; nEmbed: number; zChannels: number; ch: number; chMult: number[];
-  numResBlocks: number; groups: number; eps: number;
-}
-export interface NativeModelConfig {
-  name: string; encDim: number; encDepth: number; encHeads: number; decDim: number; decDepth: number;
-  decHeads: number; mlpRatio: number; lnEps: number; vq: NativeVqganConfig;
-}
+/** The model config crosses as the same object src/config.ts describes (camelCase fields). */
+export type NativeModelConfig = ModelConfig;
 export interface NativeBackendInfo { name: string; compiled: boolean; usable: boolean; detail: string }
 
 /** Task means bound by `NativeEngine.bindTaskMeans` (opaque; freed when collected). */
@@ -17,7 +12,7 @@ export interface NativeTaskMeans {
 }
 
 export interface NativeForwardRequest {
-  mode: 'one-shot' | 'zero-shot';
+  mode: Mode;
   canvases: Float32Array;
   numCanvases: number;
   canvasIndex?: Int32Array;
@@ -28,7 +23,7 @@ export interface NativeForwardRequest {
   patchMask?: Uint8Array;
   captureEnc?: Float32Array;
   captureDec?: Float32Array;
-  loss?: 'none' | 'iou' | 'mse' | 'token-ce' | 'token-accuracy';
+  loss?: 'none' | Loss;
   targets?: Uint8Array;
   /** Token losses: [numCanvases][49] output-quadrant target tokens (rows 7..13, columns 7..13, raster). */
   targetTokens?: Int32Array;
@@ -54,7 +49,8 @@ export interface NativeEngine {
   encodeTokens(canvases: Float32Array): Promise<Int32Array>;
   config(): NativeModelConfig;
   backend(): { name: string; precision: string; reason: string; threads: number };
-  close(): void;
+  /** Refuses later calls at once; resolves once the call in flight has returned and the engine is freed. */
+  close(): Promise<void>;
 }
 
 /** One registered kernel variant (native/src/cuda/variants.h). */
@@ -76,6 +72,10 @@ export interface NativeTuneResult {
 
 export interface NativeAddon {
   version: string;
+  /** The names the addon accepts for each engine enum (src/config.ts lists the same). */
+  names: { backends: string[]; precisions: string[]; modes: string[]; losses: string[] };
+  /** The canvas geometry compiled into the engine (from src/model-constants.json). */
+  canvas: Record<string, number>;
   gemmImplementation: string;
   backends(): NativeBackendInfo[];
   preset(name: string): NativeModelConfig;
@@ -84,12 +84,17 @@ export interface NativeAddon {
   createEngine(options: {
     config: NativeModelConfig;
     weights: string[];
-    backend?: 'auto' | 'cpu' | 'cuda';
-    precision?: 'fp32' | 'bf16';
+    backend?: Backend;
+    precision?: Precision;
     threads?: number;
     needVqgan?: boolean;
     needVqganEncoder?: boolean;
   }): Promise<NativeEngine>;
+  /**
+   * The tensors the engine reads from these files for a config (MAE, VQGAN decoder and encoder), sorted;
+   * a missing or misshapen one throws as Engine.open does.
+   */
+  boundTensors(config: NativeModelConfig, paths: string[]): string[];
   /** Lists a safetensors file's tensors (key, dtype, shape) and metadata without loading data. */
   inspectWeights(paths: string[]): { tensors: { key: string; dtype: string; shape: number[] }[]; metadata: Record<string, string> };
   /** The registered kernel variants (empty without the CUDA backend). */

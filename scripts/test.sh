@@ -30,7 +30,7 @@ emu_built=0
 if { npx cmake-js configure --out build-emu --CDVTV_CUDA=EMULATE --CDVTV_TESTS=ON --CDVTV_BENCH=OFF &&
      npx cmake-js build --out build-emu --parallel "$jobs"; } > build-emu.log 2>&1; then
   emu_built=1
-  export VTV_EMULATED_ADDON="$PWD/build-emu/Release/vtv.node"  # test/cli_cuda_emulated.test.ts uses it
+  export VTV_EMULATED_ADDON="$PWD/build-emu/Release/vtv.node"  # test/cli-cuda-emulated.test.ts uses it
 else
   tail -n 60 build-emu.log
   echo "CUDA emulator build failed (full log: build-emu.log)"

@@ -1,16 +1,38 @@
-// Model shapes, mirrored from native/src/core/config.cc (a test checks the two agree). The canvas
-// geometry (224 px, 16 px patches, 14x14 grid, masked bottom-right 7x7 quadrant) is fixed by the method.
+// Model shapes and the names that cross into the native engine. The canvas geometry (224 px, 16 px
+// patches, 14x14 grid, masked bottom-right 7x7 quadrant) and the presets are defined once, in
+// model-constants.json, which the native build also compiles (native/cmake/model_constants.cmake);
+// test/shared-tables.test.ts checks that the addon's tables agree with this file.
 import { z } from 'zod';
+import { InputError } from './errors.js';
+import constants from './model-constants.json' with { type: 'json' };
 
-export const IMAGE = 224;
-export const PATCH = 16;
-export const GRID = 14;
-export const CELL = 111; // a canvas cell in pixels
-export const ONE_SHOT_ENC_TOKENS = 148;
-export const ONE_SHOT_DEC_TOKENS = 197;
-export const ZERO_SHOT_ENC_TOKENS = 50;
-export const ZERO_SHOT_DEC_TOKENS = 99;
-export const ZERO_SHOT_SHIFT = 98;
+export const IMAGE = constants.canvas.image;
+export const PATCH = constants.canvas.patch;
+export const GRID = constants.canvas.grid;
+/** Side of the output quadrant, in patches. */
+export const HALF = constants.canvas.half;
+/** A canvas cell in pixels. */
+export const CELL = constants.canvas.cell;
+/** First row/column of the second row/column of cells (a 2-px white gap after the first). */
+export const CELL_START = constants.canvas.cellStart;
+export const ONE_SHOT_ENC_TOKENS = constants.canvas.oneShotEncTokens;
+export const ONE_SHOT_DEC_TOKENS = constants.canvas.oneShotDecTokens;
+export const ZERO_SHOT_ENC_TOKENS = constants.canvas.zeroShotEncTokens;
+export const ZERO_SHOT_DEC_TOKENS = constants.canvas.zeroShotDecTokens;
+export const ZERO_SHOT_SHIFT = constants.canvas.zeroShotShift;
+export const IMAGENET_MEAN: readonly number[] = constants.imagenet.mean;
+export const IMAGENET_STD: readonly number[] = constants.imagenet.std;
+
+/** The engine's compute backends, precisions, forward modes and per-sample losses (the addon's names). */
+export const BACKENDS = ['auto', 'cpu', 'cuda'] as const;
+export type Backend = (typeof BACKENDS)[number];
+export const PRECISIONS = ['fp32', 'bf16'] as const;
+export type Precision = (typeof PRECISIONS)[number];
+export const MODES = ['one-shot', 'zero-shot'] as const;
+export type Mode = (typeof MODES)[number];
+/** Per-sample losses of a forward; the addon also takes 'none' (no loss). */
+export const LOSSES = ['iou', 'mse', 'token-ce', 'token-accuracy'] as const;
+export type Loss = (typeof LOSSES)[number];
 
 export const VqganConfigSchema = z.object({
   embedDim: z.number().int().positive(),
@@ -38,50 +60,12 @@ export const ModelConfigSchema = z.object({
 
 export type VqganConfig = z.infer<typeof VqganConfigSchema>;
 export type ModelConfig = z.infer<typeof ModelConfigSchema>;
-export type Mode = 'one-shot' | 'zero-shot';
 
-export const PRESETS: Record<string, ModelConfig> = {
-  'mae-vqgan-vit-large': {
-    name: 'mae-vqgan-vit-large',
-    encDim: 1024,
-    encDepth: 24,
-    encHeads: 16,
-    decDim: 512,
-    decDepth: 8,
-    decHeads: 16,
-    mlpRatio: 4,
-    lnEps: 1e-6,
-    vq: { embedDim: 256, nEmbed: 1024, zChannels: 256, ch: 128, chMult: [1, 1, 2, 2, 4], numResBlocks: 2, groups: 32, eps: 1e-6 },
-  },
-  mini: {
-    name: 'mini',
-    encDim: 128,
-    encDepth: 4,
-    encHeads: 4,
-    decDim: 128,
-    decDepth: 3,
-    decHeads: 4,
-    mlpRatio: 4,
-    lnEps: 1e-6,
-    vq: { embedDim: 32, nEmbed: 512, zChannels: 64, ch: 8, chMult: [1, 1, 2, 4, 8], numResBlocks: 1, groups: 4, eps: 1e-6 },
-  },
-  tiny: {
-    name: 'tiny',
-    encDim: 64,
-    encDepth: 4,
-    encHeads: 4,
-    decDim: 32,
-    decDepth: 2,
-    decHeads: 4,
-    mlpRatio: 4,
-    lnEps: 1e-6,
-    vq: { embedDim: 16, nEmbed: 64, zChannels: 32, ch: 8, chMult: [1, 1, 2, 2, 4], numResBlocks: 1, groups: 4, eps: 1e-6 },
-  },
-};
+export const PRESETS: Record<string, ModelConfig> = Object.fromEntries(constants.presets.map((p) => [p.name, ModelConfigSchema.parse(p)]));
 
 export function preset(name: string): ModelConfig {
   const c = PRESETS[name];
-  if (!c) throw new Error(`unknown model preset '${name}' (known: ${Object.keys(PRESETS).join(', ')})`);
+  if (!c) throw new InputError(`unknown model preset '${name}' (known: ${Object.keys(PRESETS).join(', ')})`);
   return structuredClone(c);
 }
 

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import type { NativeAddon, NativeKernelDevice, NativeTuneResult, NativeVariantTiming } from '../bindings/addon.js';
 import { VtvError } from './errors.js';
-import { writeJsonAtomic } from './method/atomic_file.js';
+import { writeJsonAtomic } from './run/atomic-file.js';
 
 export const KERNEL_TUNING_FORMAT = 'vtv-kernel-tuning';
 export const KERNEL_TUNING_VERSION = 1;

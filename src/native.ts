@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NativeAddon } from '../bindings/addon.js';
+import { EngineError } from './errors.js';
 
 const require = createRequire(import.meta.url);
 
@@ -17,7 +18,7 @@ export function packageRoot(): string {
     if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'CMakeLists.txt'))) return dir;
     dir = dirname(dir);
   }
-  throw new Error('vtv: cannot find the package root (package.json next to CMakeLists.txt)');
+  throw new EngineError('vtv: cannot find the package root (package.json next to CMakeLists.txt)');
 }
 
 let cached: NativeAddon | undefined;
@@ -28,13 +29,13 @@ export function loadAddon(): NativeAddon {
   // CUDA backend on the CPU CUDA emulator).
   const override = process.env.VTV_ADDON;
   if (override) {
-    if (!existsSync(override)) throw new Error(`vtv: VTV_ADDON=${override}: no such file`);
+    if (!existsSync(override)) throw new EngineError(`vtv: VTV_ADDON=${override}: no such file`);
     try {
       cached = require(override) as NativeAddon;
       return cached;
     } catch (err) {
       const reason = err instanceof Error ? err.message.split('\n')[0] : String(err);
-      throw new Error(`vtv: VTV_ADDON=${override} could not be loaded: ${reason}`);
+      throw new EngineError(`vtv: VTV_ADDON=${override} could not be loaded: ${reason}`);
     }
   }
   const root = packageRoot();
@@ -45,7 +46,7 @@ export function loadAddon(): NativeAddon {
   } catch (err) {
     const reason = err instanceof Error ? err.message.split('\n')[0] : String(err);
     const tried = [join(root, 'prebuilds', `${process.platform}-${process.arch}`), join(root, 'build', 'Release', 'vtv.node')];
-    throw new Error(
+    throw new EngineError(
       [
         'vtv: the native engine (vtv.node) could not be loaded.',
         `  looked in: ${tried.join(', ')}`,

@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { preset } from '../src/config.js';
 import { Engine } from '../src/engine.js';
 import { deviceKey, readKernelTuning } from '../src/kernel-tuning.js';
-import { writeRandomWeights } from '../src/model/random_weights.js';
+import { writeRandomWeights } from '../src/model/random-weights.js';
 import { loadAddon } from '../src/native.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');

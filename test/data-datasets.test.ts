@@ -8,7 +8,11 @@ import { BUNDLED_CLASSES, openBundled } from '../src/data/bundled.js';
 import { BUNDLED_JPEG_QUALITY, generateBundledImage } from '../src/data/bundled-generator.js';
 import { type ListEntry, parseSplitList, sampleEpisodeRefs } from '../src/data/dataset.js';
 import { encodeJpeg, encodePng } from '../src/data/image.js';
-import { foldClasses, openPascal5i } from '../src/data/pascal5i.js';
+import { openPascal5i } from '../src/data/pascal5i.js';
+
+/** Classes 5k+1..5k+5 of Pascal-5i fold k. */
+const foldClasses = (fold: number) => [1, 2, 3, 4, 5].map((i) => 5 * fold + i);
+
 import { noiseImage, PyRef, Rng } from './data-helpers.js';
 
 const py = new PyRef();

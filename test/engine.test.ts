@@ -1,12 +1,15 @@
-// The addon seam: presets agree between C++ and TypeScript, backends() explains itself, the loader's
-// errors are actionable, and bad input is a rejected Promise with a clear message — never a crash.
+// The addon seam: backends() explains itself, the loader's errors are actionable, bad input is a rejected
+// Promise with a clear message — never a crash — and the library API: caller-supplied output arrays,
+// an asynchronous close() (and `await using`), the model config from the weights' metadata.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PRESETS, patchBitIndex, patchBytes, preset } from '../src/config.js';
+import { writeSafetensors } from '../src/checkpoint/safetensors.js';
+import { patchBitIndex, patchBytes, preset } from '../src/config.js';
 import { BoundTaskMeans, CANVAS_FLOATS, Engine } from '../src/engine.js';
-import { randomWeights, writeRandomWeights } from '../src/model/random_weights.js';
+import { InputError, UsageError } from '../src/errors.js';
+import { randomWeights, writeRandomWeights } from '../src/model/random-weights.js';
 import { loadAddon } from '../src/native.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vtv-engine-'));
@@ -28,27 +31,12 @@ beforeAll(async () => {
   writeRandomWeights(weights, config, 3);
   engine = await Engine.open({ config, weights, backend: 'cpu' });
 });
-afterAll(() => {
-  engine?.close();
+afterAll(async () => {
+  await engine?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
 describe('addon', () => {
-  it('has the same presets as src/config.ts', () => {
-    const addon = loadAddon();
-    expect(addon.presetNames().sort()).toEqual(Object.keys(PRESETS).sort());
-    for (const name of addon.presetNames()) {
-      const n = addon.preset(name);
-      const t = PRESETS[name]!;
-      expect({ ...n, lnEps: Math.fround(t.lnEps), vq: { ...n.vq, eps: Math.fround(t.vq.eps) } }).toEqual({
-        ...t,
-        lnEps: Math.fround(t.lnEps),
-        vq: { ...t.vq, eps: Math.fround(t.vq.eps) },
-      });
-    }
-    expect(() => addon.preset('vit-huge')).toThrow(/unknown model preset 'vit-huge'/);
-  });
-
   it('backends() says what is compiled in and why a GPU is or is not used', () => {
     const list = loadAddon().backends();
     const cpu = list.find((b) => b.name === 'cpu')!;
@@ -109,7 +97,14 @@ describe('bad input is a clear error, never a crash', () => {
     const bad = join(dir, 'bad.safetensors');
     writeFileSync(bad, Buffer.from([1, 2, 3]));
     await expect(Engine.open({ config, weights: bad })).rejects.toThrow(/bad\.safetensors/);
-    await expect(Engine.open({ config: preset('mae-vqgan-vit-large'), weights })).rejects.toThrow(/shape/);
+    // The tiny weights say so in their metadata: another config is refused, naming the file.
+    await expect(Engine.open({ config: preset('mae-vqgan-vit-large'), weights })).rejects.toThrow(
+      /tiny\.safetensors: its vtv_config metadata describes model 'tiny' .* does not match the config given \('mae-vqgan-vit-large'/,
+    );
+    // Without metadata, the engine itself finds the shapes wrong.
+    const bare = join(dir, 'bare.safetensors');
+    writeSafetensors(bare, randomWeights(config, 3));
+    await expect(Engine.open({ config: preset('mae-vqgan-vit-large'), weights: bare })).rejects.toThrow(/shape/);
   });
   it('still works after all of that', async () => {
     const r = await engine.forward({ mode: 'zero-shot', canvases: canvases(2), outputs: { tokens: true }, loss: 'mse' });
@@ -196,9 +191,9 @@ describe('forward', () => {
   });
   it('an unknown backend or precision is refused at the addon', async () => {
     // @ts-expect-error: deliberately wrong
-    await expect(Engine.open({ config, weights, backend: 'tpu' })).rejects.toThrow(/unknown backend 'tpu' \(expected auto, cpu or cuda\)/);
+    await expect(Engine.open({ config, weights, backend: 'tpu' })).rejects.toThrow(/engine: backend must be 'auto', 'cpu' or 'cuda', got 'tpu'/);
     // @ts-expect-error: deliberately wrong
-    await expect(Engine.open({ config, weights, precision: 'fp16' })).rejects.toThrow(/unknown precision 'fp16'/);
+    await expect(Engine.open({ config, weights, precision: 'fp16' })).rejects.toThrow(/engine: precision must be 'fp32' or 'bf16', got 'fp16'/);
     await expect(Engine.open({ config, weights, backend: 'cpu', precision: 'bf16' })).rejects.toThrow(/precision 'bf16' needs the CUDA backend/);
     expect(engine.backend.precision).toBe('fp32');
   });
@@ -207,5 +202,86 @@ describe('forward', () => {
     expect(r.uniqueForwards).toBe(2);
     expect(r.losses![0]).toBe(r.losses![2]);
     expect(r.losses![1]).toBe(r.losses![3]);
+  });
+});
+
+describe('library API', () => {
+  it('writes outputs into caller-supplied arrays, reused across calls, checked before the call', async () => {
+    const c = canvases(3, 7);
+    const fresh = await engine.forward({ mode: 'zero-shot', canvases: c, outputs: { tokens: true, logits: true }, loss: 'mse' });
+    const into = engine.outputBuffers(3, 'zero-shot', { outputs: { tokens: true, logits: true }, loss: true });
+    expect(into.tokens!.length).toBe(3 * 196);
+    expect(into.logits!.length).toBe(3 * 98 * config.vq.nEmbed);
+    expect(into.losses!.length).toBe(3);
+    for (let round = 0; round < 2; round++) {
+      into.tokens!.fill(-1);
+      const r = await engine.forward({ mode: 'zero-shot', canvases: c, loss: 'mse', into });
+      // The same arrays come back, holding what freshly allocated ones hold.
+      expect(r.tokens).toBe(into.tokens);
+      expect(r.logits).toBe(into.logits);
+      expect(r.losses).toBe(into.losses);
+      expect(r.metrics).toBe(into.metrics);
+      expect(r.tokens).toEqual(fresh.tokens);
+      expect(r.logits).toEqual(fresh.logits);
+      expect(r.losses).toEqual(fresh.losses);
+    }
+    const base = { mode: 'zero-shot' as const, canvases: c, loss: 'mse' as const };
+    await expect(engine.forward({ ...base, into: { tokens: new Int32Array(196) } })).rejects.toThrow(
+      'forward: into.tokens has 196 elements, expected 588 (batch 3, zero-shot)',
+    );
+    // @ts-expect-error: deliberately the wrong type
+    await expect(engine.forward({ ...base, into: { tokens: new Float32Array(588) } })).rejects.toThrow('forward: into.tokens must be a Int32Array');
+    await expect(engine.forward({ mode: 'zero-shot', canvases: c, into: { losses: new Float32Array(3) } })).rejects.toThrow(/into.losses .* need a loss/);
+  });
+
+  it('close() is asynchronous: the forward in flight finishes, the event loop keeps running, later calls are refused', async () => {
+    const e = await Engine.open({ weights, backend: 'cpu', threads: 1 });
+    const c = canvases(6, 3);
+    const t0 = performance.now();
+    await e.forward({ mode: 'one-shot', canvases: c, loss: 'mse' });
+    const forwardMs = performance.now() - t0;
+    const inFlight = e.forward({ mode: 'one-shot', canvases: c, loss: 'mse' });
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const t1 = performance.now();
+    const closing = e.close();
+    const callMs = performance.now() - t1;
+    expect(e.close()).toBe(closing); // closing twice: the same promise
+    await expect(e.forward({ mode: 'zero-shot', canvases: canvases(1) })).rejects.toThrow('forward: the engine was closed');
+    const r = await inFlight;
+    await closing;
+    clearInterval(timer);
+    expect(r.losses!.every(Number.isFinite)).toBe(true);
+    // A synchronous close would have blocked for the rest of the forward (forwardMs).
+    expect(callMs, `forward ${forwardMs.toFixed(1)} ms`).toBeLessThan(Math.max(5, forwardMs / 4));
+    expect(ticks).toBeGreaterThan(0);
+    expect(() => e.backend).toThrow(/closed/);
+  });
+
+  it('await using closes the engine at the end of the scope (Symbol.asyncDispose)', async () => {
+    let kept: Engine | undefined;
+    {
+      await using e = await Engine.open({ config, weights, backend: 'cpu', threads: 1 });
+      kept = e;
+      expect(e.backend.name).toBe('cpu');
+    }
+    await expect(kept.forward({ mode: 'zero-shot', canvases: canvases(1) })).rejects.toThrow('forward: the engine was closed');
+  });
+
+  it('reads the model config from the weights metadata when none is given', async () => {
+    await using e = await Engine.open({ weights, backend: 'cpu', threads: 1 });
+    expect(e.config).toEqual(config);
+    const bare = join(dir, 'bare-config.safetensors');
+    writeSafetensors(bare, randomWeights(config, 3));
+    await expect(Engine.open({ weights: bare })).rejects.toThrow(UsageError);
+    await expect(Engine.open({ weights: bare })).rejects.toThrow(/no model config: none was given and .*bare-config\.safetensors hold no vtv_config metadata/);
+    // Two files whose metadata disagree: the second is named.
+    const other = join(dir, 'mini-meta.safetensors');
+    writeSafetensors(other, new Map(), { vtv_config: JSON.stringify(preset('mini')) });
+    const err = await Engine.open({ weights: [weights, other] }).catch((x: unknown) => x);
+    expect(err).toBeInstanceOf(InputError);
+    expect((err as Error).message).toMatch(
+      /mini-meta\.safetensors: its vtv_config metadata describes model 'mini' .* does not match .*tiny\.safetensors's metadata/,
+    );
   });
 });

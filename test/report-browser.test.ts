@@ -10,7 +10,7 @@ import { decode } from 'fast-png';
 import { type BrowserContext, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeReport } from '../src/report/report.js';
-import { makeCompleteRun, makeInterruptedRun } from './report_fixture.js';
+import { makeCompleteRun, makeInterruptedRun } from './report-fixture.js';
 
 const CHROMIUM = process.env.VTV_CHROMIUM ?? '/usr/bin/chromium';
 // Without these, chromium tries to reach the network (updates, sync, QUIC probes) on a machine that has none.

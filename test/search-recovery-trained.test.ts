@@ -11,8 +11,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { type Deps, defaultDeps } from '../src/cli/common.js';
 import { demoCommand } from '../src/cli/demo.js';
 import type { EvalResults } from '../src/method/evaluate.js';
-import { runPaths } from '../src/method/run_layout.js';
 import { shippedModelPath } from '../src/model/shipped.js';
+import { runPaths } from '../src/run/layout.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vtv-recovery-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -9,13 +9,13 @@
 // not asserted here.
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { modelRecord, type ModelRecord } from '../scripts/model-card.js';
+import { type ModelRecord, modelRecord } from '../scripts/model-card.js';
 import { maeKeys, vqDecodeKeys, vqEncodeKeys } from '../src/checkpoint/keys.js';
 import { preset } from '../src/config.js';
 import { openBundled } from '../src/data/bundled.js';
 import { Engine } from '../src/engine.js';
 import { evaluateTaskVectors } from '../src/method/evaluate.js';
-import { TaskVector, weightsChecksum } from '../src/method/task_vector.js';
+import { TaskVector, weightsChecksum } from '../src/method/task-vector.js';
 import { VariableSpace } from '../src/method/variables.js';
 import { SHIPPED_MODEL, shippedModelPath, shippedTaskVectorPath } from '../src/model/shipped.js';
 
@@ -50,12 +50,13 @@ describe('the shipped small model', () => {
     const space = new VariableSpace(engine.config, tv.data.granularity, tv.data.mode);
     const choice = new Uint8Array(space.count);
     for (const v of tv.data.chosen) choice[v] = 1;
-    const res = await evaluateTaskVectors(
-      engine,
-      openBundled(),
-      [{ name: 'lowlight_enhance', means: tv.data.means, space, choice }],
-      { folds: [0, 1, 2, 3], episodes: 12, seed: 0, batch: 16, examples: 0 },
-    );
+    const res = await evaluateTaskVectors(engine, openBundled(), [{ name: 'lowlight_enhance', means: tv.data.means, space, choice }], {
+      folds: [0, 1, 2, 3],
+      episodes: 12,
+      seed: 0,
+      batch: 16,
+      examples: 0,
+    });
     const s = res.summary[0]!;
     const gap = s.zeroShot - s.oneShot; // MSE: lower is better
     const closed = (x: number) => (s.zeroShot - x) / gap;

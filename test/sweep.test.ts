@@ -1,15 +1,15 @@
 // `vtv sweep` without Slurm: the sweep file and its errors, the cells it expands into, the job array
 // script, the advisory locks, and a local sweep where one cell fails and the others finish (the CLI
 // runs as separate processes from dist/, which scripts/test.sh compiles before vitest). The Slurm
-// executor against real daemons is sweep_slurm.test.ts.
-import { spawnSync } from 'node:child_process';
+// executor against real daemons is sweep-slurm.test.ts.
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { preset } from '../src/config.js';
-import { runPaths } from '../src/method/run_layout.js';
-import { writeRandomWeights } from '../src/model/random_weights.js';
+import { writeRandomWeights } from '../src/model/random-weights.js';
+import { runPaths } from '../src/run/layout.js';
 import { sweepPaths } from '../src/sweep/layout.js';
 import { acquireLock, LockHeldError } from '../src/sweep/lock.js';
 import { arraySpec, cellsScript } from '../src/sweep/slurm.js';
@@ -217,6 +217,43 @@ describe('vtv sweep status', () => {
 });
 
 describe('vtv sweep run (local executor, real tiny engine)', () => {
+  it('Ctrl-C stops the running cell after its checkpoint and exits 130', async () => {
+    expect(existsSync(main), `${main} is missing: scripts/test.sh compiles dist/ first (npx tsc -p tsconfig.json)`).toBe(true);
+    writeRandomWeights(join(root, 'w.safetensors'), preset('tiny'), 2);
+    write(
+      'stop.json',
+      JSON.stringify({
+        model: 'tiny',
+        weights: 'w.safetensors',
+        tasks: ['segmentation'],
+        search: { steps: 100000, samplesPerStep: 4, trainImages: 2, valImages: 0, validateEvery: 0, checkpointEvery: 100000 },
+        collect: { tasks: ['segmentation'], folds: [0], episodesPerFold: 2, keep: 1 },
+        eval: { episodes: 1, examples: 0 },
+      }),
+    );
+    const child = spawn(process.execPath, [main, 'sweep', 'run', 'stop', '--file', 'stop.json', '--workers', '1', '--threads', '1'], {
+      cwd: root,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+    // Interrupt once the cell's search has logged a step.
+    const log = runPaths(join(root, 'stop', 'cells', 'segmentation-f0-s0')).searchLog('segmentation');
+    const started = Date.now();
+    while (!(existsSync(log) && readFileSync(log, 'utf8').includes('\n'))) {
+      if (child.exitCode !== null || Date.now() - started > 90_000) throw new Error(`the cell did not start a step: ${stderr}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    child.kill('SIGINT');
+    expect(await exited, stderr).toBe(130);
+    expect(stderr).toMatch(/vtv: sweep stopped; `vtv sweep run stop` continues it from the checkpoints/);
+    const state = JSON.parse(readFileSync(runPaths(join(root, 'stop', 'cells', 'segmentation-f0-s0')).searchState('segmentation'), 'utf8'));
+    expect(state.step).toBeGreaterThanOrEqual(1);
+  }, 180_000);
+
   it('fails one cell alone, records its error, and status shows it', () => {
     expect(existsSync(main), `${main} is missing: scripts/test.sh compiles dist/ first (npx tsc -p tsconfig.json)`).toBe(true);
     writeRandomWeights(join(root, 'w.safetensors'), preset('tiny'), 2);

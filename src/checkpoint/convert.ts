@@ -3,7 +3,8 @@
 import { existsSync, statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { type ModelConfig, ModelConfigSchema, PRESETS } from '../config.js';
-import { readJsonFile } from '../method/json_file.js';
+import { InputError, UsageError } from '../errors.js';
+import { readJsonFile } from '../run/json-file.js';
 import { f32ToBf16 } from './dtype.js';
 import { dimMismatches, inferConfig, inferDims } from './infer-config.js';
 import { maeKeys, type Shape, VQ_MODULES, vqDecodeKeys, vqEncodeKeys } from './keys.js';
@@ -96,10 +97,10 @@ function resolveConfig(c: string | ModelConfig): ModelConfig {
   if (PRESETS[c]) return structuredClone(PRESETS[c]);
   if (existsSync(c)) {
     const r = ModelConfigSchema.safeParse(readJsonFile(c, 'model config'));
-    if (!r.success) throw new Error(`config file ${c} is not a model config: ${r.error.issues[0]?.path.join('.')}: ${r.error.issues[0]?.message}`);
+    if (!r.success) throw new InputError(`config file ${c} is not a model config: ${r.error.issues[0]?.path.join('.')}: ${r.error.issues[0]?.message}`);
     return r.data;
   }
-  throw new Error(`config '${c}' is neither a preset (${Object.keys(PRESETS).join(', ')}) nor an existing JSON file`);
+  throw new InputError(`config '${c}' is neither a preset (${Object.keys(PRESETS).join(', ')}) nor an existing JSON file`);
 }
 
 /** Same file: same device and inode (a link or another spelling of the path is the same file). */
@@ -120,11 +121,11 @@ function checkOutput(opts: ConvertOptions): void {
     ['--vqgan', opts.vqgan],
   ] as const) {
     if (input !== undefined && (resolve(input) === resolve(opts.out) || sameFile(input, opts.out))) {
-      throw new Error(`--out ${opts.out} is the ${flag} input: converting would replace the checkpoint it reads; choose another --out`);
+      throw new UsageError(`--out ${opts.out} is the ${flag} input: converting would replace the checkpoint it reads; choose another --out`);
     }
   }
   if (existsSync(opts.out) && !opts.overwrite) {
-    throw new Error(`${opts.out} exists: pass --force to replace it (it is replaced only once the new file is complete), or choose another --out`);
+    throw new UsageError(`${opts.out} exists: pass --force to replace it (it is replaced only once the new file is complete), or choose another --out`);
   }
 }
 
@@ -146,7 +147,7 @@ const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r));
 export async function convertCheckpoints(opts: ConvertOptions): Promise<ConvertSummary> {
   const t0 = performance.now();
   const dtype = opts.dtype ?? 'fp32';
-  if (dtype !== 'fp32' && dtype !== 'bf16') throw new Error(`dtype must be 'fp32' or 'bf16', got '${dtype}'`);
+  if (dtype !== 'fp32' && dtype !== 'bf16') throw new UsageError(`dtype must be 'fp32' or 'bf16', got '${dtype}'`);
   const prefer = opts.prefer ?? 'pth';
   checkOutput(opts);
   const warnings: string[] = [];

@@ -2,8 +2,7 @@
 // follow from shapes; head counts, GroupNorm groups and eps do not, so they come from the preset whose
 // inferable fields all match (or from an explicit config, which is then checked against the shapes).
 import { type ModelConfig, PRESETS } from '../config.js';
-
-export type ShapeOf = (key: string) => number[] | undefined;
+import { InputError } from '../errors.js';
 
 function countIndexed(keys: Iterable<string>, prefix: string): number {
   const seen = new Set<number>();
@@ -102,7 +101,7 @@ export function inferConfig(d: InferredDims, source: string): ModelConfig {
     if (dimMismatches(p, d).length === 0 && d.encDim !== undefined && d.decDim !== undefined) return structuredClone(p);
   }
   const dims = { encDim: d.encDim, encDepth: d.encDepth, decDim: d.decDim, decDepth: d.decDepth, mlpRatio: d.mlpRatio, vocab: d.vocab, vq: d.vq };
-  throw new Error(
+  throw new InputError(
     `${source}: no preset matches the checkpoint's shapes ${JSON.stringify(dims)}; head counts cannot be inferred from shapes, so pass a config (preset name or JSON file)`,
   );
 }

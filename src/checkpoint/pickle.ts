@@ -5,9 +5,9 @@
 // refuse the file. Values map to JS as: dict -> Map, list/tuple -> Array, str -> string,
 // bytes -> Buffer, int -> number (bigint beyond 2^53), float -> number, None -> null, set -> Set.
 
-import { VtvError } from '../errors.js';
+import { InputError } from '../errors.js';
 
-export class PickleError extends VtvError {}
+export class PickleError extends InputError {}
 
 /** A global the resolver does not implement; calling it yields an InertObject. */
 export class PickleGlobal {

@@ -3,8 +3,9 @@
 // padded with spaces to a multiple of 8 bytes, then the tensor bytes with no holes. The writer lays
 // tensors out by element size, largest first, so every tensor starts aligned to its element size and
 // readers (this one, and the engine's mmap reader) can view the bytes in place.
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { VtvError } from '../errors.js';
+import { closeSync, existsSync, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { type ModelConfig, ModelConfigSchema } from '../config.js';
+import { InputError } from '../errors.js';
 
 export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
@@ -50,7 +51,7 @@ const ARRAY_FOR: Record<SafetensorsDType, (b: ArrayBuffer, off: number, n: numbe
 
 const numel = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
-export class SafetensorsError extends VtvError {}
+export class SafetensorsError extends InputError {}
 
 export interface SafetensorsLayout {
   header: Buffer; // length prefix + padded JSON
@@ -281,4 +282,24 @@ export function readSafetensors(path: string, keys?: string[]): { metadata: Reco
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * The model config in a weights file's `vtv_config` metadata (written by `vtv convert` and the random-weights
+ * maker), or undefined when the file does not exist or has none; malformed metadata is an error naming the file.
+ */
+export function configInWeights(path: string): ModelConfig | undefined {
+  if (!existsSync(path)) return undefined;
+  const meta = readSafetensorsHeader(path).metadata.vtv_config;
+  if (meta === undefined) return undefined;
+  let json: unknown;
+  try {
+    json = JSON.parse(meta);
+  } catch (e) {
+    throw new SafetensorsError(`${path}: metadata vtv_config is not JSON: ${(e as Error).message}`);
+  }
+  const r = ModelConfigSchema.safeParse(json);
+  if (!r.success)
+    throw new SafetensorsError(`${path}: metadata vtv_config is not a model config: ${r.error.issues[0]?.path.join('.')} ${r.error.issues[0]?.message}`);
+  return r.data;
 }

@@ -3,13 +3,13 @@
 // `<top>/data/<storage key>` at its offset only when asked for, so memory stays bounded by the largest
 // tensor whatever the archive's size. The pre-1.6 (non-zip) format is refused with a clear message.
 import { closeSync, openSync, readSync } from 'node:fs';
-import { VtvError } from '../errors.js';
+import { InputError } from '../errors.js';
 import { DTYPE_BYTES, isFloatDType, toF32 } from './dtype.js';
 import { PickleError, unpickle } from './pickle.js';
 import { resolveTorchGlobal, type StorageRef, StorageType, TensorRef } from './torch-globals.js';
 import { ZipArchive, ZipError } from './zip.js';
 
-export class CheckpointError extends VtvError {}
+export class CheckpointError extends InputError {}
 
 /** Reads in one go at most this many bytes of a tensor's storage; larger views are read per outer slice. */
 const MAX_READ_BYTES = 64 * 1024 * 1024;

@@ -9,7 +9,7 @@
 // bomb), and every entry's CRC-32 is checked in the pass that reads or inflates it.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { crc32, inflateRawSync } from 'node:zlib';
-import { VtvError } from '../errors.js';
+import { InputError } from '../errors.js';
 
 export interface ZipEntry {
   name: string;
@@ -27,7 +27,7 @@ const CENTRAL_SIG = 0x02014b50;
 const LOCAL_SIG = 0x04034b50;
 const MAX_COMMENT = 0xffff;
 
-export class ZipError extends VtvError {}
+export class ZipError extends InputError {}
 
 export interface ZipLimits {
   /** Most bytes a deflated entry may inflate to (default 256 MiB). */

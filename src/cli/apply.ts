@@ -6,8 +6,8 @@ import { basename, extname, join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { CELL, preset } from '../config.js';
 import { encodePng, type Image8, readImageFile } from '../data/image.js';
-import { resolveRunTask } from '../method/pairs_task.js';
-import { type ApplyResult, applyTaskVector, TASK_VECTOR_EXT, TaskVector, weightsChecksum } from '../method/task_vector.js';
+import { resolveRunTask } from '../method/pairs-task.js';
+import { type ApplyResult, applyTaskVector, TASK_VECTOR_EXT, TaskVector, weightsChecksum } from '../method/task-vector.js';
 import { Raster, textHeight, textWidth } from '../report/raster.js';
 import {
   checkWeights,
@@ -23,7 +23,7 @@ import {
   type RunOptions,
   UsageError,
 } from './common.js';
-import { addRunOptions } from './run_options.js';
+import { addRunOptions } from './run-options.js';
 
 export interface ApplyCliOptions extends RunOptions {
   task?: string;
@@ -146,7 +146,7 @@ export async function applyCommand(images: string[], o: ApplyCliOptions, deps: D
     }
   } finally {
     bar.stop();
-    engine.close?.();
+    await engine.close?.();
   }
   deps.log(`apply: task vector '${tv.task}' (${tv.size} patched head positions) on ${images.length - failed.length} image(s) -> ${out}`);
   if (failed.length) throw new UsageError(`${failed.length} of ${images.length} image(s) could not be read: ${failed.join(', ')}`);

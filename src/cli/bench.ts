@@ -1,13 +1,13 @@
 // `vtv bench`: forwards per second of the engine on this machine, per mode and batch, with and
 // without patching and decoding (random canvases; the model from --model/--weights or a run).
 import { Command, Option } from 'commander';
-import { type ModelConfig, preset } from '../config.js';
+import { BACKENDS, type ModelConfig, preset } from '../config.js';
 import { Rng } from '../data/rng.js';
 import { CANVAS_FLOATS, type ForwardRequest, type TaskMeans } from '../engine.js';
 import { sampleChoices } from '../method/policy.js';
 import { VariableSpace } from '../method/variables.js';
 import { checkWeights, type Deps, defaultDeps, intInRange, type OpenedEngine, parseIntList, UsageError } from './common.js';
-import { threadsOption } from './run_options.js';
+import { threadsOption } from './run-options.js';
 import { kernelBench } from './tune.js';
 
 export interface BenchRow {
@@ -66,7 +66,7 @@ export function benchProgram(deps: Deps = defaultDeps): Command {
     .option('--kernels', 'time every kernel variant per shape on the GPU: ms, TFLOP/s, % of the measured tensor-core ceiling', false)
     .addOption(new Option('--shapes <set>', "--kernels: the model's shapes or tiny ones (default: model; tiny on the emulator)").choices(['model', 'tiny']))
     .option('--kernel-batch <n>', '--kernels: the search batch of the model shapes', intInRange('--kernel-batch', 1, 4096), 320)
-    .addOption(new Option('--backend <name>', 'compute backend').choices(['auto', 'cpu', 'cuda']).default('auto'))
+    .addOption(new Option('--backend <name>', 'compute backend').choices(BACKENDS).default('auto'))
     .addOption(threadsOption())
     .option('--batches <list>', 'batch sizes (1 to 4096)', parseIntList('--batches', 1, 4096), [1, 16])
     .option('--repeats <n>', 'timed repeats per case', intInRange('--repeats', 1, 10000), 3)

@@ -5,12 +5,12 @@ import { Command, Option } from 'commander';
 import { findPairs, PAIRS_LAYOUT } from '../data/pairs.js';
 import { getTask } from '../data/tasks/index.js';
 import { CANVAS_FLOATS } from '../engine.js';
-import { writeJsonAtomic } from '../method/atomic_file.js';
 import { type CollectOptions, collectTaskVectors, REFERENCE_COLLECT } from '../method/collect.js';
-import { readJsonFile } from '../method/json_file.js';
-import { meansFileTasks, readMeansFile, writeMeansFile } from '../method/means_file.js';
-import { checkPairsTaskName, collectPairsTask, PAIRS_COLLECT, type PairsCollectOptions, writePairsTaskFile } from '../method/pairs_task.js';
-import { moveAside } from '../method/run_lock.js';
+import { checkPairsTaskName, collectPairsTask, PAIRS_COLLECT, type PairsCollectOptions, writePairsTaskFile } from '../method/pairs-task.js';
+import { writeJsonAtomic } from '../run/atomic-file.js';
+import { readJsonFile } from '../run/json-file.js';
+import { moveAside } from '../run/lock.js';
+import { meansFileTasks, readMeansFile, writeMeansFile } from '../run/means-file.js';
 import {
   checkMemory,
   checkThreads,
@@ -29,7 +29,7 @@ import {
   resolveRunDir,
   UsageError,
 } from './common.js';
-import { addRunOptions } from './run_options.js';
+import { addRunOptions } from './run-options.js';
 
 /** Most episodes (or samples) per engine call any command accepts. */
 export const MAX_BATCH = 4096;
@@ -132,7 +132,7 @@ async function collectLocked(o: CollectCliOptions, deps: Deps): Promise<string> 
     deps.log(`  task vectors: ${ctx.paths.means}\n  taskness:     ${ctx.paths.taskness}`);
     return ctx.paths.means;
   } finally {
-    engine.close?.();
+    await engine.close?.();
   }
 }
 
@@ -200,7 +200,7 @@ async function collectPairsCommand(o: CollectCliOptions, deps: Deps): Promise<st
     deps.log(`  task:         ${ctx.paths.pairsTask(name)}\n  task vectors: ${ctx.paths.means}\n  taskness:     ${ctx.paths.pairsTaskness(name)}`);
     return ctx.paths.means;
   } finally {
-    engine.close?.();
+    await engine.close?.();
   }
 }
 

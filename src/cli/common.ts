@@ -1,23 +1,25 @@
 // What every vtv command shares: the run directory and its config.json, opening the engine (after
 // checking that the weights fit the model), opening the dataset, and progress bars.
+
 import { existsSync } from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import { z } from 'zod';
 import { maeKeys, vqDecodeKeys, vqEncodeKeys } from '../checkpoint/keys.js';
-import { readSafetensorsHeader } from '../checkpoint/safetensors.js';
-import { type ModelConfig, ModelConfigSchema, PRESETS, preset } from '../config.js';
+import { configInWeights, readSafetensorsHeader } from '../checkpoint/safetensors.js';
+import { BACKENDS, type Backend, type ModelConfig, PRECISIONS, PRESETS, type Precision, preset } from '../config.js';
 import { openBundled } from '../data/bundled.js';
 import type { SegmentationDataset } from '../data/dataset.js';
+import { DATASETS, type DatasetName } from '../data/dataset.js';
 import { openPascal5i } from '../data/pascal5i.js';
 import { Engine } from '../engine.js';
 import { UsageError } from '../errors.js';
-import { writeJsonAtomic } from '../method/atomic_file.js';
-import type { ForwardEngine } from '../method/forward_engine.js';
-import { parseJsonText, readJsonFile } from '../method/json_file.js';
-import { RUN_FORMAT_VERSION, type RunConfig, type RunPaths, runPaths } from '../method/run_layout.js';
-import { acquireLock, checkNotLocked, type RunLock, runLockPath, searchLockPath, searchLocks } from '../method/run_lock.js';
+import type { ForwardEngine } from '../method/forward-engine.js';
+import { writeJsonAtomic } from '../run/atomic-file.js';
+import { readJsonFile } from '../run/json-file.js';
+import { RUN_FORMAT_VERSION, type RunConfig, type RunPaths, runPaths } from '../run/layout.js';
+import { acquireLock, checkNotLocked, type RunLock, runLockPath, searchLockPath, searchLocks } from '../run/lock.js';
 
 /** Options every run-based command accepts. */
 export interface RunOptions {
@@ -25,15 +27,15 @@ export interface RunOptions {
   name?: string;
   model?: string;
   weights?: string[];
-  backend?: 'auto' | 'cpu' | 'cuda';
-  precision?: 'fp32' | 'bf16';
+  backend?: Backend;
+  precision?: Precision;
   threads?: number;
-  dataset?: 'bundled' | 'pascal5i';
+  dataset?: DatasetName;
   dataDir?: string;
 }
 
 export type OpenedEngine = ForwardEngine & {
-  close?: () => void;
+  close?: () => Promise<void> | void;
   backend?: { name: string; precision?: string; reason: string; threads: number };
   /** Present on engines opened with needs.vqganEncoder (the token search objective's targets). */
   encodeTokens?: (canvases: Float32Array) => Promise<Int32Array>;
@@ -53,7 +55,7 @@ export interface Deps {
     backend: RunConfig['backend'],
     threads: number,
     needs?: EngineNeeds,
-    precision?: 'fp32' | 'bf16',
+    precision?: Precision,
   ) => Promise<OpenedEngine>;
   log: (msg: string) => void;
   progress: boolean;
@@ -85,17 +87,11 @@ export function resolveRunDir(o: RunOptions): string {
   return resolve(join('runs', name));
 }
 
-/** The model config stored in a weights file by `vtv convert` / the random-weights maker, if any. */
+/** The model config stored in the first weights file that has one (`vtv convert`, the random-weights maker). */
 export function configFromWeights(paths: string[]): ModelConfig | undefined {
   for (const p of paths) {
-    if (!existsSync(p)) continue;
-    const meta = readSafetensorsHeader(p).metadata.vtv_config;
-    if (meta) {
-      const source = `${p}: metadata vtv_config`;
-      const r = ModelConfigSchema.safeParse(parseJsonText(meta, source));
-      if (!r.success) throw new UsageError(`${source} is not a model config: ${r.error.issues[0]?.message}`);
-      return r.data;
-    }
+    const c = configInWeights(p);
+    if (c) return c;
   }
   return undefined;
 }
@@ -105,10 +101,10 @@ const RunConfigSchema = z.object({
   version: z.number().int(),
   model: z.string().refine((m) => Object.hasOwn(PRESETS, m), { message: `not a model preset (known: ${Object.keys(PRESETS).join(', ')})` }),
   weights: z.array(z.string()),
-  dataset: z.enum(['bundled', 'pascal5i']),
+  dataset: z.enum(DATASETS),
   dataDir: z.string().optional(),
-  backend: z.enum(['auto', 'cpu', 'cuda']),
-  precision: z.enum(['fp32', 'bf16']).optional(),
+  backend: z.enum(BACKENDS),
+  precision: z.enum(PRECISIONS).optional(),
   created: z.string(),
 });
 
@@ -170,11 +166,11 @@ export interface RunContext {
  * contradict it are refused rather than silently mixing two setups in one directory.
  */
 export function openRun(o: RunOptions, create: boolean): RunContext {
-  if (o.backend !== undefined && !['auto', 'cpu', 'cuda'].includes(o.backend)) {
-    throw new UsageError(`--backend must be auto, cpu or cuda, got '${o.backend}'`);
+  if (o.backend !== undefined && !BACKENDS.includes(o.backend)) {
+    throw new UsageError(`--backend must be ${BACKENDS.join(', ')}, got '${o.backend}'`);
   }
-  if (o.precision !== undefined && !['fp32', 'bf16'].includes(o.precision)) {
-    throw new UsageError(`--precision must be fp32 or bf16, got '${o.precision}' (bf16 runs on the cuda backend only)`);
+  if (o.precision !== undefined && !PRECISIONS.includes(o.precision)) {
+    throw new UsageError(`--precision must be ${PRECISIONS.join(' or ')}, got '${o.precision}' (bf16 runs on the cuda backend only)`);
   }
   checkThreads(o.threads);
   const dir = resolveRunDir(o);

@@ -19,14 +19,14 @@ import { join, relative, resolve } from 'node:path';
 import { Command } from 'commander';
 import { preset } from '../config.js';
 import type { EvalResults } from '../method/evaluate.js';
-import { runPaths } from '../method/run_layout.js';
-import { writeRandomWeights } from '../model/random_weights.js';
+import { writeRandomWeights } from '../model/random-weights.js';
 import { findShippedModel, SHIPPED_MODEL } from '../model/shipped.js';
 import { writeReport } from '../report/report.js';
+import { runPaths } from '../run/layout.js';
 import { collectCommand } from './collect.js';
 import { configFromWeights, type Deps, defaultDeps, parseIntArg, UsageError } from './common.js';
 import { evalCommand } from './eval.js';
-import { threadsOption } from './run_options.js';
+import { threadsOption } from './run-options.js';
 import { searchCommand } from './search.js';
 
 export const DEMO_BUDGET = {

@@ -2,13 +2,13 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { CANVAS_FLOATS } from '../engine.js';
-import { writeJsonAtomic } from '../method/atomic_file.js';
 import { type EvalTask, evaluateTaskVectors, resultsMarkdown } from '../method/evaluate.js';
-import { readMeansFile } from '../method/means_file.js';
-import { resolveRunTask } from '../method/pairs_task.js';
-import { MULTITASK } from '../method/run_layout.js';
-import { moveAside } from '../method/run_lock.js';
-import { readSubsetFile } from '../method/subset_file.js';
+import { resolveRunTask } from '../method/pairs-task.js';
+import { writeJsonAtomic } from '../run/atomic-file.js';
+import { MULTITASK } from '../run/layout.js';
+import { moveAside } from '../run/lock.js';
+import { readMeansFile } from '../run/means-file.js';
+import { readSubsetFile } from '../run/subset-file.js';
 import { MAX_BATCH } from './collect.js';
 import {
   checkMemory,
@@ -26,7 +26,7 @@ import {
   type RunOptions,
   UsageError,
 } from './common.js';
-import { addRunOptions } from './run_options.js';
+import { addRunOptions } from './run-options.js';
 
 export interface EvalCliOptions extends RunOptions {
   tasks?: string[];
@@ -114,7 +114,7 @@ async function evalLocked(o: EvalCliOptions, ctx: RunContext, resolved: ReturnTy
     deps.log(`  results: ${ctx.paths.evalJson}\n  table:   ${ctx.paths.evalMd}\n  images:  ${ctx.paths.examples('<task>')}`);
     return ctx.paths.evalJson;
   } finally {
-    engine.close?.();
+    await engine.close?.();
   }
 }
 

@@ -3,10 +3,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { readSafetensorsHeader } from '../checkpoint/safetensors.js';
 import { PRESETS, preset } from '../config.js';
-import { parseJsonText } from '../method/json_file.js';
-import { meansFileTasks } from '../method/means_file.js';
-import { runPaths } from '../method/run_layout.js';
 import { loadAddon } from '../native.js';
+import { parseJsonText } from '../run/json-file.js';
+import { runPaths } from '../run/layout.js';
+import { meansFileTasks } from '../run/means-file.js';
 import { checkWeights, type Deps, defaultDeps, resolveRunDir } from './common.js';
 
 export function infoText(o: { weights?: string[]; run?: string; name?: string }): string {

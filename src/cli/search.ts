@@ -9,14 +9,25 @@ import type { SegmentationDataset } from '../data/dataset.js';
 import { buildTaskCanvas } from '../data/episode-canvas.js';
 import { CANVAS_FLOATS } from '../engine.js';
 import { InterruptedError } from '../errors.js';
-import { readMeansFile } from '../method/means_file.js';
-import { resolveRunTask } from '../method/pairs_task.js';
-import { type CanvasSet, checkSearchOptions, REFERENCE_SEARCH, runSearch, type SearchOptions } from '../method/reinforce.js';
-import { MULTITASK } from '../method/run_layout.js';
-import { moveAside } from '../method/run_lock.js';
-import { makeSubsetFile, writeSubsetFile } from '../method/subset_file.js';
-import { cachedTargetTokens, weightsIdentity } from '../method/target_tokens.js';
+import { resolveRunTask } from '../method/pairs-task.js';
+import {
+  type CanvasSet,
+  checkSearchOptions,
+  FINAL_SUBSETS,
+  OBJECTIVES,
+  REFERENCE_SEARCH,
+  RESTRICTS,
+  runSearch,
+  SELECTS,
+  type SearchOptions,
+  TOKEN_LOSSES,
+} from '../method/reinforce.js';
+import { cachedTargetTokens, weightsIdentity } from '../method/target-tokens.js';
 import { type Granularity, VariableSpace } from '../method/variables.js';
+import { MULTITASK } from '../run/layout.js';
+import { moveAside } from '../run/lock.js';
+import { readMeansFile } from '../run/means-file.js';
+import { makeSubsetFile, writeSubsetFile } from '../run/subset-file.js';
 import { MAX_BATCH } from './collect.js';
 import {
   checkMemory,
@@ -34,7 +45,7 @@ import {
   type RunOptions,
   UsageError,
 } from './common.js';
-import { addRunOptions } from './run_options.js';
+import { addRunOptions } from './run-options.js';
 
 /** Bounds of the numeric options (checked before anything is allocated; memory is checked too). */
 export const MAX_STEPS = 10_000_000;
@@ -201,7 +212,7 @@ async function searchLocked(o: SearchCliOptions, ctx: RunContext, resolved: Retu
   } finally {
     process.off('SIGINT', onSigint);
     bar.stop();
-    engine.close?.();
+    await engine.close?.();
   }
 }
 
@@ -217,13 +228,13 @@ export function searchProgram(deps: Deps = defaultDeps): Command {
     .option('--lr <x>', 'Adam learning rate', floatInRange('--lr', Number.MIN_VALUE, 1e6), REFERENCE_SEARCH.lr)
     .option('--init <x>', 'initial logit', floatInRange('--init', -100, 100), REFERENCE_SEARCH.init)
     .option('--sparsity <x>', 'weight of mean(p) in the objective (regularization_strength)', floatInRange('--sparsity', 0, 1e6), REFERENCE_SEARCH.sparsity)
-    .addOption(new Option('--restrict <area>', 'heads searched').choices(['none', 'encoder-only', 'decoder-only']).default(REFERENCE_SEARCH.restrict))
+    .addOption(new Option('--restrict <area>', 'heads searched').choices(RESTRICTS).default(REFERENCE_SEARCH.restrict))
     .option('--granularity <g>', '0 (layer, head), 1 (reference default), 2 (per token)', intInRange('--granularity', 0, 2), 1)
     .option('--validate-every <n>', 'steps between validations (0: never)', intInRange('--validate-every', 0, MAX_STEPS), REFERENCE_SEARCH.validateEvery)
-    .addOption(new Option('--select <which>', 'best (validation) | last').choices(['best', 'last']).default(REFERENCE_SEARCH.select))
+    .addOption(new Option('--select <which>', 'best (validation) | last').choices(SELECTS).default(REFERENCE_SEARCH.select))
     .addOption(
       new Option('--final-subset <rule>', 'sample (the reference: one Bernoulli draw) | threshold (p > 0.5)')
-        .choices(['sample', 'threshold'])
+        .choices(FINAL_SUBSETS)
         .default(REFERENCE_SEARCH.finalSubset),
     )
     .option('--seed <n>', 'search seed', intInRange('--seed', 0), REFERENCE_SEARCH.seed)
@@ -241,12 +252,12 @@ export function searchProgram(deps: Deps = defaultDeps): Command {
         '--objective <space>',
         'how training samples are scored: pixel (the reference: decode, then -IoU or MSE) | token (VQGAN token space: the MAE logits of the output quadrant against the VQGAN encoder tokens of the ground truth; no decode, needs encoder weights). Validation is pixel-space for both',
       )
-        .choices(['pixel', 'token'])
+        .choices(OBJECTIVES)
         .default(REFERENCE_SEARCH.objective),
     )
     .addOption(
       new Option('--token-loss <loss>', 'for --objective token: ce (mean cross-entropy of the 49 output tokens) | accuracy (minus the token accuracy)')
-        .choices(['ce', 'accuracy'])
+        .choices(TOKEN_LOSSES)
         .default(REFERENCE_SEARCH.tokenLoss),
     )
     .option('--resume', 'continue from search/<task>/state.json', false)

@@ -3,10 +3,13 @@
 // vectors; `run` executes them on local workers (one per GPU or CPU slice) or as a Slurm job array,
 // `status` shows each cell, `collect` gathers one evaluation table and report. src/sweep/ holds the
 // machinery; this file is the command line.
+
 import { existsSync, mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
+import { DATASETS } from '../data/dataset.js';
+import { InterruptedError, VtvError } from '../errors.js';
 import { collectSweep } from '../sweep/collect.js';
 import { sweepPaths } from '../sweep/layout.js';
 import { CELL_STOPPED_EXIT, runLocal } from '../sweep/local.js';
@@ -157,9 +160,10 @@ export async function sweepRunCommand(dirArg: string, o: SweepRunOptions, deps: 
       progress: deps.progress,
     });
     deps.log(`\n${statusText(sweepStatus(dir), paths, sweep)}`);
-    if (res.failed.length) throw new UsageError(`${res.failed.length} cell(s) failed (shown above); the others are done or resumable`);
-    if (res.stopped.length) deps.log(`sweep stopped; \`vtv sweep run ${dirArg}\` continues it from the checkpoints`);
-    else deps.log(`sweep ${sweep.name}: every cell done; \`vtv sweep collect ${dirArg}\` gathers the results`);
+    if (res.failed.length) throw new VtvError(`${res.failed.length} cell(s) failed (shown above); the others are done or resumable`);
+    // Stopped by a signal (Ctrl-C): every cell wrote its checkpoint; exit 130 as a shell expects.
+    if (res.stopped.length) throw new InterruptedError(`sweep stopped; \`vtv sweep run ${dirArg}\` continues it from the checkpoints`);
+    deps.log(`sweep ${sweep.name}: every cell done; \`vtv sweep collect ${dirArg}\` gathers the results`);
   } finally {
     lock.release();
   }
@@ -183,7 +187,7 @@ export function sweepProgram(deps: Deps = defaultDeps): Command {
     .option('--set <option=values>', 'without a file: a search option and its values, e.g. --set granularity=0,1 (repeatable)', collectRepeat)
     .option('--model <preset>', 'without a file: model preset')
     .option('--weights <files...>', 'without a file: safetensors weights')
-    .addOption(new Option('--dataset <name>', 'without a file: data set').choices(['bundled', 'pascal5i']))
+    .addOption(new Option('--dataset <name>', 'without a file: data set').choices(DATASETS))
     .option('--data-dir <dir>', 'without a file: for pascal5i, the folder holding VOCdevkit/')
     .addOption(new Option('--executor <name>', 'where the cells run').choices(['local', 'slurm']).default('local'))
     .option('--workers <n>', 'local: cells at once (default: one per GPU, else 1)', parseIntArg('--workers'))

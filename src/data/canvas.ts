@@ -11,16 +11,15 @@
 //   output cell's 8-bit pixels. Truncating the FLOAT32 canvas instead would give v-1 for ~16% of the
 //   values (the float32 rounding lands below v), so gtQuadrant rounds to nearest; cellsTarget computes
 //   the reference's double-precision truncation from the cells for any cell values.
-import { CELL, IMAGE } from '../config.js';
+import { CELL, CELL_START, IMAGE, IMAGENET_MEAN, IMAGENET_STD } from '../config.js';
 import type { Image8 } from './image.js';
 import { makeImage } from './image.js';
 
 export const CANVAS = IMAGE; // 224
 export const CELL_SIZE = CELL; // 111
 /** Row/column where the second row/column of cells starts (111 + 2-px gap). */
-export const CELL_OFFSET = CANVAS - CELL; // 113
-export const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
-export const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
+export const CELL_OFFSET = CELL_START; // 113
+export { IMAGENET_MEAN, IMAGENET_STD };
 export const CELL_FLOATS = 3 * CELL * CELL;
 export const CANVAS_FLOATS = 3 * CANVAS * CANVAS;
 /** Bytes of one target quadrant, [3][111][111]. */

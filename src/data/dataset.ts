@@ -2,8 +2,14 @@
 // bundled one): named splits of (image, class) entries, seeded episodes (a query and a same-class
 // support), and loading of images and label maps. Class ids are 1-based and equal the label-map value
 // (VOC: 1 = aeroplane ... 20 = tvmonitor); 0 is background and 255 the VOC boundary/ignore label.
+
+import { InputError } from '../errors.js';
 import type { GrayImage, RgbImage } from './image.js';
 import { Rng, type RngState } from './rng.js';
+
+/** The data sets a run can use: the bundled one (in the package) or Pascal-5i (downloaded by the user). */
+export const DATASETS = ['bundled', 'pascal5i'] as const;
+export type DatasetName = (typeof DATASETS)[number];
 
 /** A split list: 'trn' or 'val' part of fold `fold`. */
 export interface SplitSpec {
@@ -64,10 +70,10 @@ export function parseSplitList(text: string, path: string): ListEntry[] {
     const line = raw.trim();
     if (!line) return;
     const m = /^(.+)__(\d+)$/.exec(line);
-    if (!m) throw new Error(`${path}:${i + 1}: expected '<image id>__<class id>', got '${line}'`);
+    if (!m) throw new InputError(`${path}:${i + 1}: expected '<image id>__<class id>', got '${line}'`);
     out.push({ id: m[1] as string, classId: Number(m[2]) });
   });
-  if (out.length === 0) throw new Error(`${path}: empty split list`);
+  if (out.length === 0) throw new InputError(`${path}: empty split list`);
   return out;
 }
 
@@ -92,7 +98,7 @@ export function sampleEpisodeRefs(entries: readonly ListEntry[], label: string, 
     const q = entries[index % entries.length] as ListEntry;
     const rng = root.fork(`episode/${index}`);
     const others = (byClass.get(q.classId) ?? []).filter((id) => id !== q.id);
-    if (others.length === 0) throw new Error(`${label}: class ${q.classId} has no image other than ${q.id} to use as support`);
+    if (others.length === 0) throw new InputError(`${label}: class ${q.classId} has no image other than ${q.id} to use as support`);
     const supportId = rng.pick(others);
     out.push({ index, queryId: q.id, supportId, classId: q.classId, cellRng: rng.fork('cells').getState() });
   }

@@ -5,6 +5,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { decode as decodePngRaw, encode as encodePngRaw } from 'fast-png';
 import jpeg from 'jpeg-js';
+import { InputError } from '../errors.js';
 
 /** An 8-bit image, row-major and channel-interleaved (HWC): data[(y*width + x)*channels + c]. */
 export interface Image8 {
@@ -33,7 +34,7 @@ const isJpeg = (b: Uint8Array) => b[0] === 0xff && b[1] === 0xd8;
 function to8bit(data: ArrayLike<number>, depth: number): Uint8Array {
   if (depth === 8) return data instanceof Uint8Array ? data : Uint8Array.from(data);
   if (depth === 16) return Uint8Array.from(data, (v) => v >> 8);
-  throw new Error(`unsupported PNG bit depth ${depth}`);
+  throw new InputError(`unsupported PNG bit depth ${depth}`);
 }
 
 /** Unpack 1/2/4-bit samples (rows padded to bytes) to one value per byte. */
@@ -65,12 +66,13 @@ function readPng(bytes: Uint8Array, what: string): ReturnType<typeof decodePngRa
     const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const w = v.getUint32(16);
     const h = v.getUint32(20);
-    if (w === 0 || h === 0 || w * h > MAX_IMAGE_PIXELS) throw new Error(`${what}: PNG declares ${w}x${h} pixels (at most ${MAX_IMAGE_PIXELS}, none empty)`);
+    if (w === 0 || h === 0 || w * h > MAX_IMAGE_PIXELS)
+      throw new InputError(`${what}: PNG declares ${w}x${h} pixels (at most ${MAX_IMAGE_PIXELS}, none empty)`);
   }
   try {
     return decodePngRaw(bytes);
   } catch (e) {
-    throw new Error(`${what}: corrupt or unsupported PNG: ${(e as Error).message}`);
+    throw new InputError(`${what}: corrupt or unsupported PNG: ${(e as Error).message}`);
   }
 }
 
@@ -78,7 +80,7 @@ function readPng(bytes: Uint8Array, what: string): ReturnType<typeof decodePngRa
 export function decodePng(bytes: Uint8Array, what = 'PNG'): RgbImage {
   const png = readPng(bytes, what);
   if (png.data.length < png.width * png.height * png.channels * (png.depth >= 8 ? png.depth / 8 : 0)) {
-    throw new Error(`${what}: PNG pixel data is shorter than its ${png.width}x${png.height} size (truncated?)`);
+    throw new InputError(`${what}: PNG pixel data is shorter than its ${png.width}x${png.height} size (truncated?)`);
   }
   const { width, height, channels } = png;
   const out = makeImage(width, height, 3);
@@ -86,7 +88,7 @@ export function decodePng(bytes: Uint8Array, what = 'PNG'): RgbImage {
     const idx = unpackBits(png.data as Uint8Array, width, height, png.depth);
     for (let i = 0; i < width * height; i++) {
       const c = png.palette[idx[i] as number];
-      if (!c) throw new Error(`${what}: palette index ${idx[i]} out of range (${png.palette.length} colours)`);
+      if (!c) throw new InputError(`${what}: palette index ${idx[i]} out of range (${png.palette.length} colours)`);
       out.data[3 * i] = c[0] as number;
       out.data[3 * i + 1] = c[1] as number;
       out.data[3 * i + 2] = c[2] as number;
@@ -121,7 +123,7 @@ export function decodeLabelPng(bytes: Uint8Array, what = 'label PNG'): GrayImage
   const { width, height } = png;
   if (png.palette) return makeImage(width, height, 1, unpackBits(png.data as Uint8Array, width, height, png.depth).slice());
   if (png.channels === 1 && png.depth === 8) return makeImage(width, height, 1, Uint8Array.from(png.data));
-  throw new Error(`${what}: a label map must be a palette or 8-bit greyscale PNG (got ${png.channels} channel(s), ${png.depth}-bit)`);
+  throw new InputError(`${what}: a label map must be a palette or 8-bit greyscale PNG (got ${png.channels} channel(s), ${png.depth}-bit)`);
 }
 
 /** Decode a baseline/progressive JPEG to RGB (greyscale JPEGs are replicated to 3 channels). */
@@ -130,10 +132,10 @@ export function decodeJpeg(bytes: Uint8Array, what = 'JPEG'): RgbImage {
   try {
     raw = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 1024, maxResolutionInMP: MAX_IMAGE_PIXELS / 1e6 });
   } catch (e) {
-    throw new Error(`${what}: JPEG decode failed: ${(e as Error).message}`);
+    throw new InputError(`${what}: JPEG decode failed: ${(e as Error).message}`);
   }
   if (!(raw.width > 0 && raw.height > 0) || raw.data.length < raw.width * raw.height * 4)
-    throw new Error(`${what}: JPEG has no pixels (${raw.width}x${raw.height})`);
+    throw new InputError(`${what}: JPEG has no pixels (${raw.width}x${raw.height})`);
   const out = makeImage(raw.width, raw.height, 3);
   for (let i = 0; i < raw.width * raw.height; i++) {
     out.data[3 * i] = raw.data[4 * i] as number;
@@ -147,7 +149,7 @@ export function decodeJpeg(bytes: Uint8Array, what = 'JPEG'): RgbImage {
 export function decodeImage(bytes: Uint8Array, what = 'image'): RgbImage {
   if (isPng(bytes)) return decodePng(bytes, what);
   if (isJpeg(bytes)) return decodeJpeg(bytes, what);
-  throw new Error(`${what}: not a PNG or JPEG file (unknown signature)`);
+  throw new InputError(`${what}: not a PNG or JPEG file (unknown signature)`);
 }
 
 /** Encode an 8-bit RGB or grey image as PNG. */
@@ -171,7 +173,7 @@ function readBytes(path: string): Uint8Array {
   try {
     return new Uint8Array(readFileSync(path));
   } catch (e) {
-    throw new Error(`cannot read ${path}: ${(e as Error).message}`);
+    throw new InputError(`cannot read ${path}: ${(e as Error).message}`);
   }
 }
 

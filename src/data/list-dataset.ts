@@ -2,6 +2,7 @@
 // lists <splitDir>/{trn,val}/fold<k>.txt. Pascal-5i and the bundled dataset are both instances.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { InputError, UsageError } from '../errors.js';
 import {
   type Episode,
   type EpisodeRef,
@@ -56,9 +57,9 @@ export class ListSegmentationDataset implements SegmentationDataset {
   }
 
   private listPath(spec: SplitSpec): string {
-    if (spec.split !== 'trn' && spec.split !== 'val') throw new Error(`${this.name}: split must be 'trn' or 'val', got '${spec.split}'`);
+    if (spec.split !== 'trn' && spec.split !== 'val') throw new UsageError(`${this.name}: split must be 'trn' or 'val', got '${spec.split}'`);
     if (!Number.isInteger(spec.fold) || spec.fold < 0 || spec.fold >= this.folds) {
-      throw new Error(`${this.name}: fold must be an integer in 0..${this.folds - 1}, got ${spec.fold}`);
+      throw new UsageError(`${this.name}: fold must be an integer in 0..${this.folds - 1}, got ${spec.fold}`);
     }
     return join(this.cfg.splitDir, spec.split, `fold${spec.fold}.txt`);
   }
@@ -70,7 +71,8 @@ export class ListSegmentationDataset implements SegmentationDataset {
       if (!existsSync(path)) throw this.missing(path);
       list = parseSplitList(readFileSync(path, 'utf8'), path);
       for (const e of list) {
-        if (e.classId < 1 || e.classId > this.classes.length) throw new Error(`${path}: class id ${e.classId} of ${e.id} is outside 1..${this.classes.length}`);
+        if (e.classId < 1 || e.classId > this.classes.length)
+          throw new InputError(`${path}: class id ${e.classId} of ${e.id} is outside 1..${this.classes.length}`);
       }
       this.lists.set(path, list);
     }
@@ -88,7 +90,7 @@ export class ListSegmentationDataset implements SegmentationDataset {
     const image = readImageFile(imagePath);
     const labels = readLabelFile(labelPath);
     if (image.width !== labels.width || image.height !== labels.height) {
-      throw new Error(`${this.name}: ${id}: image is ${image.width}x${image.height} but its label map is ${labels.width}x${labels.height}`);
+      throw new InputError(`${this.name}: ${id}: image is ${image.width}x${image.height} but its label map is ${labels.width}x${labels.height}`);
     }
     return { id, image, labels };
   }

@@ -10,6 +10,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, extname, join, resolve } from 'node:path';
 import { CELL } from '../config.js';
+import { InputError } from '../errors.js';
 import { buildCanvas, type Cell, cellFromImage, cellsTarget } from './canvas.js';
 import type { TaskCanvas } from './episode-canvas.js';
 import { type RgbImage, readImageFile } from './image.js';
@@ -44,7 +45,7 @@ function listImages(dir: string): Map<string, string> {
     if (!isImage(f) || !statSync(p).isFile()) continue;
     const stem = basename(f, extname(f));
     const prev = out.get(stem);
-    if (prev) throw new Error(`pairs: ${prev} and ${p} have the same base name '${stem}': keep one file per name`);
+    if (prev) throw new InputError(`pairs: ${prev} and ${p} have the same base name '${stem}': keep one file per name`);
     out.set(stem, p);
   }
   return out;
@@ -56,21 +57,21 @@ function listImages(dir: string): Map<string, string> {
  */
 export function findPairs(dir: string): PairFiles[] {
   const root = resolve(dir);
-  if (!existsSync(root) || !statSync(root).isDirectory()) throw new Error(`pairs: ${root} is not a folder\nexpected layout: ${PAIRS_LAYOUT}`);
+  if (!existsSync(root) || !statSync(root).isDirectory()) throw new InputError(`pairs: ${root} is not a folder\nexpected layout: ${PAIRS_LAYOUT}`);
   const manifest = join(root, PAIRS_MANIFEST);
   if (existsSync(manifest)) return manifestPairs(root, manifest);
   const inDir = join(root, 'inputs');
   const outDir = join(root, 'outputs');
   for (const d of [inDir, outDir]) {
-    if (!existsSync(d) || !statSync(d).isDirectory()) throw new Error(`pairs: missing folder ${d}\nexpected layout: ${PAIRS_LAYOUT}`);
+    if (!existsSync(d) || !statSync(d).isDirectory()) throw new InputError(`pairs: missing folder ${d}\nexpected layout: ${PAIRS_LAYOUT}`);
   }
   const inputs = listImages(inDir);
   const outputs = listImages(outDir);
   if (inputs.size === 0 && outputs.size === 0) {
-    throw new Error(`pairs: ${inDir} and ${outDir} hold no images (${PAIR_IMAGE_EXTENSIONS.join(', ')})\nexpected layout: ${PAIRS_LAYOUT}`);
+    throw new InputError(`pairs: ${inDir} and ${outDir} hold no images (${PAIR_IMAGE_EXTENSIONS.join(', ')})\nexpected layout: ${PAIRS_LAYOUT}`);
   }
-  for (const [stem, p] of inputs) if (!outputs.has(stem)) throw new Error(`pairs: ${p} has no partner: expected ${join(outDir, stem)}.png (or .jpg)`);
-  for (const [stem, p] of outputs) if (!inputs.has(stem)) throw new Error(`pairs: ${p} has no partner: expected ${join(inDir, stem)}.png (or .jpg)`);
+  for (const [stem, p] of inputs) if (!outputs.has(stem)) throw new InputError(`pairs: ${p} has no partner: expected ${join(outDir, stem)}.png (or .jpg)`);
+  for (const [stem, p] of outputs) if (!inputs.has(stem)) throw new InputError(`pairs: ${p} has no partner: expected ${join(inDir, stem)}.png (or .jpg)`);
   return [...inputs].map(([stem, input]) => ({ id: stem, input, output: outputs.get(stem)! }));
 }
 
@@ -79,17 +80,17 @@ function manifestPairs(root: string, manifest: string): PairFiles[] {
   try {
     raw = JSON.parse(readFileSync(manifest, 'utf8'));
   } catch (e) {
-    throw new Error(`pairs: ${manifest} is not valid JSON: ${(e as Error).message}`);
+    throw new InputError(`pairs: ${manifest} is not valid JSON: ${(e as Error).message}`);
   }
   const list = Array.isArray(raw) ? raw : (raw as { pairs?: unknown })?.pairs;
-  if (!Array.isArray(list)) throw new Error(`pairs: ${manifest} must be a list of {"input", "output"} or {"pairs": [...]}`);
-  if (list.length === 0) throw new Error(`pairs: ${manifest} lists no pairs`);
+  if (!Array.isArray(list)) throw new InputError(`pairs: ${manifest} must be a list of {"input", "output"} or {"pairs": [...]}`);
+  if (list.length === 0) throw new InputError(`pairs: ${manifest} lists no pairs`);
   const seen = new Set<string>();
   return list.map((e, i) => {
     const { input, output } = (e ?? {}) as { input?: unknown; output?: unknown };
-    if (typeof input !== 'string' || typeof output !== 'string') throw new Error(`pairs: ${manifest} entry ${i} needs "input" and "output" paths`);
+    if (typeof input !== 'string' || typeof output !== 'string') throw new InputError(`pairs: ${manifest} entry ${i} needs "input" and "output" paths`);
     const files = [resolve(root, input), resolve(root, output)];
-    for (const f of files) if (!existsSync(f)) throw new Error(`pairs: ${manifest} entry ${i}: ${f} does not exist`);
+    for (const f of files) if (!existsSync(f)) throw new InputError(`pairs: ${manifest} entry ${i}: ${f} does not exist`);
     const stem = basename(input, extname(input));
     let id = stem;
     for (let k = 2; seen.has(id); k++) id = `${stem}-${k}`;
@@ -120,8 +121,8 @@ export function outputsAreMasks(paths: readonly string[]): boolean {
 
 /** A seeded train/validation split of pair ids: at least 2 training pairs and, from 3 pairs, 1 validation pair. */
 export function splitPairs(ids: readonly string[], seed: number, valFraction: number): { train: string[]; val: string[] } {
-  if (!(valFraction >= 0 && valFraction < 1)) throw new Error(`pairs: the validation fraction must be in [0, 1), got ${valFraction}`);
-  if (ids.length < 3) throw new Error(`pairs: need at least 3 pairs (2 to train with, 1 to validate), got ${ids.length}`);
+  if (!(valFraction >= 0 && valFraction < 1)) throw new InputError(`pairs: the validation fraction must be in [0, 1), got ${valFraction}`);
+  if (ids.length < 3) throw new InputError(`pairs: need at least 3 pairs (2 to train with, 1 to validate), got ${ids.length}`);
   const order = Rng.fromSeed(seed)
     .fork('pairs-split')
     .shuffle([...ids]);
@@ -140,13 +141,13 @@ export interface PairEpisode {
  * the query, drawn from a stream forked per episode (so episode i does not depend on the others).
  */
 export function pairEpisodes(queries: readonly string[], supports: readonly string[], label: string, seed: number, count: number, start = 0): PairEpisode[] {
-  if (queries.length === 0) throw new Error(`${label}: no query pairs`);
+  if (queries.length === 0) throw new InputError(`${label}: no query pairs`);
   const root = Rng.fromSeed(seed).fork(label);
   const out: PairEpisode[] = [];
   for (let index = start; index < start + count; index++) {
     const queryId = queries[index % queries.length]!;
     const others = supports.filter((s) => s !== queryId);
-    if (others.length === 0) throw new Error(`${label}: no training pair other than ${queryId} to use as the example`);
+    if (others.length === 0) throw new InputError(`${label}: no training pair other than ${queryId} to use as the example`);
     out.push({ index, queryId, supportId: root.fork(`episode/${index}`).pick(others) });
   }
   return out;

@@ -30,12 +30,6 @@ export const VOC_CLASSES = [
   'tvmonitor',
 ] as const;
 
-/** Classes 5k+1..5k+5 of fold k. */
-export function foldClasses(fold: number): number[] {
-  if (!Number.isInteger(fold) || fold < 0 || fold > 3) throw new Error(`Pascal-5i fold must be 0..3, got ${fold}`);
-  return [1, 2, 3, 4, 5].map((i) => 5 * fold + i);
-}
-
 export interface Pascal5iOptions {
   /** Folder holding VOCdevkit/ (the reference's --data_path). */
   base: string;

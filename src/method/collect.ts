@@ -11,8 +11,9 @@ import { buildTaskCanvas, buildTaskCanvases } from '../data/episode-canvas.js';
 import { Rng } from '../data/rng.js';
 import { getTask, type Task } from '../data/tasks/index.js';
 import { CANVAS_FLOATS, type TaskMeans } from '../engine.js';
-import type { ForwardEngine } from './forward_engine.js';
-import type { TaskMeansEntry } from './means_file.js';
+import { InputError } from '../errors.js';
+import type { TaskMeansEntry } from '../run/means-file.js';
+import type { ForwardEngine } from './forward-engine.js';
 import { newTasknessAccumulator, type Taskness, type TasknessAccumulator, tasknessAddTask, tasknessScores } from './taskness.js';
 
 export interface CollectOptions {
@@ -102,16 +103,16 @@ export async function collectTaskVectors(
   onProgress?: (p: CollectProgress) => void,
 ): Promise<CollectResult> {
   const tasks = opt.tasks.map((t) => getTask(t));
-  if (tasks.length === 0) throw new Error('collect: no tasks given');
+  if (tasks.length === 0) throw new InputError('collect: no tasks given');
   for (const f of opt.folds) {
-    if (!Number.isInteger(f) || f < 0 || f >= ds.folds) throw new Error(`collect: fold ${f} does not exist in dataset '${ds.name}' (0..${ds.folds - 1})`);
+    if (!Number.isInteger(f) || f < 0 || f >= ds.folds) throw new InputError(`collect: fold ${f} does not exist in dataset '${ds.name}' (0..${ds.folds - 1})`);
   }
   const candidates = new Map<string, ScoredPrompt[]>(tasks.map((t) => [t.id, []]));
   const total = opt.folds.length * opt.episodesPerFold;
   let done = 0;
   for (const fold of opt.folds) {
     const spec = { split: 'trn' as const, fold };
-    if (ds.entries(spec).length === 0) throw new Error(`collect: ${ds.name} trn fold ${fold} is empty`);
+    if (ds.entries(spec).length === 0) throw new InputError(`collect: ${ds.name} trn fold ${fold} is empty`);
     const refs = ds.episodeRefs(spec, opt.seed, opt.episodesPerFold);
     for (let off = 0; off < refs.length; off += opt.batch) {
       const chunk = refs.slice(off, off + opt.batch);
@@ -131,7 +132,7 @@ export async function collectTaskVectors(
       onProgress?.({ phase: 'score', done, total });
     }
   }
-  if (done === 0) throw new Error('collect: no episodes to score (empty dataset or --episodes 0)');
+  if (done === 0) throw new InputError('collect: no episodes to score (empty dataset or --episodes 0)');
 
   // Reference quirk: the class of an image is looked up over all trn folds, the last match winning.
   const classOf = new Map<string, number>();
@@ -148,7 +149,7 @@ export async function collectTaskVectors(
     if (opt.referenceQuirks) {
       sel = sel.map((p) => ({ ...p, supportId: quirkSupport(ds, p.fold, p, opt.seed), classId: classOf.get(p.queryId) ?? p.classId }));
     }
-    if (sel.length === 0) throw new Error(`collect: no usable prompt for task '${task.id}'`);
+    if (sel.length === 0) throw new InputError(`collect: no usable prompt for task '${task.id}'`);
     kept.set(task.id, sel);
     // The recorded prompt is the (query, support) pair kept, with the episode's own task randomness;
     // canvases are built one at a time, so memory stays flat.

@@ -3,7 +3,7 @@
 // zero-shot patched with a random subset of the same size (drawn afresh per fold, seeded).
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { CELL } from '../config.js';
+import { CELL, CELL_START, IMAGE } from '../config.js';
 import { canvasToPixels, planarToImage } from '../data/canvas.js';
 import type { SegmentationDataset } from '../data/dataset.js';
 import { buildTaskCanvas, type TaskCanvas } from '../data/episode-canvas.js';
@@ -11,9 +11,10 @@ import { writePngFile } from '../data/image.js';
 import { Rng } from '../data/rng.js';
 import { getTask } from '../data/tasks/index.js';
 import { CANVAS_FLOATS, type ForwardRequest, type TaskMeans } from '../engine.js';
+import { InputError } from '../errors.js';
 import { psnr } from '../metrics/psnr.js';
 import { ssim } from '../metrics/ssim.js';
-import type { ForwardEngine } from './forward_engine.js';
+import type { ForwardEngine } from './forward-engine.js';
 import { probabilities, sampleChoices } from './policy.js';
 import type { VariableSpace } from './variables.js';
 
@@ -92,7 +93,7 @@ export interface EvalResults {
 export function cropCell(planar: Uint8Array, y0: number, x0: number): Uint8Array {
   const out = new Uint8Array(3 * CELL * CELL);
   for (let c = 0; c < 3; c++)
-    for (let y = 0; y < CELL; y++) for (let x = 0; x < CELL; x++) out[(c * CELL + y) * CELL + x] = planar[c * 224 * 224 + (y0 + y) * 224 + x0 + x]!;
+    for (let y = 0; y < CELL; y++) for (let x = 0; x < CELL; x++) out[(c * CELL + y) * CELL + x] = planar[c * IMAGE * IMAGE + (y0 + y) * IMAGE + x0 + x]!;
   return out;
 }
 
@@ -125,16 +126,16 @@ export async function evaluateTaskVectors(
     for (const fold of t.source?.folds ?? opt.folds) {
       let choice = t.choice;
       if (opt.drawPerFold) {
-        if (!t.logits) throw new Error(`eval: drawing per fold needs the search logits of '${t.name}'`);
+        if (!t.logits) throw new InputError(`eval: drawing per fold needs the search logits of '${t.name}'`);
         choice = sampleChoices(probabilities(t.logits), 1, Rng.fromSeed(opt.seed).fork(`subset/${t.name}/${fold}`));
       }
       const size = choice.reduce((a, b) => a + b, 0);
       let refs: { index: number; build: () => TaskCanvas }[];
       if (t.source) refs = t.source.episodes(fold, opt.seed, opt.episodes);
       else {
-        if (!ds) throw new Error(`eval: task '${t.name}' needs a dataset`);
+        if (!ds) throw new InputError(`eval: task '${t.name}' needs a dataset`);
         const spec = { split: 'val' as const, fold };
-        if (ds.entries(spec).length === 0) throw new Error(`eval: ${ds.name} val fold ${fold} is empty`);
+        if (ds.entries(spec).length === 0) throw new InputError(`eval: ${ds.name} val fold ${fold} is empty`);
         const builtIn = getTask(t.name);
         refs = ds.episodeRefs(spec, opt.seed, opt.episodes).map((r) => ({ index: r.index, build: () => buildTaskCanvas(builtIn, ds.loadEpisode(r)) }));
       }
@@ -172,7 +173,7 @@ export async function evaluateTaskVectors(
           if (r.images) images[cond] = r.images;
           if (imageTask) {
             for (let i = 0; i < built.length; i++) {
-              const cell = cropCell(r.images!.subarray(i * CANVAS_FLOATS, (i + 1) * CANVAS_FLOATS), 113, 113);
+              const cell = cropCell(r.images!.subarray(i * CANVAS_FLOATS, (i + 1) * CANVAS_FLOATS), CELL_START, CELL_START);
               // PSNR of identical cells is Infinity; cap at 100 dB so means stay finite.
               psnrs[cond].push(Math.min(100, psnr(built[i]!.target, cell)));
               ssims[cond].push(ssim(built[i]!.target, cell));
@@ -186,12 +187,12 @@ export async function evaluateTaskVectors(
             const name = (what: string) => join(dir, `fold${fold}_${String(chunk[i]!.index).padStart(4, '0')}_${what}.png`);
             const px = canvasToPixels(built[i]!.canvas);
             writePngFile(name('example-input'), planarToImage(cropCell(px, 0, 0), CELL, CELL));
-            writePngFile(name('example-output'), planarToImage(cropCell(px, 0, 113), CELL, CELL));
-            writePngFile(name('query'), planarToImage(cropCell(px, 113, 0), CELL, CELL));
+            writePngFile(name('example-output'), planarToImage(cropCell(px, 0, CELL_START), CELL, CELL));
+            writePngFile(name('query'), planarToImage(cropCell(px, CELL_START, 0), CELL, CELL));
             writePngFile(name('target'), planarToImage(built[i]!.target, CELL, CELL));
             for (const cond of CONDITIONS) {
               const img = images[cond]!.subarray(i * CANVAS_FLOATS, (i + 1) * CANVAS_FLOATS);
-              writePngFile(name(FILE_LABEL[cond]), planarToImage(cropCell(img, 113, 113), CELL, CELL));
+              writePngFile(name(FILE_LABEL[cond]), planarToImage(cropCell(img, CELL_START, CELL_START), CELL, CELL));
             }
           }
         }

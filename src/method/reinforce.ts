@@ -16,10 +16,11 @@
 import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Rng, type RngState } from '../data/rng.js';
-import { QUADRANT_TOKENS, type TaskMeans } from '../engine.js';
-import { writeFileAtomic, writeJsonAtomic } from './atomic_file.js';
-import type { ForwardEngine } from './forward_engine.js';
-import { parseJsonText, readJsonFile } from './json_file.js';
+import { CANVAS_FLOATS, type ForwardBuffers, QUADRANT_TOKENS, type TaskMeans } from '../engine.js';
+import { InputError, UsageError } from '../errors.js';
+import { writeFileAtomic, writeJsonAtomic } from '../run/atomic-file.js';
+import { parseJsonText, readJsonFile } from '../run/json-file.js';
+import type { ForwardEngine } from './forward-engine.js';
 import {
   type AdamState,
   adamStep,
@@ -34,8 +35,8 @@ import {
 import type { VariableSpace } from './variables.js';
 
 export type TaskLoss = 'iou' | 'mse';
-export type Objective = 'pixel' | 'token';
-export type TokenLoss = 'ce' | 'accuracy';
+export type Objective = (typeof OBJECTIVES)[number];
+export type TokenLoss = (typeof TOKEN_LOSSES)[number];
 
 /** One task the search patches with: its means and how its samples are scored. */
 export interface SearchTask {
@@ -50,11 +51,17 @@ export interface CanvasSet {
   count: number;
   /** [count][3][111][111] uint8; default: each canvas's own bottom-right cell. */
   targets?: Uint8Array;
-  /** [count][49] VQGAN tokens of the ground-truth output quadrant; needed by training sets of the token objective (target_tokens.ts). */
+  /** [count][49] VQGAN tokens of the ground-truth output quadrant; needed by training sets of the token objective (target-tokens.ts). */
   targetTokens?: Int32Array;
 }
 
-export type Restrict = 'none' | 'decoder-only' | 'encoder-only';
+/** The choices of the search's enumerated options (the CLI offers exactly these). */
+export const RESTRICTS = ['none', 'encoder-only', 'decoder-only'] as const;
+export type Restrict = (typeof RESTRICTS)[number];
+export const SELECTS = ['best', 'last'] as const;
+export const FINAL_SUBSETS = ['sample', 'threshold'] as const;
+export const OBJECTIVES = ['pixel', 'token'] as const;
+export const TOKEN_LOSSES = ['ce', 'accuracy'] as const;
 
 export interface SearchOptions {
   steps: number; // 500 in the reference
@@ -65,8 +72,8 @@ export interface SearchOptions {
   sparsity: number; // regularization_strength λ, 0
   restrict: Restrict;
   validateEvery: number; // 50; 0 = never
-  select: 'best' | 'last';
-  finalSubset: 'sample' | 'threshold';
+  select: (typeof SELECTS)[number];
+  finalSubset: (typeof FINAL_SUBSETS)[number];
   seed: number;
   checkpointEvery: number; // steps between state writes (also written at the end and on stop)
   snapshotEvery: number; // steps between probability snapshots in the log; 0 = only with validation
@@ -261,17 +268,17 @@ export function checkSearchOptions(opt: SearchOptions): void {
   const int = (k: keyof SearchOptions, min: number, max = Number.MAX_SAFE_INTEGER) => {
     const v = opt[k] as unknown;
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-      throw new Error(`search: ${FLAG[k]} (${k}) must be an integer from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ''}, got ${String(v)}`);
+      throw new UsageError(`search: ${FLAG[k]} (${k}) must be an integer from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ''}, got ${String(v)}`);
     }
   };
   const num = (k: keyof SearchOptions, min: number, max: number, open = false) => {
     const v = opt[k] as unknown;
     if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max || (open && v === min)) {
-      throw new Error(`search: ${FLAG[k]} (${k}) must be a number ${open ? 'above' : 'from'} ${min} to ${max}, got ${String(v)}`);
+      throw new UsageError(`search: ${FLAG[k]} (${k}) must be a number ${open ? 'above' : 'from'} ${min} to ${max}, got ${String(v)}`);
     }
   };
   const oneOf = (k: keyof SearchOptions, allowed: readonly string[]) => {
-    if (!allowed.includes(opt[k] as string)) throw new Error(`${FLAG[k]} must be ${allowed.join(' or ')}, got '${String(opt[k])}'`);
+    if (!allowed.includes(opt[k] as string)) throw new UsageError(`${FLAG[k]} must be ${allowed.join(' or ')}, got '${String(opt[k])}'`);
   };
   int('steps', 1);
   int('samplesPerStep', 2);
@@ -279,34 +286,34 @@ export function checkSearchOptions(opt: SearchOptions): void {
   num('lr', 0, 1e6, true);
   num('init', -100, 100);
   num('sparsity', 0, 1e6);
-  oneOf('restrict', ['none', 'encoder-only', 'decoder-only']);
+  oneOf('restrict', RESTRICTS);
   int('validateEvery', 0);
-  oneOf('select', ['best', 'last']);
-  oneOf('finalSubset', ['sample', 'threshold']);
+  oneOf('select', SELECTS);
+  oneOf('finalSubset', FINAL_SUBSETS);
   int('seed', 0);
   int('checkpointEvery', 1);
   int('snapshotEvery', 0);
   int('engineBatch', 1);
-  oneOf('objective', ['pixel', 'token']);
-  oneOf('tokenLoss', ['ce', 'accuracy']);
+  oneOf('objective', OBJECTIVES);
+  oneOf('tokenLoss', TOKEN_LOSSES);
 }
 
 function validateInputs(inp: SearchInputs, opt: SearchOptions): void {
-  if (inp.tasks.length === 0) throw new Error('search: no tasks given');
-  if (inp.train.length !== inp.tasks.length) throw new Error(`search: ${inp.train.length} training sets for ${inp.tasks.length} tasks`);
+  if (inp.tasks.length === 0) throw new InputError('search: no tasks given');
+  if (inp.train.length !== inp.tasks.length) throw new InputError(`search: ${inp.train.length} training sets for ${inp.tasks.length} tasks`);
   for (let t = 0; t < inp.tasks.length; t++) {
     const s = inp.train[t]!;
-    if (s.count === 0) throw new Error(`search: task '${inp.tasks[t]!.name}' has no training canvases (empty dataset?)`);
-    if (s.canvases.length !== s.count * 3 * 224 * 224) throw new Error(`search: training canvases of '${inp.tasks[t]!.name}' have the wrong size`);
+    if (s.count === 0) throw new InputError(`search: task '${inp.tasks[t]!.name}' has no training canvases (empty dataset?)`);
+    if (s.canvases.length !== s.count * CANVAS_FLOATS) throw new InputError(`search: training canvases of '${inp.tasks[t]!.name}' have the wrong size`);
   }
-  if (inp.validation && inp.validation.length !== inp.tasks.length) throw new Error('search: validation sets must match the tasks');
+  if (inp.validation && inp.validation.length !== inp.tasks.length) throw new InputError('search: validation sets must match the tasks');
   checkSearchOptions(opt);
   if (opt.objective === 'token') {
     for (let t = 0; t < inp.tasks.length; t++) {
       const s = inp.train[t]!;
       if (!s.targetTokens || s.targetTokens.length !== s.count * QUADRANT_TOKENS) {
-        throw new Error(
-          `search: the token objective needs [${s.count}][${QUADRANT_TOKENS}] target tokens for the training canvases of '${inp.tasks[t]!.name}' (see target_tokens.ts)`,
+        throw new InputError(
+          `search: the token objective needs [${s.count}][${QUADRANT_TOKENS}] target tokens for the training canvases of '${inp.tasks[t]!.name}' (see target-tokens.ts)`,
         );
       }
     }
@@ -324,6 +331,24 @@ async function bindMeans(inp: SearchInputs): Promise<TaskMeans[]> {
   const bound: TaskMeans[] = [];
   for (const t of inp.tasks) bound.push(await inp.engine.bindTaskMeans(t.means));
   return bound;
+}
+
+/**
+ * Per engine, free losses/metrics arrays of each chunk size: every step's forwards write into the same
+ * ones (taken for one call, given back once read, so concurrent searches on one engine never share one).
+ */
+const scoreBuffers = new WeakMap<ForwardEngine, Map<number, ForwardBuffers[]>>();
+
+function takeScoreBuffers(engine: ForwardEngine, batch: number): ForwardBuffers {
+  return scoreBuffers.get(engine)?.get(batch)?.pop() ?? { losses: new Float32Array(batch), metrics: new Float32Array(batch) };
+}
+
+function giveBackScoreBuffers(engine: ForwardEngine, batch: number, b: ForwardBuffers): void {
+  let bySize = scoreBuffers.get(engine);
+  if (!bySize) scoreBuffers.set(engine, (bySize = new Map()));
+  const free = bySize.get(batch) ?? [];
+  free.push(b);
+  bySize.set(batch, free);
 }
 
 /**
@@ -362,11 +387,13 @@ async function runPatched(
         chunk.forEach((i, k) => m.set(masks.subarray(i * mb, (i + 1) * mb), k * mb));
       }
       const set = sets[t]!;
+      const into = takeScoreBuffers(inp.engine, chunk.length);
       const res = await inp.engine.forward({
         mode: inp.space.mode,
         canvases: set.canvases,
         canvasIndex,
         patch: { means: means[t]!, masks: m },
+        into,
         ...(scoring.kind === 'pixel' ? { loss: inp.tasks[t]!.loss, targets: set.targets } : { loss: scoring.loss, targetTokens: set.targetTokens }),
       });
       uniqueForwards += res.uniqueForwards;
@@ -375,6 +402,7 @@ async function runPatched(
         losses[i] = res.losses![k]!;
         metrics[i] = res.metrics![k]!;
       });
+      giveBackScoreBuffers(inp.engine, chunk.length, into);
     }
   }
   return { losses, metrics, uniqueForwards, uniqueDecodes };
@@ -420,9 +448,9 @@ export function readSearchState(path: string): SearchState {
   try {
     s = readJsonFile<SearchState>(path, 'vtv search state');
   } catch (e) {
-    throw new Error(`--resume: ${(e as Error).message}`);
+    throw new InputError(`--resume: ${(e as Error).message}`);
   }
-  if (s?.format !== 'vtv-search-state' || s.version !== 1) throw new Error(`--resume: ${path} is not a vtv search state (version 1)`);
+  if (s?.format !== 'vtv-search-state' || s.version !== 1) throw new InputError(`--resume: ${path} is not a vtv search state (version 1)`);
   const okArray = (a: unknown) => Array.isArray(a) && a.every((x) => typeof x === 'number');
   if (
     !Number.isInteger(s.step) ||
@@ -434,7 +462,7 @@ export function readSearchState(path: string): SearchState {
     typeof s.rng !== 'object' ||
     s.rng === null
   ) {
-    throw new Error(`--resume: ${path} is damaged: step, logits, adam or rng is missing or of the wrong type`);
+    throw new InputError(`--resume: ${path} is damaged: step, logits, adam or rng is missing or of the wrong type`);
   }
   return s;
 }
@@ -448,7 +476,7 @@ export function readSearchState(path: string): SearchState {
 export function repairLog(path: string, step: number): { kept: number; tornDropped: boolean } {
   if (!existsSync(path)) {
     if (step === 0) return { kept: 0, tornDropped: false };
-    throw new Error(`--resume: ${path} is missing but the state is at step ${step}: the log of steps 0-${step - 1} is lost (start over with --force)`);
+    throw new InputError(`--resume: ${path} is missing but the state is at step ${step}: the log of steps 0-${step - 1} is lost (start over with --force)`);
   }
   const text = readFileSync(path, 'utf8');
   const lines = text.split('\n');
@@ -461,20 +489,20 @@ export function repairLog(path: string, step: number): { kept: number; tornDropp
     let rec: { step?: unknown };
     try {
       rec = parseJsonText(line, `${path}: line ${i + 1}`) as { step?: unknown };
-      if (typeof rec?.step !== 'number') throw new Error(`${path}: line ${i + 1} is not a step record (no "step")`);
+      if (typeof rec?.step !== 'number') throw new InputError(`${path}: line ${i + 1} is not a step record (no "step")`);
     } catch (e) {
       if (i === lines.length - 1) {
         tornDropped = true; // the torn end of an interrupted write
         break;
       }
-      throw new Error(`--resume: ${(e as Error).message}; the log is damaged before its last line`);
+      throw new InputError(`--resume: ${(e as Error).message}; the log is damaged before its last line`);
     }
     if ((rec.step as number) >= step) break;
-    if (rec.step !== kept.length) throw new Error(`--resume: ${path}: line ${i + 1} is step ${rec.step}, expected step ${kept.length}`);
+    if (rec.step !== kept.length) throw new InputError(`--resume: ${path}: line ${i + 1} is step ${rec.step}, expected step ${kept.length}`);
     kept.push(line);
   }
   if (kept.length !== step) {
-    throw new Error(
+    throw new InputError(
       `--resume: ${path} has ${kept.length} step(s) but the state ${step === 1 ? 'is' : 'is'} at step ${step}: they do not belong together (start over with --force)`,
     );
   }
@@ -495,14 +523,16 @@ export async function runSearch(inp: SearchInputs, opt: SearchOptions, run: Sear
   let step = 0;
 
   if (run.resume) {
-    if (!run.statePath || !existsSync(run.statePath)) throw new Error(`--resume: no search state at ${run.statePath ?? '(no path)'}`);
+    if (!run.statePath || !existsSync(run.statePath)) throw new InputError(`--resume: no search state at ${run.statePath ?? '(no path)'}`);
     const s = readSearchState(run.statePath);
     // States written before the token objective existed were all pixel-space searches.
     const diff = fingerprintDiff({ objective: 'pixel', ...s.fingerprint }, fingerprint);
     if (diff.length) {
-      throw new Error(`--resume: ${run.statePath} was written by a different search configuration; nothing was changed.\n  ${diff.slice(0, 8).join('\n  ')}`);
+      throw new InputError(
+        `--resume: ${run.statePath} was written by a different search configuration; nothing was changed.\n  ${diff.slice(0, 8).join('\n  ')}`,
+      );
     }
-    if (s.logits.length !== V) throw new Error(`--resume: state has ${s.logits.length} logits, this search has ${V} variables`);
+    if (s.logits.length !== V) throw new InputError(`--resume: state has ${s.logits.length} logits, this search has ${V} variables`);
     logits = Float64Array.from(s.logits);
     adam = { m: Float64Array.from(s.adam.m), v: Float64Array.from(s.adam.v), t: s.adam.t };
     rng = Rng.fromState(s.rng);

@@ -2,7 +2,7 @@
 // text from the embedded bitmap font (horizontal or rotated a quarter turn), PNG encoding through
 // fast-png. Enough for heatmaps and line charts without a canvas library or a browser.
 import { encode } from 'fast-png';
-import { FIRST_CHAR, GLYPH_ADVANCE, GLYPH_HEIGHT, GLYPH_WIDTH, GLYPHS_BASE64, LAST_CHAR } from './font_data.js';
+import { FIRST_CHAR, GLYPH_ADVANCE, GLYPH_HEIGHT, GLYPH_WIDTH, GLYPHS_BASE64, LAST_CHAR } from './font-data.js';
 
 export type Rgb = readonly [number, number, number];
 

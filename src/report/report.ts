@@ -9,13 +9,13 @@ import { readImageFile } from '../data/image.js';
 import { getTask, type MetricName } from '../data/tasks/index.js';
 import { CONDITION_LABEL, CONDITIONS, type EvalRow } from '../method/evaluate.js';
 import { probabilities } from '../method/policy.js';
-import { MULTITASK } from '../method/run_layout.js';
 import { type Granularity, VariableSpace, variableCount } from '../method/variables.js';
 import { taskMetric } from '../metrics/index.js';
+import { MULTITASK } from '../run/layout.js';
 import { continuousScale, selectionScale } from './colormap.js';
 import { drawHeatmapFigure, drawLineChart, formatNumber, LINE_COLORS, type Series } from './figures.js';
-import { headMapFigure, tasknessFigure } from './head_maps.js';
-import { type ExampleImages, type Note, type RunFiles, readRunFiles, type SearchFiles } from './run_files.js';
+import { headMapFigure, tasknessFigure } from './head-maps.js';
+import { type ExampleImages, type Note, type RunFiles, readRunFiles, type SearchFiles } from './run-files.js';
 
 export interface ReportOptions {
   /** Where index.html and the figures go (default RUN_DIR/report); replaced on every run. */
@@ -464,10 +464,4 @@ ${page.parts.join('\n')}
   const written = ['index.html', ...page.figures.map((f) => basename(f)), ...(existsSync(join(outDir, 'examples')) ? ['examples'] : [])];
   writeFileSync(manifest, `${written.join('\n')}\n`);
   return { html: htmlPath, outDir, figures: page.figures, notes: run.notes };
-}
-
-/** The relative paths of every image a report page references (for checks). */
-export function referencedImages(htmlPath: string): string[] {
-  const html = readFileSync(htmlPath, 'utf8');
-  return [...html.matchAll(/<img src="([^"]+)"/g)].map((m) => m[1]!);
 }

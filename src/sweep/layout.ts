@@ -21,7 +21,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { writeJsonAtomic } from '../method/atomic_file.js';
+import { writeJsonAtomic } from '../run/atomic-file.js';
 import type { Cell } from './spec.js';
 
 export interface SweepPaths {

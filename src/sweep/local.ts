@@ -7,7 +7,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import cliProgress from 'cli-progress';
-import { runPaths } from '../method/run_layout.js';
+import { UsageError, VtvError } from '../errors.js';
+import { runPaths } from '../run/layout.js';
 import { readCellStatus, type SweepPaths, writeCellStatus } from './layout.js';
 import type { Cell, Sweep } from './spec.js';
 import { formatSeconds } from './status.js';
@@ -38,7 +39,7 @@ export function detectGpus(spec = 'auto'): string[] {
   if (spec === 'none') return [];
   if (spec !== 'auto') {
     const ids = spec.split(',').map((s) => s.trim());
-    if (ids.some((s) => !/^[A-Za-z0-9-]+$/.test(s))) throw new Error(`--gpus ${spec}: expected auto, none or device ids such as 0,1`);
+    if (ids.some((s) => !/^[A-Za-z0-9-]+$/.test(s))) throw new UsageError(`--gpus ${spec}: expected auto, none or device ids such as 0,1`);
     return ids;
   }
   const env = process.env.CUDA_VISIBLE_DEVICES;
@@ -95,7 +96,7 @@ export const CELL_STOPPED_EXIT = 75;
 export async function runLocal(sweep: Sweep, paths: SweepPaths, o: LocalOptions): Promise<LocalResult> {
   const gpus = detectGpus(o.gpus);
   const workers = o.workers ?? Math.max(1, gpus.length);
-  if (!Number.isInteger(workers) || workers < 1) throw new Error(`--workers must be a positive integer, got ${o.workers}`);
+  if (!Number.isInteger(workers) || workers < 1) throw new UsageError(`--workers must be a positive integer, got ${o.workers}`);
   const cores = availableParallelism();
   const threads = o.threads ?? Math.max(1, Math.floor(cores / workers));
   const retries = o.retries ?? 2;
@@ -122,7 +123,7 @@ export async function runLocal(sweep: Sweep, paths: SweepPaths, o: LocalOptions)
       running.delete(-1);
       if (r.code !== 0 || !sharedCollected(paths)) {
         const tail = readFileSync(paths.collectLog, 'utf8').trim().split('\n').slice(-5).join('\n  ');
-        throw new Error(`the shared collection failed (${r.signal ?? `exit ${r.code}`}); nothing else ran. ${paths.collectLog} ends with:\n  ${tail}`);
+        throw new VtvError(`the shared collection failed (${r.signal ?? `exit ${r.code}`}); nothing else ran. ${paths.collectLog} ends with:\n  ${tail}`);
       }
     }
 

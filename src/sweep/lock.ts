@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { VtvError } from '../errors.js';
+import { ConflictError, InputError } from '../errors.js';
 
 export interface LockHolder {
   pid: number;
@@ -20,7 +20,7 @@ export interface LockHolder {
   slurm?: { jobId: string; arrayJobId?: string; arrayTaskId?: string; restartCount: number };
 }
 
-export class LockHeldError extends VtvError {
+export class LockHeldError extends ConflictError {
   constructor(
     message: string,
     readonly holder: LockHolder | undefined,
@@ -99,7 +99,7 @@ export function acquireLock(path: string, what: string, command = process.argv.s
     try {
       fd = openSync(path, 'wx');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`cannot create lock file ${path}: ${(e as Error).message}`);
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new InputError(`cannot create lock file ${path}: ${(e as Error).message}`);
       const holder = readHolder(path);
       const gone = holder ? goneBecause(holder, me) : undefined;
       if (!gone) {

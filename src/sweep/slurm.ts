@@ -6,7 +6,8 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { writeJsonAtomic } from '../method/atomic_file.js';
+import { VtvError } from '../errors.js';
+import { writeJsonAtomic } from '../run/atomic-file.js';
 import type { SweepPaths } from './layout.js';
 import type { SlurmSettings, Sweep } from './spec.js';
 
@@ -101,8 +102,8 @@ export function readSubmissions(paths: SweepPaths): Submission[] {
 
 function sbatch(script: string, extra: string[] = []): string {
   const r = spawnSync('sbatch', ['--parsable', ...extra, script], { encoding: 'utf8' });
-  if (r.error) throw new Error(`sbatch could not be run (${r.error.message}): is Slurm installed and on PATH on this node?`);
-  if (r.status !== 0) throw new Error(`sbatch ${script} failed (exit ${r.status}): ${(r.stderr || r.stdout).trim()}`);
+  if (r.error) throw new VtvError(`sbatch could not be run (${r.error.message}): is Slurm installed and on PATH on this node?`);
+  if (r.status !== 0) throw new VtvError(`sbatch ${script} failed (exit ${r.status}): ${(r.stderr || r.stdout).trim()}`);
   // --parsable prints "jobid" or "jobid;cluster".
   return r.stdout.trim().split(';')[0]!;
 }

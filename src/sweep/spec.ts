@@ -7,8 +7,10 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { BACKENDS, type Backend, PRECISIONS, type Precision } from '../config.js';
+import { DATASETS, type DatasetName } from '../data/dataset.js';
 import { getTask } from '../data/tasks/index.js';
-import { VtvError } from '../errors.js';
+import { InputError } from '../errors.js';
 import { type CollectOptions, REFERENCE_COLLECT } from '../method/collect.js';
 import { REFERENCE_SEARCH, type SearchOptions } from '../method/reinforce.js';
 
@@ -71,10 +73,10 @@ export const SweepFileSchema = z.strictObject({
   model: z.string().min(1).optional(),
   /** Weights files, relative to the sweep file (or to the working directory for flags). */
   weights: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
-  dataset: z.enum(['bundled', 'pascal5i']).default('bundled'),
+  dataset: z.enum(DATASETS).default('bundled'),
   dataDir: z.string().min(1).optional(),
-  backend: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
-  precision: z.enum(['fp32', 'bf16']).optional(),
+  backend: z.enum(BACKENDS).default('auto'),
+  precision: z.enum(PRECISIONS).optional(),
   /** Task ids; a list inside the list is one multi-task search (e.g. [segmentation, colorization]). */
   tasks: z.array(z.union([z.string().min(1), z.array(z.string().min(1)).min(2)])).min(1),
   folds: z.array(nonNeg).min(1).default([0]),
@@ -107,7 +109,6 @@ export const SweepFileSchema = z.strictObject({
     .default({}),
   slurm: SlurmSettingsSchema.default({}),
 });
-export type SweepFile = z.input<typeof SweepFileSchema>;
 
 export type CellSearch = SearchOptions & { granularity: 0 | 1 | 2; episodeSeed: number; valImages?: number };
 
@@ -137,10 +138,10 @@ export interface Sweep {
   run: {
     model?: string;
     weights: string[];
-    dataset: 'bundled' | 'pascal5i';
+    dataset: DatasetName;
     dataDir?: string;
-    backend: 'auto' | 'cpu' | 'cuda';
-    precision?: 'fp32' | 'bf16';
+    backend: Backend;
+    precision?: Precision;
   };
   collect: CollectOptions;
   eval: EvalSettings;
@@ -150,7 +151,7 @@ export interface Sweep {
   slurm: SlurmSettings;
 }
 
-export class SweepSpecError extends VtvError {}
+export class SweepSpecError extends InputError {}
 
 function zodMessage(where: string, e: z.ZodError): string {
   const lines = e.issues.map((i) => `  ${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`);

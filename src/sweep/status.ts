@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { relative } from 'node:path';
 import type { StepRecord } from '../method/reinforce.js';
-import { runPaths } from '../method/run_layout.js';
+import { runPaths } from '../run/layout.js';
 import { readCellStatus, type SweepPaths } from './layout.js';
 import { lockHolder } from './lock.js';
 import { queueView } from './slurm.js';

@@ -11,48 +11,27 @@ this file, so it follows the SPEC literally rather than fast:
 """
 import json
 import math
+import pathlib
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 # ---------------------------------------------------------------------------------------------------
-# Constants and configs (mirrors src/config.ts PRESETS; camelCase fields so the JSON is the same).
+# Constants and configs, read from the one definition the engine and TypeScript use too
+# (src/model-constants.json; camelCase fields so the JSON is the same).
 
-IMAGE, PATCH, GRID, HALF, CELL = 224, 16, 14, 7, 111
-ONE_SHOT_ENC_TOKENS, ONE_SHOT_DEC_TOKENS = 148, 197
-ZERO_SHOT_ENC_TOKENS, ZERO_SHOT_DEC_TOKENS = 50, 99
-ZERO_SHOT_SHIFT = 98
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+_CONSTANTS = json.loads((pathlib.Path(__file__).resolve().parents[2] / "src" / "model-constants.json").read_text())
+_C = _CONSTANTS["canvas"]
+IMAGE, PATCH, GRID, HALF, CELL = _C["image"], _C["patch"], _C["grid"], _C["half"], _C["cell"]
+ONE_SHOT_ENC_TOKENS, ONE_SHOT_DEC_TOKENS = _C["oneShotEncTokens"], _C["oneShotDecTokens"]
+ZERO_SHOT_ENC_TOKENS, ZERO_SHOT_DEC_TOKENS = _C["zeroShotEncTokens"], _C["zeroShotDecTokens"]
+ZERO_SHOT_SHIFT = _C["zeroShotShift"]
+IMAGENET_MEAN = tuple(_CONSTANTS["imagenet"]["mean"])
+IMAGENET_STD = tuple(_CONSTANTS["imagenet"]["std"])
 MODES = ("one-shot", "zero-shot")
 
-PRESETS = {
-    "mae-vqgan-vit-large": {
-        "name": "mae-vqgan-vit-large",
-        "encDim": 1024, "encDepth": 24, "encHeads": 16,
-        "decDim": 512, "decDepth": 8, "decHeads": 16,
-        "mlpRatio": 4, "lnEps": 1e-6,
-        "vq": {"embedDim": 256, "nEmbed": 1024, "zChannels": 256, "ch": 128, "chMult": [1, 1, 2, 2, 4],
-               "numResBlocks": 2, "groups": 32, "eps": 1e-6},
-    },
-    "mini": {
-        "name": "mini",
-        "encDim": 128, "encDepth": 4, "encHeads": 4,
-        "decDim": 128, "decDepth": 3, "decHeads": 4,
-        "mlpRatio": 4, "lnEps": 1e-6,
-        "vq": {"embedDim": 32, "nEmbed": 512, "zChannels": 64, "ch": 8, "chMult": [1, 1, 2, 4, 8],
-               "numResBlocks": 1, "groups": 4, "eps": 1e-6},
-    },
-    "tiny": {
-        "name": "tiny",
-        "encDim": 64, "encDepth": 4, "encHeads": 4,
-        "decDim": 32, "decDepth": 2, "decHeads": 4,
-        "mlpRatio": 4, "lnEps": 1e-6,
-        "vq": {"embedDim": 16, "nEmbed": 64, "zChannels": 32, "ch": 8, "chMult": [1, 1, 2, 2, 4],
-               "numResBlocks": 1, "groups": 4, "eps": 1e-6},
-    },
-}
+PRESETS = {p["name"]: p for p in _CONSTANTS["presets"]}
 
 
 def preset(name):

@@ -21,7 +21,7 @@
 # parity stage runs a few CUDA tests built for the CPU CUDA emulator (build-emu/, from scripts/test.sh),
 # the GPU-only stages print "skipped: no GPU", torch runs the tiny model on the CPU and the search runs
 # 2 steps x 4 samples of the tiny model on the cpu backend with this checkout's node and addon. No kit
-# is needed. test/device_run.test.ts runs it in CI.
+# is needed. test/device-run.test.ts runs it in CI.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 dry=0

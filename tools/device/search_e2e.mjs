@@ -44,7 +44,7 @@ function vtv(label, argv) {
 }
 
 const { preset } = await import(pathToFileURL(join(app, 'dist/src/config.js')).href);
-const { writeRandomWeights } = await import(pathToFileURL(join(app, 'dist/src/model/random_weights.js')).href);
+const { writeRandomWeights } = await import(pathToFileURL(join(app, 'dist/src/model/random-weights.js')).href);
 vtv('backends', ['info']);
 const weights = join(work, `${model}-random.safetensors`);
 if (!existsSync(weights)) {

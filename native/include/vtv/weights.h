@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,8 @@ class Weights {
   // Resolves a VQGAN key: "vae.<key>" if present, else "<key>".
   std::string vq_key(const std::string& key) const;
   std::vector<std::string> keys() const;
+  // The keys f32() has returned so far, sorted: what a model bound from these weights reads.
+  std::vector<std::string> bound_keys() const { return {bound_.begin(), bound_.end()}; }
   // The "__metadata__" string map of the first file that has one key, or "" when absent.
   std::string metadata(const std::string& name) const;
   const std::vector<std::string>& files() const { return paths_; }
@@ -53,6 +56,7 @@ class Weights {
   std::map<std::string, TensorInfo> tensors_;
   std::map<std::string, std::string> metadata_;
   std::map<std::string, std::vector<float>> widened_;  // converted or realigned copies
+  std::set<std::string> bound_;
 };
 
 }  // namespace vtv

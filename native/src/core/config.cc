@@ -1,5 +1,7 @@
 #include "vtv/config.h"
 
+#include <iterator>
+
 #include "vtv/error.h"
 
 namespace vtv {
@@ -19,52 +21,46 @@ void ModelConfig::validate() const {
   }
 }
 
-ModelConfig preset(const std::string& name) {
+namespace {
+
+ModelConfig from_row(const PresetRow& r) {
   ModelConfig c;
-  if (name == "mae-vqgan-vit-large") {
-    c.validate();
-    return c;
-  }
-  if (name == "mini") {
-    // The small model trained by train/ and shipped in models/ (docs/model-card-mini.md).
-    c.name = "mini";
-    c.enc_dim = 128;
-    c.enc_depth = 4;
-    c.enc_heads = 4;
-    c.dec_dim = 128;
-    c.dec_depth = 3;
-    c.dec_heads = 4;
-    c.vq.embed_dim = 32;
-    c.vq.n_embed = 512;
-    c.vq.z_channels = 64;
-    c.vq.ch = 8;
-    c.vq.ch_mult = {1, 1, 2, 4, 8};
-    c.vq.num_res_blocks = 1;
-    c.vq.groups = 4;
-    c.validate();
-    return c;
-  }
-  if (name == "tiny") {
-    c.name = "tiny";
-    c.enc_dim = 64;
-    c.enc_depth = 4;
-    c.enc_heads = 4;
-    c.dec_dim = 32;
-    c.dec_depth = 2;
-    c.dec_heads = 4;
-    c.vq.embed_dim = 16;
-    c.vq.n_embed = 64;
-    c.vq.z_channels = 32;
-    c.vq.ch = 8;
-    c.vq.ch_mult = {1, 1, 2, 2, 4};
-    c.vq.num_res_blocks = 1;
-    c.vq.groups = 4;
-    c.validate();
-    return c;
-  }
-  throw Error("unknown model preset '" + name + "' (known: mae-vqgan-vit-large, mini, tiny)");
+  c.name = r.name;
+  c.enc_dim = r.enc_dim;
+  c.enc_depth = r.enc_depth;
+  c.enc_heads = r.enc_heads;
+  c.dec_dim = r.dec_dim;
+  c.dec_depth = r.dec_depth;
+  c.dec_heads = r.dec_heads;
+  c.mlp_ratio = r.mlp_ratio;
+  c.ln_eps = r.ln_eps;
+  c.vq.embed_dim = r.embed_dim;
+  c.vq.n_embed = r.n_embed;
+  c.vq.z_channels = r.z_channels;
+  c.vq.ch = r.ch;
+  c.vq.ch_mult.assign(std::begin(r.ch_mult), std::end(r.ch_mult));
+  c.vq.num_res_blocks = r.num_res_blocks;
+  c.vq.groups = r.groups;
+  c.vq.eps = r.eps;
+  c.validate();
+  return c;
 }
 
-std::vector<std::string> preset_names() { return {"mae-vqgan-vit-large", "mini", "tiny"}; }
+}  // namespace
+
+ModelConfig preset(const std::string& name) {
+  for (const PresetRow& r : kPresetRows) {
+    if (name == r.name) return from_row(r);
+  }
+  std::string known;
+  for (const std::string& n : preset_names()) known += (known.empty() ? "" : ", ") + n;
+  throw Error("unknown model preset '" + name + "' (known: " + known + ")");
+}
+
+std::vector<std::string> preset_names() {
+  std::vector<std::string> names;
+  for (const PresetRow& r : kPresetRows) names.emplace_back(r.name);
+  return names;
+}
 
 }  // namespace vtv

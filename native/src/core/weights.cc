@@ -362,6 +362,7 @@ const float* Weights::f32(const std::string& key, const std::vector<int64_t>& sh
     throw Error("key " + key + ": expected shape " + shape_str(shape) + ", file has " + shape_str(t.shape) + " (in " +
                 base_name(paths_[static_cast<size_t>(t.file)]) + ")");
   }
+  bound_.insert(key);
   if (t.dtype == DType::F32 && reinterpret_cast<uintptr_t>(t.data) % alignof(float) == 0) {
     return reinterpret_cast<const float*>(t.data);
   }

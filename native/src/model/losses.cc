@@ -9,8 +9,8 @@ namespace vtv::model {
 
 namespace {
 // The metric code's numpy constants are float64.
-constexpr double kMeanD[3] = {0.485, 0.456, 0.406};
-constexpr double kStdD[3] = {0.229, 0.224, 0.225};
+constexpr const double* kMeanD = kImagenetMean;
+constexpr const double* kStdD = kImagenetStd;
 }  // namespace
 
 uint8_t pixel_to_byte(float p) {

@@ -7,8 +7,8 @@
 
 namespace vtv::model {
 
-constexpr int kCell = 111;      // cell side in pixels
-constexpr int kCellStart = 113;  // first row/column of the bottom-right cell
+using vtv::kCell;       // cell side in pixels (src/model-constants.json)
+using vtv::kCellStart;  // first row/column of the bottom-right cell
 constexpr int64_t kCellBytes = 3 * kCell * kCell;
 
 // The uint8 value of a decoded pixel in [0, 1]: trunc(clip(p * 255, 0, 255)), as `.int()` does.

@@ -12,8 +12,8 @@ namespace vtv::model {
 namespace {
 
 // ImageNet normalisation of the canvases (docs/method.md#canvas), undone by map_pixels.
-constexpr float kMean[3] = {0.485f, 0.456f, 0.406f};
-constexpr float kStd[3] = {0.229f, 0.224f, 0.225f};
+constexpr float kMean[3] = {float(kImagenetMean[0]), float(kImagenetMean[1]), float(kImagenetMean[2])};
+constexpr float kStd[3] = {float(kImagenetStd[0]), float(kImagenetStd[1]), float(kImagenetStd[2])};
 
 // Output side of the taming Downsample: pad one row/column at the end, 3x3 stride 2.
 int64_t downsampled(int64_t side) { return (side + 1 - 3) / 2 + 1; }

@@ -9,7 +9,7 @@ import { Rng } from '../src/data/rng.js';
 import { CANVAS_FLOATS, type TaskMeans } from '../src/engine.js';
 import { REFERENCE_SEARCH, runSearch, type SearchInputs, type SearchOptions } from '../src/method/reinforce.js';
 import { VariableSpace } from '../src/method/variables.js';
-import { FakeEngine, targetsFromImages } from './method_fake_engine.js';
+import { FakeEngine, targetsFromImages } from './method-fake-engine.js';
 
 const tiny = preset('tiny');
 

@@ -1,6 +1,6 @@
 // The vtv commands end to end on the bundled data with a fake engine (the method's own tests cover the
 // maths; these check the files, the flow and the errors a user will hit). The real-engine demo runs in
-// cli_demo_engine.test.ts.
+// cli-demo-engine.test.ts.
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,9 +12,9 @@ import { evalCommand } from '../src/cli/eval.js';
 import { program } from '../src/cli/program.js';
 import { searchCommand } from '../src/cli/search.js';
 import { preset } from '../src/config.js';
-import { runPaths } from '../src/method/run_layout.js';
-import { writeRandomWeights } from '../src/model/random_weights.js';
-import { FakeEngine } from './method_fake_engine.js';
+import { writeRandomWeights } from '../src/model/random-weights.js';
+import { runPaths } from '../src/run/layout.js';
+import { FakeEngine } from './method-fake-engine.js';
 
 const tiny = preset('tiny');
 const logs: string[] = [];

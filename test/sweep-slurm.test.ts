@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { preset } from '../src/config.js';
-import { writeRandomWeights } from '../src/model/random_weights.js';
+import { writeRandomWeights } from '../src/model/random-weights.js';
 
 const repo = resolve(__dirname, '..');
 const main = join(repo, 'dist/src/cli/main.js');

@@ -1,16 +1,25 @@
 // The CLI's conventions, through the real `vtv` process: --version prints the package version, usage
-// errors look like commander's own, and a search stopped by Ctrl-C (SIGINT) writes its state and exits
-// 130. The search runs the tiny random model on the real engine. The CLI runs from dist/, which
+// errors look like commander's own, a bad input file is one line naming it, the error classes form one
+// hierarchy, and a search stopped by Ctrl-C (SIGINT) writes its state and exits 130. The search runs the tiny random model on the real engine. The CLI runs from dist/, which
 // scripts/test.sh compiles before vitest (npx tsc -p tsconfig.json).
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { PickleError } from '../src/checkpoint/pickle.js';
+import { SafetensorsError } from '../src/checkpoint/safetensors.js';
+import { CheckpointError } from '../src/checkpoint/torch-checkpoint.js';
+import { ZipError } from '../src/checkpoint/zip.js';
 import { preset } from '../src/config.js';
-import { runPaths } from '../src/method/run_layout.js';
-import { writeRandomWeights } from '../src/model/random_weights.js';
+import { ConflictError, EngineError, InputError, InterruptedError, UsageError, VtvError } from '../src/errors.js';
+import { writeRandomWeights } from '../src/model/random-weights.js';
+import { JsonFileError } from '../src/run/json-file.js';
+import { runPaths } from '../src/run/layout.js';
+import { LockError } from '../src/run/lock.js';
+import { LockHeldError } from '../src/sweep/lock.js';
+import { SweepSpecError } from '../src/sweep/spec.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const main = join(repo, 'dist', 'src', 'cli', 'main.js');
@@ -36,6 +45,25 @@ describe('vtv CLI conventions', () => {
     const noRun = vtv(['search', '--run', join(tmpdir(), 'vtv-no-such-run'), '--task', 'segmentation']);
     expect(noRun.status).toBe(1);
     expect(noRun.stderr).toMatch(/^error: .*vtv-no-such-run is not a vtv run \(no config\.json\)/m);
+  });
+
+  it('prints a bad input file as one line naming the file and the problem, with exit code 1', () => {
+    const bad = join(mkdtempSync(join(tmpdir(), 'vtv-bad-')), 'bad.safetensors');
+    writeFileSync(bad, 'abc');
+    const r = vtv(['info', '--weights', bad]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(`vtv: ${bad}: too short for a safetensors file (3 bytes)\n`);
+  });
+
+  it('every error a user can act on is a VtvError of one kind, with its exit code', () => {
+    for (const E of [SafetensorsError, ZipError, PickleError, CheckpointError, JsonFileError, SweepSpecError]) {
+      expect(Object.prototype.isPrototypeOf.call(InputError.prototype, E.prototype), E.name).toBe(true);
+    }
+    for (const E of [LockError, LockHeldError]) expect(Object.prototype.isPrototypeOf.call(ConflictError.prototype, E.prototype)).toBe(true);
+    for (const E of [UsageError, InputError, EngineError, ConflictError, InterruptedError]) expect(new E('x')).toBeInstanceOf(VtvError);
+    expect(new InterruptedError('x').exitCode).toBe(130);
+    expect(new InputError('x').exitCode).toBe(1);
+    expect(new InputError('x').name).toBe('InputError');
   });
 
   it('exits 130 when a search is interrupted, after writing its state', async () => {

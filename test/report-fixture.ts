@@ -1,20 +1,20 @@
 // Synthetic run directories for the report tests, written with the method's own writers and types
-// (run_layout paths, writeMeansFile, makeSubsetFile/writeSubsetFile, writeJsonAtomic, resultsMarkdown,
+// (run/layout.ts paths, writeMeansFile, makeSubsetFile/writeSubsetFile, writeJsonAtomic, resultsMarkdown,
 // writePngFile, StepRecord/SearchState/EvalResults/Taskness): a finished run on the ViT-L shapes, and an
 // interrupted one on the tiny model (search stopped half-way with a cut-off log line, no subset, no eval).
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { type ModelConfig, ONE_SHOT_DEC_TOKENS, ONE_SHOT_ENC_TOKENS, preset } from '../src/config.js';
 import { makeImage, writePngFile } from '../src/data/image.js';
 import { Rng } from '../src/data/rng.js';
-import { writeJsonAtomic } from '../src/method/atomic_file.js';
 import { type EvalResults, type EvalRow, resultsMarkdown } from '../src/method/evaluate.js';
-import { type TaskMeansEntry, writeMeansFile } from '../src/method/means_file.js';
 import { probabilities } from '../src/method/policy.js';
 import type { SearchState, StepRecord } from '../src/method/reinforce.js';
-import { RUN_FORMAT_VERSION, type RunConfig, runPaths } from '../src/method/run_layout.js';
-import { makeSubsetFile, writeSubsetFile } from '../src/method/subset_file.js';
 import type { Taskness } from '../src/method/taskness.js';
 import { VariableSpace } from '../src/method/variables.js';
+import { writeJsonAtomic } from '../src/run/atomic-file.js';
+import { RUN_FORMAT_VERSION, type RunConfig, runPaths } from '../src/run/layout.js';
+import { type TaskMeansEntry, writeMeansFile } from '../src/run/means-file.js';
+import { makeSubsetFile, writeSubsetFile } from '../src/run/subset-file.js';
 
 /** A small seeded generator (mulberry32) so the fixtures are the same on every run. */
 function rand(seed: number): () => number {
@@ -304,4 +304,10 @@ export function makeInterruptedRun(root: string): void {
   const space = new VariableSpace(c, 1, 'zero-shot');
   writeSearch(root, 'segmentation', [TASKS[0]!], space, { loggedSteps: 25, stateStep: 20, finished: false, cutLastLine: true }, r);
   writeSearch(root, 'colorization', [TASKS[1]!], space, { loggedSteps: 3, finished: false }, r);
+}
+
+/** The relative paths of every image a report page references. */
+export function referencedImages(htmlPath: string): string[] {
+  const html = readFileSync(htmlPath, 'utf8');
+  return [...html.matchAll(/<img src="([^"]+)"/g)].map((m) => m[1]!);
 }

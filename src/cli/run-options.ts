@@ -1,5 +1,7 @@
 // The options every run-based command takes.
 import { type Command, Option } from 'commander';
+import { BACKENDS, PRECISIONS } from '../config.js';
+import { DATASETS } from '../data/dataset.js';
 import { intInRange, maxThreads } from './common.js';
 
 /** --threads, capped at a few threads per core. */
@@ -12,9 +14,9 @@ export function addRunOptions(c: Command): Command {
     .option('--name <name>', 'run name, a folder under runs/ (letters, digits, _ - .)', 'default')
     .option('--model <preset>', 'model preset: mae-vqgan-vit-large or tiny (default: from the weights file)')
     .option('--weights <files...>', 'safetensors weights (from `vtv convert`)')
-    .addOption(new Option('--backend <name>', 'compute backend').choices(['auto', 'cpu', 'cuda']))
-    .addOption(new Option('--precision <p>', 'bf16: tensor cores, the cuda backend only (default fp32)').choices(['fp32', 'bf16']))
+    .addOption(new Option('--backend <name>', 'compute backend').choices(BACKENDS))
+    .addOption(new Option('--precision <p>', 'bf16: tensor cores, the cuda backend only (default fp32)').choices(PRECISIONS))
     .addOption(threadsOption())
-    .addOption(new Option('--dataset <name>', 'data set').choices(['bundled', 'pascal5i']))
+    .addOption(new Option('--dataset <name>', 'data set').choices(DATASETS))
     .option('--data-dir <dir>', 'for pascal5i: the folder holding VOCdevkit/');
 }

@@ -18,6 +18,7 @@ import { basename } from 'node:path';
 import { readSafetensors, type SafeTensor, writeSafetensors } from '../checkpoint/safetensors.js';
 import {
   CELL,
+  CELL_START,
   type Mode,
   type ModelConfig,
   ModelConfigSchema,
@@ -27,6 +28,8 @@ import {
   ONE_SHOT_ENC_TOKENS,
   patchBitIndex,
   patchBytes,
+  ZERO_SHOT_DEC_TOKENS,
+  ZERO_SHOT_ENC_TOKENS,
   ZERO_SHOT_SHIFT,
 } from '../config.js';
 import { buildCanvas, CELL_FLOATS, type Cell, planarToImage } from '../data/canvas.js';
@@ -36,12 +39,13 @@ import type { Image8, RgbImage } from '../data/image.js';
 import { imageCell } from '../data/pairs.js';
 import { getTask, type MetricName } from '../data/tasks/index.js';
 import { CANVAS_FLOATS, type TaskMeans } from '../engine.js';
+import { InputError } from '../errors.js';
+import { MULTITASK, type RunPaths } from '../run/layout.js';
+import { readMeansFile, sameShapes } from '../run/means-file.js';
+import { readSubsetFile } from '../run/subset-file.js';
 import { cropCell } from './evaluate.js';
-import type { ForwardEngine } from './forward_engine.js';
-import { readMeansFile, sameShapes } from './means_file.js';
-import { PairsTask } from './pairs_task.js';
-import { MULTITASK, type RunPaths } from './run_layout.js';
-import { readSubsetFile } from './subset_file.js';
+import type { ForwardEngine } from './forward-engine.js';
+import { PairsTask } from './pairs-task.js';
 import type { Granularity } from './variables.js';
 
 export const TASK_VECTOR_FORMAT = '1';
@@ -50,7 +54,7 @@ export const TASK_VECTOR_EXT = '.vtv.safetensors';
 /** The weights' identity: the sha256 of the file, or of the files' digests joined by '+' for several. */
 export function weightsChecksum(paths: readonly string[]): string {
   const digests = paths.map((p) => {
-    if (!existsSync(p)) throw new Error(`weights file ${p} does not exist`);
+    if (!existsSync(p)) throw new InputError(`weights file ${p} does not exist`);
     const h = createHash('sha256');
     const fd = openSync(p, 'r');
     try {
@@ -135,10 +139,10 @@ export class TaskVector {
   ): TaskVector {
     const own = paths.subset(task);
     const subsetPath = existsSync(own) ? own : paths.subset(MULTITASK);
-    if (!existsSync(subsetPath)) throw new Error(`task '${task}' has no searched subset: run \`vtv search --task ${task}\` first (${own} does not exist)`);
+    if (!existsSync(subsetPath)) throw new InputError(`task '${task}' has no searched subset: run \`vtv search --task ${task}\` first (${own} does not exist)`);
     const s = readSubsetFile(subsetPath, config);
     if (subsetPath !== own && !s.file.tasks.includes(task)) {
-      throw new Error(`task '${task}' has no searched subset: ${own} does not exist and the multi-task search covers ${s.file.tasks.join(', ')}`);
+      throw new InputError(`task '${task}' has no searched subset: ${own} does not exist and the multi-task search covers ${s.file.tasks.join(', ')}`);
     }
     const means = readMeansFile(paths.means, config, [task]).get(task)!.means;
     const triples = s.space.triples(s.choice);
@@ -170,43 +174,43 @@ export class TaskVector {
 
   /** Reads a file written by `save` (or `vtv export`). */
   static load(path: string): TaskVector {
-    if (!existsSync(path)) throw new Error(`task-vector file ${path} does not exist`);
+    if (!existsSync(path)) throw new InputError(`task-vector file ${path} does not exist`);
     let file: ReturnType<typeof readSafetensors>;
     try {
       file = readSafetensors(path);
     } catch (e) {
-      throw new Error(`${path} is not a readable task-vector file: ${(e as Error).message}`);
+      throw new InputError(`${path} is not a readable task-vector file: ${(e as Error).message}`);
     }
     const m = file.metadata;
     if (m.vtv_task_vector !== TASK_VECTOR_FORMAT) {
-      throw new Error(`${path} is not a vtv task-vector file (format ${TASK_VECTOR_FORMAT}); make one with \`vtv export --run R --task T\``);
+      throw new InputError(`${path} is not a vtv task-vector file (format ${TASK_VECTOR_FORMAT}); make one with \`vtv export --run R --task T\``);
     }
     const config = ModelConfigSchema.parse(JSON.parse(m.vtv_config ?? 'null'));
     const get = (k: string) => {
       const t = file.tensors.get(k);
-      if (!t) throw new Error(`${path}: tensor '${k}' is missing`);
+      if (!t) throw new InputError(`${path}: tensor '${k}' is missing`);
       return t;
     };
     const patches = Int32Array.from(get('patches').data as Int32Array);
     const mode = m.mode as Mode;
-    if (mode !== 'zero-shot' && mode !== 'one-shot') throw new Error(`${path}: mode '${m.mode}' is not zero-shot or one-shot`);
+    if (mode !== 'zero-shot' && mode !== 'one-shot') throw new InputError(`${path}: mode '${m.mode}' is not zero-shot or one-shot`);
     const means: TaskMeans = { enc: new Float32Array(meansEncFloats(config)), dec: new Float32Array(meansDecFloats(config)) };
     const encMeans = get('enc_means').data as Float32Array;
     const decMeans = get('dec_means').data as Float32Array;
     let ei = 0;
     let di = 0;
     const layers = config.encDepth + config.decDepth;
-    const tokens = mode === 'zero-shot' ? [50, 99] : [ONE_SHOT_ENC_TOKENS, ONE_SHOT_DEC_TOKENS];
+    const tokens = mode === 'zero-shot' ? [ZERO_SHOT_ENC_TOKENS, ZERO_SHOT_DEC_TOKENS] : [ONE_SHOT_ENC_TOKENS, ONE_SHOT_DEC_TOKENS];
     for (let k = 0; k < patches.length; k += 3) {
       const [l, h, p] = [patches[k]!, patches[k + 1]!, patches[k + 2]!];
       const enc = l < config.encDepth;
       if (l < 0 || l >= layers || h < 0 || h >= (enc ? config.encHeads : config.decHeads) || p < 0 || p >= tokens[enc ? 0 : 1]!) {
-        throw new Error(`${path}: patch (${l}, ${h}, ${p}) is outside model '${config.name}'`);
+        throw new InputError(`${path}: patch (${l}, ${h}, ${p}) is outside model '${config.name}'`);
       }
       const o = meanOffset(config, mode, l, h, p);
       const src = enc ? encMeans : decMeans;
       const i = enc ? ei++ : di++;
-      if ((i + 1) * o.len > src.length) throw new Error(`${path}: ${enc ? 'enc' : 'dec'}_means is too short for its patches`);
+      if ((i + 1) * o.len > src.length) throw new InputError(`${path}: ${enc ? 'enc' : 'dec'}_means is too short for its patches`);
       (enc ? means.enc : means.dec).set(src.subarray(i * o.len, (i + 1) * o.len), o.at);
     }
     const example = file.tensors.has('example.input')
@@ -279,7 +283,7 @@ export class TaskVector {
     const want = this.data.weights.sha256;
     if (!want) return;
     if (want !== sha256) {
-      throw new Error(
+      throw new InputError(
         `${source} was made for weights ${this.data.weights.files.join(' + ') || '?'} (sha256 ${want}), ` +
           `not for ${given.join(' + ')} (sha256 ${sha256}): apply it with the weights it was found with`,
       );
@@ -336,12 +340,12 @@ function exampleCells(ex: NonNullable<ApplyOptions['example']>): [Cell, Cell] {
  */
 export async function applyTaskVector(engine: ForwardEngine, tv: TaskVector, images: readonly Image8[], opt: ApplyOptions = {}): Promise<ApplyResult[]> {
   if (!sameShapes(tv.config, engine.config)) {
-    throw new Error(`task vector '${tv.task}' was made for model '${tv.config.name}', whose shapes differ from the engine's '${engine.config.name}'`);
+    throw new InputError(`task vector '${tv.task}' was made for model '${tv.config.name}', whose shapes differ from the engine's '${engine.config.name}'`);
   }
   const batch = opt.batch ?? 16;
-  if (!Number.isInteger(batch) || batch < 1) throw new Error(`apply: batch must be a positive integer, got ${batch}`);
+  if (!Number.isInteger(batch) || batch < 1) throw new InputError(`apply: batch must be a positive integer, got ${batch}`);
   const example = opt.example ?? tv.data.example;
-  if (opt.compare && !example) throw new Error(`apply: --compare needs an example pair: task vector '${tv.task}' carries none, pass one`);
+  if (opt.compare && !example) throw new InputError(`apply: --compare needs an example pair: task vector '${tv.task}' carries none, pass one`);
   const [exIn, exOut] = example ? exampleCells(example) : [WHITE_CELL, WHITE_CELL];
   const mask = tv.mask();
   const means = await engine.bindTaskMeans(tv.data.means);
@@ -357,7 +361,7 @@ export async function applyTaskVector(engine: ForwardEngine, tv: TaskVector, ima
     const run = async (mode: Mode, patched: boolean) =>
       (await engine.forward({ mode, canvases, outputs: { images: true }, ...(patched ? { patch: { means, masks } } : {}) })).images!;
     const cellOf = (images: Uint8Array, i: number) =>
-      planarToImage(cropCell(images.subarray(i * CANVAS_FLOATS, (i + 1) * CANVAS_FLOATS), 113, 113), CELL, CELL) as RgbImage;
+      planarToImage(cropCell(images.subarray(i * CANVAS_FLOATS, (i + 1) * CANVAS_FLOATS), CELL_START, CELL_START), CELL, CELL) as RgbImage;
     const tvImages = await run(tv.data.mode, true);
     const zs = opt.compare ? await run('zero-shot', false) : undefined;
     const os = opt.compare ? await run('one-shot', false) : undefined;

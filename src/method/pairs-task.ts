@@ -29,13 +29,14 @@ import { Rng } from '../data/rng.js';
 import type { MetricName } from '../data/tasks/index.js';
 import { getTask, TASK_IDS } from '../data/tasks/index.js';
 import { CANVAS_FLOATS } from '../engine.js';
-import { writeJsonAtomic } from './atomic_file.js';
+import { InputError, UsageError } from '../errors.js';
+import { writeJsonAtomic } from '../run/atomic-file.js';
+import { MULTITASK, type RunPaths } from '../run/layout.js';
+import type { TaskMeansEntry } from '../run/means-file.js';
 import { meansOf, recordActivations, selectPrompts } from './collect.js';
 import type { EpisodeSource } from './evaluate.js';
-import type { ForwardEngine } from './forward_engine.js';
-import type { TaskMeansEntry } from './means_file.js';
+import type { ForwardEngine } from './forward-engine.js';
 import type { CanvasSet } from './reinforce.js';
-import { MULTITASK, type RunPaths } from './run_layout.js';
 import { newTasknessAccumulator, type Taskness, tasknessAddTask, tasknessScores } from './taskness.js';
 
 export interface PairsTaskFile {
@@ -74,10 +75,11 @@ export const PAIRS_COLLECT: PairsCollectOptions = { episodes: 1000, keep: 100, s
 
 /** A user task's name: letters, digits, '_' and '-', not a built-in task's id. */
 export function checkPairsTaskName(name: string | undefined): string {
-  if (!name) throw new Error('--pairs needs --task-name <name> for the new task');
+  if (!name) throw new UsageError('--pairs needs --task-name <name> for the new task');
   if (!/^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(name))
-    throw new Error(`task name '${name}' may hold only letters, digits, '_' and '-' (and start with a letter or digit)`);
-  if ((TASK_IDS as readonly string[]).includes(name) || name === MULTITASK) throw new Error(`task name '${name}' is taken by a built-in task: choose another`);
+    throw new UsageError(`task name '${name}' may hold only letters, digits, '_' and '-' (and start with a letter or digit)`);
+  if ((TASK_IDS as readonly string[]).includes(name) || name === MULTITASK)
+    throw new UsageError(`task name '${name}' is taken by a built-in task: choose another`);
   return name;
 }
 
@@ -107,9 +109,9 @@ export async function collectPairsTask(
   onProgress?: (p: PairsCollectProgress) => void,
 ): Promise<PairsCollectResult> {
   checkPairsTaskName(name);
-  if (!Number.isInteger(opt.keep) || opt.keep < 1) throw new Error(`collect: --keep must be a positive integer, got ${opt.keep}`);
-  if (!Number.isInteger(opt.episodes) || opt.episodes < 1) throw new Error(`collect: --episodes-per-fold must be a positive integer, got ${opt.episodes}`);
-  if (opt.metric !== undefined && opt.metric !== 'iou' && opt.metric !== 'mse') throw new Error(`--metric must be iou or mse, got '${opt.metric}'`);
+  if (!Number.isInteger(opt.keep) || opt.keep < 1) throw new UsageError(`collect: --keep must be a positive integer, got ${opt.keep}`);
+  if (!Number.isInteger(opt.episodes) || opt.episodes < 1) throw new UsageError(`collect: --episodes-per-fold must be a positive integer, got ${opt.episodes}`);
+  if (opt.metric !== undefined && opt.metric !== 'iou' && opt.metric !== 'mse') throw new UsageError(`--metric must be iou or mse, got '${opt.metric}'`);
   const root = resolve(dir);
   const files = findPairs(root);
   const layout = existsSync(join(root, PAIRS_MANIFEST)) ? 'manifest' : 'folders';
@@ -137,7 +139,7 @@ export async function collectPairsTask(
     onProgress?.({ phase: 'score', done: scored.length, total: cands.length });
   }
   const kept = selectPrompts({ metric }, scored, opt.keep, false);
-  if (kept.length === 0) throw new Error(`collect: no usable prompt for task '${name}' (every one-shot score was NaN)`);
+  if (kept.length === 0) throw new InputError(`collect: no usable prompt for task '${name}' (every one-shot score was NaN)`);
 
   let recorded = 0;
   const total = 2 * kept.length;
@@ -190,9 +192,9 @@ export class PairsTask {
   ) {}
 
   static read(path: string): PairsTask {
-    if (!existsSync(path)) throw new Error(`${path} does not exist: record the task with \`vtv collect --pairs DIR --task-name <name>\``);
+    if (!existsSync(path)) throw new InputError(`${path} does not exist: record the task with \`vtv collect --pairs DIR --task-name <name>\``);
     const f = JSON.parse(readFileSync(path, 'utf8')) as PairsTaskFile;
-    if (f.format !== 'vtv-pairs-task' || f.version !== 1) throw new Error(`${path} is not a vtv pairs task (version 1)`);
+    if (f.format !== 'vtv-pairs-task' || f.version !== 1) throw new InputError(`${path} is not a vtv pairs task (version 1)`);
     return new PairsTask(f, path);
   }
 
@@ -207,7 +209,7 @@ export class PairsTask {
   pair(id: string): PreparedPair {
     if (!this.prepared) this.prepared = new Map(loadPairs(this.file.pairs).map((p) => [p.id, p]));
     const p = this.prepared.get(id);
-    if (!p) throw new Error(`${this.path}: no pair '${id}'`);
+    if (!p) throw new InputError(`${this.path}: no pair '${id}'`);
     return p;
   }
 
@@ -258,6 +260,6 @@ export function resolveRunTask(paths: Pick<RunPaths, 'pairsTask' | 'root'>, name
   } catch (e) {
     const tasksDir = join(paths.root, 'tasks');
     const own = existsSync(tasksDir) ? readdirSync(tasksDir).filter((d) => existsSync(paths.pairsTask(d))) : [];
-    throw new Error(`${(e as Error).message}${own.length ? `; tasks of this run from pairs: ${own.join(', ')}` : ''}`);
+    throw new InputError(`${(e as Error).message}${own.length ? `; tasks of this run from pairs: ${own.join(', ')}` : ''}`);
   }
 }

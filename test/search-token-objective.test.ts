@@ -16,11 +16,11 @@ import { gtQuadrant } from '../src/data/canvas.js';
 import { Rng } from '../src/data/rng.js';
 import { CANVAS_FLOATS, QUADRANT_TOKENS, TARGET_BYTES } from '../src/engine.js';
 import { REFERENCE_SEARCH, runSearch } from '../src/method/reinforce.js';
-import { runPaths } from '../src/method/run_layout.js';
-import { groundTruthCanvases } from '../src/method/target_tokens.js';
+import { groundTruthCanvases } from '../src/method/target-tokens.js';
 import { VariableSpace } from '../src/method/variables.js';
-import { randomWeights, writeRandomWeights } from '../src/model/random_weights.js';
-import { FakeEngine } from './method_fake_engine.js';
+import { randomWeights, writeRandomWeights } from '../src/model/random-weights.js';
+import { runPaths } from '../src/run/layout.js';
+import { FakeEngine } from './method-fake-engine.js';
 
 const tiny = preset('tiny');
 const root = mkdtempSync(join(tmpdir(), 'vtv-token-'));

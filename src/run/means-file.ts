@@ -8,7 +8,8 @@ import { existsSync } from 'node:fs';
 import { readSafetensors, readSafetensorsHeader, type SafeTensor, writeSafetensors } from '../checkpoint/safetensors.js';
 import { type ModelConfig, ONE_SHOT_DEC_TOKENS, ONE_SHOT_ENC_TOKENS } from '../config.js';
 import type { TaskMeans } from '../engine.js';
-import { parseJsonText } from './json_file.js';
+import { InputError } from '../errors.js';
+import { parseJsonText } from './json-file.js';
 
 export const MEANS_FORMAT = '1';
 
@@ -41,13 +42,13 @@ export function sameShapes(a: ModelConfig, b: ModelConfig): boolean {
 
 /** Tasks stored in a means file (without reading the tensors). */
 export function meansFileTasks(path: string): string[] {
-  if (!existsSync(path)) throw new Error(`task-vector file ${path} does not exist: run \`vtv collect\` for this run first`);
+  if (!existsSync(path)) throw new InputError(`task-vector file ${path} does not exist: run \`vtv collect\` for this run first`);
   const h = readSafetensorsHeader(path);
   if (h.metadata.vtv_means_format !== MEANS_FORMAT) {
-    throw new Error(`${path} is not a vtv task-vector file (format ${MEANS_FORMAT}); was it written by \`vtv collect\`?`);
+    throw new InputError(`${path} is not a vtv task-vector file (format ${MEANS_FORMAT}); was it written by \`vtv collect\`?`);
   }
   const tasks = parseJsonText(h.metadata.tasks ?? '[]', `${path}: metadata 'tasks'`);
-  if (!Array.isArray(tasks) || !tasks.every((t) => typeof t === 'string')) throw new Error(`${path}: metadata 'tasks' is not a list of task names`);
+  if (!Array.isArray(tasks) || !tasks.every((t) => typeof t === 'string')) throw new InputError(`${path}: metadata 'tasks' is not a list of task names`);
   return tasks;
 }
 
@@ -57,10 +58,10 @@ export function readMeansFile(path: string, config: ModelConfig, taskNames: stri
   const h = readSafetensorsHeader(path);
   const stored = (h.metadata.vtv_config ? parseJsonText(h.metadata.vtv_config, `${path}: metadata 'vtv_config'`) : null) as ModelConfig | null;
   if (!stored || typeof stored !== 'object' || !sameShapes(stored, config)) {
-    throw new Error(`${path} was collected with model '${stored?.name ?? '?'}', whose shapes differ from '${config.name}': collect again with this model`);
+    throw new InputError(`${path} was collected with model '${stored?.name ?? '?'}', whose shapes differ from '${config.name}': collect again with this model`);
   }
   for (const t of taskNames) {
-    if (!available.includes(t)) throw new Error(`${path} has no task vector for '${t}' (it has: ${available.join(', ') || 'none'})`);
+    if (!available.includes(t)) throw new InputError(`${path} has no task vector for '${t}' (it has: ${available.join(', ') || 'none'})`);
   }
   const keys = taskNames.flatMap((t) => [`${t}.enc`, `${t}.dec`, `${t}.count`]);
   const { tensors } = readSafetensors(path, keys);
@@ -74,7 +75,7 @@ export function readMeansFile(path: string, config: ModelConfig, taskNames: stri
     const tensor = tensors.get(k)!;
     const [dtype, shape] = want[k.slice(k.lastIndexOf('.') + 1)]!;
     if (tensor.dtype !== dtype || tensor.shape.join(',') !== shape.join(',')) {
-      throw new Error(`${path}: tensor '${k}' is ${tensor.dtype} [${tensor.shape}], expected ${dtype} [${shape}]`);
+      throw new InputError(`${path}: tensor '${k}' is ${tensor.dtype} [${tensor.shape}], expected ${dtype} [${shape}]`);
     }
   }
   for (const t of taskNames) {

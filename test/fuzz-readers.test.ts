@@ -17,9 +17,9 @@ import { preset } from '../src/config.js';
 import { decodeImage, decodeLabelPng, encodeJpeg, encodePng, makeImage } from '../src/data/image.js';
 import { Rng } from '../src/data/rng.js';
 import { readSearchState, repairLog } from '../src/method/reinforce.js';
-import { readSubsetFile } from '../src/method/subset_file.js';
 import { VariableSpace } from '../src/method/variables.js';
-import { buildZip } from './zip_builder.js';
+import { readSubsetFile } from '../src/run/subset-file.js';
+import { buildZip } from './zip-builder.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 16);
 const MIN_MUTANTS = 200;

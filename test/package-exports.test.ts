@@ -36,6 +36,10 @@ describe('package.json', () => {
       'native/include/vtv/engine.h',
       'native/src/engine/engine.cc',
       'native/src/engine/backend.h',
+      // the native build generates vtv/model_constants.h from the JSON the TypeScript imports
+      'native/cmake/model_constants.cmake',
+      'src/model-constants.json',
+      'dist/src/model-constants.json',
       'dist/src/index.js',
       'dist/src/cli/main.js',
       // the engine's .d.ts files import the addon's types from here

@@ -1,10 +1,11 @@
 // subset.json: the result of a search, the set of (layer, head, positions) a task vector patches.
 import { existsSync } from 'node:fs';
 import type { Mode, ModelConfig } from '../config.js';
-import { writeJsonAtomic } from './atomic_file.js';
-import { readJsonFile } from './json_file.js';
-import { probabilities } from './policy.js';
-import { type Granularity, VariableSpace } from './variables.js';
+import { InputError } from '../errors.js';
+import { probabilities } from '../method/policy.js';
+import { type Granularity, VariableSpace } from '../method/variables.js';
+import { writeJsonAtomic } from './atomic-file.js';
+import { readJsonFile } from './json-file.js';
 
 export interface SubsetFile {
   format: 'vtv-subset';
@@ -55,24 +56,24 @@ export const writeSubsetFile = (path: string, s: SubsetFile) => writeJsonAtomic(
 
 /** Reads a subset and returns it with its variable space and 0/1 choice, checked against the model. */
 export function readSubsetFile(path: string, config: ModelConfig): { file: SubsetFile; space: VariableSpace; choice: Uint8Array } {
-  if (!existsSync(path)) throw new Error(`task-vector subset ${path} does not exist: run \`vtv search\` for this task first`);
+  if (!existsSync(path)) throw new InputError(`task-vector subset ${path} does not exist: run \`vtv search\` for this task first`);
   const file = readJsonFile<SubsetFile>(path, 'vtv subset file');
-  if (file?.format !== 'vtv-subset' || file.version !== 1) throw new Error(`${path} is not a vtv subset file (version 1)`);
+  if (file?.format !== 'vtv-subset' || file.version !== 1) throw new InputError(`${path} is not a vtv subset file (version 1)`);
   if (!Array.isArray(file.chosen) || !Array.isArray(file.logits) || !Array.isArray(file.tasks) || !file.logits.every((x) => typeof x === 'number')) {
-    throw new Error(`${path} is damaged: chosen, logits or tasks is missing or of the wrong type`);
+    throw new InputError(`${path} is damaged: chosen, logits or tasks is missing or of the wrong type`);
   }
   if (![0, 1, 2].includes(file.granularity) || !['one-shot', 'zero-shot'].includes(file.mode)) {
-    throw new Error(`${path} is damaged: granularity ${JSON.stringify(file.granularity)} or mode ${JSON.stringify(file.mode)} is not one vtv writes`);
+    throw new InputError(`${path} is damaged: granularity ${JSON.stringify(file.granularity)} or mode ${JSON.stringify(file.mode)} is not one vtv writes`);
   }
   const space = new VariableSpace(config, file.granularity, file.mode);
   if (space.count !== file.variables || file.logits.length !== space.count) {
-    throw new Error(
+    throw new InputError(
       `${path} has ${file.variables} variables but model '${config.name}' at granularity ${file.granularity} has ${space.count}: it was searched with another model`,
     );
   }
   const choice = new Uint8Array(space.count);
   for (const v of file.chosen) {
-    if (!Number.isInteger(v) || v < 0 || v >= space.count) throw new Error(`${path}: chosen variable ${v} out of range`);
+    if (!Number.isInteger(v) || v < 0 || v >= space.count) throw new InputError(`${path}: chosen variable ${v} out of range`);
     choice[v] = 1;
   }
   return { file, space, choice };

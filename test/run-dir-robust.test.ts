@@ -22,11 +22,11 @@ import { encodePng, makeImage, readLabelFile } from '../src/data/image.js';
 import type { ForwardRequest } from '../src/engine.js';
 import { Engine } from '../src/engine.js';
 import { repairLog } from '../src/method/reinforce.js';
-import { runPaths } from '../src/method/run_layout.js';
-import { acquireLock, searchLockPath } from '../src/method/run_lock.js';
-import { randomWeights, writeRandomWeights } from '../src/model/random_weights.js';
-import { FakeEngine } from './method_fake_engine.js';
-import { buildZip, emptyStateDictPickle } from './zip_builder.js';
+import { randomWeights, writeRandomWeights } from '../src/model/random-weights.js';
+import { runPaths } from '../src/run/layout.js';
+import { acquireLock, searchLockPath } from '../src/run/lock.js';
+import { FakeEngine } from './method-fake-engine.js';
+import { buildZip, emptyStateDictPickle } from './zip-builder.js';
 
 const tiny = preset('tiny');
 const logs: string[] = [];
@@ -124,7 +124,7 @@ describe('1b. locks across processes', () => {
   it('another process holding a search is named; once it is killed (-9) its lock is taken over', async () => {
     const run = await newRun('cross');
     const lockFile = searchLockPath(run, 'segmentation');
-    const script = `import { acquireLock } from ${JSON.stringify(join(process.cwd(), 'src/method/run_lock.ts'))};
+    const script = `import { acquireLock } from ${JSON.stringify(join(process.cwd(), 'src/run/lock.ts'))};
       acquireLock(${JSON.stringify(lockFile)}, 'search'); console.log('held'); setInterval(() => {}, 1000);`;
     const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {

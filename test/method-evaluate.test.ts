@@ -11,7 +11,7 @@ import { buildTaskCanvas } from '../src/data/episode-canvas.js';
 import { CANVAS_FLOATS, type ForwardRequest, type ForwardResult, type TaskMeans } from '../src/engine.js';
 import { CONDITIONS, type EvalOptions, type EvalTask, evaluateTaskVectors } from '../src/method/evaluate.js';
 import { VariableSpace } from '../src/method/variables.js';
-import { FakeEngine } from './method_fake_engine.js';
+import { FakeEngine } from './method-fake-engine.js';
 
 const tiny = preset('tiny');
 

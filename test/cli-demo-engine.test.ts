@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Deps, defaultDeps } from '../src/cli/common.js';
 import { demoCommand } from '../src/cli/demo.js';
-import { runPaths } from '../src/method/run_layout.js';
+import { runPaths } from '../src/run/layout.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vtv-demo-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -7,10 +7,11 @@
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { IMAGE } from '../config.js';
 import { CELL_SIZE as CELL, CELL_OFFSET, IMAGENET_MEAN, IMAGENET_STD } from '../data/canvas.js';
 import { CANVAS_FLOATS, QUADRANT_TOKENS, quadrantTokens, TARGET_BYTES } from '../engine.js';
-import { writeJsonAtomic } from './atomic_file.js';
-import { readJsonFile } from './json_file.js';
+import { writeJsonAtomic } from '../run/atomic-file.js';
+import { readJsonFile } from '../run/json-file.js';
 import type { CanvasSet } from './reinforce.js';
 
 /** The part of the engine that computes target tokens (an Engine opened with needVqganEncoder). */
@@ -31,13 +32,13 @@ export function groundTruthCanvases(set: CanvasSet): Float32Array {
   if (!set.targets) return set.canvases;
   if (set.targets.length !== set.count * TARGET_BYTES) throw new Error(`target tokens: targets have ${set.targets.length} bytes, not ${set.count} x 3x111x111`);
   const out = Float32Array.from(set.canvases);
-  const plane = 224 * 224;
+  const plane = IMAGE * IMAGE;
   for (let b = 0; b < set.count; b++) {
     for (let c = 0; c < 3; c++) {
       const mean = IMAGENET_MEAN[c] as number;
       const std = IMAGENET_STD[c] as number;
       for (let y = 0; y < CELL; y++) {
-        const dst = b * CANVAS_FLOATS + c * plane + (CELL_OFFSET + y) * 224 + CELL_OFFSET;
+        const dst = b * CANVAS_FLOATS + c * plane + (CELL_OFFSET + y) * IMAGE + CELL_OFFSET;
         const src = b * TARGET_BYTES + c * CELL * CELL + y * CELL;
         // As buildCanvas: the cell is ToTensor's float32 v/255, normalised in double.
         for (let x = 0; x < CELL; x++) out[dst + x] = (Math.fround(set.targets[src + x]! / 255) - mean) / std;

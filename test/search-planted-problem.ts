@@ -1,4 +1,4 @@
-// The planted search problem of search_planted_engine.test.ts, shared with search_objectives tests and
+// The planted search problem of search-planted-engine.test.ts, shared with search_objectives tests and
 // benchmarks/search_objectives.ts: on the tiny model with random weights, targets are the model's own
 // outputs patched by a hidden, identifiable set of decoder (layer, head) variables, so the search's
 // answer is known. Everything is seeded: the same engine weights give the same problem.
@@ -7,7 +7,7 @@ import { Rng } from '../src/data/rng.js';
 import { CANVAS_FLOATS, type Engine, quadrantTokens, type TaskMeans } from '../src/engine.js';
 import { REFERENCE_SEARCH, type SearchOptions } from '../src/method/reinforce.js';
 import { VariableSpace } from '../src/method/variables.js';
-import { targetsFromImages } from './method_fake_engine.js';
+import { targetsFromImages } from './method-fake-engine.js';
 
 export interface PlantedProblem {
   space: VariableSpace;

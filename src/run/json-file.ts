@@ -4,9 +4,9 @@
 // the expected format, a field of the wrong type), never a bare "Unexpected end of JSON input".
 import { readFileSync, statSync } from 'node:fs';
 import type { z } from 'zod';
-import { VtvError } from '../errors.js';
+import { InputError } from '../errors.js';
 
-export class JsonFileError extends VtvError {
+export class JsonFileError extends InputError {
   constructor(
     readonly file: string,
     readonly problem: string,

@@ -1,6 +1,6 @@
 // The search on a planted problem with the real engine and the tiny model (random weights): targets
 // are the model's own outputs patched by a hidden subset of (layer, head) variables (the problem is in
-// search_planted_problem.ts); the pixel-space search, from the reference's start (logits -1), must find
+// search-planted-problem.ts); the pixel-space search, from the reference's start (logits -1), must find
 // that subset within a fixed budget and seed. Then the token-space objective (docs/method.md#token-objective) on the same
 // problem, seed and budget: it never decodes, and what it finds is measured in pixel space.
 // VTV_PLANTED_WEIGHTS_SEED=n tries other random weights.
@@ -11,9 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { preset } from '../src/config.js';
 import { Engine } from '../src/engine.js';
 import { type CanvasSet, evaluateSubset, runSearch, type SearchInputs, type StepRecord } from '../src/method/reinforce.js';
-import { computeTargetTokens } from '../src/method/target_tokens.js';
-import { writeRandomWeights } from '../src/model/random_weights.js';
-import { jaccard, PLANTED_BUDGET, type PlantedProblem, plantedProblem, recovery } from './search_planted_problem.js';
+import { computeTargetTokens } from '../src/method/target-tokens.js';
+import { writeRandomWeights } from '../src/model/random-weights.js';
+import { jaccard, PLANTED_BUDGET, type PlantedProblem, plantedProblem, recovery } from './search-planted-problem.js';
 
 const config = preset('tiny');
 const dir = mkdtempSync(join(tmpdir(), 'vtv-planted-'));

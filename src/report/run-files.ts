@@ -1,17 +1,18 @@
 // Reads whatever a run directory holds for the report, never failing on a missing or damaged file:
 // each absence or problem becomes a note saying what it means (which command has not run or did not
-// finish, and how to continue). Files are read with the method's own types (run_layout.ts and the
+// finish, and how to continue). Files are read with the method's own types (run/layout.ts and the
 // files it names); only their "format"/"version" tags and the fields the report uses are checked.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { type ModelConfig, ModelConfigSchema, preset } from '../config.js';
+import { InputError } from '../errors.js';
 import type { EvalResults } from '../method/evaluate.js';
-import { JsonFileError, readJsonFile } from '../method/json_file.js';
-import { meansFileTasks } from '../method/means_file.js';
 import type { SearchState, StepRecord } from '../method/reinforce.js';
-import { MULTITASK, type RunConfig, type RunPaths, runPaths } from '../method/run_layout.js';
-import type { SubsetFile } from '../method/subset_file.js';
 import type { Taskness } from '../method/taskness.js';
+import { JsonFileError, readJsonFile } from '../run/json-file.js';
+import { MULTITASK, type RunConfig, type RunPaths, runPaths } from '../run/layout.js';
+import { meansFileTasks } from '../run/means-file.js';
+import type { SubsetFile } from '../run/subset-file.js';
 
 export type NoteLevel = 'missing' | 'problem' | 'info';
 
@@ -63,9 +64,6 @@ export interface RunFiles {
   examples: Map<string, ExampleImages[]>;
   notes: Note[];
 }
-
-/** The names eval/examples files use for what they show (evaluate.ts FILE_LABEL plus the prompt cells). */
-export const EXAMPLE_KINDS = ['example-input', 'example-output', 'query', 'one-shot', 'zero-shot', 'task-vector', 'random', 'target'] as const;
 
 const EXAMPLE_NAME = /^fold(\d+)_([^_]+)_(.+)\.png$/;
 
@@ -135,7 +133,7 @@ function listDirs(dir: string): string[] {
 }
 
 export function readRunFiles(root: string): RunFiles {
-  if (!existsSync(root) || !statSync(root).isDirectory()) throw new Error(`run directory ${root} does not exist`);
+  if (!existsSync(root) || !statSync(root).isDirectory()) throw new InputError(`run directory ${root} does not exist`);
   const paths = runPaths(root);
   const notes: Note[] = [];
   const rel = (p: string) => relative(root, p) || '.';

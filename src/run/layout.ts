@@ -6,13 +6,13 @@
 //                               the first command, later commands take their defaults from it
 //   weights.safetensors         only for `vtv demo` (random tiny weights)
 //   means.safetensors           task vectors: per task <task>.enc [encDepth][148][encDim],
-//                               <task>.dec [decDepth][197][decDim], <task>.count [1] (means_file.ts)
+//                               <task>.dec [decDepth][197][decDim], <task>.count [1] (means-file.ts)
 //   prompts.json                per task, the kept (query, support) prompts and their one-shot scores
 //   taskness.json               rho per (layer, head) and per (layer, head, one-shot position) (taskness.ts)
 //   tasks/<name>/               only for a task given by example pairs (`vtv collect --pairs DIR --task-name
 //                               <name>`); its means and kept prompts go to means.safetensors and prompts.json
 //     task.json                 PairsTaskFile: the pairs (absolute paths), the seeded train/validation
-//                               split, the metric, the kept prompts best first (pairs_task.ts)
+//                               split, the metric, the kept prompts best first (pairs-task.ts)
 //     taskness.json             rho of the task against the identity copy of its own inputs
 //   search/<task>/              one search (<task> is a task id, or "multitask")
 //     state.json                SearchState: logits, Adam moments, RNG state, step, best (reinforce.ts);
@@ -22,11 +22,11 @@
 //                               probability snapshots (with validation and every --snapshot-every)
 //     target_tokens.json        only for --objective token: the VQGAN encoder's output-quadrant tokens
 //                               of each training canvas's ground truth, under a key hashing the canvases,
-//                               targets and weights (target_tokens.ts); reused on --resume
+//                               targets and weights (target-tokens.ts); reused on --resume
 //     subset.json               SubsetFile: the final variable choice, its (layer, head, positions),
 //                               the selected logits and probabilities
 //   .locks/                     run.lock, search-<task>.lock: who is writing (pid, host, command, start);
-//                               see run_lock.ts
+//                               see run/lock.ts
 //   replaced/<time>-<what>/     old results that --force (or a fresh start over an interrupted one)
 //                               moved aside before writing; never read by vtv, delete when done
 //   eval/
@@ -35,7 +35,9 @@
 //     examples/<task>/fold<k>_<episode>_<what>.png   the 111x111 cells; what = example-input,
 //                               example-output, query, target (ground truth), and the predictions
 //                               one-shot, zero-shot, task-vector, random
+
 import { join } from 'node:path';
+import type { DatasetName } from '../data/dataset.js';
 
 export const RUN_FORMAT_VERSION = 1;
 
@@ -90,7 +92,7 @@ export interface RunConfig {
   version: number;
   model: string; // preset name
   weights: string[];
-  dataset: 'bundled' | 'pascal5i';
+  dataset: DatasetName;
   dataDir?: string;
   backend: 'auto' | 'cpu' | 'cuda';
   /** The CUDA backend's precision (absent: fp32); a later command's --precision overrides it, as --backend does. */

@@ -17,11 +17,11 @@ import { preset } from '../src/config.js';
 import { encodeJpeg, encodePng, makeImage, readImageFile } from '../src/data/image.js';
 import { findPairs, loadPairs, outputsAreMasks, splitPairs } from '../src/data/pairs.js';
 import { Engine } from '../src/engine.js';
-import { meansFileTasks, readMeansFile } from '../src/method/means_file.js';
-import { PairsTask } from '../src/method/pairs_task.js';
-import { runPaths } from '../src/method/run_layout.js';
-import { TaskVector } from '../src/method/task_vector.js';
-import { writeRandomWeights } from '../src/model/random_weights.js';
+import { PairsTask } from '../src/method/pairs-task.js';
+import { TaskVector } from '../src/method/task-vector.js';
+import { writeRandomWeights } from '../src/model/random-weights.js';
+import { runPaths } from '../src/run/layout.js';
+import { meansFileTasks, readMeansFile } from '../src/run/means-file.js';
 
 const root = mkdtempSync(join(tmpdir(), 'vtv-pairs-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

@@ -10,7 +10,7 @@ import { Rng } from '../src/data/rng.js';
 import { CANVAS_FLOATS, Engine, type TaskMeans } from '../src/engine.js';
 import { sampleChoices } from '../src/method/policy.js';
 import { VariableSpace } from '../src/method/variables.js';
-import { writeRandomWeights } from '../src/model/random_weights.js';
+import { writeRandomWeights } from '../src/model/random-weights.js';
 
 const config = preset('tiny');
 const dir = mkdtempSync(join(tmpdir(), 'vtv-patch-'));

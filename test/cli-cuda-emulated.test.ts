@@ -14,9 +14,9 @@ import { searchCommand } from '../src/cli/search.js';
 import { preset } from '../src/config.js';
 import { Rng } from '../src/data/rng.js';
 import { CANVAS_FLOATS, Engine } from '../src/engine.js';
-import { runPaths } from '../src/method/run_layout.js';
-import { writeRandomWeights } from '../src/model/random_weights.js';
+import { writeRandomWeights } from '../src/model/random-weights.js';
 import { loadAddon } from '../src/native.js';
+import { runPaths } from '../src/run/layout.js';
 
 const addon = process.env.VTV_EMULATED_ADDON;
 const tiny = preset('tiny');

@@ -15,7 +15,7 @@
 import { closeSync, existsSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, join, relative } from 'node:path';
-import { VtvError } from '../errors.js';
+import { ConflictError } from '../errors.js';
 
 export interface LockHolder {
   pid: number;
@@ -24,7 +24,7 @@ export interface LockHolder {
   started: string;
 }
 
-export class LockError extends VtvError {}
+export class LockError extends ConflictError {}
 
 const LOCKS = '.locks';
 export const runLockPath = (root: string) => join(root, LOCKS, 'run.lock');
