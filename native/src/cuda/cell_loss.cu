@@ -13,7 +13,15 @@ namespace vtv::cuda {
 
 namespace {
 
-constexpr int THREADS = 256, kCell = 111, kCellStart = 113;
+constexpr int THREADS = 256;  // the cell geometry (kCell, kCellStart, kImage) is vtv/model_constants.h's
+// The ImageNet normalisation, from vtv/model_constants.h: a namespace-scope array is host memory, so
+// device code gets its values as scalar constants.
+struct Norm3 {
+  double v[3];
+  __host__ __device__ constexpr double operator[](int i) const { return v[i]; }
+};
+__device__ constexpr Norm3 kMean{{kImagenetMean[0], kImagenetMean[1], kImagenetMean[2]}};
+__device__ constexpr Norm3 kStd{{kImagenetStd[0], kImagenetStd[1], kImagenetStd[2]}};
 
 __device__ __forceinline__ int pixel_byte(float p) {
   float v = __fmul_rn(p, 255.0f);
@@ -22,8 +30,8 @@ __device__ __forceinline__ int pixel_byte(float p) {
 }
 
 __device__ __forceinline__ double normalised(int byte, int ch) {
-  const double mean = ch == 0 ? 0.485 : (ch == 1 ? 0.456 : 0.406);
-  const double std = ch == 0 ? 0.229 : (ch == 1 ? 0.224 : 0.225);
+  const double mean = ch == 0 ? kMean[0] : (ch == 1 ? kMean[1] : kMean[2]);
+  const double std = ch == 0 ? kStd[0] : (ch == 1 ? kStd[1] : kStd[2]);
   return __ddiv_rn(__dsub_rn(__ddiv_rn(double(byte), 255.0), mean), std);
 }
 
