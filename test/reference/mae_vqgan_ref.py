@@ -1,8 +1,8 @@
-"""Plain-PyTorch reference of MAE-VQGAN with activation patching, written from /work/shared/SPEC.md.
+"""Plain-PyTorch reference of MAE-VQGAN with activation patching, written from docs/method.md.
 
 fp32, explicit ops, no nn.Module: weights are a flat {key: tensor} dict with the checkpoint key names
 of docs/method.md#model (MAE keys as they are, the VQGAN under 'vae.'). The parity tests compare the engine with
-this file, so it follows the SPEC literally rather than fast:
+this file, so it follows docs/method.md literally rather than fast:
   - MAE encoder/decoder, one-shot (docs/method.md#model 'MAE forward at inference') and zero-shot (docs/method.md#patching);
   - head patching and capture on the pre-projection head outputs O [B, N, H, dh];
   - argmax tokens (zero-shot: duplicated), VQGAN decode, pixels, uint8 images;

@@ -1,4 +1,4 @@
-"""Checks the reference against facts that follow from SPEC.md, independently of the engine.
+"""Checks the reference against facts that follow from docs/method.md, independently of the engine.
 
   /usr/bin/python3 test/reference/self_check.py        (tiny model, about 10 s; exits 1 on failure)
 """
