@@ -123,33 +123,7 @@ gemm_bf16_pipelined_kernel(const __nv_bfloat16* __restrict__ X, const __nv_bfloa
   }
   cp_async_wait<0>();
 
-  // C fragment: c0, c1 at (g, 2t), (g, 2t+1); c2, c3 at (g+8, 2t), (g+8, 2t+1).
-#pragma unroll
-  for (int mt = 0; mt < 4; ++mt) {
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int64_t row = m0 + wm * 64 + mt * 16 + g + half * 8;
-      unsigned long long best = 0;
-#pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-#pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          const int col = n0 + wn * 64 + nt * 8 + 2 * t + c;
-          if (row < M && col < N) {
-            const float v = epilogue_value(ep, row, col, N, acc[mt][nt][half * 2 + c]);
-            epilogue_store(ep, row, col, N, v);
-            best = max_key(best, argmax_key(v, col));
-          }
-        }
-      }
-      if (ep.keys) {
-        // The four threads of a quad (same g) hold this row's 64 columns of the warp tile.
-        best = max_key(best, __shfl_xor_sync(0xFFFFFFFFu, best, 1));
-        best = max_key(best, __shfl_xor_sync(0xFFFFFFFFu, best, 2));
-        if (t == 0 && row < M) atomicMax(ep.keys + row, best);
-      }
-    }
-  }
+  mma_tile_epilogue(ep, acc, m0 + wm * 64, n0 + wn * 64, g, t, M, N);
 }
 
 }  // namespace

@@ -40,6 +40,41 @@ __device__ __forceinline__ void epilogue_store(const EpilogueParams& e, int64_t 
   if (e.y16) e.y16[row * N + col] = __float2bfloat16_rn(v);
 }
 
+// The epilogue of one warp's mma.sync m16n8 accumulators: MT x NT tiles of 16 x 8 whose top-left is
+// (row0, col0), each thread holding c0, c1 at (g, 2t), (g, 2t+1) and c2, c3 at (g+8, 2t), (g+8, 2t+1)
+// of every tile. Each value goes through epilogue_value and epilogue_store; with keys set, the row's
+// argmax is folded over the quad (the four threads of the same g hold the row's 8 * NT columns) and
+// merged into keys[row]. Every lane of the warp must call it (the quad shuffles).
+template <int MT, int NT>
+__device__ __forceinline__ void mma_tile_epilogue(const EpilogueParams& ep, const float (&acc)[MT][NT][4], int64_t row0,
+                                                  int col0, int g, int t, int64_t M, int N) {
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int64_t row = row0 + mt * 16 + g + half * 8;
+      unsigned long long best = 0;
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          const int col = col0 + nt * 8 + 2 * t + c;
+          if (row < M && col < N) {
+            const float v = epilogue_value(ep, row, col, N, acc[mt][nt][half * 2 + c]);
+            epilogue_store(ep, row, col, N, v);
+            best = max_key(best, argmax_key(v, col));
+          }
+        }
+      }
+      if (ep.keys) {
+        best = max_key(best, __shfl_xor_sync(0xFFFFFFFFu, best, 1));
+        best = max_key(best, __shfl_xor_sync(0xFFFFFFFFu, best, 2));
+        if (t == 0 && row < M) atomicMax(ep.keys + row, best);
+      }
+    }
+  }
+}
+
 inline EpilogueParams epilogue_params(const LinearArgs& a) {
   return EpilogueParams{a.bias, a.residual, a.y, reinterpret_cast<__nv_bfloat16*>(a.y_bf16), a.argmax_keys,
                         a.epilogue == Epilogue::Gelu};
