@@ -4,9 +4,9 @@
 #      a query kind with them), from generator scenes under training seed 1 (train/make_data.ts)
 #   1. the VQ autoencoder on set A (train/train_vqgan.py)
 #   2. the MAE on set A: (a) exact codes, (b) 32 merged code groups (train/train_mae.py)
-#   3-4. the MAE on set B, merged codes, then with segmentation drawn more often
-#   5. the shipped file: bf16 with every stage's record (train/export_model.py)
-# Needs Debian's python3-torch (CPU) and the repository's npm dependencies. About 2 h 30 min on 2 cores (the
+#   3-6. the MAE on set B, merged codes, then with segmentation drawn more often (3x, then 4x)
+#   7. the shipped file: bf16 with every stage's record (train/export_model.py)
+# Needs Debian's python3-torch (CPU) and the repository's npm dependencies. About 4 h on 2 cores (the
 # MAE uses one thread: this torch build runs small batched matrix products slower on two).
 # Each MAE stage gives its schedule length (--steps) and where it stopped (--stop-after), as the shipped
 # model's stages did; its record (mae_run.json and the weights' metadata) holds both.
@@ -39,8 +39,15 @@ mae stage3 "$b" --init-from "$out/stage2b/mae-vqgan-mini.safetensors" --merge-co
 mae stage4 "$b" --init-from "$out/stage3/mae-vqgan-mini.safetensors" --merge-codes 32 --steps 1416 \
   --lr 1e-3 --warmup 50 --modes quadrant:0.9,random:0.1 \
   --task-weights segmentation:3,segmentation_inverted:3,identity:1.5 --seed 3
-/usr/bin/python3 train/export_model.py "$out/stage4/mae-vqgan-mini.safetensors" "$out/mae-vqgan-mini.safetensors" \
+mae stage5 "$b" --init-from "$out/stage4/mae-vqgan-mini.safetensors" --merge-codes 32 --steps 624 \
+  --lr 1e-3 --warmup 50 --modes quadrant:0.9,random:0.1 \
+  --task-weights segmentation:4,segmentation_inverted:4,identity:1 --seed 4
+mae stage6 "$b" --init-from "$out/stage5/mae-vqgan-mini.safetensors" --merge-codes 32 --steps 2565 \
+  --lr 1e-3 --warmup 50 --modes quadrant:0.9,random:0.1 \
+  --task-weights segmentation:4,segmentation_inverted:4,identity:1 --seed 5
+/usr/bin/python3 train/export_model.py "$out/stage6/mae-vqgan-mini.safetensors" "$out/mae-vqgan-mini.safetensors" \
   --stage "$out/vqgan.safetensors" --stage "$out/stage2a/mae-vqgan-mini.safetensors" \
   --stage "$out/stage2b/mae-vqgan-mini.safetensors" \
-  --stage "$out/stage3/mae-vqgan-mini.safetensors"
+  --stage "$out/stage3/mae-vqgan-mini.safetensors" --stage "$out/stage4/mae-vqgan-mini.safetensors" \
+  --stage "$out/stage5/mae-vqgan-mini.safetensors"
 echo "trained: $out/mae-vqgan-mini.safetensors"
