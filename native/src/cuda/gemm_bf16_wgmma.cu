@@ -12,18 +12,16 @@
 // The epilogue is the other variants' (gemm_epilogue.cuh).
 //
 // The wgmma instructions exist only in sm_90a code: this file is compiled for sm_90a as well
-// (CMakeLists.txt), elsewhere the kernel body traps, and the variant is available only when a probe
-// kernel of this file, run once per device, reports that the code the device runs has them.
+// (CMakeLists.txt), elsewhere the kernel body traps, and the variant is available only when this file's
+// probe (wgmma_probe.cuh), run once per device, reports that the code the device runs has them.
 #include <cuda_bf16.h>
-
-#include <atomic>
-#include <mutex>
 
 #include "cuda/check.cuh"
 #include "cuda/gemm_epilogue.cuh"
 #include "cuda/gemm_variants.h"
 #include "cuda/launch.cuh"
 #include "cuda/ptx.cuh"
+#include "cuda/wgmma_probe.cuh"
 
 namespace vtv::cuda {
 
@@ -37,16 +35,7 @@ constexpr size_t kSmemBytes = size_t(kStageBytes) * STAGES;  // 65536
 #if VTV_HAVE_WGMMA
 // Byte offset of the 16-byte chunk (row r, k chunk c) in a K-major no-swizzle tile of BK = 32.
 __device__ __forceinline__ int core_offset(int r, int c) { return ((r >> 3) * 4 + c) * 128 + (r & 7) * 16; }
-
-// Makes this thread's completed cp.async writes visible to the async proxy (wgmma's operand reads).
-__device__ __forceinline__ void fence_proxy_async_shared() {
-#if !defined(VTV_CUDA_EMULATOR) && VTV_HAVE_WGMMA
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
-}
-#endif
-
-__global__ void wgmma_probe_kernel(int* out) { *out = VTV_HAVE_WGMMA; }
 
 __global__ void __launch_bounds__(THREADS, 2)
 gemm_bf16_wgmma_kernel(const __nv_bfloat16* __restrict__ X, const __nv_bfloat16* __restrict__ W, int64_t M, int N,
@@ -150,44 +139,18 @@ gemm_bf16_wgmma_kernel(const __nv_bfloat16* __restrict__ X, const __nv_bfloat16*
 #endif
 }
 
-struct WgmmaDevice {
-  std::once_flag once;
-  std::atomic<int> state{0};  // 0 not probed yet, 1 available, 2 not
-};
-WgmmaDevice g_wgmma_devices[kMaxVariantDevices];
+WgmmaDevice g_devices[kMaxVariantDevices];
 
 }  // namespace
 
 void gemm_wgmma_prepare() {
-  int device = 0;
-  VTV_CUDA_CHECK(cudaGetDevice(&device));
-  check(device >= 0 && device < kMaxVariantDevices, "gemm wgmma: device " + std::to_string(device) + " out of range");
-  WgmmaDevice& d = g_wgmma_devices[device];
-  std::call_once(d.once, [&d] {
-    int* flag = static_cast<int*>(device_alloc(sizeof(int)));
-    device_fill_bytes(flag, 0, sizeof(int));
-    VTV_LAUNCH("wgmma_probe_kernel", 1, 1, 0, nullptr, wgmma_probe_kernel, flag);
-    int host = 0;
-    copy_to_host(&host, flag, sizeof(int));
-    device_free(flag);
-    if (host == 1) {
-      VTV_CUDA_CHECK(cudaFuncSetAttribute(gemm_bf16_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          static_cast<int>(kSmemBytes)));
-    }
-    d.state = host == 1 ? 1 : 2;
+  wgmma_probe_once(g_devices, "gemm wgmma", [] {
+    VTV_CUDA_CHECK(cudaFuncSetAttribute(gemm_bf16_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(kSmemBytes)));
   });
 }
 
-std::string gemm_wgmma_unavailable() {
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxVariantDevices) return "no usable device";
-  // Only a prepared device answers: the probe launches and synchronises, which a graph capture forbids.
-  switch (g_wgmma_devices[device].state.load()) {
-    case 1: return "";
-    case 0: return "not probed on this device yet (prepare_kernel_variants)";
-    default: return "the device runs no sm_90a code of this build (wgmma needs an sm_90 GPU and a build for 90a)";
-  }
-}
+std::string gemm_wgmma_unavailable() { return wgmma_unavailable(g_devices); }
 
 void linear_bf16_wgmma(const LinearArgs& a, cudaStream_t stream) {
   validate_linear(a, "linear_bf16 (wgmma)");

@@ -158,6 +158,10 @@ const std::vector<KernelVariant>& kernel_variants() {
       {KernelFamily::Conv3x3, "nhwc",
        "GroupNorm+SiLU once into bf16 NHWC, 16-byte cp.async row gathers, ldmatrix, 3-stage implicit GEMM",
        conv_nhwc_unsupported, false},
+      {KernelFamily::Conv3x3, "wgmma",
+       "nhwc's bf16 NHWC input and gathers, 2 warpgroups of 64x128, 6-stage ring with loads overlapping sm_90a "
+       "wgmma.mma_async (wait_group 1)",
+       conv_wgmma_unsupported, false},
       {KernelFamily::Attention, "baseline", "one block per (sample, head), fp32", attention_unsupported, true},
       {KernelFamily::GroupNorm, "baseline", "GroupNorm(+SiLU) applied from producer statistics, fp32", always, true},
   };
@@ -227,6 +231,7 @@ void prepare_kernel_variants() {
   gemm_pipelined_prepare();
   gemm_wgmma_prepare();
   conv_nhwc_prepare();
+  conv_wgmma_prepare();
 }
 
 DeviceId current_device() {
