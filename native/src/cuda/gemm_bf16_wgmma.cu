@@ -2,13 +2,17 @@
 // multiply on sm_90a's warpgroup MMA (wgmma.mma_async m64n128k16, both operands from shared memory).
 //
 // Block tile 128 x 128 x 32, 256 threads = 2 warpgroups, warpgroup wg computing rows 64 wg .. + 63 and
-// all 128 columns (64 fp32 accumulators per thread). A 4-stage cp.async pipeline (2 + 2 16-byte copies
-// per thread and k tile, 64 KiB of dynamic shared memory; __launch_bounds__(256, 2)). Tiles are stored K-major in 8 x 16-byte core
-// matrices without swizzle: the chunk (row r, k 8c .. 8c+7) at byte ((r / 8) * 4 + c) * 128 + (r % 8) * 16,
-// so a k16 slice is 2 core matrices 128 bytes apart in K (the descriptor's leading byte offset) and row
-// groups are 512 bytes apart (its stride byte offset). Per k tile each warpgroup issues 2 wgmma (k 0..15,
-// 16..31), commits them and waits for them before the stage can be refilled. Copies land through the
-// generic proxy and wgmma reads through the async proxy, hence the proxy fence after each wait.
+// all 128 columns (64 fp32 accumulators per thread). A 6-stage cp.async ring (2 + 2 16-byte copies per
+// thread and k tile, 96 KiB of dynamic shared memory; __launch_bounds__(256, 2)). Tiles are stored
+// K-major in 8 x 16-byte core matrices without swizzle: the chunk (row r, k 8c .. 8c+7) at byte
+// ((r / 8) * 4 + c) * 128 + (r % 8) * 16, so a k16 slice is 2 core matrices 128 bytes apart in K (the
+// descriptor's leading byte offset) and row groups are 512 bytes apart (its stride byte offset).
+// Per k tile each warpgroup issues 2 wgmma (k 0..15, 16..31), commits them, and `wgmma.wait_group 1`
+// retires the previous tile's while these run, so loads and MMAs overlap. A stage is refilled only
+// after every warpgroup retired the MMAs reading it: iteration kt refills tile kt-2's stage (retired in
+// iteration kt-1, before the barrier opening kt), so copies run STAGES-2 = 4 tiles ahead. Copies land
+// through the generic proxy and wgmma reads through the async proxy, hence the proxy fence after each
+// wait. conv_bf16_wgmma.cu has the same loop.
 // The epilogue is the other variants' (gemm_epilogue.cuh).
 //
 // The wgmma instructions exist only in sm_90a code: this file is compiled for sm_90a as well
@@ -27,10 +31,11 @@ namespace vtv::cuda {
 
 namespace {
 
-constexpr int BM = 128, BN = 128, BK = 32, STAGES = 4, THREADS = 256;
+constexpr int BM = 128, BN = 128, BK = 32, STAGES = 6, THREADS = 256;
 constexpr int kTileBytes = BM * BK * 2;            // 8 KiB per operand and stage
 constexpr int kStageBytes = 2 * kTileBytes;        // A then B
-constexpr size_t kSmemBytes = size_t(kStageBytes) * STAGES;  // 65536
+constexpr size_t kSmemBytes = size_t(kStageBytes) * STAGES;  // 98304
+static_assert(STAGES >= 3, "a stage is refilled two tiles after its MMAs were issued");
 
 #if VTV_HAVE_WGMMA
 // Byte offset of the 16-byte chunk (row r, k chunk c) in a K-major no-swizzle tile of BK = 32.
@@ -80,16 +85,19 @@ gemm_bf16_wgmma_kernel(const __nv_bfloat16* __restrict__ X, const __nv_bfloat16*
 #pragma unroll
   for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
 
+  // Tiles 0 .. STAGES-3 in flight before the loop; iteration kt adds tile kt + STAGES - 2.
 #pragma unroll
-  for (int s = 0; s < STAGES - 1; ++s) {
+  for (int s = 0; s < STAGES - 2; ++s) {
     if (s < KT) load_tile(s, s);
     cp_async_commit();
   }
   for (int kt = 0; kt < KT; ++kt) {
-    cp_async_wait<STAGES - 2>();
+    cp_async_wait<STAGES - 3>();  // this thread's copies of tile kt have landed
     fence_proxy_async_shared();
-    __syncthreads();  // every thread's copies of tile kt have landed; stage (kt - 1) % STAGES is free
-    const int next = kt + STAGES - 1;
+    // Every thread's copies of tile kt are visible to wgmma, and every warpgroup has passed iteration
+    // kt-1's wait_group 1, so the MMAs of tile kt-2 have retired and its stage may be refilled.
+    __syncthreads();
+    const int next = kt + STAGES - 2;
     if (next < KT) load_tile(next, next % STAGES);
     cp_async_commit();
 
@@ -105,9 +113,11 @@ gemm_bf16_wgmma_kernel(const __nv_bfloat16* __restrict__ X, const __nv_bfloat16*
       wgmma_m64k16_bf16_ss<BN>(acc, da, db, 1);
     }
     wgmma_commit();
-    wgmma_wait<0>();
+    wgmma_wait<1>();  // tile kt-1's MMAs have retired (their stage is free after the next barrier)
     wgmma_fence_operand(acc);
   }
+  wgmma_wait<0>();
+  wgmma_fence_operand(acc);
   cp_async_wait<0>();
 
   // Thread (w, g, t): acc[4j + 0, 1] = D[16w + g][8j + 2t, +1], acc[4j + 2, 3] = D[16w + g + 8][...].

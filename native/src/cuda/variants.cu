@@ -148,7 +148,8 @@ const std::vector<KernelVariant>& kernel_variants() {
       {KernelFamily::Gemm, "pipelined", "bf16 x, 128x128x32, 4 warps of 64x64, 4-stage cp.async, ldmatrix",
        gemm_unsupported_pipelined, false},
       {KernelFamily::Gemm, "wgmma",
-       "bf16 x, 128x128x32, 2 warpgroups of 64x128, 4-stage cp.async, sm_90a wgmma.mma_async from shared memory",
+       "bf16 x, 128x128x32, 2 warpgroups of 64x128, 6-stage cp.async ring overlapping sm_90a wgmma.mma_async "
+       "(wait_group 1)",
        gemm_unsupported_wgmma, false},
       {KernelFamily::Gemm, "cublaslt", "cublasLtMatmul (libcublasLt.so loaded at run time) + this package's epilogue",
        gemm_unsupported_cublaslt, false},
