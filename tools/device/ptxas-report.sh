@@ -69,9 +69,9 @@ print("# dynamic shared memory (not in the table): mha_kernel<DH> takes 4*(N*(2*
 print("#   e.g. 110,004 for N=197, DH=64; 83,152 for N=148, DH=64; 58,548 for N=197, DH=32 (sm_80 allows 163 KB, sm_90 227 KB)")
 print("# conv_out_kernel takes 4*29*Ci bytes of dynamic shared memory: 14,848 at Ci = 128 (the decoder's conv_out)")
 print("# kernel variants (native/src/cuda/variants.h), dynamic shared memory: gemm_bf16_pipelined_kernel 81,920 bytes")
-print("#   (4 stages), conv_bf16_nhwc_kernel 61,440 (3 stages), gemm_bf16_wgmma_kernel and conv_bf16_wgmma_kernel")
-print("#   98,304 each (6 stages); the sm_90 and sm_80 rows of the wgmma kernels are their trap stubs (wgmma")
-print("#   exists only in sm_90a code, the sm_90a rows).")
+print("#   (4 stages), conv_bf16_nhwc_kernel 61,440 (3 stages), gemm_bf16_wgmma_kernel and conv_bf16_wgmma_kernel<128>")
+print("#   98,304 each, conv_bf16_wgmma_kernel<256> 147,456 (6 stages); the sm_90 and sm_80 rows of the wgmma kernels")
+print("#   are their trap stubs (wgmma exists only in sm_90a code, the sm_90a rows).")
 PY
 } >"$out"
 cat "$out"

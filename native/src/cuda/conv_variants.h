@@ -5,6 +5,7 @@
 //             workspace), then an implicit GEMM over it with 16-byte cp.async row gathers
 //   wgmma     conv_bf16_wgmma.cu: nhwc's bf16 NHWC input and gathers, multiplied by sm_90a warpgroup
 //             MMA (wgmma.mma_async m64n128k16) from a 6-stage ring with loads and MMAs overlapped
+//   wgmma_n256  the same kernel with 256-pixel block tiles (m64n256k16, one block per SM)
 #pragma once
 #include <string>
 
@@ -32,7 +33,8 @@ struct NhwcOperands {
 };
 NhwcOperands conv_nhwc_operands(const ConvArgs& a, const char* name, cudaStream_t stream);
 
-void conv2d_bf16_wgmma(const ConvArgs& a, cudaStream_t stream);
+// block_pixels: 128 (the "wgmma" variant) or 256 ("wgmma_n256").
+void conv2d_bf16_wgmma(const ConvArgs& a, int block_pixels, cudaStream_t stream);
 // Once per device, outside graph captures: whether the device runs conv_bf16_wgmma.cu's sm_90a code (a
 // probe kernel), and the wgmma conv kernel's dynamic shared memory attribute.
 void conv_wgmma_prepare();

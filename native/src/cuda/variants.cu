@@ -163,6 +163,9 @@ const std::vector<KernelVariant>& kernel_variants() {
        "nhwc's bf16 NHWC input and gathers, 2 warpgroups of 64x128, 6-stage ring with loads overlapping sm_90a "
        "wgmma.mma_async (wait_group 1)",
        conv_wgmma_unsupported, false},
+      {KernelFamily::Conv3x3, "wgmma_n256",
+       "wgmma with 128x256 block tiles (m64n256k16, 1 block per SM): fewer shared-memory bytes per FLOP",
+       conv_wgmma_unsupported, false},
       {KernelFamily::Attention, "baseline", "one block per (sample, head), fp32", attention_unsupported, true},
       {KernelFamily::GroupNorm, "baseline", "GroupNorm(+SiLU) applied from producer statistics, fp32", always, true},
   };
