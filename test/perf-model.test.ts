@@ -44,10 +44,10 @@ const sass = [
     'HMMA.16816.F32.BF16 R12, R8, R10, R12',
     ...Array.from({ length: 38 }, () => 'IMAD R2, R3, R4, R2'),
   ]),
-  '\t\tFunction : _ZN3vtv4cuda22conv_bf16_wgmma_kernelENS0_10ConvParamsE',
+  '\t\tFunction : _ZN3vtv4cuda22conv_bf16_wgmma_kernelILi128EEEvNS0_10ConvParamsE',
   '        /*0000*/                   BPT.TRAP 0x1 ;',
   '\tcode for sm_90a',
-  sassLoop('conv_bf16_wgmma_kernel', [
+  sassLoop('conv_bf16_wgmma_kernelILi128EEEvNS0_10ConvParamsE', [
     ...Array.from({ length: 4 }, () => 'LDGSTS.E.BYPASS.LTC128B.128 [R2], desc[UR4][R4.64]'),
     'HGMMA.64x128x16.F32.BF16 R24, gdesc[UR4], R24',
     'HGMMA.64x128x16.F32.BF16 R24, gdesc[UR8], R24',
@@ -64,8 +64,8 @@ writeFileSync(
     'sm_90   gemm_bf16_kernel          128 regs   40960 smem     0 stack     0 spill-st     0 spill-ld',
     'sm_90   conv_bf16_kernel<3, false>   64 regs   20000 smem     0 stack     0 spill-st     0 spill-ld',
     'sm_90   conv_bf16_kernel<1, false>   64 regs   20000 smem     0 stack     0 spill-st     0 spill-ld',
-    'sm_90   conv_bf16_wgmma_kernel      4 regs       0 smem     0 stack     0 spill-st     0 spill-ld',
-    'sm_90a  conv_bf16_wgmma_kernel    120 regs    2048 smem     0 stack     0 spill-st     0 spill-ld',
+    'sm_90   conv_bf16_wgmma_kernel<128>    4 regs       0 smem     0 stack     0 spill-st     0 spill-ld',
+    'sm_90a  conv_bf16_wgmma_kernel<128>  120 regs    2048 smem     0 stack     0 spill-st     0 spill-ld',
   ].join('\n'),
 );
 
@@ -130,7 +130,7 @@ describe('tools/perf-model/perf_model.py', () => {
     const bad = run(['--sass', sassFile, '--ptxas', ptxas, '--linear', 'gemm_wgmma']);
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toMatch(
-      /--linear gemm_wgmma: no such kernel \(known: conv_bf16, conv_bf16_1x1, conv_bf16_nhwc, conv_bf16_wgmma, gemm_bf16, gemm_bf16_pipelined, gemm_bf16_wgmma\)/,
+      /--linear gemm_wgmma: no such kernel \(known: conv_bf16, conv_bf16_1x1, conv_bf16_nhwc, conv_bf16_wgmma, conv_bf16_wgmma_n256, gemm_bf16, gemm_bf16_pipelined, gemm_bf16_wgmma\)/,
     );
     const empty = join(dir, 'empty.txt');
     writeFileSync(empty, 'nothing here\n');

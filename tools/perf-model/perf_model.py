@@ -112,19 +112,27 @@ KERNELS = {
                               note="bf16 activations, 2 warpgroups of 64x128, 6-stage cp.async ring, wgmma from shared "
                                    "memory with wait_group 1 (loads overlap the MMAs)"),
     "conv_bf16_wgmma": Kernel("conv_bf16_wgmma", "native/src/cuda/conv_bf16_wgmma.cu", "conv_bf16_wgmma_kernel",
-                              "conv_bf16_wgmma_kernel", 128, 128, 32, 256, "wgmma.m64n128k16", "conv",
+                              "conv_bf16_wgmma_kernel<128>", 128, 128, 32, 256, "wgmma.m64n128k16", "conv",
                               pipeline="cp.async", dynamic_smem=98304, arch="90a", nhwc_input=True,
+                              entry="conv_bf16_wgmma_kernelILi128E",
                               note="the NHWC prologue pass and gathers of conv_bf16_nhwc, 2 warpgroups of 64x128, "
                                    "6-stage ring, wgmma from shared memory with wait_group 1"),
+    "conv_bf16_wgmma_n256": Kernel("conv_bf16_wgmma_n256", "native/src/cuda/conv_bf16_wgmma.cu", "conv_bf16_wgmma_kernel",
+                                   "conv_bf16_wgmma_kernel<256>", 128, 256, 32, 256, "wgmma.m64n256k16", "conv",
+                                   pipeline="cp.async", dynamic_smem=147456, arch="90a", nhwc_input=True,
+                                   entry="conv_bf16_wgmma_kernelILi256E",
+                                   note="conv_bf16_wgmma with 128x256 block tiles (2 warpgroups of 64x256), 1 block per SM"),
 }
 
 # MMA instructions: FLOPs per warp-level instruction. A wgmma is one instruction of each of the
 # warpgroup's 4 warps (one per sub-partition), so a warp's share of m64nNk16 is 2 * 16 * N * 16.
-MMA_FLOPS = {"mma.sync.m16n8k16": 2 * 16 * 8 * 16, "wgmma.m64n128k16": 2 * 16 * 128 * 16}
+MMA_FLOPS = {"mma.sync.m16n8k16": 2 * 16 * 8 * 16, "wgmma.m64n128k16": 2 * 16 * 128 * 16,
+             "wgmma.m64n256k16": 2 * 16 * 256 * 16}
 # Shared-memory bytes a warp's share of one MMA reads outside the counted load instructions: wgmma with
 # both operands in shared memory reads A (64 x 16) and B (N x 16) bf16 per warpgroup; mma.sync reads
 # registers (its shared loads are the ldmatrix/LDS instructions counted in the loop).
-MMA_SMEM_OPERAND_BYTES = {"mma.sync.m16n8k16": 0, "wgmma.m64n128k16": (64 * 16 + 128 * 16) * 2 / 4}
+MMA_SMEM_OPERAND_BYTES = {"mma.sync.m16n8k16": 0, "wgmma.m64n128k16": (64 * 16 + 128 * 16) * 2 / 4,
+                          "wgmma.m64n256k16": (64 * 16 + 256 * 16) * 2 / 4}
 
 
 # ---- the forward's shapes (ViT-L MAE zero-shot + VQGAN decoder, as bench_cuda_kernels enumerates them) -----
@@ -227,7 +235,8 @@ def read_ptxas(path, arch="90"):
 def ptxas_for(kernel, rows):
     if kernel.ptxas_name in rows:
         return rows[kernel.ptxas_name]
-    hits = [v for k, v in rows.items() if kernel.symbol in k]
+    # A raw ptxas log names kernels mangled: the instantiation's own entry substring first, then the symbol.
+    hits = [v for k, v in rows.items() if kernel.function in k] or [v for k, v in rows.items() if kernel.symbol in k]
     if not hits:
         sys.exit(f"perf_model: kernel {kernel.name}: no row for '{kernel.ptxas_name}' in the ptxas report")
     return hits[0]
@@ -541,7 +550,8 @@ def report(args, as_json=False):
 
 
 # The configurations --summary compares: the defaults, the cp.async/ldmatrix variants, the wgmma variants.
-SUMMARY = [("gemm_bf16", "conv_bf16"), ("gemm_bf16_pipelined", "conv_bf16_nhwc"), ("gemm_bf16_wgmma", "conv_bf16_wgmma")]
+SUMMARY = [("gemm_bf16", "conv_bf16"), ("gemm_bf16_pipelined", "conv_bf16_nhwc"), ("gemm_bf16_wgmma", "conv_bf16_wgmma"),
+           ("gemm_bf16_wgmma", "conv_bf16_wgmma_n256")]
 
 
 def summary(args):
@@ -568,7 +578,7 @@ def main():
     ap.add_argument("--list", action="store_true", help="list the registered kernels and exit")
     ap.add_argument("--json", action="store_true", help="one JSON object instead of the Markdown tables")
     ap.add_argument("--summary", action="store_true",
-                    help="one line per configuration (baseline, pipelined + nhwc, wgmma + wgmma conv) instead of the tables")
+                    help="one line per configuration (baseline, pipelined + nhwc, wgmma + each wgmma conv) instead of the tables")
     args = ap.parse_args()
     if args.list:
         for k in KERNELS.values():
