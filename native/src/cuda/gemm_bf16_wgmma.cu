@@ -6,7 +6,8 @@
 // thread and k tile, 96 KiB of dynamic shared memory; __launch_bounds__(256, 2)). Tiles are stored
 // K-major in 8 x 16-byte core matrices without swizzle: the chunk (row r, k 8c .. 8c+7) at byte
 // ((r / 8) * 4 + c) * 128 + (r % 8) * 16, so a k16 slice is 2 core matrices 128 bytes apart in K (the
-// descriptor's leading byte offset) and row groups are 512 bytes apart (its stride byte offset).
+// descriptor's leading byte offset) and row groups are 512 bytes apart (its stride byte offset); the
+// threads' copies are handed out so that they land in consecutive 16-byte slots.
 // Per k tile each warpgroup issues 2 wgmma (k 0..15, 16..31), commits them, and `wgmma.wait_group 1`
 // retires the previous tile's while these run, so loads and MMAs overlap. A stage is refilled only
 // after every warpgroup retired the MMAs reading it: iteration kt refills tile kt-2's stage (retired in
@@ -37,11 +38,6 @@ constexpr int kStageBytes = 2 * kTileBytes;        // A then B
 constexpr size_t kSmemBytes = size_t(kStageBytes) * STAGES;  // 98304
 static_assert(STAGES >= 3, "a stage is refilled two tiles after its MMAs were issued");
 
-#if VTV_HAVE_WGMMA
-// Byte offset of the 16-byte chunk (row r, k chunk c) in a K-major no-swizzle tile of BK = 32.
-__device__ __forceinline__ int core_offset(int r, int c) { return ((r >> 3) * 4 + c) * 128 + (r & 7) * 16; }
-#endif
-
 __global__ void __launch_bounds__(THREADS, 2)
 gemm_bf16_wgmma_kernel(const __nv_bfloat16* __restrict__ X, const __nv_bfloat16* __restrict__ W, int64_t M, int N,
                        int K, EpilogueParams ep) {
@@ -54,8 +50,11 @@ gemm_bf16_wgmma_kernel(const __nv_bfloat16* __restrict__ X, const __nv_bfloat16*
   const int n0 = blockIdx.x * BN;
   const int KT = (K + BK - 1) / BK;
 
-  // Chunk i < 2 of this thread, for A and for B: row (tid + 256 i) / 4, k chunk tid % 4.
-  const int lrow = tid >> 2, lc = tid & 3;
+  // Chunk i < 2 of this thread, for A and for B: chunk q = tid + 256 i of the tile, which the core-matrix
+  // layout puts at byte 16 q when its row is (q / 32) * 8 + q % 8 and its k chunk (q / 8) % 4. So 8
+  // consecutive threads fill 128 contiguous bytes (no shared-memory bank conflicts), and a warp still
+  // reads 8 whole 64-byte rows (as conv_bf16_wgmma.cu hands out its chunks).
+  const int lrow = (tid >> 5) * 8 + (tid & 7), lc = (tid >> 3) & 3;
   const __nv_bfloat16* a_src[2];
   const __nv_bfloat16* b_src[2];
   bool a_ok[2], b_ok[2];
@@ -75,7 +74,7 @@ gemm_bf16_wgmma_kernel(const __nv_bfloat16* __restrict__ X, const __nv_bfloat16*
     const bool k_ok = k0 + lc * 8 < K;  // K % 8 == 0: the whole chunk is in range
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
-      const int off = core_offset(lrow + 64 * i, lc);
+      const int off = 16 * (tid + THREADS * i);
       cp_async_16_zfill(As + off, k_ok ? a_src[i] + k0 : a_src[i], a_ok[i] && k_ok ? 16 : 0);
       cp_async_16_zfill(Bs + off, k_ok ? b_src[i] + k0 : b_src[i], b_ok[i] && k_ok ? 16 : 0);
     }
