@@ -18,13 +18,13 @@
 // (q / 32) * 8 + q % 8, k chunk (q / 8) % 4. So 8 consecutive threads fill 128 contiguous bytes (no bank
 // conflicts), and a warp still reads whole 64-byte pixel rows (4 chunks x 8 pixels).
 //
-// The pipeline: a ring of STAGES = 6 k tiles (16 KiB each for BN = 128: 96 KiB; 24 and 144 for 256). In iteration kt
-// the block waits for tile kt's copies, issues its 2 wgmmas, commits them, and `wgmma.wait_group 1`
-// retires tile kt-1's while tile kt's keep running. A stage is refilled only after every warpgroup has
-// retired the MMAs that read it: the refill at iteration kt writes the stage of tile kt-2, which each
-// warpgroup retired in iteration kt-1, before the barrier that opens iteration kt. So the copies run
-// STAGES-2 = 4 tiles ahead and the tensor cores always have the current tile's MMAs queued while the
-// threads issue the next copies.
+// The pipeline: a ring of STAGES = 6 k tiles (16 KiB each for BN = 128, 96 KiB in all; 24 and 144 KiB
+// for BN = 256). In iteration kt the block waits for tile kt's copies, each warpgroup issues its 2
+// wgmmas and commits them, and `wgmma.wait_group 1` retires tile kt-1's while tile kt's keep running.
+// A stage is refilled only after every warpgroup has retired the MMAs that read it: the refill at
+// iteration kt writes the stage of tile kt-2, which each warpgroup retired in iteration kt-1, before the
+// barrier that opens iteration kt. So the copies run STAGES-2 = 4 tiles ahead and the tensor cores
+// always have the current tile's MMAs queued while the threads issue the next copies.
 //
 // The epilogue is the nhwc variant's (conv_common.cuh): bias, residual, fp32 NCHW store, and the
 // GroupNorm statistics of the output for the next conv.
@@ -218,11 +218,11 @@ void conv2d_bf16_wgmma(const ConvArgs& a, int block_pixels, cudaStream_t stream)
   const auto* x = reinterpret_cast<const __nv_bfloat16*>(o.x);
   const auto* taps = reinterpret_cast<const __nv_bfloat16*>(o.taps);
   if (block_pixels == 128) {
-    VTV_LAUNCH("conv_bf16_wgmma_kernel<128>", grid, THREADS, smem_bytes<128>(), stream, conv_bf16_wgmma_kernel<128>, p, x,
-               taps);
+    VTV_LAUNCH("conv_bf16_wgmma_kernel<128>", grid, THREADS, smem_bytes<128>(), stream, conv_bf16_wgmma_kernel<128>,
+               p, x, taps);
   } else {
-    VTV_LAUNCH("conv_bf16_wgmma_kernel<256>", grid, THREADS, smem_bytes<256>(), stream, conv_bf16_wgmma_kernel<256>, p, x,
-               taps);
+    VTV_LAUNCH("conv_bf16_wgmma_kernel<256>", grid, THREADS, smem_bytes<256>(), stream, conv_bf16_wgmma_kernel<256>,
+               p, x, taps);
   }
 }
 

@@ -30,7 +30,8 @@ template <class Enable>
 void wgmma_probe_once(WgmmaDevice (&devices)[kMaxVariantDevices], const char* what, Enable enable) {
   int device = 0;
   VTV_CUDA_CHECK(cudaGetDevice(&device));
-  check(device >= 0 && device < kMaxVariantDevices, std::string(what) + ": device " + std::to_string(device) + " out of range");
+  check(device >= 0 && device < kMaxVariantDevices,
+        std::string(what) + ": device " + std::to_string(device) + " out of range");
   WgmmaDevice& d = devices[device];
   std::call_once(d.once, [&d, &enable] {
     int* flag = static_cast<int*>(device_alloc(sizeof(int)));
