@@ -15,6 +15,7 @@
 // calls per batch-`--batch` forward and ms per batch. Then, per precision, where the forward's kernel time
 // goes (sum of calls x time) against the sum of the bounds. The last line is "VTV_JSON {...}" for
 // tools/device/perf.sh.
+// Last, every registered GEMM and conv variant on the model's shapes as `vtv tune` times them.
 //   usage: bench_cuda_kernels [--batch 320] [--vq-batch 32] [--reps 10] [--no-fp32] [--filter SUBSTRING]
 // --vq-batch is the decoder's grids per pass (VqganCuda's default max_chunk is 32). Exit status 2 when no
 // usable GPU (the reason is printed), 1 when a variant failed.
@@ -38,6 +39,7 @@
 #include "cuda/device_buffer.h"
 #include "cuda/kernels.h"
 #include "cuda/probe.h"
+#include "cuda/variants.h"
 #include "cuda/vqgan_kernels.h"
 #include "vtv/config.h"
 #include "vtv/error.h"
@@ -697,6 +699,29 @@ void bench_vqgan(const Options& o) {
 
 // Per precision: the forward's kernel time (sum of calls x ms of the engine variants) by part, against the
 // sum of the bounds, and what cuBLASLt's GEMM would give in place of the engine's.
+// Every registered variant (cuda/variants.h) on the model's shapes, as `vtv tune` times them: the rows
+// above run what the dispatch picks with no tuning table (each family's default), so this is where the
+// other variants (pipelined, wgmma, nhwc, the wgmma convs) are measured. Not in the breakdown.
+void bench_registered_variants(const Options& o) {
+  using namespace vtv::cuda;
+  const int reps = std::max(3, std::min(g_reps, 5));
+  std::printf("\n== registered kernel variants (vtv tune's timing: median of %d, after one warm-up)\n", reps);
+  std::printf("%-10s %-40s %-12s %9s %8s\n", "family", "shape", "variant", "ms/call", "TFLOP/s");
+  std::vector<KernelShape> shapes;
+  for (const KernelShape& s : tuning_shapes("model", o.batch)) {
+    if (s.family == KernelFamily::Gemm || s.family == KernelFamily::Conv3x3) shapes.push_back(s);
+  }
+  for (const VariantTiming& t : tune_kernels(shapes, reps)) {
+    if (!filter.empty() && (t.shape + " " + t.variant).find(filter) == std::string::npos) continue;
+    const char *f = t.family.c_str(), *sh = t.shape.c_str(), *v = t.variant.c_str();
+    if (t.skipped.empty()) {
+      std::printf("%-10s %-40s %-12s %9.4f %8.1f\n", f, sh, v, t.ms, t.tflops);
+    } else {
+      std::printf("%-10s %-40s %-12s not run: %s\n", f, sh, v, t.skipped.c_str());
+    }
+  }
+}
+
 void breakdown(const Options& o, std::string& json) {
   std::printf("\n== where a batch-%d forward's kernel time goes (sum over the kernels above; elementwise glue, "
               "host work and copies are not included: compare with bench_engine_gpu)\n",
@@ -806,6 +831,7 @@ int main(int argc, char** argv) {
     measure_ceilings();
     bench_mae(o);
     bench_vqgan(o);
+    bench_registered_variants(o);
   } catch (const std::exception& e) {
     std::printf("bench_cuda_kernels: stopped: %s\n", e.what());
     ++failures;

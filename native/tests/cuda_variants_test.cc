@@ -199,6 +199,10 @@ const ConvVariantCase kConvCases[] = {
     {"resnet conv (GN+SiLU, residual, stats)", 2, 32, 40, 6, 5, false, true, true, true, true},
     {"upsample conv (x2, stats)", 1, 64, 32, 4, 3, true, false, false, true, false},
     {"GN+SiLU, ragged map", 1, 32, 16, 7, 9, false, true, false, false, false},
+    // Two channel tiles and two pixel tiles, both partial (136 = 128 + 8 channels, 143 = 128 + 15 pixels).
+    {"partial tiles both ways (GN+SiLU, stats)", 1, 32, 136, 13, 11, false, true, false, true, false},
+    // 16 x 34 = 544 output pixels: three pixel tiles of 256 and five of 128, the last ones partial.
+    {"more than 256 pixels (upsampled, GN+SiLU)", 1, 32, 24, 8, 17, true, true, false, true, false},
 };
 
 void run_conv_variant(const ConvVariantCase& cc, const std::string& variant) {
@@ -261,13 +265,70 @@ void run_conv_variant(const ConvVariantCase& cc, const std::string& variant) {
   a.workspace_bytes = ws.size() * sizeof(uint16_t);
   cuda::ForceVariant force(KernelFamily::Conv3x3, variant);
   check_conv_output(a, Ho, Wo, ref, true, cc.name, std::string("conv variant ") + variant + " " + cc.name, 27, eps);
-  EXPECT_EQ(cuda::last_variant_run(KernelFamily::Conv3x3), variant) << "the forced variant did not run";
+  const cuda::KernelVariant* var = cuda::find_variant(KernelFamily::Conv3x3, variant);
+  if (var->unsupported(cuda::conv3x3_shape(cc.N, cc.Ci, cc.Co, cc.H, cc.W, cc.up)).empty()) {
+    EXPECT_EQ(cuda::last_variant_run(KernelFamily::Conv3x3), variant) << "the forced variant did not run";
+  } else {
+    EXPECT_EQ(cuda::last_variant_run(KernelFamily::Conv3x3), "baseline") << "a variant that cannot run falls back";
+  }
 }
 
 TEST(CudaVariants, EveryConvVariantMatchesCpuOnTheDecoderShapes) {
   VTV_REQUIRE_GPU();
+  cuda::prepare_kernel_variants();  // the device probes (wgmma) run here, before any variant is asked
   for (const std::string& v : variant_names(KernelFamily::Conv3x3)) {
+    const std::string why = cuda::find_variant(KernelFamily::Conv3x3, v)->unsupported(cuda::conv3x3_shape(1, 32, 16, 8, 8, false));
+    if (!why.empty()) {
+      // Not runnable here: it says why, and a call forced to it runs the baseline.
+      std::printf("conv3x3 variant %s not runnable here: %s\n", v.c_str(), why.c_str());
+      EXPECT_TRUE(v.rfind("wgmma", 0) == 0 && !cuda::probe().emulated) << "only wgmma off sm_90a may depend on the machine";
+    }
     for (const ConvVariantCase& c : kConvCases) run_conv_variant(c, v);
+  }
+}
+
+// A 1x1 convolution is not a 3x3 family call: forced to any 3x3 variant it still runs the baseline's
+// 1x1 kernel, matches the CPU, and records no 3x3 run.
+TEST(CudaVariants, OneByOneConvsStayOnTheBaselineUnderEveryConvVariant) {
+  VTV_REQUIRE_GPU();
+  cuda::prepare_kernel_variants();
+  const int N = 1, Ci = 64, Co = 40, H = 5, W = 7;
+  const int64_t HW = int64_t(H) * W;
+  const std::vector<float> x = random_vector(size_t(N * Ci * HW), 31), w = random_vector(size_t(Co * Ci), 32, 0.125f);
+  const std::vector<float> b = random_vector(size_t(Co), 33, 0.05f);
+  cpu::Conv2dShape s;
+  s.N = N;
+  s.Ci = Ci;
+  s.Co = Co;
+  s.H = H;
+  s.W = W;
+  s.k = 1;
+  s.pad_top = s.pad_left = s.pad_bottom = s.pad_right = 0;
+  std::vector<float> ref(size_t(N * Co * HW));
+  cpu::conv2d(pool(), s, rounded_bf16(x).data(), rounded_bf16(w).data(), b.data(), ref.data(), nullptr);
+  DeviceBuffer<float> dx(x), db(b), dy(ref.size());
+  DeviceBuffer<uint16_t> dw16(to_bf16_bits(w));
+  for (const std::string& v : variant_names(KernelFamily::Conv3x3)) {
+    SCOPED_TRACE("conv3x3 variant " + v);
+    cuda::ForceVariant force(KernelFamily::Conv3x3, v);
+    cuda::ConvArgs a;
+    a.x = dx.get();
+    a.N = N;
+    a.Ci = Ci;
+    a.H = H;
+    a.W = W;
+    a.Co = Co;
+    a.k = 1;
+    a.w_bf16 = dw16.get();
+    a.bias = db.get();
+    a.y = dy.get();
+    dy.poison();
+    const uint64_t runs = cuda::variant_runs(KernelFamily::Conv3x3, v);
+    cuda::conv2d(a);
+    EXPECT_EQ(cuda::variant_runs(KernelFamily::Conv3x3, v), runs) << "a 1x1 conv was counted as a 3x3 run";
+    const Diff d = compare(dy.to_host(ref.size()), ref);
+    EXPECT_EQ(d.nonfinite, 0) << describe(d);
+    EXPECT_LE(d.rel, 1e-3) << describe(d);
   }
 }
 
@@ -309,6 +370,9 @@ TEST(CudaVariants, TuneTimesEverySupportingVariantOnTinyShapes) {
     } else {
       EXPECT_EQ(r.ms, 0.0) << r.shape << " " << r.variant;
     }
+    // The timed conv call has what the decoder gives (taps, workspace): on the emulator every conv
+    // variant runs its own kernel rather than fall back to the baseline under its name.
+    if (cuda::probe().emulated && r.family == "conv3x3") EXPECT_EQ(r.skipped, "") << r.shape << " " << r.variant;
   }
   const std::map<std::string, std::string> winners = cuda::tuning_winners(rows);
   EXPECT_EQ(winners.size(), shapes.size());

@@ -2,6 +2,7 @@
 // the sticky error, and where an address lies in emulated device memory.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <string>
@@ -78,6 +79,29 @@ struct ThreadAsync {
   }
 };
 ThreadAsync& thread_async();
+
+// The running block's dynamic shared memory that wgmma operations in flight read, per 16-byte chunk:
+// how many issued, not yet retired wgmma groups read it. A wgmma registers its descriptors' chunks as
+// the warpgroup issues it; the commit of the warpgroup's thread 0 closes them into a group; the first of
+// its threads whose wgmma.wait_group retires that group releases them (the hardware is done reading
+// then). A cp.async into such a chunk, as it issues or lands, is a write-after-read race: the hardware
+// may write before the wgmma has read.
+struct WgmmaReads {
+  struct Group {
+    long seq;
+    std::vector<uint32_t> chunks;
+  };
+  std::vector<uint16_t> count;
+  std::vector<std::vector<uint32_t>> open;   // per warpgroup: issued, not yet committed
+  std::vector<std::deque<Group>> committed;  // per warpgroup, oldest first
+  void reset(size_t dynamic_smem_bytes, int warpgroups) {
+    count.assign((dynamic_smem_bytes + 15) / 16, 0);
+    open.assign(size_t(warpgroups), {});
+    committed.assign(size_t(warpgroups), {});
+  }
+};
+WgmmaReads& wgmma_reads();
+unsigned warpgroup_index();  // the calling thread's warpgroup in its block
 // What a thread that exits leaves behind: "" or a description (cp.async or wgmma never waited for).
 std::string unfinished_async(const ThreadAsync& a);
 

@@ -8,6 +8,7 @@
 //   - "Asynchronous Warpgroup Level Matrix Multiply-Accumulate" (wgmma): the register fragments of A
 //     and D for .m64nNk16, and "Matrix Descriptor Format" with the K-major shared-memory layouts
 //     without swizzling and with the 128-byte swizzle.
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -27,8 +28,24 @@ std::string ptr_text(const void* p) {
 
 uintptr_t addr(const void* p) { return reinterpret_cast<uintptr_t>(p); }
 
+// A write of [dst, dst + bytes) into shared memory that a wgmma in flight reads is a race (WgmmaReads).
+void check_no_wgmma_reads(const char* dst, unsigned bytes, const char* when) {
+  const char* base = dynamic_shared_base();
+  if (!base || dst < base || dst + bytes > base + dynamic_shared_bytes()) return;  // static shared memory
+  const WgmmaReads& R = wgmma_reads();
+  const size_t off = size_t(dst - base);
+  for (size_t c = off / 16; c <= (off + bytes - 1) / 16; ++c)
+    if (c < R.count.size() && R.count[c])
+      fail_thread(std::string("cp.async ") + when + " into shared offset " + std::to_string(off) +
+                  ", which a wgmma in flight reads (its group not yet retired by wgmma.wait_group): a "
+                  "write-after-read race");
+}
+
 void land(const std::vector<AsyncCopy>& group) {
-  for (const AsyncCopy& c : group) std::memcpy(c.dst, c.data, c.bytes);
+  for (const AsyncCopy& c : group) {
+    check_no_wgmma_reads(c.dst, c.bytes, "lands");
+    std::memcpy(c.dst, c.data, c.bytes);
+  }
 }
 
 float bf16_to_float(uint16_t h) {
@@ -59,6 +76,7 @@ void cp_async(void* dst, const void* src, int bytes, int src_bytes) {
       fail_thread(what + ": the source range of " + std::to_string(src_bytes) + " bytes at " + ptr_text(src) +
                   " is not inside one device allocation (" + describe_device_address(src) + ")");
   }
+  check_no_wgmma_reads(static_cast<const char*>(dst), unsigned(bytes), "issues");
   AsyncCopy c{static_cast<char*>(dst), unsigned(bytes), {}};
   if (src_bytes > 0) std::memcpy(c.data, src, size_t(src_bytes));  // global memory is read as the copy issues
   std::memset(c.data + src_bytes, 0, size_t(bytes - src_bytes));
@@ -170,7 +188,7 @@ Descriptor decode(uint64_t d) {
 // With the 128-byte swizzle, an atom is 8 rows of 128 bytes (64 elements of K), rows 128 bytes apart,
 // atoms SBO bytes apart in M/N, and the 16-byte chunk index (address bits 4-6) is XORed with the row
 // within the atom (address bits 7-9); LBO is unused for K-major operands.
-void read_operand(const char* which, uint64_t desc, int rows, float (*out)[16]) {
+void read_operand(const char* which, uint64_t desc, int rows, float (*out)[16], std::vector<uint32_t>& chunks) {
   const Descriptor d = decode(desc);
   if (d.swizzle == 2 || d.swizzle == 3)
     fail_thread(std::string("wgmma: the ") + which + " descriptor's " + (d.swizzle == 2 ? "64" : "32") +
@@ -194,6 +212,7 @@ void read_operand(const char* which, uint64_t desc, int rows, float (*out)[16]) 
       uint16_t h;
       std::memcpy(&h, base + off, 2);
       out[row][k] = bf16_to_float(h);
+      chunks.push_back(off / 16);
     }
 }
 
@@ -246,10 +265,17 @@ void wgmma_bf16(float* d, int n, const uint32_t* a_regs, uint64_t desc_a, uint64
           A[row][k + 1] = bf16_to_float(uint16_t(slot(q).a[r] >> 16));
         }
       }
-    } else {
-      read_operand("A", desc_a, 64, A);
     }
-    read_operand("B", desc_b, n, B);  // B is N x K, K-major
+    std::vector<uint32_t> chunks;  // what this wgmma reads: in flight until its group retires
+    if (!mine.a_in_regs) read_operand("A", desc_a, 64, A, chunks);
+    read_operand("B", desc_b, n, B, chunks);  // B is N x K, K-major
+    std::sort(chunks.begin(), chunks.end());
+    chunks.erase(std::unique(chunks.begin(), chunks.end()), chunks.end());
+    WgmmaReads& R = wgmma_reads();
+    for (uint32_t c : chunks) {
+      ++R.count[c];
+      R.open[warpgroup_index()].push_back(c);
+    }
     for (int row = 0; row < 64; ++row)
       for (int col = 0; col < n; ++col) {
         float acc = 0.0f;
@@ -285,6 +311,12 @@ void wgmma_bf16(float* d, int n, const uint32_t* a_regs, uint64_t desc_a, uint64
 
 void wgmma_commit() {
   ThreadAsync& st = thread_async();
+  if (warpgroup_rank() == 0) {  // the warpgroup's reads since its last commit become this group's
+    WgmmaReads& R = wgmma_reads();
+    const unsigned wg = warpgroup_index();
+    R.committed[wg].push_back(WgmmaReads::Group{st.mma_groups_committed, std::move(R.open[wg])});
+    R.open[wg].clear();
+  }
   for (PendingMma& m : st.mmas)
     if (m.group == -1) m.group = st.mma_groups_committed;
   ++st.mma_groups_committed;
@@ -295,6 +327,14 @@ void wgmma_wait(int n) {
   ThreadAsync& st = thread_async();
   while (st.mma_groups_committed - st.mma_groups_retired > n) {
     const long g = st.mma_groups_retired++;
+    // The first thread of the warpgroup to retire group g releases what it read.
+    auto& groups = wgmma_reads().committed[warpgroup_index()];
+    for (auto it = groups.begin(); it != groups.end(); ++it)
+      if (it->seq == g) {
+        for (uint32_t c : it->chunks) --wgmma_reads().count[c];
+        groups.erase(it);
+        break;
+      }
     for (size_t i = 0; i < st.mmas.size();) {
       if (st.mmas[i].group == g) {
         std::memcpy(st.mmas[i].d, st.mmas[i].value, sizeof(float) * size_t(st.mmas[i].n));

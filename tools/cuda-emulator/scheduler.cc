@@ -74,6 +74,7 @@ struct Worker {
   const char* tls_hi = nullptr;
   std::vector<int> block_slots;
   std::vector<char> alt_stack;
+  WgmmaReads wgmma_reads;  // the block's shared memory read by wgmma in flight (ptx.cc)
 
   Worker() {
     fibers.resize(kMaxThreads);
@@ -188,6 +189,7 @@ void run_block(Worker& w, const LaunchSpec& L, uint3 b, bool reverse) {
   blockDim = L.block;
   gridDim = L.grid;
   if (L.dynamic_smem) std::fill(w.dynamic_smem, w.dynamic_smem + L.dynamic_smem, char(0xFF));
+  w.wgmma_reads.reset(L.dynamic_smem, (n + 127) / 128);
   for (int i = 0; i < n; ++i) {
     Fiber& f = w.fibers[static_cast<size_t>(i)];
     if (!f.stack) f.stack = std::make_unique<FiberStack>(kFiberStackBytes);
@@ -470,5 +472,7 @@ void* warpgroup_exchange(int slot_bytes) {
 void* warpgroup_scratch(void* exchange) { return static_cast<char*>(exchange) + 128 * kSlotBytes; }
 void warpgroup_barrier() { wait_at(State::AtGroupBarrier); }
 unsigned warpgroup_rank() { return current_fiber().linear & 127u; }
+unsigned warpgroup_index() { return current_fiber().linear / 128u; }
+WgmmaReads& wgmma_reads() { return tw->wgmma_reads; }
 
 }  // namespace vtv_emu

@@ -13,7 +13,7 @@
 #   5. torch        torch_baseline.py: the same forward in PyTorch, eager and torch.compile, bf16, batch 320
 #   6. search       search-e2e.sh: vtv collect + vtv search 500 steps x 320 samples (the kit's node bundle)
 # and a summary table last (also $OUT/summary.txt). With cuobjdump on the machine it also writes the kit's
-# sm_90 SASS ($OUT/sass-sm90.txt) for tools/perf-model. Exit status 0 when every stage that ran passed.
+# sm_90 and sm_90a SASS ($OUT/sass-sm90.txt) for tools/perf-model. Exit status 0 when every stage that ran passed.
 #
 #   bash tools/device/run.sh [--dry-run] [--kit FILE]   (default kit: .device-kit/vtv-device-kit.tar.xz)
 #
@@ -86,9 +86,11 @@ else
   log "kit: $(tr '\n' ';' <"$work/kit/manifest.txt")"
   [ -f "$work/kit/vtv-node.tar.xz" ] && node_bundle="$work/kit/vtv-node.tar.xz"
   [ -n "$gpu" ] || log "warning: nvidia-smi sees no GPU; the CUDA tests will skip and the benchmarks exit 2"
-  # The sm_90 SASS for the performance model (tools/perf-model: --sass), where the toolkit has cuobjdump.
+  # The SASS for the performance model (tools/perf-model: --sass), where the toolkit has cuobjdump: every
+  # architecture of the kit (sm_90, and sm_90a where the wgmma kernels are real; the model picks the
+  # section by its "code for sm_..." line).
   if command -v cuobjdump >/dev/null && [ -x "$bin/cuda_kernels_test" ]; then
-    timeout 60 cuobjdump -sass -arch sm_90 "$bin/cuda_kernels_test" >"$out/sass-sm90.txt" 2>&1 &&
+    timeout 60 cuobjdump -sass "$bin/cuda_kernels_test" >"$out/sass-sm90.txt" 2>&1 &&
       log "sass: $out/sass-sm90.txt (python3 tools/perf-model/perf_model.py --sass $out/sass-sm90.txt --ptxas $out/ptxas.txt)"
   fi
 fi

@@ -144,6 +144,16 @@ void conv2d_bf16(const ConvArgs& a, cudaStream_t stream) {
       note_variant_run(KernelFamily::Conv3x3, "nhwc");
       return;
     }
+    if (std::string(v.name) == "wgmma" && conv_wgmma_can_run(a)) {
+      conv2d_bf16_wgmma(a, 128, stream);
+      note_variant_run(KernelFamily::Conv3x3, "wgmma");
+      return;
+    }
+    if (std::string(v.name) == "wgmma_n256" && conv_wgmma_can_run(a)) {
+      conv2d_bf16_wgmma(a, 256, stream);
+      note_variant_run(KernelFamily::Conv3x3, "wgmma_n256");
+      return;
+    }
   }
   conv2d_bf16_baseline(a, stream);
   if (a.k == 3 && !a.downsample2x) note_variant_run(KernelFamily::Conv3x3, "baseline");

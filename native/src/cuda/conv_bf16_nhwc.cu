@@ -236,38 +236,46 @@ void conv_weights_to_taps(const uint16_t* w, int Co, int Ci, uint16_t* taps, cud
              reinterpret_cast<const __nv_bfloat16*>(w), Co, Ci, reinterpret_cast<__nv_bfloat16*>(taps));
 }
 
-void conv2d_bf16_nhwc(const ConvArgs& a, cudaStream_t stream) {
-  validate_conv(a, "conv2d_bf16 (nhwc)");
-  check(a.w_bf16 != nullptr && a.k == 3 && !a.downsample2x, "conv2d_bf16 (nhwc): a bf16 3x3 conv without downsampling only");
-  check(a.Ci % 32 == 0, "conv2d_bf16 (nhwc): Ci must be a multiple of 32, got " + std::to_string(a.Ci));
+NhwcOperands conv_nhwc_operands(const ConvArgs& a, const char* name, cudaStream_t stream) {
+  const std::string n(name);
+  validate_conv(a, name);
+  check(a.w_bf16 != nullptr && a.k == 3 && !a.downsample2x, n + ": a bf16 3x3 conv without downsampling only");
+  check(a.Ci % 32 == 0, n + ": Ci must be a multiple of 32, got " + std::to_string(a.Ci));
   check(a.workspace && a.workspace_bytes >= conv2d_workspace_bytes(a),
-        "conv2d_bf16 (nhwc): needs a workspace of " + std::to_string(conv2d_workspace_bytes(a)) + " bytes, got " +
+        n + ": needs a workspace of " + std::to_string(conv2d_workspace_bytes(a)) + " bytes, got " +
             std::to_string(a.workspace_bytes));
   check(reinterpret_cast<uintptr_t>(a.workspace) % 16 == 0 && reinterpret_cast<uintptr_t>(a.w_bf16_taps) % 16 == 0,
-        "conv2d_bf16 (nhwc): workspace and w_bf16_taps must be 16-byte aligned");
+        n + ": workspace and w_bf16_taps must be 16-byte aligned");
+  check(a.N <= 65535, n + ": at most 65535 samples per launch, got " + std::to_string(a.N));
   if (a.stats_out) {
     VTV_CUDA_CHECK(cudaMemsetAsync(a.stats_out, 0, sizeof(double) * 2 * size_t(a.N) * a.stats_groups, stream));
   }
-  if (a.N == 0) return;
-  check(a.N <= 65535, "conv2d_bf16 (nhwc): at most 65535 samples per launch, got " + std::to_string(a.N));
-  auto* xnhwc = static_cast<__nv_bfloat16*>(a.workspace);
-  const __nv_bfloat16* taps = reinterpret_cast<const __nv_bfloat16*>(a.w_bf16_taps);
-  if (!taps) {
+  NhwcOperands o;
+  o.x = static_cast<const uint16_t*>(a.workspace);
+  o.taps = a.w_bf16_taps;
+  if (a.N == 0) return o;
+  if (!o.taps) {
     auto* t = reinterpret_cast<uint16_t*>(static_cast<char*>(a.workspace) + nhwc_bytes(a));
     conv_weights_to_taps(a.w_bf16, a.Co, a.Ci, t, stream);
-    taps = reinterpret_cast<const __nv_bfloat16*>(t);
+    o.taps = t;
   }
   const int HW = a.H * a.W;
   dim3 pgrid(static_cast<unsigned>((HW + kTile - 1) / kTile), static_cast<unsigned>(a.Ci / kTile),
              static_cast<unsigned>(a.N));
   VTV_LAUNCH("nhwc_prologue_kernel", pgrid, dim3(kTile, 8), 0, stream, nhwc_prologue_kernel, a.x, a.Ci, HW, a.norm,
-             xnhwc);
+             static_cast<__nv_bfloat16*>(a.workspace));
+  return o;
+}
 
+void conv2d_bf16_nhwc(const ConvArgs& a, cudaStream_t stream) {
+  const NhwcOperands o = conv_nhwc_operands(a, "conv2d_bf16 (nhwc)", stream);
+  if (a.N == 0) return;
   conv_nhwc_prepare();
   const ConvParams p = conv_params(a);
   dim3 grid(static_cast<unsigned>((int64_t(p.Ho) * p.Wo + BN - 1) / BN), static_cast<unsigned>((a.Co + BM - 1) / BM),
             static_cast<unsigned>(a.N));
-  VTV_LAUNCH("conv_bf16_nhwc_kernel", grid, THREADS, kSmemBytes, stream, conv_bf16_nhwc_kernel, p, xnhwc, taps);
+  VTV_LAUNCH("conv_bf16_nhwc_kernel", grid, THREADS, kSmemBytes, stream, conv_bf16_nhwc_kernel, p,
+             reinterpret_cast<const __nv_bfloat16*>(o.x), reinterpret_cast<const __nv_bfloat16*>(o.taps));
 }
 
 }  // namespace vtv::cuda

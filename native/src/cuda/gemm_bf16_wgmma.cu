@@ -2,51 +2,41 @@
 // multiply on sm_90a's warpgroup MMA (wgmma.mma_async m64n128k16, both operands from shared memory).
 //
 // Block tile 128 x 128 x 32, 256 threads = 2 warpgroups, warpgroup wg computing rows 64 wg .. + 63 and
-// all 128 columns (64 fp32 accumulators per thread). A 4-stage cp.async pipeline (2 + 2 16-byte copies
-// per thread and k tile, 64 KiB of dynamic shared memory; __launch_bounds__(256, 2)). Tiles are stored K-major in 8 x 16-byte core
-// matrices without swizzle: the chunk (row r, k 8c .. 8c+7) at byte ((r / 8) * 4 + c) * 128 + (r % 8) * 16,
-// so a k16 slice is 2 core matrices 128 bytes apart in K (the descriptor's leading byte offset) and row
-// groups are 512 bytes apart (its stride byte offset). Per k tile each warpgroup issues 2 wgmma (k 0..15,
-// 16..31), commits them and waits for them before the stage can be refilled. Copies land through the
-// generic proxy and wgmma reads through the async proxy, hence the proxy fence after each wait.
+// all 128 columns (64 fp32 accumulators per thread). A 6-stage cp.async ring (2 + 2 16-byte copies per
+// thread and k tile, 96 KiB of dynamic shared memory; __launch_bounds__(256, 2)). Tiles are stored
+// K-major in 8 x 16-byte core matrices without swizzle: the chunk (row r, k 8c .. 8c+7) at byte
+// ((r / 8) * 4 + c) * 128 + (r % 8) * 16, so a k16 slice is 2 core matrices 128 bytes apart in K (the
+// descriptor's leading byte offset) and row groups are 512 bytes apart (its stride byte offset); the
+// threads' copies are handed out so that they land in consecutive 16-byte slots.
+// Per k tile each warpgroup issues 2 wgmma (k 0..15, 16..31), commits them, and `wgmma.wait_group 1`
+// retires the previous tile's while these run, so loads and MMAs overlap. A stage is refilled only
+// after every warpgroup retired the MMAs reading it: iteration kt refills tile kt-2's stage (retired in
+// iteration kt-1, before the barrier opening kt), so copies run STAGES-2 = 4 tiles ahead. Copies land
+// through the generic proxy and wgmma reads through the async proxy, hence the proxy fence after each
+// wait. conv_bf16_wgmma.cu has the same loop.
 // The epilogue is the other variants' (gemm_epilogue.cuh).
 //
 // The wgmma instructions exist only in sm_90a code: this file is compiled for sm_90a as well
-// (CMakeLists.txt), elsewhere the kernel body traps, and the variant is available only when a probe
-// kernel of this file, run once per device, reports that the code the device runs has them.
+// (CMakeLists.txt), elsewhere the kernel body traps, and the variant is available only when this file's
+// probe (wgmma_probe.cuh), run once per device, reports that the code the device runs has them.
 #include <cuda_bf16.h>
-
-#include <atomic>
-#include <mutex>
 
 #include "cuda/check.cuh"
 #include "cuda/gemm_epilogue.cuh"
 #include "cuda/gemm_variants.h"
 #include "cuda/launch.cuh"
 #include "cuda/ptx.cuh"
+#include "cuda/wgmma_probe.cuh"
 
 namespace vtv::cuda {
 
 namespace {
 
-constexpr int BM = 128, BN = 128, BK = 32, STAGES = 4, THREADS = 256;
+constexpr int BM = 128, BN = 128, BK = 32, STAGES = 6, THREADS = 256;
 constexpr int kTileBytes = BM * BK * 2;            // 8 KiB per operand and stage
 constexpr int kStageBytes = 2 * kTileBytes;        // A then B
-constexpr size_t kSmemBytes = size_t(kStageBytes) * STAGES;  // 65536
-
-#if VTV_HAVE_WGMMA
-// Byte offset of the 16-byte chunk (row r, k chunk c) in a K-major no-swizzle tile of BK = 32.
-__device__ __forceinline__ int core_offset(int r, int c) { return ((r >> 3) * 4 + c) * 128 + (r & 7) * 16; }
-
-// Makes this thread's completed cp.async writes visible to the async proxy (wgmma's operand reads).
-__device__ __forceinline__ void fence_proxy_async_shared() {
-#if !defined(VTV_CUDA_EMULATOR) && VTV_HAVE_WGMMA
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-#endif
-}
-#endif
-
-__global__ void wgmma_probe_kernel(int* out) { *out = VTV_HAVE_WGMMA; }
+constexpr size_t kSmemBytes = size_t(kStageBytes) * STAGES;  // 98304
+static_assert(STAGES >= 3, "a stage is refilled two tiles after its MMAs were issued");
 
 __global__ void __launch_bounds__(THREADS, 2)
 gemm_bf16_wgmma_kernel(const __nv_bfloat16* __restrict__ X, const __nv_bfloat16* __restrict__ W, int64_t M, int N,
@@ -60,8 +50,11 @@ gemm_bf16_wgmma_kernel(const __nv_bfloat16* __restrict__ X, const __nv_bfloat16*
   const int n0 = blockIdx.x * BN;
   const int KT = (K + BK - 1) / BK;
 
-  // Chunk i < 2 of this thread, for A and for B: row (tid + 256 i) / 4, k chunk tid % 4.
-  const int lrow = tid >> 2, lc = tid & 3;
+  // Chunk i < 2 of this thread, for A and for B: chunk q = tid + 256 i of the tile, which the core-matrix
+  // layout puts at byte 16 q when its row is (q / 32) * 8 + q % 8 and its k chunk (q / 8) % 4. So 8
+  // consecutive threads fill 128 contiguous bytes (no shared-memory bank conflicts), and a warp still
+  // reads 8 whole 64-byte rows (as conv_bf16_wgmma.cu hands out its chunks).
+  const int lrow = (tid >> 5) * 8 + (tid & 7), lc = (tid >> 3) & 3;
   const __nv_bfloat16* a_src[2];
   const __nv_bfloat16* b_src[2];
   bool a_ok[2], b_ok[2];
@@ -81,7 +74,7 @@ gemm_bf16_wgmma_kernel(const __nv_bfloat16* __restrict__ X, const __nv_bfloat16*
     const bool k_ok = k0 + lc * 8 < K;  // K % 8 == 0: the whole chunk is in range
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
-      const int off = core_offset(lrow + 64 * i, lc);
+      const int off = 16 * (tid + THREADS * i);
       cp_async_16_zfill(As + off, k_ok ? a_src[i] + k0 : a_src[i], a_ok[i] && k_ok ? 16 : 0);
       cp_async_16_zfill(Bs + off, k_ok ? b_src[i] + k0 : b_src[i], b_ok[i] && k_ok ? 16 : 0);
     }
@@ -91,16 +84,19 @@ gemm_bf16_wgmma_kernel(const __nv_bfloat16* __restrict__ X, const __nv_bfloat16*
 #pragma unroll
   for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
 
+  // Tiles 0 .. STAGES-3 in flight before the loop; iteration kt adds tile kt + STAGES - 2.
 #pragma unroll
-  for (int s = 0; s < STAGES - 1; ++s) {
+  for (int s = 0; s < STAGES - 2; ++s) {
     if (s < KT) load_tile(s, s);
     cp_async_commit();
   }
   for (int kt = 0; kt < KT; ++kt) {
-    cp_async_wait<STAGES - 2>();
+    cp_async_wait<STAGES - 3>();  // this thread's copies of tile kt have landed
     fence_proxy_async_shared();
-    __syncthreads();  // every thread's copies of tile kt have landed; stage (kt - 1) % STAGES is free
-    const int next = kt + STAGES - 1;
+    // Every thread's copies of tile kt are visible to wgmma, and every warpgroup has passed iteration
+    // kt-1's wait_group 1, so the MMAs of tile kt-2 have retired and its stage may be refilled.
+    __syncthreads();
+    const int next = kt + STAGES - 2;
     if (next < KT) load_tile(next, next % STAGES);
     cp_async_commit();
 
@@ -116,9 +112,11 @@ gemm_bf16_wgmma_kernel(const __nv_bfloat16* __restrict__ X, const __nv_bfloat16*
       wgmma_m64k16_bf16_ss<BN>(acc, da, db, 1);
     }
     wgmma_commit();
-    wgmma_wait<0>();
+    wgmma_wait<1>();  // tile kt-1's MMAs have retired (their stage is free after the next barrier)
     wgmma_fence_operand(acc);
   }
+  wgmma_wait<0>();
+  wgmma_fence_operand(acc);
   cp_async_wait<0>();
 
   // Thread (w, g, t): acc[4j + 0, 1] = D[16w + g][8j + 2t, +1], acc[4j + 2, 3] = D[16w + g + 8][...].
@@ -150,44 +148,18 @@ gemm_bf16_wgmma_kernel(const __nv_bfloat16* __restrict__ X, const __nv_bfloat16*
 #endif
 }
 
-struct WgmmaDevice {
-  std::once_flag once;
-  std::atomic<int> state{0};  // 0 not probed yet, 1 available, 2 not
-};
-WgmmaDevice g_wgmma_devices[kMaxVariantDevices];
+WgmmaDevice g_devices[kMaxVariantDevices];
 
 }  // namespace
 
 void gemm_wgmma_prepare() {
-  int device = 0;
-  VTV_CUDA_CHECK(cudaGetDevice(&device));
-  check(device >= 0 && device < kMaxVariantDevices, "gemm wgmma: device " + std::to_string(device) + " out of range");
-  WgmmaDevice& d = g_wgmma_devices[device];
-  std::call_once(d.once, [&d] {
-    int* flag = static_cast<int*>(device_alloc(sizeof(int)));
-    device_fill_bytes(flag, 0, sizeof(int));
-    VTV_LAUNCH("wgmma_probe_kernel", 1, 1, 0, nullptr, wgmma_probe_kernel, flag);
-    int host = 0;
-    copy_to_host(&host, flag, sizeof(int));
-    device_free(flag);
-    if (host == 1) {
-      VTV_CUDA_CHECK(cudaFuncSetAttribute(gemm_bf16_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          static_cast<int>(kSmemBytes)));
-    }
-    d.state = host == 1 ? 1 : 2;
+  wgmma_probe_once(g_devices, "gemm wgmma", [] {
+    VTV_CUDA_CHECK(cudaFuncSetAttribute(gemm_bf16_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(kSmemBytes)));
   });
 }
 
-std::string gemm_wgmma_unavailable() {
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxVariantDevices) return "no usable device";
-  // Only a prepared device answers: the probe launches and synchronises, which a graph capture forbids.
-  switch (g_wgmma_devices[device].state.load()) {
-    case 1: return "";
-    case 0: return "not probed on this device yet (prepare_kernel_variants)";
-    default: return "the device runs no sm_90a code of this build (wgmma needs an sm_90 GPU and a build for 90a)";
-  }
-}
+std::string gemm_wgmma_unavailable() { return wgmma_unavailable(g_devices); }
 
 void linear_bf16_wgmma(const LinearArgs& a, cudaStream_t stream) {
   validate_linear(a, "linear_bf16 (wgmma)");

@@ -166,6 +166,15 @@ __device__ __forceinline__ uint64_t wgmma_desc(const void* smem, uint32_t lbo_by
   return d;
 }
 
+// Makes the calling thread's shared-memory writes (st.shared, and cp.async copies after the wait that
+// landed them) visible to the async proxy, which wgmma's descriptor operands are read through; then a
+// barrier publishes them to the warpgroups. sm_90+; nothing to do in the emulator.
+__device__ __forceinline__ void fence_proxy_async_shared() {
+#if !defined(VTV_CUDA_EMULATOR) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
 // Orders the thread's register accesses before the wgmma that follows (needed before the first wgmma
 // and whenever the accumulators or A registers were touched since the last one).
 __device__ __forceinline__ void wgmma_fence() {

@@ -261,6 +261,52 @@ TEST_F(Emulator, WgmmaResultsLandAtTheWait) {
   }
 }
 
+// Shared memory a wgmma in flight reads may not be written by cp.async until a wgmma.wait_group of the
+// warpgroup has retired it: not as the copy issues, nor as it lands (the hardware may write at either).
+TEST_F(Emulator, CpAsyncIntoWgmmaOperandsInFlightIsARace) {
+  auto copy_into_operand = [](int when) {
+    uint16_t* src = nullptr;  // allocated per run: the reset after each frees it
+    EXPECT_EQ(cudaMalloc(&src, 16), cudaSuccess);
+    EXPECT_EQ(cudaMemset(src, 0, 16), cudaSuccess);
+    const std::string e = run(dim3(1), dim3(128), 8192, [src, when] {
+      char* s = static_cast<char*>(vtv_emu::dynamic_shared());
+      for (int i = int(threadIdx.x); i < 4096; i += 128) reinterpret_cast<uint16_t*>(s)[i] = 0x3F80;
+      __syncthreads();
+      const uint64_t desc = wgmma_desc(s, 128, 256, WgmmaSwizzle::None);  // reads bytes 0 .. 4095
+      float acc[32] = {};
+      if (when == 2) {  // issued before the wgmma, landing (at its wait) while the wgmma is in flight
+        cp_async_16(s + 16 * threadIdx.x, src);
+        cp_async_commit();
+      }
+      wgmma_fence();
+      wgmma_m64k16_bf16_ss<64>(acc, desc, desc, 1);
+      wgmma_commit();
+      if (when == 0) wgmma_wait<0>();  // retired first: the copy is fine
+      if (when != 2) {
+        cp_async_16(s + 16 * threadIdx.x, src);
+        cp_async_commit();
+      }
+      cp_async_wait<0>();
+      wgmma_wait<0>();
+      // A copy outside the operands is fine while a wgmma is in flight.
+      wgmma_fence();
+      wgmma_m64k16_bf16_ss<64>(acc, desc, desc, 1);
+      wgmma_commit();
+      cp_async_16(s + 4096 + 16 * threadIdx.x, src);
+      cp_async_commit();
+      cp_async_wait<0>();
+      wgmma_wait<0>();
+    });
+    cudaDeviceReset();
+    return e;
+  };
+  EXPECT_EQ(copy_into_operand(0), "");
+  const std::string issued = copy_into_operand(1), landed = copy_into_operand(2);
+  EXPECT_NE(issued.find("cp.async issues into shared offset"), std::string::npos) << issued;
+  EXPECT_NE(issued.find("write-after-read race"), std::string::npos) << issued;
+  EXPECT_NE(landed.find("cp.async lands into shared offset"), std::string::npos) << landed;
+}
+
 TEST_F(Emulator, WgmmaMisuseIsReported) {
   auto misuse = [](int what) {
     const std::string e = run(dim3(1), dim3(what == 2 ? 96 : 128), 4096, [what] {
