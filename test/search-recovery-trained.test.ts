@@ -36,6 +36,9 @@ describe('search on the shipped model', () => {
         const sign = s.metric === 'iou' ? 1 : -1; // mIoU: higher is better; MSE: lower
         const gap = sign * (s.oneShot - s.zeroShot);
         const closed = (x: number) => (sign * (x - s.zeroShot)) / gap;
+        console.log(
+          `seed ${seed}, ${task}: gap ${gap.toFixed(3)}, task vector closes ${(100 * closed(s.taskVector)).toFixed(0)}%, random ${(100 * closed(s.random)).toFixed(0)}%`,
+        );
         expect(gap, task).toBeGreaterThanOrEqual(minGap);
         expect(closed(s.taskVector), task).toBeGreaterThanOrEqual(minTv);
         expect(closed(s.taskVector), task).toBeGreaterThan(closed(s.random) + 0.3);
