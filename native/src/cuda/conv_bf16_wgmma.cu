@@ -18,13 +18,9 @@
 // (q / 32) * 8 + q % 8, k chunk (q / 8) % 4. So 8 consecutive threads fill 128 contiguous bytes (no bank
 // conflicts), and a warp still reads whole 64-byte pixel rows (4 chunks x 8 pixels).
 //
-// The pipeline: a ring of STAGES = 6 k tiles (16 KiB each for BN = 128, 96 KiB in all; 24 and 144 KiB
-// for BN = 256). In iteration kt the block waits for tile kt's copies, each warpgroup issues its 2
-// wgmmas and commits them, and `wgmma.wait_group 1` retires tile kt-1's while tile kt's keep running.
-// A stage is refilled only after every warpgroup has retired the MMAs that read it: the refill at
-// iteration kt writes the stage of tile kt-2, which each warpgroup retired in iteration kt-1, before the
-// barrier that opens iteration kt. So the copies run STAGES-2 = 4 tiles ahead and the tensor cores
-// always have the current tile's MMAs queued while the threads issue the next copies.
+// The pipeline (wgmma_k_loop.cuh, shared with gemm_bf16_wgmma.cu): a ring of STAGES = 6 k tiles (16 KiB
+// each for BN = 128, 96 KiB in all; 24 and 144 KiB for BN = 256), the copies running 4 tiles ahead while
+// `wgmma.wait_group 1` keeps the current tile's MMAs in flight.
 //
 // The epilogue is the nhwc variant's (conv_common.cuh): bias, residual, fp32 NCHW store, and the
 // GroupNorm statistics of the output for the next conv.
@@ -39,6 +35,7 @@
 #include "cuda/conv_variants.h"
 #include "cuda/launch.cuh"
 #include "cuda/ptx.cuh"
+#include "cuda/wgmma_k_loop.cuh"
 #include "cuda/wgmma_probe.cuh"
 
 namespace vtv::cuda {
@@ -121,40 +118,7 @@ conv_bf16_wgmma_kernel(ConvParams p, const __nv_bfloat16* __restrict__ xnhwc, co
 #pragma unroll
   for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
 
-  // Tiles 0 .. STAGES-3 in flight before the loop; iteration kt adds tile kt + STAGES - 2.
-#pragma unroll
-  for (int s = 0; s < STAGES - 2; ++s) {
-    if (s < KT) load_tile(s, s);
-    cp_async_commit();
-  }
-  for (int kt = 0; kt < KT; ++kt) {
-    cp_async_wait<STAGES - 3>();  // this thread's copies of tile kt have landed
-    fence_proxy_async_shared();
-    // Every thread's copies of tile kt are visible to wgmma, and every warpgroup has passed iteration
-    // kt-1's wait_group 1, so the MMAs of tile kt-2 have retired and its stage may be refilled.
-    __syncthreads();
-    const int next = kt + STAGES - 2;
-    if (next < KT) load_tile(next, next % STAGES);
-    cp_async_commit();
-
-    const unsigned char* As = smem + (kt % STAGES) * stage_bytes<BN>();
-    const unsigned char* Bs = As + kTileABytes;
-    wgmma_fence();
-    wgmma_fence_operand(acc);
-#pragma unroll
-    for (int ks = 0; ks < BK; ks += 16) {
-      // This warpgroup's 64 channels start at row group 8 wg; the k16 slice at core-matrix column ks / 8.
-      const uint64_t da = wgmma_desc(As + (wg * 8 * 4 + ks / 8) * 128, 128, 512, WgmmaSwizzle::None);
-      const uint64_t db = wgmma_desc(Bs + (ks / 8) * 128, 128, 512, WgmmaSwizzle::None);
-      wgmma_m64k16_bf16_ss<BN>(acc, da, db, 1);
-    }
-    wgmma_commit();
-    wgmma_wait<1>();  // tile kt-1's MMAs have retired (their stage is free after the next barrier)
-    wgmma_fence_operand(acc);
-  }
-  wgmma_wait<0>();
-  wgmma_fence_operand(acc);
-  cp_async_wait<0>();
+  wgmma_pipelined_k_loop<STAGES, BN, stage_bytes<BN>(), kTileABytes>(KT, smem, wg, acc, load_tile);
 
   // Thread (w, g, t): acc[4j + 0, 1] = C[16w + g][8j + 2t, +1], acc[4j + 2, 3] = C[16w + g + 8][...] of
   // this warpgroup's 64 x BN tile; rows are channels, columns pixels.

@@ -8,12 +8,8 @@
 // ((r / 8) * 4 + c) * 128 + (r % 8) * 16, so a k16 slice is 2 core matrices 128 bytes apart in K (the
 // descriptor's leading byte offset) and row groups are 512 bytes apart (its stride byte offset); the
 // threads' copies are handed out so that they land in consecutive 16-byte slots.
-// Per k tile each warpgroup issues 2 wgmma (k 0..15, 16..31), commits them, and `wgmma.wait_group 1`
-// retires the previous tile's while these run, so loads and MMAs overlap. A stage is refilled only
-// after every warpgroup retired the MMAs reading it: iteration kt refills tile kt-2's stage (retired in
-// iteration kt-1, before the barrier opening kt), so copies run STAGES-2 = 4 tiles ahead. Copies land
-// through the generic proxy and wgmma reads through the async proxy, hence the proxy fence after each
-// wait. conv_bf16_wgmma.cu has the same loop.
+// The main loop is wgmma_k_loop.cuh's (shared with conv_bf16_wgmma.cu): per k tile each warpgroup issues
+// 2 wgmma and `wgmma.wait_group 1` retires the previous tile's while these run, the copies 4 tiles ahead.
 // The epilogue is the other variants' (gemm_epilogue.cuh).
 //
 // The wgmma instructions exist only in sm_90a code: this file is compiled for sm_90a as well
@@ -26,6 +22,7 @@
 #include "cuda/gemm_variants.h"
 #include "cuda/launch.cuh"
 #include "cuda/ptx.cuh"
+#include "cuda/wgmma_k_loop.cuh"
 #include "cuda/wgmma_probe.cuh"
 
 namespace vtv::cuda {
@@ -84,40 +81,7 @@ gemm_bf16_wgmma_kernel(const __nv_bfloat16* __restrict__ X, const __nv_bfloat16*
 #pragma unroll
   for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
 
-  // Tiles 0 .. STAGES-3 in flight before the loop; iteration kt adds tile kt + STAGES - 2.
-#pragma unroll
-  for (int s = 0; s < STAGES - 2; ++s) {
-    if (s < KT) load_tile(s, s);
-    cp_async_commit();
-  }
-  for (int kt = 0; kt < KT; ++kt) {
-    cp_async_wait<STAGES - 3>();  // this thread's copies of tile kt have landed
-    fence_proxy_async_shared();
-    // Every thread's copies of tile kt are visible to wgmma, and every warpgroup has passed iteration
-    // kt-1's wait_group 1, so the MMAs of tile kt-2 have retired and its stage may be refilled.
-    __syncthreads();
-    const int next = kt + STAGES - 2;
-    if (next < KT) load_tile(next, next % STAGES);
-    cp_async_commit();
-
-    const unsigned char* As = smem + (kt % STAGES) * kStageBytes;
-    const unsigned char* Bs = As + kTileBytes;
-    wgmma_fence();
-    wgmma_fence_operand(acc);
-#pragma unroll
-    for (int ks = 0; ks < BK; ks += 16) {
-      // This warpgroup's 64 rows start at row group 8 wg; the k16 slice at core-matrix column ks / 8.
-      const uint64_t da = wgmma_desc(As + (wg * 8 * 4 + ks / 8) * 128, 128, 512, WgmmaSwizzle::None);
-      const uint64_t db = wgmma_desc(Bs + (ks / 8) * 128, 128, 512, WgmmaSwizzle::None);
-      wgmma_m64k16_bf16_ss<BN>(acc, da, db, 1);
-    }
-    wgmma_commit();
-    wgmma_wait<1>();  // tile kt-1's MMAs have retired (their stage is free after the next barrier)
-    wgmma_fence_operand(acc);
-  }
-  wgmma_wait<0>();
-  wgmma_fence_operand(acc);
-  cp_async_wait<0>();
+  wgmma_pipelined_k_loop<STAGES, BN, kStageBytes, kTileBytes>(KT, smem, wg, acc, load_tile);
 
   // Thread (w, g, t): acc[4j + 0, 1] = D[16w + g][8j + 2t, +1], acc[4j + 2, 3] = D[16w + g + 8][...].
 #pragma unroll
