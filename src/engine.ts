@@ -114,7 +114,9 @@ export interface ForwardBuffers {
   tokens?: Int32Array;
   pixels?: Float32Array;
   images?: Uint8Array;
+  /** -IoU, MSE, token cross-entropy or -token accuracy per sample (what the search minimises). */
   losses?: Float32Array;
+  /** IoU, MSE or token accuracy per sample (the reported metric). */
   metrics?: Float32Array;
   captureEnc?: Float32Array;
   captureDec?: Float32Array;
@@ -127,20 +129,9 @@ export interface OutputBufferRequest {
   capture?: boolean;
 }
 
-export interface ForwardResult {
+/** A forward's outputs (the ones requested, in `into`'s arrays when given) and its work counts. */
+export interface ForwardResult extends ForwardBuffers {
   batch: number;
-  encoderOut?: Float32Array;
-  decoderOut?: Float32Array;
-  logits?: Float32Array;
-  tokens?: Int32Array;
-  pixels?: Float32Array;
-  images?: Uint8Array;
-  /** -IoU, MSE, token cross-entropy or -token accuracy per sample (what the search minimises). */
-  losses?: Float32Array;
-  /** IoU, MSE or token accuracy per sample (the reported metric). */
-  metrics?: Float32Array;
-  captureEnc?: Float32Array;
-  captureDec?: Float32Array;
   uniqueForwards: number;
   uniqueDecodes: number;
   seconds: number;

@@ -16,6 +16,7 @@ import { closeSync, existsSync, linkSync, mkdirSync, openSync, readdirSync, read
 import { hostname } from 'node:os';
 import { basename, join, relative } from 'node:path';
 import { ConflictError } from '../errors.js';
+import { pidAlive } from './pid-alive.js';
 
 export interface LockHolder {
   pid: number;
@@ -45,18 +46,9 @@ function readHolder(path: string): LockHolder | undefined {
   return undefined;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Whether a lock file's holder is a process that is gone (on this host); unknown holders count as live. */
 function isStale(h: LockHolder | undefined): boolean {
-  return h !== undefined && h.host === hostname() && h.pid !== process.pid && !alive(h.pid);
+  return h !== undefined && h.host === hostname() && h.pid !== process.pid && !pidAlive(h.pid);
 }
 
 const held = new Set<string>();

@@ -3,13 +3,14 @@
 // host, start time, command, Slurm job). It is taken over only when its holder is provably gone: a pid
 // on this host that no longer exists, or an earlier run of the same Slurm array element (Slurm runs one
 // instance of a job at a time, so a requeued element's new process replaces the killed one, whichever
-// node either ran on). Otherwise the second process is refused, with the holder named. Self-contained
-// on purpose: it depends on nothing else in vtv.
+// node either ran on). Otherwise the second process is refused, with the holder named. Apart from the
+// run directory's locks (src/run/lock.ts) because of that Slurm takeover and the holder's nonce.
 
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { ConflictError, InputError } from '../errors.js';
+import { pidAlive } from '../run/pid-alive.js';
 
 export interface LockHolder {
   pid: number;
@@ -33,15 +34,6 @@ export interface Lock {
   path: string;
   holder: LockHolder;
   release: () => void;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function readHolder(path: string): LockHolder | undefined {

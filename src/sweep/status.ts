@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import { relative } from 'node:path';
 import type { StepRecord } from '../method/reinforce.js';
 import { runPaths } from '../run/layout.js';
+import { pidAlive } from '../run/pid-alive.js';
 import { readCellStatus, type SweepPaths } from './layout.js';
 import { lockHolder } from './lock.js';
 import { queueView } from './slurm.js';
@@ -41,15 +42,6 @@ export interface SweepStatus {
   /** Seconds until every cell's search is done, at the observed step rate, or undefined. */
   eta?: number;
   shared: 'done' | 'pending' | 'running';
-}
-
-function pidAliveHere(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function readLogTimes(path: string): { steps: number; secondsPerStep?: number } {
@@ -92,7 +84,7 @@ export function sweepStatus(dir: string): SweepStatus {
     if (st?.state === 'running') {
       // A local process that no longer exists was killed; one on another host is trusted (or the queue's word taken).
       const here = st.runner.host === hostname();
-      const alive = here ? pidAliveHere(st.runner.pid) : q ? q.state === 'RUNNING' : true;
+      const alive = here ? pidAlive(st.runner.pid) : q ? q.state === 'RUNNING' : true;
       if (alive) {
         const eta = st.phase === 'search' && base.secondsPerStep !== undefined ? (cell.search.steps - base.step) * base.secondsPerStep : undefined;
         const who = st.runner.slurm ? `Slurm job ${st.runner.slurm.jobId}` : `pid ${st.runner.pid}${here ? '' : ` on ${st.runner.host}`}`;

@@ -83,30 +83,10 @@ gemm_bf16_wgmma_kernel(const __nv_bfloat16* __restrict__ X, const __nv_bfloat16*
 
   wgmma_pipelined_k_loop<STAGES, BN, kStageBytes, kTileBytes>(KT, smem, wg, acc, load_tile);
 
-  // Thread (w, g, t): acc[4j + 0, 1] = D[16w + g][8j + 2t, +1], acc[4j + 2, 3] = D[16w + g + 8][...].
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int64_t row = m0 + wg * 64 + w * 16 + g + half * 8;
-    unsigned long long best = 0;
-#pragma unroll
-    for (int j = 0; j < BN / 8; ++j) {
-#pragma unroll
-      for (int c = 0; c < 2; ++c) {
-        const int col = n0 + j * 8 + 2 * t + c;
-        if (row < M && col < N) {
-          const float v = epilogue_value(ep, row, col, N, acc[4 * j + 2 * half + c]);
-          epilogue_store(ep, row, col, N, v);
-          best = max_key(best, argmax_key(v, col));
-        }
-      }
-    }
-    if (ep.keys) {
-      // The four threads of a quad (same g) hold this row's 128 columns.
-      best = max_key(best, __shfl_xor_sync(0xFFFFFFFFu, best, 1));
-      best = max_key(best, __shfl_xor_sync(0xFFFFFFFFu, best, 2));
-      if (t == 0 && row < M) atomicMax(ep.keys + row, best);
-    }
-  }
+  // Thread (w, g, t): acc[4j + 0, 1] = D[16w + g][8j + 2t, +1], acc[4j + 2, 3] = D[16w + g + 8][...]: the
+  // mma.sync m16n8 C layout of a 16 x BN tile at row 16 w, so the mma.sync GEMMs' epilogue serves as is.
+  mma_tile_epilogue<1, BN / 8>(ep, reinterpret_cast<const float(&)[1][BN / 8][4]>(acc), m0 + wg * 64 + w * 16, n0, g,
+                               t, M, N);
 #else
   __trap();  // not sm_90a code: never launched (wgmma_available)
 #endif
