@@ -113,6 +113,59 @@ void cell_scores_in_pass(Loss loss, const float* pixels, const uint8_t* targets,
                          const int32_t* grid_of_source, int64_t first_grid, int64_t grids, const int32_t* job_target,
                          int64_t jobs, float* loss_out, float* metric_out, cudaStream_t stream = nullptr);
 
+// ---- The bf16 NHWC decoder ------------------------------------------------------------------------------
+// The BF16 decoder's layout on devices that run the NHWC conv kernels (VqganDeviceBlocks::nhwc): every
+// feature map is bf16 bits [N][H][W][C], channels innermost, and the GroupNorm statistics are as above
+// (double, accumulated by the producing conv from the values it stores). GroupNorm (+ swish) runs ONCE per
+// element, in a pass of its own (group_norm_nhwc) into a normalised copy that the next conv reads as
+// stored; convs whose input is not normalised (upsampling, the shortcut, attention's projection) read the
+// producer's map directly.
+
+// y = GroupNorm(x) (+ swish) from norm.stats, x and y [N][HW][C] bf16 bits, fp32 arithmetic exactly as
+// group_norm_value, rounded to bf16 once. C % 8 == 0 (16-byte vectors), C <= 512; y may alias x.
+void group_norm_nhwc(const uint16_t* x, int64_t N, int C, int64_t HW, const GroupNormIn& norm, uint16_t* y,
+                     cudaStream_t stream = nullptr);
+
+// A convolution in the NHWC layout: y[N][Ho][Wo][Co] = conv(x[N][H][W][Ci], w_taps[Co][k][k][Ci]) + bias
+// (+ residual [N][Ho][Wo][Co]), all maps bf16 bits, fp32 accumulation; k in {1, 3} (pad k/2, stride 1),
+// nearest x2 upsampling folded in as in ConvArgs. x is used as stored (normalised by group_norm_nhwc
+// beforehand when the model asks for it). residual may alias y; x must not. stats_out as in ConvArgs (of
+// the bf16 values stored). Ci % 8 == 0, Ci <= 512; x, w_taps, residual and y 16-byte aligned.
+struct ConvNhwcArgs {
+  const uint16_t* x = nullptr;
+  int64_t N = 0;
+  int Ci = 0, H = 0, W = 0;
+  bool upsample2x = false;
+  int Co = 0, k = 3;
+  const uint16_t* w_taps = nullptr;  // [Co][k][k][Ci] (conv_weights_to_taps; a 1x1 conv's [Co][Ci] as is)
+  const float* bias = nullptr;
+  const uint16_t* residual = nullptr;
+  uint16_t* y = nullptr;
+  double* stats_out = nullptr;
+  int stats_groups = 0;
+};
+void conv2d_nhwc(const ConvNhwcArgs& a, cudaStream_t stream = nullptr);
+// Whether this device runs the NHWC conv kernels (cp.async and ldmatrix: sm_80 and newer), so that a
+// decoder may keep its maps in NHWC. Throws nothing; false when no device answers.
+bool nhwc_decoder_supported();
+
+// codebook_lookup into the NHWC layout: z[n][t][c] = bf16(table[tokens[n][t]][c]) (a token outside [0, V)
+// writes NaN). C % 8 == 0.
+void codebook_lookup_nhwc(const int32_t* tokens, int64_t N, const float* table, int V, int C, uint16_t* z,
+                          cudaStream_t stream = nullptr);
+
+// spatial_attention in the NHWC layout: qkv [B][HW][3C] bf16 (per position q = channels 0..C-1, k = C..2C-1,
+// v = 2C..3C-1, as the qkv 1x1 conv stores them), out [B][HW][C] bf16; scores, softmax and sums in fp32
+// as spatial_attention. HW <= 256, C <= 512, C % 8 == 0.
+void spatial_attention_nhwc(const uint16_t* qkv, int64_t B, int C, int HW, uint16_t* out,
+                            cudaStream_t stream = nullptr);
+
+// conv_out_pixels over an NHWC map that group_norm_nhwc has already normalised (norm_out + swish):
+// pixels[N][3][H][W] = (clamp(conv3x3(x) + bias, -1, 1) + 1) / 2 in fp32, x [N][H][W][Ci] bf16, w [3][Ci][3][3]
+// fp32. Ci % 8 == 0, Ci <= 512.
+void conv_out_pixels_nhwc(const uint16_t* x, int64_t N, int Ci, int H, int W, const float* w, const float* bias,
+                          float* pixels, cudaStream_t stream = nullptr);
+
 // Identical token grids found on the device, as model::group_identical on the host (grid_dedupe.cu):
 // tokens [sources][196] (device) -> grid_of_source[s], the index of s's grid among the distinct grids,
 // numbered in order of first occurrence; unique [distinct][196], each distinct grid's tokens; *count,
