@@ -701,7 +701,8 @@ void bench_vqgan(const Options& o) {
 // sum of the bounds, and what cuBLASLt's GEMM would give in place of the engine's.
 // Every registered variant (cuda/variants.h) on the model's shapes, as `vtv tune` times them: the rows
 // above run what the dispatch picks with no tuning table (each family's default), so this is where the
-// other variants (pipelined, wgmma, nhwc, the wgmma convs) are measured. Not in the breakdown.
+// other variants (pipelined, wgmma, nhwc, the wgmma convs, the NHWC decoder's conv_nhwc family) are
+// measured. Not in the breakdown.
 void bench_registered_variants(const Options& o) {
   using namespace vtv::cuda;
   const int reps = std::max(3, std::min(g_reps, 5));
@@ -709,7 +710,9 @@ void bench_registered_variants(const Options& o) {
   std::printf("%-10s %-40s %-12s %9s %8s\n", "family", "shape", "variant", "ms/call", "TFLOP/s");
   std::vector<KernelShape> shapes;
   for (const KernelShape& s : tuning_shapes("model", o.batch)) {
-    if (s.family == KernelFamily::Gemm || s.family == KernelFamily::Conv3x3) shapes.push_back(s);
+    if (s.family == KernelFamily::Gemm || s.family == KernelFamily::Conv3x3 || s.family == KernelFamily::ConvNhwc) {
+      shapes.push_back(s);
+    }
   }
   for (const VariantTiming& t : tune_kernels(shapes, reps)) {
     if (!filter.empty() && (t.shape + " " + t.variant).find(filter) == std::string::npos) continue;

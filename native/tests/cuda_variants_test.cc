@@ -10,6 +10,7 @@
 
 #ifdef VTV_WITH_CUDA
 #include <cmath>
+#include <cstring>
 #include <set>
 
 #include "cpu/conv.h"
@@ -20,6 +21,7 @@
 #include "cuda/variants.h"
 #include "cuda/vqgan_kernels.h"
 #include "cuda_conv_check.h"
+#include "expect_error.h"
 #include "vtv/error.h"
 
 namespace vtv::test {
@@ -36,11 +38,15 @@ std::vector<std::string> variant_names(KernelFamily f) {
   return out;
 }
 
+// Every family's first variant is its default: "baseline" (its first kernel), except conv_nhwc, whose
+// first kernel is the mma.sync one (the NHWC decoder has no older kernel to keep).
 TEST(CudaVariants, EveryFamilyHasOneDefaultBaselineAndUniqueNames) {
-  for (KernelFamily f : {KernelFamily::Gemm, KernelFamily::Conv3x3, KernelFamily::Attention, KernelFamily::GroupNorm}) {
+  for (KernelFamily f : {KernelFamily::Gemm, KernelFamily::Conv3x3, KernelFamily::ConvNhwc, KernelFamily::Attention,
+                         KernelFamily::GroupNorm}) {
     const std::vector<std::string> names = variant_names(f);
     ASSERT_FALSE(names.empty()) << cuda::family_name(f);
-    EXPECT_EQ(names.front(), "baseline") << cuda::family_name(f);
+    EXPECT_EQ(names.front(), f == KernelFamily::ConvNhwc ? "mma_sync" : "baseline") << cuda::family_name(f);
+    EXPECT_TRUE(cuda::find_variant(f, names.front())->is_default) << cuda::family_name(f);
     EXPECT_EQ(std::set<std::string>(names.begin(), names.end()).size(), names.size()) << cuda::family_name(f);
     int defaults = 0;
     for (const cuda::KernelVariant& v : cuda::kernel_variants()) defaults += v.family == f && v.is_default;
@@ -48,6 +54,7 @@ TEST(CudaVariants, EveryFamilyHasOneDefaultBaselineAndUniqueNames) {
   }
   EXPECT_GE(variant_names(KernelFamily::Gemm).size(), 2u);
   EXPECT_GE(variant_names(KernelFamily::Conv3x3).size(), 2u);
+  EXPECT_GE(variant_names(KernelFamily::ConvNhwc).size(), 2u);
 }
 
 // ---- GEMM: every variant on the MAE's Linears, small -----------------------------------------------
@@ -332,6 +339,172 @@ TEST(CudaVariants, OneByOneConvsStayOnTheBaselineUnderEveryConvVariant) {
   }
 }
 
+// ---- the bf16 NHWC decoder's convolutions: every conv_nhwc variant ------------------------------------
+
+struct ConvNhwcCase {
+  const char* name;
+  int N, Ci, Co, H, W, k;
+  bool up, residual, stats;
+};
+
+const ConvNhwcCase kConvNhwcCases[] = {
+    {"resnet conv2 (residual, stats)", 2, 32, 40, 6, 5, 3, false, true, true},
+    {"upsample conv (x2, stats)", 1, 64, 32, 4, 3, 3, true, false, true},
+    // K = 72 and 144: k tiles that cross taps and a last k tile that is partial.
+    {"8 channels in (the tiny model's widths)", 1, 8, 16, 7, 9, 3, false, false, true},
+    {"16 channels in, upsampled", 1, 16, 8, 5, 6, 3, true, true, false},
+    // Two channel tiles and two pixel tiles, both partial (136 = 128 + 8 channels, 143 = 128 + 15 pixels).
+    {"partial tiles both ways (stats)", 1, 32, 136, 13, 11, 3, false, false, true},
+    // 16 x 34 = 544 output pixels: three pixel tiles of 256 and five of 128, the last ones partial.
+    {"more than 256 pixels (upsampled)", 1, 32, 24, 8, 17, 3, true, false, true},
+    {"1x1, attention's qkv (K = 48 < 2 k tiles)", 2, 48, 144, 5, 7, 1, false, false, false},
+    {"1x1, attention's projection (residual, stats)", 1, 64, 64, 4, 4, 1, false, true, true},
+};
+
+// [N][C][HW] <-> [N][HW][C].
+std::vector<float> to_nhwc(const std::vector<float>& x, int64_t N, int64_t C, int64_t HW) {
+  std::vector<float> y(x.size());
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t i = 0; i < HW; ++i) y[size_t((n * HW + i) * C + c)] = x[size_t((n * C + c) * HW + i)];
+  return y;
+}
+std::vector<float> from_bf16_nhwc(const std::vector<uint16_t>& bits, int64_t N, int64_t C, int64_t HW) {
+  std::vector<float> y(bits.size());
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t i = 0; i < HW; ++i) {
+        const uint32_t u = uint32_t(bits[size_t((n * HW + i) * C + c)]) << 16;
+        std::memcpy(&y[size_t((n * C + c) * HW + i)], &u, 4);
+      }
+  return y;
+}
+
+// conv2d_nhwc forced to `variant` against cpu::conv2d on the same bf16 values: every output within its
+// bf16 rounding (2^-8 relative) plus 1e-4 of the fp32 sum, and the statistics exactly those of the stored
+// bf16 values (up to the order of the double sums).
+void run_conv_nhwc_variant(const ConvNhwcCase& cc, const std::string& variant) {
+  SCOPED_TRACE(std::string(cc.name) + " conv_nhwc variant " + variant);
+  const int64_t HW = int64_t(cc.H) * cc.W, Ho = cc.up ? 2 * cc.H : cc.H, Wo = cc.up ? 2 * cc.W : cc.W;
+  const int64_t P = Ho * Wo, out_n = cc.N * cc.Co * P, K = int64_t(cc.Ci) * cc.k * cc.k;
+  const int groups = 8;
+  const std::vector<float> x = rounded_bf16(random_vector(size_t(cc.N * cc.Ci * HW), 41, 1.0f, 0.3f));
+  const std::vector<float> w = rounded_bf16(random_vector(size_t(cc.Co * K), 42, 1.0f / std::sqrt(float(K))));
+  const std::vector<float> b = random_vector(size_t(cc.Co), 43, 0.05f);
+  const std::vector<float> res = rounded_bf16(random_vector(size_t(out_n), 44));
+  cpu::Conv2dShape s;
+  s.N = cc.N;
+  s.Ci = cc.Ci;
+  s.Co = cc.Co;
+  s.H = cc.H;
+  s.W = cc.W;
+  s.k = cc.k;
+  s.pad_top = s.pad_left = s.pad_bottom = s.pad_right = cc.k / 2;
+  s.upsample2x = cc.up;
+  std::vector<float> ref(static_cast<size_t>(out_n));
+  cpu::conv2d(pool(), s, x.data(), w.data(), b.data(), ref.data(), cc.residual ? res.data() : nullptr);
+
+  // Tap-major weights [Co][ky][kx][Ci] (a 1x1 conv's [Co][Ci] as is).
+  std::vector<float> taps(w.size());
+  for (int64_t co = 0; co < cc.Co; ++co)
+    for (int64_t ci = 0; ci < cc.Ci; ++ci)
+      for (int64_t t = 0; t < cc.k * cc.k; ++t) taps[size_t((co * cc.k * cc.k + t) * cc.Ci + ci)] = w[size_t((co * cc.Ci + ci) * cc.k * cc.k + t)];
+  DeviceBuffer<uint16_t> dx(to_bf16_bits(to_nhwc(x, cc.N, cc.Ci, HW))), dtaps(to_bf16_bits(taps));
+  DeviceBuffer<uint16_t> dy(static_cast<size_t>(out_n));
+  if (cc.residual) dy.upload(to_bf16_bits(to_nhwc(res, cc.N, cc.Co, P)).data(), size_t(out_n));
+  else dy.poison();
+  DeviceBuffer<float> db(b);
+  DeviceBuffer<double> sout(size_t(cc.N) * groups * 2);
+  sout.poison();
+  cuda::ConvNhwcArgs a;
+  a.x = dx.get();
+  a.N = cc.N;
+  a.Ci = cc.Ci;
+  a.H = cc.H;
+  a.W = cc.W;
+  a.upsample2x = cc.up;
+  a.Co = cc.Co;
+  a.k = cc.k;
+  a.w_taps = dtaps.get();
+  a.bias = db.get();
+  a.residual = cc.residual ? dy.get() : nullptr;
+  a.y = dy.get();
+  if (cc.stats) {
+    a.stats_out = sout.get();
+    a.stats_groups = groups;
+  }
+  cuda::ForceVariant force(KernelFamily::ConvNhwc, variant);
+  cuda::conv2d_nhwc(a);
+  const cuda::KernelVariant* var = cuda::find_variant(KernelFamily::ConvNhwc, variant);
+  const cuda::KernelShape shape = cuda::conv_nhwc_shape(cc.N, cc.Ci, cc.Co, cc.H, cc.W, cc.up, cc.k);
+  EXPECT_EQ(cuda::last_variant_run(KernelFamily::ConvNhwc), var->unsupported(shape).empty() ? variant : "mma_sync")
+      << "a forced variant runs when it can, else the default";
+  const std::vector<float> got = from_bf16_nhwc(dy.to_host(size_t(out_n)), cc.N, cc.Co, P);
+  int64_t bad = 0, first_bad = -1;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!(std::fabs(got[i] - ref[i]) <= std::ldexp(std::fabs(ref[i]), -8) + 1e-4f)) {
+      if (first_bad < 0) first_bad = int64_t(i);
+      ++bad;
+    }
+  }
+  EXPECT_EQ(bad, 0) << "outputs outside bf16 rounding of the CPU's; first at " << first_bad << ": got "
+                    << (first_bad >= 0 ? got[size_t(first_bad)] : 0.0f) << " ref " << (first_bad >= 0 ? ref[size_t(first_bad)] : 0.0f)
+                    << "; " << describe(compare(got, ref));
+  if (cc.stats) {
+    const std::vector<double> want = group_sums(got, cc.N, cc.Co, P, groups), have = sout.to_host(want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+      EXPECT_NEAR(have[i], want[i], 1e-9 * (std::fabs(want[i]) + double(P) * cc.Co / groups)) << "statistic " << i;
+    }
+  }
+}
+
+TEST(CudaVariants, EveryConvNhwcVariantMatchesCpuOn3x3And1x1) {
+  VTV_REQUIRE_GPU();
+  cuda::prepare_kernel_variants();
+  ASSERT_TRUE(cuda::nhwc_decoder_supported()) << "every device this build targets (sm_80+) runs the NHWC convs";
+  const std::vector<std::string> names = variant_names(KernelFamily::ConvNhwc);
+  EXPECT_GE(names.size(), 2u);
+  for (const std::string& v : names) {
+    const std::string why = cuda::find_variant(KernelFamily::ConvNhwc, v)->unsupported(cuda::conv_nhwc_shape(1, 32, 16, 8, 8, false, 3));
+    if (!why.empty()) {
+      std::printf("conv_nhwc variant %s not runnable here: %s\n", v.c_str(), why.c_str());
+      EXPECT_TRUE(v.rfind("wgmma", 0) == 0 && !cuda::probe().emulated) << "only wgmma off sm_90a may depend on the machine";
+    }
+    for (const ConvNhwcCase& c : kConvNhwcCases) run_conv_nhwc_variant(c, v);
+  }
+}
+
+TEST(CudaVariants, ConvNhwcRejectsBadArguments) {
+  VTV_REQUIRE_GPU();
+  DeviceBuffer<uint16_t> x(64 * 16), w(16 * 9 * 16), y(64 * 16 + 8);
+  DeviceBuffer<float> b(16);
+  cuda::ConvNhwcArgs a;
+  a.x = x.get();
+  a.N = 1;
+  a.Ci = 16;
+  a.H = a.W = 8;
+  a.Co = 16;
+  a.w_taps = w.get();
+  a.bias = b.get();
+  a.y = y.get();
+  cuda::ConvNhwcArgs bad = a;
+  bad.Ci = 12;
+  expect_error([&] { cuda::conv2d_nhwc(bad); }, {"Ci must be a multiple of 8"});
+  bad = a;
+  bad.k = 5;
+  expect_error([&] { cuda::conv2d_nhwc(bad); }, {"kernel size must be 1 or 3"});
+  bad = a;
+  bad.y = y.get() + 1;
+  expect_error([&] { cuda::conv2d_nhwc(bad); }, {"16-byte aligned"});
+  bad = a;
+  bad.stats_out = reinterpret_cast<double*>(x.get());
+  bad.stats_groups = 3;
+  expect_error([&] { cuda::conv2d_nhwc(bad); }, {"not a multiple of stats_groups"});
+  bad = a;
+  bad.bias = nullptr;
+  expect_error([&] { cuda::conv2d_nhwc(bad); }, {"must be set"});
+}
+
 // ---- the tuning table and `vtv tune` ----------------------------------------------------------------
 
 TEST(CudaVariants, TheTuningTableSteersTheDispatchAndFallsBack) {
@@ -372,7 +545,9 @@ TEST(CudaVariants, TuneTimesEverySupportingVariantOnTinyShapes) {
     }
     // The timed conv call has what the decoder gives (taps, workspace): on the emulator every conv
     // variant runs its own kernel rather than fall back to the baseline under its name.
-    if (cuda::probe().emulated && r.family == "conv3x3") EXPECT_EQ(r.skipped, "") << r.shape << " " << r.variant;
+    if (cuda::probe().emulated && (r.family == "conv3x3" || r.family == "conv_nhwc")) {
+      EXPECT_EQ(r.skipped, "") << r.shape << " " << r.variant;
+    }
   }
   const std::map<std::string, std::string> winners = cuda::tuning_winners(rows);
   EXPECT_EQ(winners.size(), shapes.size());

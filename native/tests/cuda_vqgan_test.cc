@@ -274,7 +274,7 @@ std::vector<int32_t> random_grids(int n, int V, uint32_t seed) {
 // Decodes `grids` on both sides and scores every (grid, target) pair; checks pixels against `pixel_tol`
 // (relative, max norm) and prints the loss differences.
 void compare_decoders(const VqModel& m, Precision prec, int n, int max_chunk, double pixel_tol,
-                      double max_iou_diff, double max_mse_rel) {
+                      double max_iou_diff, double max_mse_rel, bool nhwc = true) {
   const int64_t px = int64_t(3) * kImage * kImage;
   const std::vector<int32_t> grids = random_grids(n, m.c.vq.n_embed, 61);
   std::vector<const int32_t*> gp;
@@ -300,7 +300,9 @@ void compare_decoders(const VqModel& m, Precision prec, int n, int max_chunk, do
       jt.push_back(t);
     }
   for (bool graphs : {true, false}) {
-    cuda::VqganCuda gpu(m.c, m.w, prec, max_chunk, graphs);
+    cuda::VqganCuda gpu(m.c, m.w, prec, max_chunk, graphs, nhwc);
+    // bf16 keeps its maps NHWC when asked (every device this build targets runs those kernels).
+    EXPECT_EQ(gpu.nhwc(), nhwc && prec == Precision::BF16);
     for (Loss loss : {Loss::IoU, Loss::MSE}) {
       std::vector<float> pixels(size_t(n * px), NAN), losses(jg.size(), NAN), metrics(jg.size(), NAN);
       cuda::VqganScoreJobs sj;
@@ -315,7 +317,8 @@ void compare_decoders(const VqModel& m, Precision prec, int n, int max_chunk, do
       gpu.run(grids.data(), n, sj, {pixels.data(), losses.data(), metrics.data()});
       const float ms = timer.stop_ms();
       const Diff d = compare(pixels, ref);
-      const std::string mode = std::string(precision_name(prec)) + (graphs ? "" : " direct");
+      const std::string mode =
+          std::string(precision_name(prec)) + (gpu.nhwc() ? " nhwc" : "") + (graphs ? "" : " direct");
       EXPECT_LE(d.rel, pixel_tol) << m.c.name << " " << mode << " pixels: " << describe(d);
       double worst_loss = 0;
       for (size_t j = 0; j < jg.size(); ++j) {
@@ -353,14 +356,22 @@ TEST(CudaVqgan, TinyFp32MatchesCpuDecoder) {
 TEST(CudaVqgan, TinyBf16WithinTolerance) {
   VTV_REQUIRE_GPU();
   VqModel m(preset("tiny"), 72);
-  // bf16 activations and weights through ~30 convolutions: pixels within 5% of the range, losses printed.
+  // bf16 maps (NHWC) and weights through ~30 convolutions: pixels within 5% of the range, losses printed.
   compare_decoders(m, Precision::BF16, 3, 4, 5e-2, 0.1, 0.1);
 }
 
-// The whole tiny bf16 decoder with each registered 3x3 conv variant forced (cuda/variants.h) where it
-// can run (the tiny model's 32-channel convs at 14x14 for nhwc; the rest fall back), graphs on: pixels
-// within the bf16 tolerance of the CPU decoder (the baseline's error on the same grids is printed next
-// to it), and the forced variant must have run.
+TEST(CudaVqgan, TinyBf16NchwWithinTolerance) {
+  VTV_REQUIRE_GPU();
+  VqModel m(preset("tiny"), 72);
+  // The same with fp32 NCHW maps between the bf16 convs (nhwc off).
+  compare_decoders(m, Precision::BF16, 3, 4, 5e-2, 0.1, 0.1, false);
+}
+
+// The whole tiny bf16 decoder with each registered conv variant forced (cuda/variants.h), graphs on: the
+// conv3x3 variants with fp32 NCHW maps (nhwc off), the conv_nhwc variants with bf16 NHWC maps. A forced
+// variant runs where it can (the tiny model's 32-channel 3x3 convs for the NCHW nhwc/wgmma variants, every
+// conv for the conv_nhwc ones; the rest fall back); pixels stay within the bf16 tolerance of the CPU
+// decoder, and the forced variant must have run.
 TEST(CudaVqgan, TinyBf16OnEveryConvVariantWithinTolerance) {
   VTV_REQUIRE_GPU();
   VqModel m(preset("tiny"), 73);
@@ -372,19 +383,23 @@ TEST(CudaVqgan, TinyBf16OnEveryConvVariantWithinTolerance) {
   std::vector<float> ref(static_cast<size_t>(n * px));
   model::VqganDecoder(m.c, m.w).run(pool(), gp, ref.data());
   for (const cuda::KernelVariant& v : cuda::kernel_variants()) {
-    if (v.family != cuda::KernelFamily::Conv3x3) continue;
-    SCOPED_TRACE(std::string("conv3x3 variant ") + v.name);
-    cuda::ForceVariant force(cuda::KernelFamily::Conv3x3, v.name);
-    const uint64_t before = cuda::variant_runs(cuda::KernelFamily::Conv3x3, v.name);
-    cuda::VqganCuda gpu(m.c, m.w, Precision::BF16, n, true);
+    if (v.family != cuda::KernelFamily::Conv3x3 && v.family != cuda::KernelFamily::ConvNhwc) continue;
+    const bool nhwc = v.family == cuda::KernelFamily::ConvNhwc;
+    SCOPED_TRACE(std::string(cuda::family_name(v.family)) + " variant " + v.name);
+    cuda::ForceVariant force(v.family, v.name);
+    const uint64_t before = cuda::variant_runs(v.family, v.name);
+    cuda::VqganCuda gpu(m.c, m.w, Precision::BF16, n, true, nhwc);
+    ASSERT_EQ(gpu.nhwc(), nhwc);
     std::vector<float> pixels(static_cast<size_t>(n * px), NAN);
     gpu.run(grids.data(), n, cuda::VqganScoreJobs{}, {pixels.data(), nullptr, nullptr});
-    // wgmma off sm_90a says why it cannot run (cuda_variants_test checks that); then the baseline runs.
-    if (v.unsupported(cuda::conv3x3_shape(n, 32, 32, 14, 14, false)).empty()) {
-      EXPECT_GT(cuda::variant_runs(cuda::KernelFamily::Conv3x3, v.name), before) << "the forced variant never ran";
+    // wgmma off sm_90a says why it cannot run (cuda_variants_test checks that); then the default runs.
+    const cuda::KernelShape shape = nhwc ? cuda::conv_nhwc_shape(n, 32, 32, 14, 14, false, 3)
+                                         : cuda::conv3x3_shape(n, 32, 32, 14, 14, false);
+    if (v.unsupported(shape).empty()) {
+      EXPECT_GT(cuda::variant_runs(v.family, v.name), before) << "the forced variant never ran";
     }
     const Diff d = compare(pixels, ref);
-    std::printf("tiny bf16 decoder, conv3x3 %s: pixels %s\n", v.name, describe(d).c_str());
+    std::printf("tiny bf16 decoder, %s %s: pixels %s\n", cuda::family_name(v.family), v.name, describe(d).c_str());
     EXPECT_LE(d.rel, 5e-2) << describe(d);
     EXPECT_TRUE(gpu.graphs_enabled()) << "a capture failed: " << gpu.graph_capture_error();
   }

@@ -83,7 +83,7 @@ conv_bf16_nhwc_kernel(ConvParams p, const __nv_bfloat16* __restrict__ xnhwc, con
   const int g = lane >> 2, t = lane & 3;
   const int p0 = blockIdx.x * BN, c0 = blockIdx.y * BM;
   const int64_t n = blockIdx.z;
-  const int Ci = p.Ci, K = p.K, KT = K / BK;
+  const int Ci = p.Ci, K = p.K, KT = (K + BK - 1) / BK;
   const __nv_bfloat16* xn = xnhwc + n * int64_t(p.H) * p.W * Ci;
   if (p.stats_out) {
     for (int r = tid; r < BM; r += THREADS) row_sum[r] = row_sq[r] = 0.0;
@@ -108,16 +108,16 @@ conv_bf16_nhwc_kernel(ConvParams p, const __nv_bfloat16* __restrict__ xnhwc, con
     __nv_bfloat16* As = smem + stage * kStageElems;
     __nv_bfloat16* Bs = As + BM * LDS;
     const int k0 = kt * BK;
-    const int tap = k0 / Ci, ci0 = k0 - tap * Ci;
-    const int ky = tap / 3, kx = tap - ky * 3;
+    const bool k_ok = k0 + lk < K;  // past K (its last tile): zeros in both operands
+    const NhwcTap tp = nhwc_tap(p, k_ok ? k0 + lk : 0);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int r = lrow + 32 * i;
-      cp_async_16_zfill(As + r * LDS + lk, a_src[i] + k0, a_ok[i] ? 16 : 0);
-      const int iy = oy[i] + ky - 1, ix = ox[i] + kx - 1;
-      const bool ok = px_ok[i] && iy >= 0 && iy < p.Ho && ix >= 0 && ix < p.Wo;
+      cp_async_16_zfill(As + r * LDS + lk, a_src[i] + (k_ok ? k0 : 0), a_ok[i] && k_ok ? 16 : 0);
+      const int iy = oy[i] + tp.dy, ix = ox[i] + tp.dx;
+      const bool ok = k_ok && px_ok[i] && iy >= 0 && iy < p.Ho && ix >= 0 && ix < p.Wo;
       const __nv_bfloat16* src =
-          ok ? xn + (int64_t(iy >> p.up) * p.W + (ix >> p.up)) * Ci + ci0 + lk : xn;  // clamped when padding
+          ok ? xn + (int64_t(iy >> p.up) * p.W + (ix >> p.up)) * Ci + tp.ci : xn;  // clamped when padding
       cp_async_16_zfill(Bs + r * LDS + lk, src, ok ? 16 : 0);
     }
   };
@@ -183,7 +183,7 @@ conv_bf16_nhwc_kernel(ConvParams p, const __nv_bfloat16* __restrict__ xnhwc, con
         for (int c = 0; c < 2; ++c) {
           const int pix = p0 + wn * 64 + nt * 8 + 2 * t + c;
           if (co < p.Co && pix < P) {
-            const float v = conv_store(p, n, co, pix, acc[mt][nt][half * 2 + c]);
+            const float v = conv_store_any(p, n, co, pix, acc[mt][nt][half * 2 + c]);
             s += v;
             q += double(v) * double(v);
           }
@@ -267,15 +267,19 @@ NhwcOperands conv_nhwc_operands(const ConvArgs& a, const char* name, cudaStream_
   return o;
 }
 
+void conv_nhwc_launch_mma_sync(const ConvParams& p, int64_t N, const uint16_t* x, const uint16_t* taps,
+                               cudaStream_t stream) {
+  if (N == 0) return;
+  conv_nhwc_prepare();
+  dim3 grid(static_cast<unsigned>((int64_t(p.Ho) * p.Wo + BN - 1) / BN), static_cast<unsigned>((p.Co + BM - 1) / BM),
+            static_cast<unsigned>(N));
+  VTV_LAUNCH("conv_bf16_nhwc_kernel", grid, THREADS, kSmemBytes, stream, conv_bf16_nhwc_kernel, p,
+             reinterpret_cast<const __nv_bfloat16*>(x), reinterpret_cast<const __nv_bfloat16*>(taps));
+}
+
 void conv2d_bf16_nhwc(const ConvArgs& a, cudaStream_t stream) {
   const NhwcOperands o = conv_nhwc_operands(a, "conv2d_bf16 (nhwc)", stream);
-  if (a.N == 0) return;
-  conv_nhwc_prepare();
-  const ConvParams p = conv_params(a);
-  dim3 grid(static_cast<unsigned>((int64_t(p.Ho) * p.Wo + BN - 1) / BN), static_cast<unsigned>((a.Co + BM - 1) / BM),
-            static_cast<unsigned>(a.N));
-  VTV_LAUNCH("conv_bf16_nhwc_kernel", grid, THREADS, kSmemBytes, stream, conv_bf16_nhwc_kernel, p,
-             reinterpret_cast<const __nv_bfloat16*>(o.x), reinterpret_cast<const __nv_bfloat16*>(o.taps));
+  conv_nhwc_launch_mma_sync(conv_params(a), a.N, o.x, o.taps, stream);
 }
 
 }  // namespace vtv::cuda

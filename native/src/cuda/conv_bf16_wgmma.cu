@@ -70,7 +70,7 @@ conv_bf16_wgmma_kernel(ConvParams p, const __nv_bfloat16* __restrict__ xnhwc, co
   const int g = lane >> 2, t = lane & 3;
   const int p0 = blockIdx.x * BN, c0 = blockIdx.y * BM;
   const int64_t n = blockIdx.z;
-  const int Ci = p.Ci, K = p.K, KT = K / BK;
+  const int Ci = p.Ci, K = p.K, KT = (K + BK - 1) / BK;
   const __nv_bfloat16* xn = xnhwc + n * int64_t(p.H) * p.W * Ci;
   if (p.stats_out) {
     for (int r = tid; r < BM; r += THREADS) row_sum[r] = row_sq[r] = 0.0;
@@ -99,17 +99,19 @@ conv_bf16_wgmma_kernel(ConvParams p, const __nv_bfloat16* __restrict__ xnhwc, co
     unsigned char* As = smem + stage * stage_bytes<BN>();
     unsigned char* Bs = As + kTileABytes;
     const int k0 = kt * BK;
-    const int tap = k0 / Ci, ci0 = k0 - tap * Ci;
-    const int ky = tap / 3, kx = tap - ky * 3;
+    const bool k_ok = k0 + lc * 8 < K;  // past K (its last tile): zeros in both operands
+    const NhwcTap tp = nhwc_tap(p, k_ok ? k0 + lc * 8 : 0);
 #pragma unroll
-    for (int i = 0; i < 2; ++i) cp_async_16_zfill(As + 16 * (tid + THREADS * i), a_src[i] + k0, a_ok[i] ? 16 : 0);
+    for (int i = 0; i < 2; ++i) {
+      cp_async_16_zfill(As + 16 * (tid + THREADS * i), a_src[i] + (k_ok ? k0 : 0), a_ok[i] && k_ok ? 16 : 0);
+    }
 #pragma unroll
     for (int i = 0; i < PB; ++i) {
       const int off = 16 * (tid + THREADS * i);
-      const int iy = oy[i] + ky - 1, ix = ox[i] + kx - 1;
-      const bool ok = px_ok[i] && iy >= 0 && iy < p.Ho && ix >= 0 && ix < p.Wo;
+      const int iy = oy[i] + tp.dy, ix = ox[i] + tp.dx;
+      const bool ok = k_ok && px_ok[i] && iy >= 0 && iy < p.Ho && ix >= 0 && ix < p.Wo;
       const __nv_bfloat16* src =
-          ok ? xn + (int64_t(iy >> p.up) * p.W + (ix >> p.up)) * Ci + ci0 + lc * 8 : xn;  // clamped when padding
+          ok ? xn + (int64_t(iy >> p.up) * p.W + (ix >> p.up)) * Ci + tp.ci : xn;  // clamped when padding
       cp_async_16_zfill(Bs + off, src, ok ? 16 : 0);
     }
   };
@@ -134,7 +136,7 @@ conv_bf16_wgmma_kernel(ConvParams p, const __nv_bfloat16* __restrict__ xnhwc, co
       for (int c = 0; c < 2; ++c) {
         const int pix = p0 + j * 8 + 2 * t + c;
         if (co < p.Co && pix < P) {
-          const float v = conv_store(p, n, co, pix, acc[4 * j + 2 * half + c]);
+          const float v = conv_store_any(p, n, co, pix, acc[4 * j + 2 * half + c]);
           s += v;
           q += double(v) * double(v);
         }
@@ -170,24 +172,31 @@ std::string conv_wgmma_unsupported(const KernelShape& s) {
 
 bool conv_wgmma_can_run(const ConvArgs& a) { return wgmma_unavailable(g_devices).empty() && conv_nhwc_can_run(a); }
 
-void conv2d_bf16_wgmma(const ConvArgs& a, int block_pixels, cudaStream_t stream) {
+void conv_nhwc_launch_wgmma(const ConvParams& p, int64_t N, int block_pixels, const uint16_t* x, const uint16_t* taps,
+                            cudaStream_t stream) {
   check(block_pixels == 128 || block_pixels == 256,
-        "conv2d_bf16 (wgmma): block_pixels must be 128 or 256, got " + std::to_string(block_pixels));
-  check(wgmma_unavailable(g_devices).empty(), "conv2d_bf16 (wgmma): " + wgmma_unavailable(g_devices));
-  const NhwcOperands o = conv_nhwc_operands(a, "conv2d_bf16 (wgmma)", stream);
-  if (a.N == 0) return;
-  const ConvParams p = conv_params(a);
+        "conv (wgmma): block_pixels must be 128 or 256, got " + std::to_string(block_pixels));
+  check(wgmma_unavailable(g_devices).empty(), "conv (wgmma): " + wgmma_unavailable(g_devices));
+  if (N == 0) return;
   dim3 grid(static_cast<unsigned>((int64_t(p.Ho) * p.Wo + block_pixels - 1) / block_pixels),
-            static_cast<unsigned>((a.Co + BM - 1) / BM), static_cast<unsigned>(a.N));
-  const auto* x = reinterpret_cast<const __nv_bfloat16*>(o.x);
-  const auto* taps = reinterpret_cast<const __nv_bfloat16*>(o.taps);
+            static_cast<unsigned>((p.Co + BM - 1) / BM), static_cast<unsigned>(N));
+  const auto* xb = reinterpret_cast<const __nv_bfloat16*>(x);
+  const auto* tb = reinterpret_cast<const __nv_bfloat16*>(taps);
   if (block_pixels == 128) {
     VTV_LAUNCH("conv_bf16_wgmma_kernel<128>", grid, THREADS, smem_bytes<128>(), stream, conv_bf16_wgmma_kernel<128>,
-               p, x, taps);
+               p, xb, tb);
   } else {
     VTV_LAUNCH("conv_bf16_wgmma_kernel<256>", grid, THREADS, smem_bytes<256>(), stream, conv_bf16_wgmma_kernel<256>,
-               p, x, taps);
+               p, xb, tb);
   }
 }
+
+void conv2d_bf16_wgmma(const ConvArgs& a, int block_pixels, cudaStream_t stream) {
+  check(wgmma_unavailable(g_devices).empty(), "conv2d_bf16 (wgmma): " + wgmma_unavailable(g_devices));
+  const NhwcOperands o = conv_nhwc_operands(a, "conv2d_bf16 (wgmma)", stream);
+  conv_nhwc_launch_wgmma(conv_params(a), a.N, block_pixels, o.x, o.taps, stream);
+}
+
+std::string conv_wgmma_unavailable() { return wgmma_unavailable(g_devices); }
 
 }  // namespace vtv::cuda

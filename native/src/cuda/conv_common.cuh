@@ -9,6 +9,8 @@
 // ix = 2 * ox + kx, zero past the bottom/right edge (pad (0, 1, 0, 1), stride 2). The grid is (pixel tiles of one sample, Co tiles, samples), so a block
 // never mixes samples and its GroupNorm sums belong to one sample.
 #pragma once
+#include <cuda_bf16.h>
+
 #include <cstdint>
 #include <string>
 
@@ -30,6 +32,11 @@ struct ConvParams {
   GroupNormIn norm;
   double* stats_out;
   int stats_groups;
+  // The NHWC layout (conv2d_nhwc): y16 set means the output is bf16 NHWC [N][Ho][Wo][Co] (y unused) and
+  // res16 (nullable) its residual in the same layout; the kernels that read the bf16 NHWC input
+  // (conv_bf16_nhwc.cu, conv_bf16_wgmma.cu) then get x from their own argument, not from x here.
+  uint16_t* y16;
+  const uint16_t* res16;
 };
 
 inline ConvParams conv_params(const ConvArgs& a) {
@@ -49,7 +56,49 @@ inline ConvParams conv_params(const ConvArgs& a) {
   p.norm = a.norm;
   p.stats_out = a.stats_out;
   p.stats_groups = a.stats_groups;
+  p.y16 = nullptr;
+  p.res16 = nullptr;
   return p;
+}
+
+// The same view of an NHWC call (conv2d_nhwc): no prologue, bf16 NHWC output.
+inline ConvParams conv_params(const ConvNhwcArgs& a) {
+  ConvParams p{};
+  p.Ci = a.Ci;
+  p.H = a.H;
+  p.W = a.W;
+  p.up = a.upsample2x ? 1 : 0;
+  p.Ho = a.H << p.up;
+  p.Wo = a.W << p.up;
+  p.Co = a.Co;
+  p.K = a.Ci * a.k * a.k;
+  p.bias = a.bias;
+  p.stats_out = a.stats_out;
+  p.stats_groups = a.stats_groups;
+  p.y16 = a.y;
+  p.res16 = a.residual;
+  return p;
+}
+
+// Where the 8 consecutive k of chunk k .. k + 7 of an NHWC implicit GEMM read (Ci % 8 == 0, so a chunk
+// lies inside one tap): the input channel ci of its first k and the tap's offset (dy, dx) from the output
+// pixel. k = (ky, kx, ci) for a 3x3 conv (K = 9 Ci); a 1x1 conv (K == Ci) has the one tap (0, 0).
+struct NhwcTap {
+  int ci, dy, dx;
+};
+__device__ __forceinline__ NhwcTap nhwc_tap(const ConvParams& p, int k) {
+  NhwcTap t;
+  if (p.K == p.Ci) {
+    t.ci = k;
+    t.dy = t.dx = 0;
+  } else {
+    const int tap = k / p.Ci;
+    t.ci = k - tap * p.Ci;
+    const int ky = tap / 3;
+    t.dy = ky - 1;
+    t.dx = tap - ky * 3 - 1;
+  }
+  return t;
 }
 
 // Where pixel p of the output sits, fixed for a thread across the whole K loop.
@@ -141,6 +190,22 @@ __device__ __forceinline__ float conv_store(const ConvParams& p, int64_t n, int 
   if (p.residual) v += p.residual[off];
   p.y[off] = v;
   return v;
+}
+
+// Output value of (n, co, pix) in the NHWC layout: + bias, + residual (bf16), rounded to bf16 and
+// stored; returns the stored value, for the statistics (the next GroupNorm normalises what is stored).
+__device__ __forceinline__ float conv_store_nhwc(const ConvParams& p, int64_t n, int co, int pix, float acc) {
+  const int64_t off = (n * p.Ho * p.Wo + pix) * p.Co + co;
+  float v = acc + p.bias[co];
+  if (p.res16) v += __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(p.res16)[off]);
+  const __nv_bfloat16 r = __float2bfloat16_rn(v);
+  reinterpret_cast<__nv_bfloat16*>(p.y16)[off] = r;
+  return __bfloat162float(r);
+}
+
+// Either layout's store: the kernels that serve both call this in their epilogue.
+__device__ __forceinline__ float conv_store_any(const ConvParams& p, int64_t n, int co, int pix, float acc) {
+  return p.y16 ? conv_store_nhwc(p, n, co, pix, acc) : conv_store(p, n, co, pix, acc);
 }
 
 inline void validate_conv(const ConvArgs& a, const char* name) {

@@ -14,6 +14,8 @@
 
 namespace vtv::cuda {
 
+struct ConvParams;  // conv_common.cuh
+
 void conv2d_bf16_baseline(const ConvArgs& a, cudaStream_t stream);
 void conv2d_bf16_nhwc(const ConvArgs& a, cudaStream_t stream);
 // Once per device, outside graph captures: the nhwc kernel's dynamic shared memory attribute.
@@ -42,5 +44,16 @@ void conv_wgmma_prepare();
 std::string conv_wgmma_unsupported(const KernelShape& s);
 // As conv_nhwc_can_run, and the device runs the wgmma code.
 bool conv_wgmma_can_run(const ConvArgs& a);
+
+// The kernels of the two NHWC variants launched on an NHWC implicit GEMM already set up: p from
+// conv_params (either layout; p.y16 picks the bf16 NHWC epilogue), x the bf16 NHWC input [N][H][W][Ci] as
+// the kernel reads it, taps the weights [Co][k][k][Ci]. For conv2d_nhwc (conv_nhwc.cu) and the NCHW
+// variants above.
+void conv_nhwc_launch_mma_sync(const ConvParams& p, int64_t N, const uint16_t* x, const uint16_t* taps,
+                               cudaStream_t stream);
+void conv_nhwc_launch_wgmma(const ConvParams& p, int64_t N, int block_pixels, const uint16_t* x, const uint16_t* taps,
+                            cudaStream_t stream);
+// "" when the current device runs conv_bf16_wgmma.cu's sm_90a code (after conv_wgmma_prepare), else why not.
+std::string conv_wgmma_unavailable();
 
 }  // namespace vtv::cuda

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <mutex>
+#include <numeric>
 #include <random>
 
 #include <cuda_bf16.h>
@@ -28,6 +29,7 @@ const char* family_name(KernelFamily f) {
   switch (f) {
     case KernelFamily::Gemm: return "gemm";
     case KernelFamily::Conv3x3: return "conv3x3";
+    case KernelFamily::ConvNhwc: return "conv_nhwc";
     case KernelFamily::Attention: return "attention";
     case KernelFamily::GroupNorm: return "groupnorm";
   }
@@ -61,6 +63,10 @@ std::string gemm_unsupported_cublaslt(const KernelShape& s) {
   return "";
 }
 std::string always(const KernelShape&) { return ""; }
+std::string conv_nhwc_mma_sync_unsupported(const KernelShape&) {
+  return nhwc_decoder_supported() ? "" : "needs cp.async (sm_80 or newer)";
+}
+std::string conv_nhwc_wgmma_unsupported(const KernelShape&) { return conv_wgmma_unavailable(); }
 std::string attention_unsupported(const KernelShape& s) {
   if (s.d[1] > 256) return "at most 256 tokens";
   if (s.d[3] != 8 && s.d[3] != 16 && s.d[3] != 32 && s.d[3] != 64) return "head_dim must be 8, 16, 32 or 64";
@@ -70,9 +76,9 @@ std::string attention_unsupported(const KernelShape& s) {
 std::mutex g_table_mutex;
 std::map<std::string, std::string> g_table;
 std::atomic<uint64_t> g_generation{0};
-thread_local const KernelVariant* g_forced[4] = {nullptr, nullptr, nullptr, nullptr};
-thread_local const char* g_last_run[4] = {"", "", "", ""};
-thread_local std::map<std::string, uint64_t> g_runs[4];
+thread_local const KernelVariant* g_forced[kKernelFamilies] = {};
+thread_local const char* g_last_run[kKernelFamilies] = {"", "", "", "", ""};
+thread_local std::map<std::string, uint64_t> g_runs[kKernelFamilies];
 
 }  // namespace
 
@@ -94,6 +100,12 @@ KernelShape conv3x3_shape(int64_t N, int64_t Ci, int64_t Co, int64_t H, int64_t 
   s.d[3] = H;
   s.d[4] = W;
   s.d[5] = up ? 1 : 0;
+  return s;
+}
+KernelShape conv_nhwc_shape(int64_t N, int64_t Ci, int64_t Co, int64_t H, int64_t W, bool up, int k) {
+  KernelShape s = conv3x3_shape(N, Ci, Co, H, W, up);
+  s.family = KernelFamily::ConvNhwc;
+  s.d[6] = k;
   return s;
 }
 KernelShape attention_shape(int64_t B, int64_t tokens, int64_t heads, int64_t head_dim) {
@@ -121,6 +133,9 @@ std::string KernelShape::key() const {
     case KernelFamily::Gemm: return "gemm M" + S(bucket(d[0])) + " N" + S(d[1]) + " K" + S(d[2]);
     case KernelFamily::Conv3x3:
       return "conv3x3 Ci" + S(d[1]) + " Co" + S(d[2]) + " " + S(d[3]) + "x" + S(d[4]) + (d[5] ? " up2" : "");
+    case KernelFamily::ConvNhwc:
+      return "conv_nhwc " + S(d[6]) + "x" + S(d[6]) + " Ci" + S(d[1]) + " Co" + S(d[2]) + " " + S(d[3]) + "x" + S(d[4]) +
+             (d[5] ? " up2" : "");
     case KernelFamily::Attention: return "attention B" + S(bucket(d[0])) + " T" + S(d[1]) + " H" + S(d[2]) + " d" + S(d[3]);
     case KernelFamily::GroupNorm: return "groupnorm N" + S(bucket(d[0])) + " C" + S(d[1]) + " HW" + S(d[2]) + " G" + S(d[3]);
   }
@@ -133,6 +148,10 @@ double KernelShape::flops() const {
     case KernelFamily::Conv3x3: {
       const double ho = double(d[3] << d[5]), wo = double(d[4] << d[5]);
       return 2.0 * double(d[0]) * double(d[2]) * ho * wo * double(d[1]) * 9.0;
+    }
+    case KernelFamily::ConvNhwc: {
+      const double ho = double(d[3] << d[5]), wo = double(d[4] << d[5]);
+      return 2.0 * double(d[0]) * double(d[2]) * ho * wo * double(d[1]) * double(d[6] * d[6]);
     }
     case KernelFamily::Attention: return 4.0 * double(d[0]) * double(d[2]) * double(d[1]) * double(d[1]) * double(d[3]);
     case KernelFamily::GroupNorm: return 0.0;  // memory-bound: no TFLOP/s
@@ -166,6 +185,14 @@ const std::vector<KernelVariant>& kernel_variants() {
       {KernelFamily::Conv3x3, "wgmma_n256",
        "wgmma with 128x256 block tiles (m64n256k16, 1 block per SM): fewer shared-memory bytes per FLOP",
        conv_wgmma_unsupported, false},
+      {KernelFamily::ConvNhwc, "mma_sync",
+       "bf16 NHWC in and out, 16-byte cp.async row gathers, ldmatrix, mma.sync 128x128x32, 3 stages",
+       conv_nhwc_mma_sync_unsupported, true},
+      {KernelFamily::ConvNhwc, "wgmma",
+       "the same gathers into a 6-stage ring overlapping sm_90a wgmma.mma_async, 2 warpgroups of 64x128",
+       conv_nhwc_wgmma_unsupported, false},
+      {KernelFamily::ConvNhwc, "wgmma_n256", "wgmma with 128x256 block tiles (m64n256k16, 1 block per SM)",
+       conv_nhwc_wgmma_unsupported, false},
       {KernelFamily::Attention, "baseline", "one block per (sample, head), fp32", attention_unsupported, true},
       {KernelFamily::GroupNorm, "baseline", "GroupNorm(+SiLU) applied from producer statistics, fp32", always, true},
   };
@@ -263,6 +290,9 @@ std::vector<KernelShape> tuning_shapes(const std::string& set, int64_t batch) {
     s.push_back(gemm_shape(130, 136, 64, true));
     s.push_back(conv3x3_shape(1, 32, 24, 6, 5, false));
     s.push_back(conv3x3_shape(1, 32, 16, 4, 4, true));
+    s.push_back(conv_nhwc_shape(1, 16, 24, 6, 5, false, 3));
+    s.push_back(conv_nhwc_shape(1, 32, 16, 4, 4, true, 3));
+    s.push_back(conv_nhwc_shape(1, 24, 40, 5, 7, false, 1));
     s.push_back(attention_shape(2, 17, 2, 16));
     s.push_back(group_norm_shape(1, 32, 36, 8));
     return s;
@@ -297,6 +327,15 @@ std::vector<KernelShape> tuning_shapes(const std::string& set, int64_t batch) {
   s.push_back(conv3x3_shape(n, 128, 128, 112, 112, false));
   s.push_back(conv3x3_shape(n, 128, 128, 112, 112, true));
   s.push_back(conv3x3_shape(n, 128, 128, 224, 224, false));
+  // The same decoder in the bf16 NHWC layout (conv2d_nhwc): its 3x3 convs, and the 1x1 convs (attention's
+  // qkv and projection at 14x14, the two ResnetBlock shortcuts that change the width).
+  for (const KernelShape& c : std::vector<KernelShape>(s.end() - 12, s.end())) {
+    s.push_back(conv_nhwc_shape(c.d[0], c.d[1], c.d[2], c.d[3], c.d[4], c.d[5] != 0, 3));
+  }
+  s.push_back(conv_nhwc_shape(n, 512, 1536, 14, 14, false, 1));
+  s.push_back(conv_nhwc_shape(n, 512, 512, 14, 14, false, 1));
+  s.push_back(conv_nhwc_shape(n, 512, 256, 28, 28, false, 1));
+  s.push_back(conv_nhwc_shape(n, 256, 128, 112, 112, false, 1));
   s.push_back(attention_shape(batch, Ne, 16, 64));
   s.push_back(attention_shape(batch, Nd, 16, 32));
   s.push_back(group_norm_shape(n, 128, 224 * 224, 32));
@@ -354,7 +393,7 @@ double time_ms(int reps, Run&& run) {
 struct Problem {
   KernelShape s;
   DeviceBuffer<float> x, y, bias, gamma, beta, res;
-  DeviceBuffer<uint16_t> x16, w16, taps, workspace;
+  DeviceBuffer<uint16_t> x16, w16, taps, workspace, y16;
   DeviceBuffer<double> stats;
 
   explicit Problem(const KernelShape& shape) : s(shape) {
@@ -391,6 +430,16 @@ struct Problem {
         taps = DeviceBuffer<uint16_t>(Co * 9 * Ci);
         conv_weights_to_taps(w16.get(), int(Co), int(Ci), taps.get());
         workspace = DeviceBuffer<uint16_t>((conv2d_workspace_bytes(conv_args()) + 1) / 2);
+        break;
+      }
+      case KernelFamily::ConvNhwc: {
+        const size_t Nn = size_t(s.d[0]), Ci = size_t(s.d[1]), Co = size_t(s.d[2]), HW = size_t(s.d[3] * s.d[4]);
+        const size_t kk = size_t(s.d[6] * s.d[6]);
+        x16 = DeviceBuffer<uint16_t>(bf16_bits(random_floats(Nn * HW * Ci, 1, 1.0f)));
+        taps = DeviceBuffer<uint16_t>(bf16_bits(random_floats(Co * kk * Ci, 2, 1.0f / std::sqrt(float(Ci * kk)))));
+        bias = up(random_floats(Co, 3, 0.05f));
+        y16 = DeviceBuffer<uint16_t>(Nn * Co * (HW << (2 * s.d[5])));
+        stats = DeviceBuffer<double>(Nn * 32 * 2);
         break;
       }
       case KernelFamily::Attention: {
@@ -435,6 +484,24 @@ struct Problem {
       case KernelFamily::Conv3x3:
         conv2d(conv_args(), nullptr);
         break;
+      case KernelFamily::ConvNhwc: {
+        ConvNhwcArgs a;
+        a.x = x16.get();
+        a.N = s.d[0];
+        a.Ci = int(s.d[1]);
+        a.Co = int(s.d[2]);
+        a.H = int(s.d[3]);
+        a.W = int(s.d[4]);
+        a.upsample2x = s.d[5] != 0;
+        a.k = int(s.d[6]);
+        a.w_taps = taps.get();
+        a.bias = bias.get();
+        a.y = y16.get();
+        a.stats_out = stats.get();
+        a.stats_groups = int(std::gcd<int64_t>(32, s.d[2]));
+        conv2d_nhwc(a, nullptr);
+        break;
+      }
       case KernelFamily::Attention:
         mha_attention(x.get(), s.d[0], s.d[1], int(s.d[2]), int(s.d[3]), 0.125f, y.get(), nullptr, nullptr);
         break;
@@ -487,7 +554,8 @@ std::vector<VariantTiming> tune_kernels(const std::vector<KernelShape>& shapes, 
         t.ms = time_ms(reps, [&] { p.run(); });
         t.tflops = t.ms > 0 ? s.flops() / (t.ms * 1e-3) / 1e12 : 0.0;
         // The GEMM and conv dispatchers record what ran: a call that fell back timed another kernel.
-        const bool recorded = s.family == KernelFamily::Gemm || s.family == KernelFamily::Conv3x3;
+        const bool recorded = s.family == KernelFamily::Gemm || s.family == KernelFamily::Conv3x3 ||
+                              s.family == KernelFamily::ConvNhwc;
         if (recorded && last_variant_run(s.family) != v.name) {
           t.skipped = "the call fell back to " + last_variant_run(s.family);
           t.ms = t.tflops = 0.0;

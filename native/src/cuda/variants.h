@@ -1,5 +1,5 @@
 // The kernel variant registry: every hot kernel family (the MAE's bf16 GEMM, the decoder's bf16 3x3
-// convolution, attention, GroupNorm) has named variants, each saying which shapes it supports; the
+// convolution on fp32 NCHW maps, the bf16 NHWC decoder's convolutions, attention, GroupNorm) has named variants, each saying which shapes it supports; the
 // dispatchers (linear_bf16, conv2d_bf16, ...) run, for each call, the variant the tuning table names for
 // that (family, shape), or the family's default when the table has no entry or names a variant that
 // cannot run it. `vtv tune` times every supporting variant per shape on the device (tune_kernels) and
@@ -15,17 +15,19 @@
 
 namespace vtv::cuda {
 
-enum class KernelFamily { Gemm, Conv3x3, Attention, GroupNorm };
-const char* family_name(KernelFamily f);  // "gemm", "conv3x3", "attention", "groupnorm"
+enum class KernelFamily { Gemm, Conv3x3, ConvNhwc, Attention, GroupNorm };
+constexpr int kKernelFamilies = 5;
+const char* family_name(KernelFamily f);  // "gemm", "conv3x3", "conv_nhwc", "attention", "groupnorm"
 
 // One problem size of a family, as the dispatch and the tuning table see it.
 //   gemm       M, N, K; bf16_in (1 when the caller also passes the bf16 copy of x)
 //   conv3x3    N, Ci, Co, H, W (stored input), up (1: nearest x2 upsampling folded in)
+//   conv_nhwc  the same, and k (3 or 1): conv2d_nhwc's calls, bf16 NHWC maps
 //   attention  B, tokens, heads, head_dim
 //   groupnorm  N, C, HW, groups
 struct KernelShape {
   KernelFamily family = KernelFamily::Gemm;
-  int64_t d[6] = {0, 0, 0, 0, 0, 0};
+  int64_t d[7] = {0, 0, 0, 0, 0, 0, 0};
   // The tuning table's key, e.g. "gemm M6400 N3072 K1024" (bf16_in is not part of it: a table entry
   // names the fastest variant, and the dispatch falls back when that one cannot run the call).
   std::string key() const;
@@ -33,6 +35,7 @@ struct KernelShape {
 };
 KernelShape gemm_shape(int64_t M, int64_t N, int64_t K, bool bf16_in);
 KernelShape conv3x3_shape(int64_t N, int64_t Ci, int64_t Co, int64_t H, int64_t W, bool up);
+KernelShape conv_nhwc_shape(int64_t N, int64_t Ci, int64_t Co, int64_t H, int64_t W, bool up, int k);
 KernelShape attention_shape(int64_t B, int64_t tokens, int64_t heads, int64_t head_dim);
 KernelShape group_norm_shape(int64_t N, int64_t C, int64_t HW, int64_t groups);
 

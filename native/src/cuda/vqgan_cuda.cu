@@ -64,6 +64,10 @@ struct VqganCuda::State : VqganDeviceBlocks {
   // tokens (device, n grids) -> pixels (device).
   void forward(int64_t n) {
     H = W = kGrid;
+    if (nhwc) {
+      forward_nhwc(n);
+      return;
+    }
     codebook_lookup(tokens.get(), n, table.get(), V, Cz, buf(1), stream);
     conv(conv_in, buf(1), n, Resample::None, buf(0), nullptr, GroupNormIn{}, st(0));
     cur = 0;
@@ -80,6 +84,27 @@ struct VqganCuda::State : VqganDeviceBlocks {
     }
     conv_out_pixels(buf(cur), n, conv_out.in, H, W, gn(norm_out, st(cur), true), conv_out.w32.get(), conv_out.b.get(),
                     pixels.get(), stream);
+  }
+
+  // The same in the bf16 NHWC layout: the blocks are VqganDeviceBlocks' (nhwc), norm_out runs once per
+  // element before conv_out.
+  void forward_nhwc(int64_t n) {
+    codebook_lookup_nhwc(tokens.get(), n, table.get(), V, Cz, map(1), stream);
+    conv_nhwc(conv_in, map(1), n, false, map(0), nullptr, st(0));
+    cur = 0;
+    resnet(mid1, n);
+    attention(mid_attn, n);
+    resnet(mid2, n);
+    for (int i = c.vq.levels() - 1; i >= 0; --i) {
+      const DevLevel& L = up[static_cast<size_t>(i)];
+      for (size_t j = 0; j < L.blocks.size(); ++j) {
+        resnet(L.blocks[j], n);
+        if (!L.attn.empty()) attention(L.attn[j], n);
+      }
+      if (L.has_upsample) resample(L.upsample, n, Resample::Up2x);
+    }
+    conv_out_pixels_nhwc(normalise(cur, norm_out, true, conv_out.in, n), n, conv_out.in, H, W, conv_out.w32.get(),
+                         conv_out.b.get(), pixels.get(), stream);
   }
 
   void ensure_capacity(int64_t n) {
@@ -129,7 +154,7 @@ struct VqganCuda::State : VqganDeviceBlocks {
 };
 
 VqganCuda::VqganCuda(const ModelConfig& config, const model::VqganDecoderW& w, Precision precision, int max_chunk,
-                     bool use_graphs)
+                     bool use_graphs, bool nhwc)
     : s_(std::make_unique<State>()) {
   State& s = *s_;
   config.validate();
@@ -198,6 +223,10 @@ VqganCuda::VqganCuda(const ModelConfig& config, const model::VqganDecoderW& w, P
     }
   }
   check(res == kImage, "VqganCuda: the decoder's upsampling does not take 14x14 tokens to 224x224 pixels");
+  // The NHWC layout reads and writes 8 channels at a time, and its attention holds at most 512 channels.
+  bool widths_ok = s.Cz % 8 == 0;
+  for (int m : q.ch_mult) widths_ok = widths_ok && (q.ch * m) % 8 == 0 && q.ch * m <= 512;
+  s.nhwc = nhwc && precision == Precision::BF16 && widths_ok && nhwc_decoder_supported();
   s.norm_out = upload_norm(w.norm_out, w.conv_out.in, "decoder.norm_out");
   check(w.conv_out.out == 3 && w.conv_out.k == 3, "VqganCuda: decoder.conv_out must be 3x3 to 3 channels");
   s.conv_out = upload_conv(w.conv_out, Precision::F32, "decoder.conv_out");
@@ -215,6 +244,7 @@ VqganCuda::~VqganCuda() {
 }
 
 Precision VqganCuda::precision() const { return s_->precision; }
+bool VqganCuda::nhwc() const { return s_->nhwc; }
 int VqganCuda::max_chunk() const { return s_->max_chunk; }
 bool VqganCuda::graphs_enabled() const { return s_->graphs.enabled(); }
 int VqganCuda::graphs_captured() const { return s_->graphs.size(); }

@@ -45,8 +45,11 @@ class VqganCuda {
  public:
   // max_chunk: grids per device pass (device memory: about device_bytes_per_sample() each).
   // use_graphs: capture each pass size as a CUDA graph and replay it.
+  // nhwc: in bf16, keep the feature maps bf16 NHWC end to end (GroupNorm once per element, every conv on
+  // the conv_nhwc variants) when the device runs those kernels (sm_80+) and every width is a multiple of
+  // 8; false keeps today's fp32 NCHW maps (the bf16 3x3 conv variants then read them). fp32 is always NCHW.
   VqganCuda(const ModelConfig& config, const model::VqganDecoderW& weights, Precision precision, int max_chunk = 32,
-            bool use_graphs = true);
+            bool use_graphs = true, bool nhwc = true);
   ~VqganCuda();
   VqganCuda(const VqganCuda&) = delete;
   VqganCuda& operator=(const VqganCuda&) = delete;
@@ -76,6 +79,7 @@ class VqganCuda {
   int max_chunk() const;
 
   Precision precision() const;
+  bool nhwc() const;  // whether the maps are bf16 NHWC (see the constructor)
   size_t weight_bytes() const;
   int64_t device_bytes_per_sample() const;
   bool graphs_enabled() const;  // false when off, or after a capture failed (direct launches since)

@@ -1,6 +1,8 @@
 // VqganDeviceBlocks: the VQGAN's convolutions and blocks as enqueued work (see vqgan_device_blocks.h).
 #include "cuda/vqgan_device_blocks.h"
 
+#include "vtv/error.h"
+
 namespace vtv::cuda {
 
 GroupNormIn VqganDeviceBlocks::gn(const DevNorm& w, const double* s, bool swish) const {
@@ -42,8 +44,41 @@ void VqganDeviceBlocks::conv(const DevConv& w, const float* x, int64_t n, Resamp
   conv2d(a, stream);
 }
 
+void VqganDeviceBlocks::conv_nhwc(const DevConv& w, const uint16_t* x, int64_t n, bool up, uint16_t* y,
+                                  const uint16_t* residual, double* stats_out) {
+  ConvNhwcArgs a;
+  a.x = x;
+  a.N = n;
+  a.Ci = w.in;
+  a.H = H;
+  a.W = W;
+  a.upsample2x = up;
+  a.Co = w.out;
+  a.k = w.k;
+  a.w_taps = w.k == 3 ? w.w16_taps.get() : w.w16.get();  // a 1x1 conv's [Co][Ci] is already tap-major
+  a.bias = w.b.get();
+  a.residual = residual;
+  a.y = y;
+  a.stats_out = stats_out;
+  a.stats_groups = c.vq.groups;
+  conv2d_nhwc(a, stream);
+}
+
+const uint16_t* VqganDeviceBlocks::normalise(int i, const DevNorm& w, bool swish, int C, int64_t n) {
+  group_norm_nhwc(map(i), n, C, int64_t(H) * W, gn(w, st(i), swish), normed16.get(), stream);
+  return normed16.get();
+}
+
 void VqganDeviceBlocks::resnet(const DevResnet& w, int64_t n) {
   const int t2 = (cur + 1) % 3, sc = (cur + 2) % 3;
+  if (nhwc) {
+    conv_nhwc(w.conv1, normalise(cur, w.norm1, true, w.conv1.in, n), n, false, map(t2), nullptr, st(t2));
+    const int out = w.has_nin ? sc : cur;
+    if (w.has_nin) conv_nhwc(w.nin, map(cur), n, false, map(sc), nullptr, nullptr);
+    conv_nhwc(w.conv2, normalise(t2, w.norm2, true, w.conv2.in, n), n, false, map(out), map(out), st(out));
+    cur = out;
+    return;
+  }
   conv(w.conv1, buf(cur), n, Resample::None, buf(t2), nullptr, gn(w.norm1, st(cur), true), st(t2));
   if (w.has_nin) {
     conv(w.nin, buf(cur), n, Resample::None, buf(sc), nullptr, GroupNormIn{}, nullptr);
@@ -56,6 +91,12 @@ void VqganDeviceBlocks::resnet(const DevResnet& w, int64_t n) {
 
 void VqganDeviceBlocks::attention(const DevAttn& w, int64_t n) {
   const int C = w.channels;
+  if (nhwc) {
+    conv_nhwc(w.qkv, normalise(cur, w.norm, false, C, n), n, false, qkv16.get(), nullptr, nullptr);
+    spatial_attention_nhwc(qkv16.get(), n, C, H * W, att16.get(), stream);
+    conv_nhwc(w.proj, att16.get(), n, false, map(cur), map(cur), st(cur));
+    return;
+  }
   conv(w.qkv, buf(cur), n, Resample::None, qkv.get(), nullptr, gn(w.norm, st(cur), false), nullptr);
   spatial_attention(qkv.get(), n, C, H * W, att.get(), stream);
   conv(w.proj, att.get(), n, Resample::None, buf(cur), buf(cur), GroupNormIn{}, st(cur));
@@ -63,7 +104,12 @@ void VqganDeviceBlocks::attention(const DevAttn& w, int64_t n) {
 
 void VqganDeviceBlocks::resample(const DevConv& w, int64_t n, Resample r) {
   const int nxt = (cur + 1) % 3;
-  conv(w, buf(cur), n, r, buf(nxt), nullptr, GroupNormIn{}, st(nxt));
+  if (nhwc) {
+    check(r != Resample::Down2x, "VqganDeviceBlocks: the NHWC layout has no Down2x");
+    conv_nhwc(w, map(cur), n, r == Resample::Up2x, map(nxt), nullptr, st(nxt));
+  } else {
+    conv(w, buf(cur), n, r, buf(nxt), nullptr, GroupNormIn{}, st(nxt));
+  }
   cur = nxt;
   if (r == Resample::Up2x) {
     H *= 2;
@@ -76,17 +122,24 @@ void VqganDeviceBlocks::resample(const DevConv& w, int64_t n, Resample r) {
 
 void VqganDeviceBlocks::reserve(int64_t n) {
   const size_t N = static_cast<size_t>(n);
-  for (int i = 0; i < 3; ++i) {
-    ring[i].resize(N * static_cast<size_t>(max_elems));
-    stats[i].resize(N * static_cast<size_t>(c.vq.groups) * 2);
+  for (int i = 0; i < 3; ++i) stats[i].resize(N * static_cast<size_t>(c.vq.groups) * 2);
+  if (nhwc) {
+    for (int i = 0; i < 3; ++i) map16[i].resize(N * static_cast<size_t>(max_elems));
+    normed16.resize(N * static_cast<size_t>(max_elems));
+    qkv16.resize(N * 3 * static_cast<size_t>(max_attn));
+    att16.resize(N * static_cast<size_t>(max_attn));
+    return;
   }
+  for (int i = 0; i < 3; ++i) ring[i].resize(N * static_cast<size_t>(max_elems));
   qkv.resize(N * 3 * static_cast<size_t>(max_attn));
   att.resize(N * static_cast<size_t>(max_attn));
   if (precision == Precision::BF16) workspace.resize(N * static_cast<size_t>(max_elems));
 }
 
 int64_t VqganDeviceBlocks::bytes_per_sample() const {
-  return (3 * max_elems + 4 * max_attn) * int64_t(sizeof(float)) + 3 * int64_t(c.vq.groups) * 2 * int64_t(sizeof(double)) +
+  const int64_t st_bytes = 3 * int64_t(c.vq.groups) * 2 * int64_t(sizeof(double));
+  if (nhwc) return (4 * max_elems + 4 * max_attn) * int64_t(sizeof(uint16_t)) + st_bytes;
+  return (3 * max_elems + 4 * max_attn) * int64_t(sizeof(float)) + st_bytes +
          (precision == Precision::BF16 ? max_elems * int64_t(sizeof(uint16_t)) : 0);
 }
 

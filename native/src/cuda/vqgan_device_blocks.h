@@ -37,7 +37,16 @@ struct VqganDeviceBlocks {
   int cur = 0;
   int H = 0, W = 0;
 
+  // The bf16 NHWC layout (set before reserve(); the decoder in bf16 on devices that run conv2d_nhwc):
+  // the maps are map16[i] [n][H][W][C] instead of ring[i] (stats[] as above), GroupNorm (+ swish) runs
+  // once per element into normed16, which the next conv reads as stored, and attention's scratch is
+  // qkv16 / att16. Only the decoder's blocks (no Down2x).
+  bool nhwc = false;
+  DeviceBuffer<uint16_t> map16[3];
+  DeviceBuffer<uint16_t> normed16, qkv16, att16;
+
   float* buf(int i) { return ring[i % 3].get(); }
+  uint16_t* map(int i) { return map16[i % 3].get(); }
   double* st(int i) { return stats[i % 3].get(); }
 
   // The GroupNorm prologue of norm w over the map whose statistics are s.
@@ -45,6 +54,11 @@ struct VqganDeviceBlocks {
   // y = conv w of x (n samples at the current H x W, resampled as r) (+ residual), in the precision's form.
   void conv(const DevConv& w, const float* x, int64_t n, Resample r, float* y, const float* residual,
             const GroupNormIn& norm, double* stats_out);
+  // The NHWC layout's steps: y = conv w of x (n samples at H x W, upsampled when up) (+ residual), and
+  // normed16 = GroupNorm w (+ swish) of map i, whose statistics are st(i) (C channels at H x W).
+  void conv_nhwc(const DevConv& w, const uint16_t* x, int64_t n, bool up, uint16_t* y, const uint16_t* residual,
+                 double* stats_out);
+  const uint16_t* normalise(int i, const DevNorm& w, bool swish, int C, int64_t n);
   // ResnetBlock: shortcut(x) + conv2(swish(GN2(conv1(swish(GN1(x)))))); the result becomes current.
   void resnet(const DevResnet& w, int64_t n);
   // AttnBlock: x + proj_out(attention(q, k, v of GN(x))), in place on the current map.
