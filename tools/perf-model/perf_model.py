@@ -108,7 +108,7 @@ KERNELS = {
                         note="implicit GEMM, NCHW gather, GroupNorm prologue and statistics epilogue (3x3, no upsampling)"),
     "conv_bf16_1x1": Kernel("conv_bf16_1x1", "native/src/cuda/conv_bf16.cu", "conv_bf16_kernel", "conv_bf16_kernel<1, false>",
                             128, 128, 32, 256, "mma.sync.m16n8k16", "conv1x1", entry="conv_bf16_kernelILi1ELb0E",
-                            note="the baseline's 1x1 instantiation: every 1x1 conv (attention q/k/v/proj, nin_shortcut)"),
+                            note="the baseline's 1x1 instantiation: the fp32 NCHW decoder's 1x1 convs (attention q/k/v/proj, nin_shortcut)"),
     "gemm_bf16_pipelined": Kernel("gemm_bf16_pipelined", "native/src/cuda/gemm_bf16_pipelined.cu",
                                   "gemm_bf16_pipelined_kernel", "gemm_bf16_pipelined_kernel",
                                   128, 128, 32, 128, "mma.sync.m16n8k16", "linear", pipeline="cp.async",
