@@ -14,9 +14,10 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 // Two kernels: gemm's loop (0x20..0x80) has 2 HMMA, 3 LDS (4 + 8 + 16 bytes per thread), a barrier and
 // 8 instructions in all; conv's loop has 1 HMMA in 20 instructions (issue-bound). A loop without an
-// MMA (0xa0..0xb0 in gemm) is not the main loop. The 1x1 instantiation of the conv (which the decoder's
-// 1x1 convs always run) has 1 HMMA in 40. The wgmma conv is a trap stub in the sm_90 code and a loop
-// of 2 HGMMA, 4 16-byte LDGSTS and a barrier (9 instructions) in the sm_90a code.
+// MMA (0xa0..0xb0 in gemm) is not the main loop. The 1x1 instantiation of the conv (which the fp32 NCHW
+// decoder's 1x1 convs run) has 1 HMMA in 40. The wgmma conv (an NHWC kernel: with it the decoder is bf16
+// NHWC and its 1x1 convs run on it too) is a trap stub in the sm_90 code and a loop of 2 HGMMA, 4 16-byte
+// LDGSTS and a barrier (9 instructions) in the sm_90a code.
 function sassLoop(name: string, body: string[]): string {
   const lines = [`\t\tFunction : _ZN3vtv4cuda${name.length}${name}Ev`, '        /*0000*/                   MOV R1, c[0x0][0x28] ;'];
   body.forEach((op, i) => lines.push(`        /*${(0x20 + 16 * i).toString(16).padStart(4, '0')}*/                   ${op} ;`));
@@ -73,6 +74,24 @@ function run(args: string[]) {
   return spawnSync('python3', [script, ...args], { encoding: 'utf8' });
 }
 
+interface ModelOp {
+  group: string;
+  name: string;
+  kind: string;
+  calls: number;
+  bytes: number;
+  kernel: string | null;
+}
+const decoderOps = (m: { ops: ModelOp[] }) => m.ops.filter((o) => o.group === 'vqgan');
+const byName = (ops: ModelOp[], name: string) => {
+  const found = ops.filter((o) => o.name === name);
+  expect(found, name).toHaveLength(1);
+  return found[0];
+};
+// The decoder's maps at batch 320 in passes of 32 grids (10 passes).
+const grids = 32;
+const attnElems = 3 * 512 * 196 + 196 * 196 * 2 + 512 * 196;
+
 describe('tools/perf-model/perf_model.py', () => {
   it('counts the main loop of each kernel and predicts the forward from it', () => {
     const r = run(['--sass', sassFile, '--ptxas', ptxas, '--json']);
@@ -93,11 +112,33 @@ describe('tools/perf-model/perf_model.py', () => {
     expect(m.gmac_per_forward).toBeGreaterThan(113);
     expect(m.gmac_per_forward).toBeLessThan(115.5); // docs/method.md: 114.7
     expect(m.forwards_per_s).toBeCloseTo(320 / ((m.mae_ms + m.vqgan_ms) / 1e3), 6);
-    // The 1x1 convs run the baseline's 1x1 kernel whatever --conv says.
+    // The baseline is the fp32 NCHW decoder: its 1x1 convs run the baseline's 1x1 kernel.
+    expect(m.decoder_layout).toBe('nchw');
     expect(m.kernels.conv_bf16_1x1.mix).toMatchObject({ total: 40, mma: 1 });
   });
 
-  it('reads a wgmma kernel from its sm_90a code and charges the NHWC prologue pass', () => {
+  it('keeps the fp32 NCHW decoder for the baseline conv: 1x1 convs on conv_bf16_1x1, no GroupNorm passes', () => {
+    const r = run(['--sass', sassFile, '--ptxas', ptxas, '--json']);
+    expect(r.status, r.stderr).toBe(0);
+    const ops = decoderOps(JSON.parse(r.stdout));
+    // One row per conv shape and the two memory ops, as before: nothing split, no passes added.
+    expect(ops).toHaveLength(18);
+    expect(ops.filter((o) => /group_norm_nhwc|prologue|residual/.test(o.name))).toEqual([]);
+    for (const o of ops.filter((o) => o.kind === 'conv1x1')) expect(o.kernel, o.name).toBe('conv_bf16_1x1');
+    for (const o of ops.filter((o) => o.kind === 'conv')) expect(o.kernel, o.name).toBe('conv_bf16');
+    // fp32 input and output, bf16 weights; 60 calls of the 224x224 resnet conv in one row.
+    const r224 = byName(ops, 'resnet 128>128 3x3 @224');
+    expect(r224.calls).toBe(60);
+    expect(r224.bytes).toBe(grids * (4 * 128 * 224 * 224 * 2) + 2 * 128 * 128 * 9);
+    expect(byName(ops, 'spatial attention @14').bytes).toBe(grids * 4 * attnElems);
+    expect(byName(ops, 'conv_out 128>3 @224 + loss').bytes).toBe(grids * 4 * (128 * 224 * 224 + 2 * 3 * 224 * 224));
+    const t = run(['--sass', sassFile, '--ptxas', ptxas]).stdout;
+    expect(t).toContain('decoder layout: fp32 NCHW maps');
+    expect(t).toMatch(/\| vqgan \| nin 1x1 256>128 @112 \| conv_bf16_1x1 \|/);
+    expect(t).toMatch(/VQGAN decoder \(fp32 NCHW\)/);
+  });
+
+  it('reads a wgmma kernel from its sm_90a code', () => {
     const r = run(['--sass', sassFile, '--ptxas', ptxas, '--conv', 'conv_bf16_wgmma', '--json']);
     expect(r.status, r.stderr).toBe(0);
     const m = JSON.parse(r.stdout);
@@ -113,10 +154,84 @@ describe('tools/perf-model/perf_model.py', () => {
     expect(w.blocks_per_sm).toBe(2); // 120 registers x 256 threads, and 98,304 B of dynamic shared memory, allow 2
     const t = run(['--sass', sassFile, '--ptxas', ptxas, '--conv', 'conv_bf16_wgmma']);
     expect(t.stdout).toMatch(/\| conv_bf16_wgmma \(sm_90a\) \| 120 \| 100352 \| 0 \| 2 \(registers\) \|/);
-    expect(t.stdout).toMatch(/\| vqgan \| resnet 128>128 3x3 @224: NHWC prologue pass \| \(memory\) \| 60 \|/);
-    expect(t.stdout).toMatch(/\| vqgan \| nin 1x1 256>128 @112 \| conv_bf16_1x1 \|/);
-    // The baseline conv reads fp32 NCHW itself: no prologue pass.
-    expect(run(['--sass', sassFile, '--ptxas', ptxas]).stdout).not.toMatch(/NHWC prologue pass/);
+  });
+
+  it('runs the bf16 NHWC decoder with an NHWC conv: GroupNorm passes, 1x1 convs on it, bf16 maps', () => {
+    const r = run(['--sass', sassFile, '--ptxas', ptxas, '--conv', 'conv_bf16_wgmma', '--json']);
+    expect(r.status, r.stderr).toBe(0);
+    const m = JSON.parse(r.stdout);
+    expect(m.decoder_layout).toBe('nhwc');
+    const ops = decoderOps(m);
+    // Every conv, 1x1 ones included, on the chosen kernel; the baseline's 1x1 kernel is not used at all.
+    const convs = ops.filter((o) => o.kind !== 'memory');
+    expect(convs.filter((o) => o.kind === 'conv1x1').map((o) => o.name)).toEqual([
+      'attn qkv 1x1 512>1536 @14',
+      'attn proj 1x1 512>512 @14 + residual',
+      'nin 1x1 512>256 @28',
+      'nin 1x1 256>128 @112',
+    ]);
+    for (const o of convs) expect(o.kernel, o.name).toBe('conv_bf16_wgmma');
+    expect(m.kernels.conv_bf16_1x1).toBeUndefined();
+    // No per-conv prologue pass; a group_norm_nhwc pass over the input of each resnet conv, of attention's
+    // qkv and of conv_out, and of nothing else (conv_in, upsampling, nin, proj read their input as stored).
+    expect(ops.filter((o) => /prologue/.test(o.name))).toEqual([]);
+    const norms = ops.filter((o) => o.name.endsWith(': group_norm_nhwc'));
+    expect(norms.map((o) => o.name.replace(': group_norm_nhwc', ''))).toEqual([
+      'resnet 512>512 3x3 @14',
+      'attn qkv 1x1 512>1536 @14',
+      'resnet 512>256 3x3 @28',
+      'resnet 256>256 3x3 @28',
+      'resnet 256>256 3x3 @56',
+      'resnet 256>128 3x3 @112',
+      'resnet 128>128 3x3 @112',
+      'resnet 128>128 3x3 @224',
+      'conv_out 128>3 @224',
+    ]);
+    for (const o of norms) expect(o.kind).toBe('memory');
+    // bf16 read + bf16 write: 4 bytes per element, one call per conv call (conv_out: one per pass).
+    const n224 = byName(ops, 'resnet 128>128 3x3 @224: group_norm_nhwc');
+    expect(n224.calls).toBe(60);
+    expect(n224.bytes).toBe(4 * grids * 128 * 224 * 224);
+    expect(byName(ops, 'resnet 512>512 3x3 @14: group_norm_nhwc').bytes).toBe(4 * grids * 512 * 14 * 14);
+    expect(byName(ops, 'attn qkv 1x1 512>1536 @14: group_norm_nhwc')).toMatchObject({ calls: 40, bytes: 4 * grids * 512 * 196 });
+    expect(byName(ops, 'conv_out 128>3 @224: group_norm_nhwc')).toMatchObject({ calls: 10, bytes: 4 * grids * 128 * 224 * 224 });
+    // A conv moves bf16 input, output and weights; conv2 of each ResnetBlock and attention's proj also read
+    // a bf16 residual. 224x224: 3 blocks a pass, 3 conv1 + 3 conv2.
+    const elems224 = grids * 128 * 224 * 224;
+    const plain224 = 2 * elems224 + 2 * elems224 + 2 * 128 * 128 * 9;
+    expect(byName(ops, 'resnet 128>128 3x3 @224 conv1')).toMatchObject({ calls: 30, bytes: plain224 });
+    expect(byName(ops, 'resnet 128>128 3x3 @224 conv2 + residual')).toMatchObject({ calls: 30, bytes: plain224 + 2 * elems224 });
+    // 14x14: mid 2 + level 3 blocks (5 + 5); 28x28 and 112x112: the first block's conv1 changes channels,
+    // the rest is 3 conv2 + 2 conv1; the shortcut adds nothing of its own.
+    expect(byName(ops, 'resnet 512>512 3x3 @14 conv1').calls).toBe(50);
+    expect(byName(ops, 'resnet 512>512 3x3 @14 conv2 + residual').calls).toBe(50);
+    expect(byName(ops, 'resnet 512>256 3x3 @28 conv1').calls).toBe(10);
+    expect(ops.filter((o) => o.name.startsWith('resnet 512>256 3x3 @28 conv2'))).toEqual([]);
+    expect(byName(ops, 'resnet 128>128 3x3 @112 conv1').calls).toBe(20);
+    expect(byName(ops, 'resnet 128>128 3x3 @112 conv2 + residual').calls).toBe(30);
+    const residualCalls = ops.filter((o) => o.name.endsWith('+ residual')).reduce((a, o) => a + o.calls, 0);
+    expect(residualCalls).toBe(10 * (17 + 4)); // 17 ResnetBlocks and 4 attention blocks a pass
+    expect(byName(ops, 'nin 1x1 256>128 @112').bytes).toBe(2 * grids * (256 + 128) * 112 * 112 + 2 * 128 * 256);
+    expect(byName(ops, 'attn proj 1x1 512>512 @14 + residual')).toMatchObject({
+      calls: 40,
+      bytes: 2 * grids * 512 * 196 * 3 + 2 * 512 * 512,
+    });
+    // Upsampling reads the 112x112 map as stored and writes 224x224.
+    expect(byName(ops, 'upsample 128 3x3 @112>224').bytes).toBe(2 * grids * 128 * (112 * 112 + 224 * 224) + 2 * 128 * 128 * 9);
+    // Spatial attention in bf16 (half the fp32 bytes); conv_out reads bf16, writes fp32 pixels and loss.
+    expect(byName(ops, 'spatial attention @14').bytes).toBe(grids * 2 * attnElems);
+    expect(byName(ops, 'conv_out 128>3 @224 + loss').bytes).toBe(grids * (2 * 128 * 224 * 224 + 4 * 2 * 3 * 224 * 224));
+    // The same work as the NCHW decoder, only moved differently.
+    const base = JSON.parse(run(['--sass', sassFile, '--ptxas', ptxas, '--json']).stdout);
+    expect(m.gmac_per_forward).toBeCloseTo(base.gmac_per_forward, 9);
+    expect(m.mae_ms).toBeCloseTo(base.mae_ms, 9);
+
+    const t = run(['--sass', sassFile, '--ptxas', ptxas, '--conv', 'conv_bf16_wgmma']).stdout;
+    expect(t).toContain('decoder layout: bf16 NHWC maps end to end');
+    expect(t).toMatch(/\| vqgan \| resnet 128>128 3x3 @224: group_norm_nhwc \| \(memory\) \| 60 \|/);
+    expect(t).toMatch(/\| vqgan \| nin 1x1 256>128 @112 \| conv_bf16_wgmma \|/);
+    expect(t).not.toMatch(/prologue pass|conv_bf16_1x1/);
+    expect(t).toMatch(/VQGAN decoder \(bf16 NHWC\)/);
   });
 
   it('prints the Markdown tables with the anchor', () => {

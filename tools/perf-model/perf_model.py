@@ -22,9 +22,21 @@ chosen by name:
   python3 tools/perf-model/perf_model.py --list                 # the registered kernels
   python3 tools/perf-model/perf_model.py --summary              # forwards/s of baseline, pipelined+nhwc, wgmma
 
-The decoder's 1x1 convs always run on the baseline kernel (as the engine dispatches them), and a conv
-kernel that reads the NHWC copy (nhwc, wgmma) pays its prologue pass (fp32 NCHW read, bf16 NHWC write)
-per call as a memory op of its own.
+The decoder's layout follows --conv, as the engine chooses it (native/src/cuda/vqgan_kernels.h, "The bf16
+NHWC decoder"):
+  - the baseline conv_bf16 (nhwc_input False): fp32 NCHW maps; each conv normalises its input (GroupNorm +
+    swish) in its own prologue and reads and writes fp32; the 1x1 convs (attention qkv/proj, nin shortcut)
+    run on the baseline's 1x1 instantiation conv_bf16_1x1;
+  - an NHWC conv kernel (nhwc_input True: conv_bf16_nhwc, conv_bf16_wgmma, conv_bf16_wgmma_n256): bf16 NHWC
+    maps end to end. GroupNorm (+ swish) runs once per element as a memory pass of its own (group_norm_nhwc,
+    bf16 read + bf16 write, 4 B per element, one launch) over the input of each ResnetBlock conv (GN1(x),
+    GN2(h)), of attention's qkv and of conv_out (norm_out); conv_in, the upsampling convs, the nin shortcut
+    and attention's proj read their input as stored. Every conv, 1x1 ones included (the same implicit GEMM
+    with K = Ci, one tap), runs on the chosen kernel and moves bf16 input, output, weights and, where it adds
+    one (resnet conv2: x or the nin shortcut; attention proj: x), the residual. Spatial attention moves bf16;
+    conv_out reads the normalised bf16 map and writes fp32 pixels and loss as before. There is no per-conv
+    prologue pass (the model's earlier NHWC variant: fp32 NCHW read + bf16 NHWC write per conv, 6 B per
+    input element, and 1x1 convs on conv_bf16_1x1: 2,404 forwards/s for wgmma + n256).
 
 The parameters in PARAMS are assumptions, not measurements (the GPU run measures them: the mma.sync
 ceiling in bench_cuda_kernels, the kernels' times); they are printed with every table.
@@ -77,15 +89,16 @@ class Kernel:
     note: str = ""
     entry: str = ""             # a substring of the mangled name picking one instantiation in PTX/SASS (default: symbol)
     arch: str = "90"            # the code the H200 runs: "90a" for the wgmma kernels (their sm_90 code is a trap stub)
-    nhwc_input: bool = False    # reads the bf16 NHWC copy that a prologue pass writes per call (conv_bf16_nhwc.cu)
+    nhwc_input: bool = False    # runs the bf16 NHWC decoder (bf16 NHWC maps, group_norm_nhwc passes, 1x1 convs too)
 
     @property
     def function(self):
         return self.entry or self.symbol
 
 
-# The engine's kernels, one entry each. "serves": linear (the MAE), conv (the decoder's 3x3 convs, which
-# the variants take) or conv1x1 (its 1x1 convs, which the engine always runs on the baseline kernel).
+# The engine's kernels, one entry each. "serves": linear (the MAE), conv (the decoder's convs: its 3x3 ones,
+# and in the bf16 NHWC decoder its 1x1 ones too) or conv1x1 (the fp32 NCHW decoder's 1x1 convs, which the
+# engine runs on the baseline kernel).
 KERNELS = {
     "gemm_bf16": Kernel("gemm_bf16", "native/src/cuda/gemm_bf16.cu", "gemm_bf16_kernel", "gemm_bf16_kernel",
                         128, 128, 32, 256, "mma.sync.m16n8k16", "linear",
@@ -95,7 +108,7 @@ KERNELS = {
                         note="implicit GEMM, NCHW gather, GroupNorm prologue and statistics epilogue (3x3, no upsampling)"),
     "conv_bf16_1x1": Kernel("conv_bf16_1x1", "native/src/cuda/conv_bf16.cu", "conv_bf16_kernel", "conv_bf16_kernel<1, false>",
                             128, 128, 32, 256, "mma.sync.m16n8k16", "conv1x1", entry="conv_bf16_kernelILi1ELb0E",
-                            note="the baseline's 1x1 instantiation: every 1x1 conv (attention q/k/v/proj, nin_shortcut)"),
+                            note="the baseline's 1x1 instantiation: the fp32 NCHW decoder's 1x1 convs (attention q/k/v/proj, nin_shortcut)"),
     "gemm_bf16_pipelined": Kernel("gemm_bf16_pipelined", "native/src/cuda/gemm_bf16_pipelined.cu",
                                   "gemm_bf16_pipelined_kernel", "gemm_bf16_pipelined_kernel",
                                   128, 128, 32, 128, "mma.sync.m16n8k16", "linear", pipeline="cp.async",
@@ -104,7 +117,7 @@ KERNELS = {
     "conv_bf16_nhwc": Kernel("conv_bf16_nhwc", "native/src/cuda/conv_bf16_nhwc.cu", "conv_bf16_nhwc_kernel",
                              "conv_bf16_nhwc_kernel", 128, 128, 32, 128, "mma.sync.m16n8k16", "conv",
                              pipeline="cp.async", dynamic_smem=61440, nhwc_input=True,
-                             note="GroupNorm+SiLU once into bf16 NHWC (a prologue pass), 16-byte cp.async row "
+                             note="bf16 NHWC decoder (group_norm_nhwc passes, 1x1 convs too), 16-byte cp.async row "
                                   "gathers, ldmatrix.x4, 3 stages, 4 warps of 64x64"),
     "gemm_bf16_wgmma": Kernel("gemm_bf16_wgmma", "native/src/cuda/gemm_bf16_wgmma.cu", "gemm_bf16_wgmma_kernel",
                               "gemm_bf16_wgmma_kernel", 128, 128, 32, 256, "wgmma.m64n128k16", "linear",
@@ -115,7 +128,7 @@ KERNELS = {
                               "conv_bf16_wgmma_kernel<128>", 128, 128, 32, 256, "wgmma.m64n128k16", "conv",
                               pipeline="cp.async", dynamic_smem=98304, arch="90a", nhwc_input=True,
                               entry="conv_bf16_wgmma_kernelILi128E",
-                              note="the NHWC prologue pass and gathers of conv_bf16_nhwc, 2 warpgroups of 64x128, "
+                              note="the bf16 NHWC decoder and gathers of conv_bf16_nhwc, 2 warpgroups of 64x128, "
                                    "6-stage ring, wgmma from shared memory with wait_group 1"),
     "conv_bf16_wgmma_n256": Kernel("conv_bf16_wgmma_n256", "native/src/cuda/conv_bf16_wgmma.cu", "conv_bf16_wgmma_kernel",
                                    "conv_bf16_wgmma_kernel<256>", 128, 256, 32, 256, "wgmma.m64n256k16", "conv",
@@ -146,13 +159,25 @@ class Op:
     N: int = 0         # linear: outputs; conv: output channels
     K: int = 0         # linear: inputs; conv: Ci * k * k
     grids: int = 0     # conv: grids per pass
-    bytes: float = 0.0  # DRAM bytes per call
-    in_elems: float = 0.0  # conv: input elements per call (N x Ci x H x W), for the NHWC prologue pass
+    bytes: float = 0.0  # DRAM bytes per call (the fp32 NCHW decoder's for the decoder's ops)
+    in_elems: float = 0.0  # conv: input elements per call (N x Ci x H x W); conv_out: its input's (norm_out's)
     out_elems: float = 0.0  # conv: output elements per call
     w_elems: float = 0.0    # conv: weight elements
+    # The bf16 NHWC decoder (nhwc_decoder_ops): whether the op's input is a GroupNorm (+ swish) of the map
+    # (a group_norm_nhwc pass of its own there; the NCHW convs normalise in their prologue), how many of
+    # its calls per batch add a residual map (resnet conv2: the block input or the nin shortcut; attention's
+    # proj: x), and a memory op's bytes per call in that layout.
+    norm_in: bool = False
+    residual_calls: float = 0.0
+    nhwc_bytes: float = 0.0
 
 
 def forward_ops(batch=320, vq_batch=32):
+    """The forward's ops, the decoder's in the fp32 NCHW layout (nhwc_decoder_ops rewrites them for the bf16
+    NHWC one). The decoder (taming's, ch_mult 1,1,2,2,4, 2 + 1 ResnetBlocks a level, attention at 14x14):
+    conv_in; mid block_1, attn_1, block_2; per level from 14x14 up: 3 ResnetBlocks (attention after each at
+    14x14), an upsampling conv but at 224; norm_out, conv_out. A ResnetBlock is conv1(GN1(x)), then
+    conv2(GN2(h)) + x (or + nin_shortcut(x) where the channels change)."""
     ops = []
     lin = [("enc patch_embed", 49, 768, 1024, 1), ("enc qkv", 50, 1024, 3072, 24), ("enc proj", 50, 1024, 1024, 24),
            ("enc fc1", 50, 1024, 4096, 24), ("enc fc2", 50, 4096, 1024, 24), ("decoder_embed", 50, 1024, 512, 1),
@@ -168,23 +193,41 @@ def forward_ops(batch=320, vq_batch=32):
     for name, rows, C, calls in [("enc layer_norm", 50, 1024, 49), ("dec layer_norm", 99, 512, 17)]:
         ops.append(Op("mae", name, "memory", calls, bytes=8.0 * batch * rows * C))
     passes = math.ceil(batch / vq_batch)
-    convs = [("conv_in 256>512 3x3 @14", 256, 512, 14, 3, False, 1), ("resnet 512>512 3x3 @14", 512, 512, 14, 3, False, 10),
-             ("attn qkv 1x1 512>1536 @14", 512, 1536, 14, 1, False, 4), ("attn proj 1x1 512>512 @14", 512, 512, 14, 1, False, 4),
-             ("upsample 512 3x3 @14>28", 512, 512, 14, 3, True, 1), ("resnet 512>256 3x3 @28", 512, 256, 28, 3, False, 1),
-             ("nin 1x1 512>256 @28", 512, 256, 28, 1, False, 1), ("resnet 256>256 3x3 @28", 256, 256, 28, 3, False, 5),
-             ("upsample 256 3x3 @28>56", 256, 256, 28, 3, True, 1), ("resnet 256>256 3x3 @56", 256, 256, 56, 3, False, 6),
-             ("upsample 256 3x3 @56>112", 256, 256, 56, 3, True, 1), ("resnet 256>128 3x3 @112", 256, 128, 112, 3, False, 1),
-             ("nin 1x1 256>128 @112", 256, 128, 112, 1, False, 1), ("resnet 128>128 3x3 @112", 128, 128, 112, 3, False, 5),
-             ("upsample 128 3x3 @112>224", 128, 128, 112, 3, True, 1), ("resnet 128>128 3x3 @224", 128, 128, 224, 3, False, 6)]
-    for name, ci, co, h, k, up, calls in convs:
+    # name, Ci, Co, H (input), k, upsampling, calls per pass, input normalised (GN), calls per pass with a
+    # residual. The resnet rows pool conv1 and conv2 of same shape: @14 mid 2 + level 3 blocks = 5 conv1 + 5
+    # conv2; @28 and @112 the first block's conv1 changes channels (its own row) and its conv2 (+ nin) joins
+    # the two later blocks' (3 conv2, 2 conv1); @56 and @224 3 blocks (3 + 3).
+    convs = [("conv_in 256>512 3x3 @14", 256, 512, 14, 3, False, 1, False, 0),
+             ("resnet 512>512 3x3 @14", 512, 512, 14, 3, False, 10, True, 5),
+             ("attn qkv 1x1 512>1536 @14", 512, 1536, 14, 1, False, 4, True, 0),
+             ("attn proj 1x1 512>512 @14", 512, 512, 14, 1, False, 4, False, 4),
+             ("upsample 512 3x3 @14>28", 512, 512, 14, 3, True, 1, False, 0),
+             ("resnet 512>256 3x3 @28", 512, 256, 28, 3, False, 1, True, 0),
+             ("nin 1x1 512>256 @28", 512, 256, 28, 1, False, 1, False, 0),
+             ("resnet 256>256 3x3 @28", 256, 256, 28, 3, False, 5, True, 3),
+             ("upsample 256 3x3 @28>56", 256, 256, 28, 3, True, 1, False, 0),
+             ("resnet 256>256 3x3 @56", 256, 256, 56, 3, False, 6, True, 3),
+             ("upsample 256 3x3 @56>112", 256, 256, 56, 3, True, 1, False, 0),
+             ("resnet 256>128 3x3 @112", 256, 128, 112, 3, False, 1, True, 0),
+             ("nin 1x1 256>128 @112", 256, 128, 112, 1, False, 1, False, 0),
+             ("resnet 128>128 3x3 @112", 128, 128, 112, 3, False, 5, True, 3),
+             ("upsample 128 3x3 @112>224", 128, 128, 112, 3, True, 1, False, 0),
+             ("resnet 128>128 3x3 @224", 128, 128, 224, 3, False, 6, True, 3)]
+    for name, ci, co, h, k, up, calls, norm_in, residual in convs:
         ho = 2 * h if up else h
         ops.append(Op("vqgan", name, "conv" if k == 3 else "conv1x1", calls * passes, ho * ho, co, ci * k * k, grids=vq_batch,
                       bytes=vq_batch * (4.0 * ci * h * h + 4.0 * co * ho * ho) + 2.0 * co * ci * k * k,
-                      in_elems=vq_batch * ci * h * h, out_elems=vq_batch * co * ho * ho, w_elems=co * ci * k * k))
+                      in_elems=vq_batch * ci * h * h, out_elems=vq_batch * co * ho * ho, w_elems=co * ci * k * k,
+                      norm_in=norm_in, residual_calls=residual * passes))
     # The rest of the decoder, all memory-bound: spatial attention's softmax (14x14), conv_out (128 > 3 at
-    # 224: its fp32 input read dominates), the pixel losses.
-    ops.append(Op("vqgan", "spatial attention @14", "memory", 4 * passes, bytes=vq_batch * 4.0 * (3 * 512 * 196 + 196 * 196 * 2 + 512 * 196)))
-    ops.append(Op("vqgan", "conv_out 128>3 @224 + loss", "memory", passes, bytes=vq_batch * 4.0 * (128 * 224 * 224 + 2 * 3 * 224 * 224)))
+    # 224: its input read dominates), the pixel losses. NCHW: fp32 maps; NHWC: bf16 q/k/v and output, and
+    # conv_out reads the bf16 map that norm_out's group_norm_nhwc pass wrote (fp32 pixels and loss as NCHW).
+    attn = 3 * 512 * 196 + 196 * 196 * 2 + 512 * 196
+    ops.append(Op("vqgan", "spatial attention @14", "memory", 4 * passes, bytes=vq_batch * 4.0 * attn,
+                  nhwc_bytes=vq_batch * 2.0 * attn))
+    ops.append(Op("vqgan", "conv_out 128>3 @224 + loss", "memory", passes, bytes=vq_batch * 4.0 * (128 * 224 * 224 + 2 * 3 * 224 * 224),
+                  in_elems=vq_batch * 128 * 224 * 224, norm_in=True,
+                  nhwc_bytes=vq_batch * (2.0 * 128 * 224 * 224 + 4.0 * 2 * 3 * 224 * 224)))
     return ops
 
 
@@ -468,12 +511,35 @@ def memory_op(op):
     return op.bytes / (H200["hbm_bytes_per_s"] * PARAMS["hbm_efficiency"]) + PARAMS["launch_us"] * 1e-6
 
 
-def nhwc_ops(op):
-    """A 3x3 conv on an NHWC-input kernel: the prologue pass (fp32 NCHW read, GroupNorm+SiLU, bf16 NHWC
-    written, one launch per call) as a memory op of its own, and the conv itself reading that bf16 copy."""
-    prologue = Op(op.group, f"{op.name}: NHWC prologue pass", "memory", op.calls, bytes=op.in_elems * (4.0 + 2.0))
-    conv = dataclasses.replace(op, bytes=2.0 * op.in_elems + 4.0 * op.out_elems + 2.0 * op.w_elems)
-    return [prologue, conv]
+LAYOUT_NCHW = ("fp32 NCHW maps, GroupNorm in each conv's prologue, 1x1 convs on conv_bf16_1x1")
+LAYOUT_NHWC = ("bf16 NHWC maps end to end, GroupNorm as group_norm_nhwc passes, every conv (1x1 too) on the chosen "
+               "conv kernel")
+
+
+def nhwc_decoder_ops(op):
+    """One op of the forward in the bf16 NHWC decoder (vqgan_kernels.h, "The bf16 NHWC decoder"): every map
+    bf16 [N][H][W][C]. An op whose input is a GroupNorm (+ swish) of the map (each ResnetBlock conv, the
+    attention's qkv, conv_out's norm_out) gets a group_norm_nhwc pass of its own first (bf16 read, bf16
+    write: 4 B per element, one launch per call); the others (conv_in, upsampling, nin shortcut, attention
+    proj) read their input as stored. A conv reads its bf16 input and weights, writes its bf16 output, and
+    reads a bf16 residual in the calls that add one (those get a row of their own). The MAE's ops are as
+    they were."""
+    if op.group != "vqgan":
+        return [op]
+    rows = []
+    if op.norm_in:
+        rows.append(Op(op.group, f"{op.name.split(' + ')[0]}: group_norm_nhwc", "memory", op.calls, bytes=4.0 * op.in_elems))
+    if op.kind == "memory":
+        return rows + [dataclasses.replace(op, bytes=op.nhwc_bytes)]
+    conv = 2.0 * op.in_elems + 2.0 * op.out_elems + 2.0 * op.w_elems
+    plain = op.calls - op.residual_calls
+    if plain > 0:
+        name = f"{op.name} conv1" if op.name.startswith("resnet") else op.name
+        rows.append(dataclasses.replace(op, name=name, calls=plain, bytes=conv, residual_calls=0.0))
+    if op.residual_calls > 0:
+        name = f"{op.name} conv2 + residual" if op.name.startswith("resnet") else f"{op.name} + residual"
+        rows.append(dataclasses.replace(op, name=name, calls=op.residual_calls, bytes=conv + 2.0 * op.out_elems))
+    return rows
 
 
 def report(args, as_json=False):
@@ -489,12 +555,16 @@ def report(args, as_json=False):
             sys.exit(f"perf_model: --{role} {name}: no such kernel (known: {', '.join(sorted(KERNELS))})")
         if KERNELS[name].serves != role:
             sys.exit(f"perf_model: --{role} {name}: that kernel serves {KERNELS[name].serves} layers")
-    # The engine runs every 1x1 conv on the baseline kernel (conv2d_bf16 dispatches only 3x3 convs to variants).
-    chosen["conv1x1"] = "conv_bf16_1x1"
+    # The decoder's layout follows the conv kernel: an NHWC one runs the bf16 NHWC decoder, where every conv,
+    # 1x1 ones included (the same implicit GEMM, K = Ci, one tap), runs on it; the baseline runs the fp32
+    # NCHW decoder, whose 1x1 convs run its 1x1 instantiation (conv2d_bf16 dispatches only 3x3 convs to variants).
+    nhwc = KERNELS[chosen["conv"]].nhwc_input
+    layout = LAYOUT_NHWC if nhwc else LAYOUT_NCHW
+    chosen["conv1x1"] = chosen["conv"] if nhwc else "conv_bf16_1x1"
     profiles = {n: kernel_profile(KERNELS[n], args.ptxas, sass_text, args.cache) for n in sorted(set(chosen.values()))}
     ops = []
     for op in forward_ops(args.batch, args.vq_batch):
-        ops += nhwc_ops(op) if op.kind == "conv" and KERNELS[chosen["conv"]].nhwc_input else [op]
+        ops += nhwc_decoder_ops(op) if nhwc else [op]
     out = []
     w = out.append
     w(f"Kernels (sm_90 unless named, {', '.join(sorted({p['source'] for p in profiles.values()}))} main loop; ptxas report {os.path.relpath(args.ptxas, ROOT)}):")
@@ -510,7 +580,7 @@ def report(args, as_json=False):
           f"{pm['total']:.2f} | {pm['lds_bytes'] * 32:.0f} | {glob:.0f} | {p['c_tensor']:.1f}, {p['c_issue']:.1f}, {p['c_smem']:.1f} ({p['bound']}) | "
           f"{100 * p['rate']:.0f}% of dense |")
     w("")
-    w(f"Per call at batch {args.batch} (VQGAN: {args.vq_batch} grids per pass, every sample decoded):")
+    w(f"Per call at batch {args.batch} (VQGAN: {args.vq_batch} grids per pass, every sample decoded; decoder layout: {layout}):")
     w("")
     w("| group | layer | kernel | calls | tiles | waves (fill) | bound | us / call | TFLOP/s | ms / batch |")
     w("|---|---|---|---|---|---|---|---|---|---|")
@@ -537,9 +607,12 @@ def report(args, as_json=False):
             "kernels": {n: {"regs": p["res"]["regs"], "blocks_per_sm": p["blocks"], "limiter": p["limiter"], "source": p["source"],
                             "mix": p["mix"], "clocks_per_mma": {"tensor": p["c_tensor"], "issue": p["c_issue"], "smem": p["c_smem"]},
                             "bound": p["bound"], "sustained_fraction": p["rate"]} for n, p in profiles.items()},
+            "decoder_layout": "nhwc" if nhwc else "nchw",
+            "ops": [{"group": op.group, "name": op.name, "kind": op.kind, "calls": op.calls, "bytes": op.bytes,
+                     "kernel": None if op.kind == "memory" else chosen[op.kind]} for op in ops],
             "mae_ms": total["mae"] * 1e3, "vqgan_ms": total["vqgan"] * 1e3, "forwards_per_s": fps, "gmac_per_forward": gmac})
     w("")
-    w(f"Predicted: MAE {total['mae'] * 1e3:.1f} ms + VQGAN decoder {total['vqgan'] * 1e3:.1f} ms = {batch_s * 1e3:.1f} ms per batch of "
+    w(f"Predicted: MAE {total['mae'] * 1e3:.1f} ms + VQGAN decoder ({'bf16 NHWC' if nhwc else 'fp32 NCHW'}) {total['vqgan'] * 1e3:.1f} ms = {batch_s * 1e3:.1f} ms per batch of "
       f"{args.batch} (tensor-core kernels {tensor_ms:.1f} ms); **{fps:,.0f} forwards/s**, {fps * 2 * gmac / 1e3:.0f} TFLOP/s "
       f"({gmac:.1f} GMAC per forward in these shapes; 114.7 by docs/method.md).")
     w(f"Anchor (H200, batch {args.batch}, measured): bf16 torch.compile 1,333 forwards/s, eager 462/s: predicted "
@@ -556,12 +629,14 @@ SUMMARY = [("gemm_bf16", "conv_bf16"), ("gemm_bf16_pipelined", "conv_bf16_nhwc")
 
 def summary(args):
     import json
-    out = [f"Predicted at batch {args.batch} (H200; anchor measured: bf16 torch.compile 1,333 forwards/s):", "",
-           "| --linear | --conv | MAE ms | VQGAN ms | forwards/s | x torch.compile |", "|---|---|---|---|---|---|"]
+    out = [f"Predicted at batch {args.batch} (H200; anchor measured: bf16 torch.compile 1,333 forwards/s). Decoder layout: "
+           "NCHW = fp32 NCHW maps (1x1 convs on conv_bf16_1x1); NHWC = bf16 NHWC maps end to end (group_norm_nhwc "
+           "passes, every conv on --conv):", "",
+           "| --linear | --conv | decoder layout | MAE ms | VQGAN ms | forwards/s | x torch.compile |", "|---|---|---|---|---|---|---|"]
     for linear, conv in SUMMARY:
         m = json.loads(report(argparse.Namespace(**{**vars(args), "linear": linear, "conv": conv}), as_json=True))
-        out.append(f"| {linear} | {conv} | {m['mae_ms']:.1f} | {m['vqgan_ms']:.1f} | {m['forwards_per_s']:,.0f} | "
-                   f"{m['forwards_per_s'] / 1333:.2f}x |")
+        out.append(f"| {linear} | {conv} | {'bf16 NHWC' if m['decoder_layout'] == 'nhwc' else 'fp32 NCHW'} | {m['mae_ms']:.1f} | "
+                   f"{m['vqgan_ms']:.1f} | {m['forwards_per_s']:,.0f} | {m['forwards_per_s'] / 1333:.2f}x |")
     return "\n".join(out)
 
 
