@@ -7,7 +7,7 @@
 // over j for the 8 queries (v read once per block, coalesced along j). fp32 throughout.
 // spatial_attention_nhwc is the same computation for the bf16 NHWC decoder, where a position's q, k and v
 // are contiguous channels of one row of qkv [HW][3C]: the same blocks and the same softmax, with every
-// global access now running along channels (one warp per key row for the scores, one thread per channel
+// global access now running along channels (8 lanes per key row for the scores, one thread per channel
 // pair for the output) and the output rounded to bf16 once.
 #include <cuda_bf16.h>
 
@@ -141,37 +141,45 @@ spatial_attention_nhwc_kernel(const uint16_t* __restrict__ qkv, int C, int HW, f
   }
   __syncthreads();
 
-  // Scores s[qi][j] = q_{i0+qi} . k_j: one warp per key row, the lanes along its channels (8 each).
-  for (int j = warp; j < HW; j += THREADS / 32) {
-    const uint16_t* kr = base + int64_t(j) * row + C;
+  // Scores s[qi][j] = q_{i0+qi} . k_j: each warp takes 4 key rows at a time, 8 lanes along each row's
+  // channels (16-byte loads: 128 consecutive bytes per row per step), so the 8 partial sums of a lane
+  // need only a 3-step reduction within its group of 8 (a whole-warp reduction per key would cost about
+  // a third as many shuffles as there are FMAs at C = 512).
+  const int kg = lane >> 3, kl = lane & 7;  // key within the warp's 4, lane within the key's 8
+  for (int j0 = warp * 4; j0 < HW; j0 += THREADS / 32 * 4) {  // warp-uniform: every lane reaches the shuffles
+    const int j = j0 + kg;
     float acc[QT];
 #pragma unroll
     for (int qi = 0; qi < QT; ++qi) acc[qi] = 0.0f;
-    for (int c8 = lane; c8 < C8; c8 += 32) {
-      const uint4 u = __ldg(reinterpret_cast<const uint4*>(kr + c8 * 8));
-      const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+    if (j < HW) {
+      const uint16_t* kr = base + int64_t(j) * row + C;
+      for (int c8 = kl; c8 < C8; c8 += 8) {
+        const uint4 u = __ldg(reinterpret_cast<const uint4*>(kr + c8 * 8));
+        const uint32_t w[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
-      for (int jj = 0; jj < 8; ++jj) {
-        const float kv = (jj & 1) ? bf16_hi(w[jj / 2]) : bf16_lo(w[jj / 2]);
-        const float4 a = qs[0][jj][c8], d = qs[1][jj][c8];
-        acc[0] = fmaf(a.x, kv, acc[0]);
-        acc[1] = fmaf(a.y, kv, acc[1]);
-        acc[2] = fmaf(a.z, kv, acc[2]);
-        acc[3] = fmaf(a.w, kv, acc[3]);
-        acc[4] = fmaf(d.x, kv, acc[4]);
-        acc[5] = fmaf(d.y, kv, acc[5]);
-        acc[6] = fmaf(d.z, kv, acc[6]);
-        acc[7] = fmaf(d.w, kv, acc[7]);
+        for (int jj = 0; jj < 8; ++jj) {
+          const float kv = (jj & 1) ? bf16_hi(w[jj / 2]) : bf16_lo(w[jj / 2]);
+          const float4 a = qs[0][jj][c8], d = qs[1][jj][c8];
+          acc[0] = fmaf(a.x, kv, acc[0]);
+          acc[1] = fmaf(a.y, kv, acc[1]);
+          acc[2] = fmaf(a.z, kv, acc[2]);
+          acc[3] = fmaf(a.w, kv, acc[3]);
+          acc[4] = fmaf(d.x, kv, acc[4]);
+          acc[5] = fmaf(d.y, kv, acc[5]);
+          acc[6] = fmaf(d.z, kv, acc[6]);
+          acc[7] = fmaf(d.w, kv, acc[7]);
+        }
       }
     }
 #pragma unroll
     for (int qi = 0; qi < QT; ++qi) {
 #pragma unroll
-      for (int m = 16; m > 0; m >>= 1) acc[qi] += __shfl_xor_sync(0xFFFFFFFFu, acc[qi], m);
+      for (int m = 4; m > 0; m >>= 1) acc[qi] += __shfl_xor_sync(0xFFFFFFFFu, acc[qi], m);
     }
+    // Every lane of the group holds the 8 sums; lane qi of the group writes query qi (static indexing).
 #pragma unroll
     for (int qi = 0; qi < QT; ++qi) {
-      if (lane == qi) ps[qi][j] = acc[qi];  // every lane holds the sums; lane qi writes query qi
+      if (kl == qi && j < HW) ps[qi][j] = acc[qi];
     }
   }
   __syncthreads();
