@@ -114,7 +114,8 @@ __device__ __forceinline__ float bf16_lo(uint32_t w) { return __uint_as_float(w 
 __device__ __forceinline__ float bf16_hi(uint32_t w) { return __uint_as_float(w & 0xFFFF0000u); }
 
 // The block's 8 queries in fp32, laid out for the score loop: qs[h][j][c8] holds queries 4h .. 4h+3 of
-// channel 8 * c8 + j, so the lanes of a warp (consecutive c8) read consecutive float4s (no bank conflicts).
+// channel 8 * c8 + j, so the 8 lanes on one key row (consecutive c8) read 8 consecutive float4s (no bank
+// conflicts; the warp's other 3 rows read the same ones, a broadcast).
 // ps: scores, then exp(), per query row (the softmax as spatial_attention_kernel); pt: the probabilities
 // transposed, [key][query], so the output loop reads a key's 8 probabilities as two float4 broadcasts.
 __global__ void __launch_bounds__(THREADS)
