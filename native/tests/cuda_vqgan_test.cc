@@ -317,9 +317,16 @@ void compare_decoders(const VqModel& m, Precision prec, int n, int max_chunk, do
       gpu.run(grids.data(), n, sj, {pixels.data(), losses.data(), metrics.data()});
       const float ms = timer.stop_ms();
       const Diff d = compare(pixels, ref);
+      double mean_abs = 0;
+      for (size_t i = 0; i < pixels.size(); ++i) mean_abs += std::fabs(double(pixels[i]) - double(ref[i]));
+      mean_abs /= double(pixels.size());
       const std::string mode =
           std::string(precision_name(prec)) + (gpu.nhwc() ? " nhwc" : "") + (graphs ? "" : " direct");
       EXPECT_LE(d.rel, pixel_tol) << m.c.name << " " << mode << " pixels: " << describe(d);
+      // The max norm bounds the worst pixel; the mean catches an error spread over the image, which a
+      // wrong kernel makes and bf16 rounding does not.
+      EXPECT_LE(mean_abs, pixel_tol / 10) << m.c.name << " " << mode << " mean |pixel difference|";
+      std::printf("%s %s: mean |pixel difference| %.3g\n", m.c.name.c_str(), mode.c_str(), mean_abs);
       double worst_loss = 0;
       for (size_t j = 0; j < jg.size(); ++j) {
         const model::Score s_gpu_pixels = model::score_cell(loss, pixels.data() + jg[j] * px, targets.data() + jt[j] * model::kCellBytes);
@@ -356,8 +363,11 @@ TEST(CudaVqgan, TinyFp32MatchesCpuDecoder) {
 TEST(CudaVqgan, TinyBf16WithinTolerance) {
   VTV_REQUIRE_GPU();
   VqModel m(preset("tiny"), 72);
-  // bf16 maps (NHWC) and weights through ~30 convolutions: pixels within 5% of the range, losses printed.
-  compare_decoders(m, Precision::BF16, 3, 4, 5e-2, 0.1, 0.1);
+  // bf16 maps (NHWC) and weights through ~30 convolutions: the worst pixel within 7% of the range, the
+  // mean within 0.7%, losses printed. The maps, the residual stream and q, k, v are rounded to bf16 here
+  // (the NCHW layout keeps them fp32), so the error is larger than the NCHW test's: on this model the
+  // mean is 0.0026 against 0.0017, the worst pixel 0.051 against 0.036.
+  compare_decoders(m, Precision::BF16, 3, 4, 7e-2, 0.1, 0.1);
 }
 
 TEST(CudaVqgan, TinyBf16NchwWithinTolerance) {
@@ -400,7 +410,7 @@ TEST(CudaVqgan, TinyBf16OnEveryConvVariantWithinTolerance) {
     }
     const Diff d = compare(pixels, ref);
     std::printf("tiny bf16 decoder, %s %s: pixels %s\n", cuda::family_name(v.family), v.name, describe(d).c_str());
-    EXPECT_LE(d.rel, 5e-2) << describe(d);
+    EXPECT_LE(d.rel, nhwc ? 7e-2 : 5e-2) << describe(d);
     EXPECT_TRUE(gpu.graphs_enabled()) << "a capture failed: " << gpu.graph_capture_error();
   }
 }
@@ -416,7 +426,7 @@ TEST(CudaVqgan, RealWidthBf16WithinTolerance) {
   VTV_REQUIRE_GPU();
   VTV_SKIP_ON_EMULATOR("the real-width decoder (about 97 GMAC per grid)");
   VqModel m(preset("mae-vqgan-vit-large"), 74);
-  compare_decoders(m, Precision::BF16, 2, 32, 5e-2, 0.1, 0.1);
+  compare_decoders(m, Precision::BF16, 2, 32, 7e-2, 0.1, 0.1);  // NHWC: as TinyBf16WithinTolerance
 }
 
 TEST(CudaVqgan, DeviceTokensAndGraphReplayAreDeterministic) {
