@@ -12,6 +12,9 @@
 //   cell_loss.cu                the bottom-right 111x111 crop and the per-sample IoU / MSE
 //   map_pixels.cu               the encoder's input mapping, normalised canvas -> [-1, 1]
 //   nearest_code.cu             the encoder's quantisation: nearest codebook vector per latent
+// and the bf16 NHWC decoder's (the section below): conv_nhwc.cu (conv2d_nhwc, dispatching to the NHWC
+// kernels of conv_bf16_nhwc.cu and conv_bf16_wgmma.cu), group_norm_nhwc.cu, and the _nhwc functions in
+// codebook.cu, spatial_attention.cu and conv_out.cu.
 // The convolutions also run the encoder's pad-(0,1,0,1) stride-2 Downsample (ConvArgs::downsample2x).
 // CPU counterparts: cpu::conv2d, cpu::group_norm, cpu::spatial_attention, model::VqganDecoder,
 // model::VqganEncoder, model::score_cell. Every function enqueues on `stream` and returns; bad arguments throw vtv::Error.
