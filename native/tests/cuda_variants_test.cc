@@ -38,14 +38,23 @@ std::vector<std::string> variant_names(KernelFamily f) {
   return out;
 }
 
-// Every family's first variant is its default: "baseline" (its first kernel), except conv_nhwc, whose
-// first kernel is the mma.sync one (the NHWC decoder has no older kernel to keep).
+// Every family's first variant is its default: "baseline" (its first kernel), except the bf16 NHWC
+// decoder's families, which have no older kernel to keep: conv_nhwc's first is the mma.sync kernel, and
+// groupnorm's the vec8 pass (group_norm_nhwc; the fp32 NCHW group_norm_apply is no variant).
+const char* first_variant(KernelFamily f) {
+  switch (f) {
+    case KernelFamily::ConvNhwc: return "mma_sync";
+    case KernelFamily::GroupNorm: return "vec8";
+    default: return "baseline";
+  }
+}
+
 TEST(CudaVariants, EveryFamilyHasOneDefaultBaselineAndUniqueNames) {
   for (KernelFamily f : {KernelFamily::Gemm, KernelFamily::Conv3x3, KernelFamily::ConvNhwc, KernelFamily::Attention,
                          KernelFamily::GroupNorm}) {
     const std::vector<std::string> names = variant_names(f);
     ASSERT_FALSE(names.empty()) << cuda::family_name(f);
-    EXPECT_EQ(names.front(), f == KernelFamily::ConvNhwc ? "mma_sync" : "baseline") << cuda::family_name(f);
+    EXPECT_EQ(names.front(), first_variant(f)) << cuda::family_name(f);
     EXPECT_TRUE(cuda::find_variant(f, names.front())->is_default) << cuda::family_name(f);
     EXPECT_EQ(std::set<std::string>(names.begin(), names.end()).size(), names.size()) << cuda::family_name(f);
     int defaults = 0;

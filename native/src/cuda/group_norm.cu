@@ -1,6 +1,8 @@
 // GroupNorm applied from producer statistics as a standalone kernel: exactly what the convolution
 // prologue does to each value it loads (group_norm.cuh), written out so that the tests can compare the
-// statistics and the normalisation with cpu::group_norm separately from any convolution.
+// statistics and the normalisation with cpu::group_norm separately from any convolution, and use it as
+// the reference of the bf16 NHWC pass. No decoder runs it, and it is not a kernel variant: the registry's
+// groupnorm family is group_norm_nhwc's (vec8, channel_regs).
 #include "cuda/check.cuh"
 #include "cuda/launch.cuh"
 #include "cuda/group_norm.cuh"

@@ -72,6 +72,12 @@ std::string attention_unsupported(const KernelShape& s) {
   if (s.d[3] != 8 && s.d[3] != 16 && s.d[3] != 32 && s.d[3] != 64) return "head_dim must be 8, 16, 32 or 64";
   return "";
 }
+// Both GroupNorm variants take what group_norm_nhwc accepts.
+std::string group_norm_nhwc_unsupported(const KernelShape& s) {
+  if (s.d[1] % 8 != 0) return "C must be a multiple of 8 (16-byte vectors)";
+  if (s.d[1] > 512) return "C must be at most 512";
+  return "";
+}
 
 std::mutex g_table_mutex;
 std::map<std::string, std::string> g_table;
@@ -194,7 +200,14 @@ const std::vector<KernelVariant>& kernel_variants() {
       {KernelFamily::ConvNhwc, "wgmma_n256", "wgmma with 128x256 block tiles (m64n256k16, 1 block per SM)",
        conv_nhwc_wgmma_unsupported, false},
       {KernelFamily::Attention, "baseline", "one block per (sample, head), fp32", attention_unsupported, true},
-      {KernelFamily::GroupNorm, "baseline", "GroupNorm(+SiLU) applied from producer statistics, fp32", always, true},
+      {KernelFamily::GroupNorm, "vec8",
+       "bf16 NHWC GroupNorm(+SiLU) pass: 256 threads x 8 16-byte vectors of a flat chunk, scales and shifts "
+       "in shared memory",
+       group_norm_nhwc_unsupported, true},
+      {KernelFamily::GroupNorm, "channel_regs",
+       "bf16 NHWC GroupNorm(+SiLU) pass: (C/8) x k threads, each one 8-channel vector with its scales and "
+       "shifts in registers, striding over pixels, 8 16-byte loads in flight",
+       group_norm_nhwc_unsupported, false},
   };
   return list;
 }
@@ -295,6 +308,7 @@ std::vector<KernelShape> tuning_shapes(const std::string& set, int64_t batch) {
     s.push_back(conv_nhwc_shape(1, 24, 40, 5, 7, false, 1));
     s.push_back(attention_shape(2, 17, 2, 16));
     s.push_back(group_norm_shape(1, 32, 36, 8));
+    s.push_back(group_norm_shape(2, 96, 35, 32));  // C / 8 = 12: channel_regs' block is 12 x 21
     return s;
   }
   check(set == "model", "tuning shapes: unknown set '" + set + "' (expected model or tiny)");
@@ -338,7 +352,11 @@ std::vector<KernelShape> tuning_shapes(const std::string& set, int64_t batch) {
   s.push_back(conv_nhwc_shape(n, 256, 128, 112, 112, false, 1));
   s.push_back(attention_shape(batch, Ne, 16, 64));
   s.push_back(attention_shape(batch, Nd, 16, 32));
-  s.push_back(group_norm_shape(n, 128, 224 * 224, 32));
+  // The bf16 NHWC decoder's GroupNorm passes (group_norm_nhwc), per distinct (C, HW): each level's
+  // ResnetBlock norms (the first block of a level normalises the wider input of the level above, at
+  // this level's resolution), the 14x14 attention norms and norm_out (128 at 224x224).
+  const int64_t gn[][2] = {{512, 14}, {512, 28}, {256, 28}, {256, 56}, {256, 112}, {128, 112}, {128, 224}};
+  for (const auto& cr : gn) s.push_back(group_norm_shape(n, cr[0], cr[1] * cr[1], 32));
   return s;
 }
 
@@ -449,9 +467,10 @@ struct Problem {
         break;
       }
       case KernelFamily::GroupNorm: {
+        // The NHWC decoder's pass: bf16 NHWC in and out.
         const size_t Nn = size_t(s.d[0]), C = size_t(s.d[1]), HW = size_t(s.d[2]), G = size_t(s.d[3]);
-        x = up(random_floats(Nn * C * HW, 1, 1.0f));
-        y = DeviceBuffer<float>(Nn * C * HW);
+        x16 = DeviceBuffer<uint16_t>(bf16_bits(random_floats(Nn * HW * C, 1, 1.0f)));
+        y16 = DeviceBuffer<uint16_t>(Nn * HW * C);
         gamma = up(random_floats(C, 5, 0.1f));
         beta = up(random_floats(C, 6, 0.1f));
         std::vector<double> st(Nn * G * 2);
@@ -506,8 +525,8 @@ struct Problem {
         mha_attention(x.get(), s.d[0], s.d[1], int(s.d[2]), int(s.d[3]), 0.125f, y.get(), nullptr, nullptr);
         break;
       case KernelFamily::GroupNorm:
-        group_norm_apply(x.get(), s.d[0], int(s.d[1]), s.d[2],
-                         GroupNormIn{stats.get(), gamma.get(), beta.get(), int(s.d[3]), 1e-6f, true}, y.get(), nullptr);
+        group_norm_nhwc(x16.get(), s.d[0], int(s.d[1]), s.d[2],
+                        GroupNormIn{stats.get(), gamma.get(), beta.get(), int(s.d[3]), 1e-6f, true}, y16.get(), nullptr);
         break;
     }
   }
@@ -553,9 +572,10 @@ std::vector<VariantTiming> tune_kernels(const std::vector<KernelShape>& shapes, 
         ForceVariant force(s.family, v.name);
         t.ms = time_ms(reps, [&] { p.run(); });
         t.tflops = t.ms > 0 ? s.flops() / (t.ms * 1e-3) / 1e12 : 0.0;
-        // The GEMM and conv dispatchers record what ran: a call that fell back timed another kernel.
+        // The GEMM, conv and GroupNorm dispatchers record what ran: a call that fell back timed another
+        // kernel.
         const bool recorded = s.family == KernelFamily::Gemm || s.family == KernelFamily::Conv3x3 ||
-                              s.family == KernelFamily::ConvNhwc;
+                              s.family == KernelFamily::ConvNhwc || s.family == KernelFamily::GroupNorm;
         if (recorded && last_variant_run(s.family) != v.name) {
           t.skipped = "the call fell back to " + last_variant_run(s.family);
           t.ms = t.tflops = 0.0;

@@ -125,7 +125,8 @@ void cell_scores_in_pass(Loss loss, const float* pixels, const uint8_t* targets,
 // producer's map directly.
 
 // y = GroupNorm(x) (+ swish) from norm.stats, x and y [N][HW][C] bf16 bits, fp32 arithmetic exactly as
-// group_norm_value, rounded to bf16 once. C % 8 == 0 (16-byte vectors), C <= 512; y may alias x.
+// group_norm_value, rounded to bf16 once. C % 8 == 0 (16-byte vectors), C <= 512; y may alias x. Runs the
+// groupnorm variant (variants.h: vec8, channel_regs; bit-identical) chosen for group_norm_shape(N, C, HW, groups).
 void group_norm_nhwc(const uint16_t* x, int64_t N, int C, int64_t HW, const GroupNormIn& norm, uint16_t* y,
                      cudaStream_t stream = nullptr);
 
