@@ -1,7 +1,9 @@
 // The bf16 NHWC decoder's non-conv kernels (vqgan_kernels.h, "The bf16 NHWC decoder") against their NCHW
 // counterparts and the CPU, on bf16-rounded inputs so that both sides see the same values:
-//   group_norm_nhwc       bit-exact against group_norm_apply (the same fp32 code, group_norm.cuh) on the
-//                         NCHW transpose, rounded to bf16; within a bf16 rounding of cpu::group_norm
+//   group_norm_nhwc       every variant of the groupnorm family (vec8, channel_regs), forced, bit-exact
+//                         against group_norm_apply (the same fp32 code, group_norm.cuh) on the NCHW
+//                         transpose, rounded to bf16, so bit-identical to each other; within a bf16
+//                         rounding of cpu::group_norm
 //   codebook_lookup_nhwc  bit-exact against codebook_lookup rounded to bf16 and transposed; NaN for a bad token
 //   spatial_attention_nhwc within a bf16 rounding (2^-8 relative, plus fp32 summation noise) of
 //                          cpu::spatial_attention
@@ -22,6 +24,7 @@
 #include "cpu/attention.h"
 #include "cpu/norm.h"
 #include "cuda/device_buffer.h"
+#include "cuda/variants.h"
 #include "cuda/vqgan_kernels.h"
 #include "expect_error.h"
 #include "vtv/config.h"
@@ -80,14 +83,24 @@ struct GnCase {
   int C;
   int H, W;
   bool swish, in_place;
+  int G = 32;
 };
 
+std::vector<std::string> group_norm_variants() {
+  std::vector<std::string> out;
+  for (const cuda::KernelVariant& v : cuda::kernel_variants())
+    if (v.family == cuda::KernelFamily::GroupNorm) out.push_back(v.name);
+  return out;
+}
+
+// Every groupnorm variant, forced, on one case: each bit-exact against group_norm_apply rounded to bf16
+// (and so against each other), and each must be the one that ran.
 void run_group_norm_case(const GnCase& gc) {
   const int64_t N = 2, HW = int64_t(gc.H) * gc.W;
-  const int C = gc.C, G = 32;
+  const int C = gc.C, G = gc.G;
   const float eps = 1e-6f;
-  const std::string name = "group_norm_nhwc C=" + std::to_string(C) + " " + std::to_string(gc.H) + "x" +
-                           std::to_string(gc.W) + (gc.swish ? " swish" : "") + (gc.in_place ? " in-place" : "");
+  const std::string shape = "C=" + std::to_string(C) + " G=" + std::to_string(G) + " " + std::to_string(gc.H) + "x" +
+                            std::to_string(gc.W) + (gc.swish ? " swish" : "") + (gc.in_place ? " in-place" : "");
   // NCHW values that bf16 holds exactly, with a per-channel offset so that groups differ; the statistics
   // are a real reduction of them (in double, as the producing conv's epilogue leaves them).
   std::vector<float> x = random_vector(size_t(N * C * HW), 51, 1.3f);
@@ -106,28 +119,44 @@ void run_group_norm_case(const GnCase& gc) {
   cuda::device_synchronize();
   const std::vector<uint16_t> ref_bits = to_nhwc(to_bf16_bits(dref.to_host(x.size())), N, C, HW);
 
-  const std::vector<uint16_t> x_bits = to_nhwc(to_bf16_bits(x), N, C, HW);
-  cuda::DeviceBuffer<uint16_t> dxh(x_bits), dyh(x.size());
-  dyh.poison();
-  uint16_t* y = gc.in_place ? dxh.get() : dyh.get();
-  cuda::group_norm_nhwc(dxh.get(), N, C, HW, norm, y);
-  cuda::device_synchronize();
-  const std::vector<uint16_t> got = gc.in_place ? dxh.to_host(x.size()) : dyh.to_host(x.size());
-  const BitDiff bd = bit_diff(got, ref_bits);
-  EXPECT_EQ(bd.count, 0) << name << ": differs from group_norm_apply rounded to bf16 at " << bd.count
-                         << " elements, first " << bd.first << " (got bits " << (bd.first >= 0 ? got[bd.first] : 0)
-                         << ", ref " << (bd.first >= 0 ? ref_bits[bd.first] : 0) << ")";
-
   // Reference 2: cpu::group_norm (its own two-pass statistics). bf16 keeps 8 significant bits, so rounding
   // to nearest moves a value by at most 2^-8 of itself (half an ulp of 2^-7 times its binade): in the max
   // norm within 2^-8 of max|ref|, plus the statistics' fp32-level differences (1e-4 is ample).
   std::vector<float> cref(x.size());
   cpu::group_norm(pool(), x.data(), N, C, HW, G, eps, gamma.data(), beta.data(), gc.swish, cref.data());
-  const Diff d = compare(to_nchw(bf16_to_floats(got), N, C, HW), cref);
-  EXPECT_LE(d.rel, 1.0 / 256 + 1e-4) << name << " vs cpu::group_norm: " << describe(d);
-  std::printf("%s: %lld bits differ from group_norm_apply; vs cpu::group_norm %s\n", name.c_str(), (long long)bd.count,
-              describe(d).c_str());
-  report(name, "bf16", d.rel, -1, -1);
+
+  const std::vector<uint16_t> x_bits = to_nhwc(to_bf16_bits(x), N, C, HW);
+  std::vector<uint16_t> first;  // the first variant's output
+  for (const std::string& variant : group_norm_variants()) {
+    const std::string name = "group_norm_nhwc[" + variant + "] " + shape;
+    cuda::DeviceBuffer<uint16_t> dxh(x_bits), dyh(x.size());
+    dyh.poison();
+    uint16_t* y = gc.in_place ? dxh.get() : dyh.get();
+    const uint64_t runs = cuda::variant_runs(cuda::KernelFamily::GroupNorm, variant);
+    {
+      cuda::ForceVariant force(cuda::KernelFamily::GroupNorm, variant);
+      cuda::group_norm_nhwc(dxh.get(), N, C, HW, norm, y);
+    }
+    cuda::device_synchronize();
+    EXPECT_EQ(cuda::last_variant_run(cuda::KernelFamily::GroupNorm), variant) << name << ": fell back";
+    EXPECT_EQ(cuda::variant_runs(cuda::KernelFamily::GroupNorm, variant), runs + 1) << name;
+    const std::vector<uint16_t> got = gc.in_place ? dxh.to_host(x.size()) : dyh.to_host(x.size());
+    const BitDiff bd = bit_diff(got, ref_bits);
+    EXPECT_EQ(bd.count, 0) << name << ": differs from group_norm_apply rounded to bf16 at " << bd.count
+                           << " elements, first " << bd.first << " (got bits " << (bd.first >= 0 ? got[bd.first] : 0)
+                           << ", ref " << (bd.first >= 0 ? ref_bits[bd.first] : 0) << ")";
+    if (first.empty()) {
+      first = got;
+    } else {
+      EXPECT_EQ(bit_diff(got, first).count, 0) << name << ": differs from the first variant's output";
+    }
+
+    const Diff d = compare(to_nchw(bf16_to_floats(got), N, C, HW), cref);
+    EXPECT_LE(d.rel, 1.0 / 256 + 1e-4) << name << " vs cpu::group_norm: " << describe(d);
+    std::printf("%s: %lld bits differ from group_norm_apply; vs cpu::group_norm %s\n", name.c_str(),
+                (long long)bd.count, describe(d).c_str());
+    report(name, "bf16", d.rel, -1, -1);
+  }
 }
 
 TEST(CudaNhwcKernels, GroupNormNhwcMatchesGroupNormApplyBitExact) {
@@ -136,8 +165,27 @@ TEST(CudaNhwcKernels, GroupNormNhwcMatchesGroupNormApplyBitExact) {
       {32, 14, 14, false, false}, {32, 7, 5, true, false},   {64, 14, 14, true, false},
       {64, 7, 5, false, true},    {512, 14, 14, true, false}, {512, 7, 5, true, true},
       {512, 14, 14, false, true},
-      // C / 8 = 12 does not divide the block's 256 threads: a thread's vectors change channels.
+      // C / 8 = 12 does not divide the block's 256 threads: a thread's vectors change channels (vec8);
+      // channel_regs' block is 12 x 21.
       {96, 14, 14, true, false},  {96, 7, 5, false, true},
+  };
+  for (const GnCase& c : cases) run_group_norm_case(c);
+}
+
+// Both variants on C in {8, 32, 96, 512}, odd HW, with and without swish, in place too. The larger maps
+// give channel_regs several steps of pixels per thread, and a last block that runs out part-way (its step
+// count falls with the device's SM count; the emulator reports one per CPU core: up to 16 here).
+TEST(CudaNhwcKernels, GroupNormNhwcVariantsAreBitIdentical) {
+  VTV_REQUIRE_GPU();
+  ASSERT_EQ(group_norm_variants(), (std::vector<std::string>{"vec8", "channel_regs"}));
+  const GnCase cases[] = {
+      // C = 8: one vector per pixel; channel_regs' block is 1 x 256. 2 channels per group.
+      {8, 7, 5, true, false, 4},     {8, 9, 13, false, true, 4},    {8, 63, 65, true, false, 4},
+      // C = 32, one channel per group: channel_regs' block is 4 x 64.
+      {32, 3, 3, false, false},      {32, 81, 81, true, true},      {32, 81, 81, false, false},
+      {96, 35, 37, true, false},     {96, 35, 37, false, true},     {96, 1, 1, true, false},
+      // C = 512: channel_regs' block is 64 x 4.
+      {512, 15, 17, false, false},   {512, 15, 17, true, true},     {512, 63, 65, true, false},
   };
   for (const GnCase& c : cases) run_group_norm_case(c);
 }

@@ -64,6 +64,7 @@ TEST(CudaVariants, EveryFamilyHasOneDefaultBaselineAndUniqueNames) {
   EXPECT_GE(variant_names(KernelFamily::Gemm).size(), 2u);
   EXPECT_GE(variant_names(KernelFamily::Conv3x3).size(), 2u);
   EXPECT_GE(variant_names(KernelFamily::ConvNhwc).size(), 2u);
+  EXPECT_EQ(variant_names(KernelFamily::GroupNorm), (std::vector<std::string>{"vec8", "channel_regs"}));
 }
 
 // ---- GEMM: every variant on the MAE's Linears, small -----------------------------------------------
@@ -537,6 +538,27 @@ TEST(CudaVariants, TheTuningTableSteersTheDispatchAndFallsBack) {
   EXPECT_EQ(std::string(cuda::choose_variant(bf16_in).name), "baseline");
 }
 
+// The GroupNorm pass (group_norm_nhwc) runs the table's variant, and the default without an entry.
+TEST(CudaVariants, TheTuningTableSteersTheGroupNormPass) {
+  VTV_REQUIRE_GPU();
+  const int64_t N = 2, HW = 9;
+  const int C = 64, G = 32;
+  DeviceBuffer<double> dst(std::vector<double>(size_t(N) * G * 2, 1.0));
+  DeviceBuffer<float> dg(std::vector<float>(C, 1.0f)), dbe(std::vector<float>(C, 0.0f));
+  DeviceBuffer<uint16_t> dx(std::vector<uint16_t>(size_t(N * HW * C), 0x3F80)), dy(size_t(N * HW * C));
+  const cuda::GroupNormIn norm{dst.get(), dg.get(), dbe.get(), G, 1e-6f, true};
+  const cuda::KernelShape shape = cuda::group_norm_shape(N, C, HW, G);
+  EXPECT_EQ(shape.key(), "groupnorm N2 C64 HW9 G32");
+  cuda::set_tuning_table({});
+  cuda::group_norm_nhwc(dx.get(), N, C, HW, norm, dy.get());
+  EXPECT_EQ(cuda::last_variant_run(KernelFamily::GroupNorm), "vec8");
+  cuda::set_tuning_table({{shape.key(), "channel_regs"}});
+  cuda::group_norm_nhwc(dx.get(), N, C, HW, norm, dy.get());
+  EXPECT_EQ(cuda::last_variant_run(KernelFamily::GroupNorm), "channel_regs");
+  cuda::set_tuning_table({});
+  cuda::device_synchronize();
+}
+
 TEST(CudaVariants, TuneTimesEverySupportingVariantOnTinyShapes) {
   VTV_REQUIRE_GPU();
   const std::vector<cuda::KernelShape> shapes = cuda::tuning_shapes("tiny", 1);
@@ -552,9 +574,10 @@ TEST(CudaVariants, TuneTimesEverySupportingVariantOnTinyShapes) {
     } else {
       EXPECT_EQ(r.ms, 0.0) << r.shape << " " << r.variant;
     }
-    // The timed conv call has what the decoder gives (taps, workspace): on the emulator every conv
-    // variant runs its own kernel rather than fall back to the baseline under its name.
-    if (cuda::probe().emulated && (r.family == "conv3x3" || r.family == "conv_nhwc")) {
+    // The timed conv call has what the decoder gives (taps, workspace), the GroupNorm call bf16 NHWC maps:
+    // on the emulator every conv and groupnorm variant runs its own kernel rather than fall back to the
+    // default under its name.
+    if (cuda::probe().emulated && (r.family == "conv3x3" || r.family == "conv_nhwc" || r.family == "groupnorm")) {
       EXPECT_EQ(r.skipped, "") << r.shape << " " << r.variant;
     }
   }

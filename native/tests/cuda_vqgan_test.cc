@@ -12,6 +12,7 @@
 #ifdef VTV_WITH_CUDA
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <memory>
 
 #include "core/thread_pool.h"
@@ -412,6 +413,35 @@ TEST(CudaVqgan, TinyBf16OnEveryConvVariantWithinTolerance) {
     std::printf("tiny bf16 decoder, %s %s: pixels %s\n", cuda::family_name(v.family), v.name, describe(d).c_str());
     EXPECT_LE(d.rel, nhwc ? 7e-2 : 5e-2) << describe(d);
     EXPECT_TRUE(gpu.graphs_enabled()) << "a capture failed: " << gpu.graph_capture_error();
+  }
+}
+
+// The whole tiny bf16 NHWC decoder with each groupnorm variant forced (group_norm_nhwc's passes), graphs
+// on: the variants are bit-identical, so the pixels must be too, and each forced variant must have run.
+TEST(CudaVqgan, TinyBf16NhwcPixelsAreBitIdenticalOnEveryGroupNormVariant) {
+  VTV_REQUIRE_GPU();
+  VqModel m(preset("tiny"), 74);
+  const int n = 1;
+  const size_t px = size_t(3) * kImage * kImage;
+  const std::vector<int32_t> grids = random_grids(n, m.c.vq.n_embed, 64);
+  std::vector<float> first;
+  for (const cuda::KernelVariant& v : cuda::kernel_variants()) {
+    if (v.family != cuda::KernelFamily::GroupNorm) continue;
+    SCOPED_TRACE(std::string("groupnorm variant ") + v.name);
+    cuda::ForceVariant force(v.family, v.name);
+    const uint64_t before = cuda::variant_runs(v.family, v.name);
+    cuda::VqganCuda gpu(m.c, m.w, Precision::BF16, n, true, true);
+    ASSERT_TRUE(gpu.nhwc());
+    std::vector<float> pixels(n * px, NAN);
+    gpu.run(grids.data(), n, cuda::VqganScoreJobs{}, {pixels.data(), nullptr, nullptr});
+    EXPECT_GT(cuda::variant_runs(v.family, v.name), before) << "the forced variant never ran";
+    EXPECT_TRUE(gpu.graphs_enabled()) << "a capture failed: " << gpu.graph_capture_error();
+    if (first.empty()) {
+      first = pixels;
+    } else {
+      EXPECT_EQ(std::memcmp(pixels.data(), first.data(), pixels.size() * sizeof(float)), 0)
+          << "pixels differ from the first variant's";
+    }
   }
 }
 
