@@ -5,7 +5,8 @@
 #   1. parity       every CUDA test (cuda_*_test: kernels, MAE, VQGAN decoder and encoder, the engine
 #                   against the CPU backend), with VTV_GRAPH_CAPTURE=strict (a failed graph capture fails)
 #   2. sanitizer    compute-sanitizer memcheck, racecheck and synccheck on the kernel tests (the kernel
-#                   suites of cuda_kernels_test and cuda_vqgan_test, RUN_SANITIZE_FILTER), 20 s each
+#                   suites of cuda_kernels_test and cuda_vqgan_test, the NHWC decoder's kernels and conv_nhwc
+#                   variants, RUN_SANITIZE_FILTER), 20 s each
 # The stages' caps keep room for the later ones; the search gets what is left (at 1,000 forwards/s its
 # 160,000 forwards take 160 s) and, cut short, still leaves its per-step log in $OUT.
 #   3. kernels      the kernel variant table: every bench_cuda_* binary of the kit
@@ -131,9 +132,9 @@ elif ! command -v compute-sanitizer >/dev/null; then
   skip sanitizer "compute-sanitizer not found"
 else
   s0=$(date +%s) rc=0 parts=""
-  sfilter="${RUN_SANITIZE_FILTER:-CudaLinear.*:CudaLayerNorm.*:CudaAttention.*:CudaArgmax.*:CudaPatchEmbed.*:CudaTokenScores.*:CudaVqganKernels.*}"
+  sfilter="${RUN_SANITIZE_FILTER:-CudaLinear.*:CudaLayerNorm.*:CudaAttention.*:CudaArgmax.*:CudaPatchEmbed.*:CudaTokenScores.*:CudaVqganKernels.*:CudaNhwcKernels.*:CudaVariants.EveryConvNhwcVariantMatchesCpuOn3x3And1x1}"
   for tool in memcheck racecheck synccheck; do
-    for t in "$bin/cuda_kernels_test" "$bin/cuda_vqgan_test"; do
+    for t in "$bin/cuda_kernels_test" "$bin/cuda_vqgan_test" "$bin/cuda_nhwc_kernels_test" "$bin/cuda_variants_test"; do
       [ -x "$t" ] || continue
       c=$(cap 20 290)
       log "sanitizer: $tool $(basename "$t") (cap $c s)"

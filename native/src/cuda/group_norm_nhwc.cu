@@ -22,6 +22,7 @@
 // bit-identical.
 #include <cuda_bf16.h>
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 
@@ -160,13 +161,25 @@ group_norm_nhwc_channel_regs_kernel(const uint4* x, int C, int HW, int steps, Gr
   }
 }
 
+// The current device's SM count, asked once per device (launches happen inside graph captures).
+int sm_count() {
+  static std::atomic<int> counts[kMaxVariantDevices];
+  int dev = 0;
+  VTV_CUDA_CHECK(cudaGetDevice(&dev));
+  check(dev >= 0 && dev < kMaxVariantDevices, "group_norm_nhwc: device " + std::to_string(dev) + " out of range");
+  int sms = counts[dev].load();
+  if (sms == 0) {
+    VTV_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    counts[dev].store(sms);
+  }
+  return sms;
+}
+
 void launch_channel_regs(const uint16_t* x, int64_t N, int C, int64_t HW, const GroupNormIn& norm, uint16_t* y,
                          cudaStream_t stream) {
   const int C8 = C / 8, k = kRegsThreads / C8, span = k * kRegsInFlight;
   // The most pixels per thread (the coefficient setup amortised) that still gives every SM a few blocks.
-  int dev = 0, sms = 1;
-  VTV_CUDA_CHECK(cudaGetDevice(&dev));
-  VTV_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const int sms = sm_count();
   int steps = kRegsMaxSteps;
   const auto blocks = [&](int st) { return (HW + int64_t(span) * st - 1) / (int64_t(span) * st); };
   while (steps > 1 && N * blocks(steps) < int64_t(kRegsBlocksPerSm) * sms) steps /= 2;
