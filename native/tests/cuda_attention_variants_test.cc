@@ -1,6 +1,6 @@
 // The attention variants of the kernel registry (cuda/variants.h, cuda/attention_variants.h): every
-// registered Attention variant, forced, against cpu::mha_attention on small versions of the model's
-// sequences (a whole 16-query tile and a ragged one), with and without the task-vector patch (scattered
+// registered Attention variant, forced, against cpu::mha_attention on the model's sequences at two heads
+// and two samples (and a short ragged one), with and without the task-vector patch (scattered
 // patched positions, a whole patched 16-query tile, a wholly patched head, the zero-shot position shift),
 // and the fallback to the baseline where a variant cannot run the call. Skipped, with the reason, where no
 // GPU is usable.
@@ -57,7 +57,7 @@ struct Result {
 Result run_case(const Case& c, const std::string& variant) {
   const int64_t C = int64_t(c.H) * c.dh, B = c.B;
   const int N = c.N;
-  const int shift = N == kZeroShotEncTokens ? kZeroShotShift : 0;
+  const int shift = (N == kZeroShotEncTokens || N == kZeroShotDecTokens) ? kZeroShotShift : 0;
   const float scale = static_cast<float>(std::pow(double(c.dh), -0.5));
   const std::vector<float> qkv = random_vector(static_cast<size_t>(B * N * 3 * C), uint32_t(N * 7 + c.dh), 1.5f);
   const std::vector<float> means = random_vector(static_cast<size_t>(N + shift) * C, uint32_t(N + 3));
@@ -176,7 +176,9 @@ TEST(CudaAttentionVariants, EveryVariantMatchesCpuWithAndWithoutThePatch) {
   cuda::mha_prepare();
   ASSERT_GE(attention_variants().size(), 2u);
   for (const std::string& name : attention_variants()) {
-    for (int N : {kZeroShotEncTokens, 13}) {
+    // 50 and 13 (a ragged tile) run mma_sync's 64-key kernel; the zero-shot decoder's 99 and the one-shot
+    // decoder's 197 its 128- and 256-key ones, with warps that take several 16-query tiles.
+    for (int N : {kZeroShotEncTokens, 13, kZeroShotDecTokens, kOneShotDecTokens}) {
       for (int dh : {16, 32, 64}) {
         for (bool patching : {false, true}) {
           const Case c{2, N, 2, dh, patching};
