@@ -55,6 +55,7 @@ TEST(CudaVariants, EveryFamilyHasOneDefaultBaselineAndUniqueNames) {
   EXPECT_GE(variant_names(KernelFamily::Gemm).size(), 2u);
   EXPECT_GE(variant_names(KernelFamily::Conv3x3).size(), 2u);
   EXPECT_GE(variant_names(KernelFamily::ConvNhwc).size(), 2u);
+  EXPECT_GE(variant_names(KernelFamily::Attention).size(), 2u);
 }
 
 // ---- GEMM: every variant on the MAE's Linears, small -----------------------------------------------
@@ -544,8 +545,9 @@ TEST(CudaVariants, TuneTimesEverySupportingVariantOnTinyShapes) {
       EXPECT_EQ(r.ms, 0.0) << r.shape << " " << r.variant;
     }
     // The timed conv call has what the decoder gives (taps, workspace): on the emulator every conv
-    // variant runs its own kernel rather than fall back to the baseline under its name.
-    if (cuda::probe().emulated && (r.family == "conv3x3" || r.family == "conv_nhwc")) {
+    // variant runs its own kernel rather than fall back to the baseline under its name; so does every
+    // attention variant on the tiny shape (head dim 16).
+    if (cuda::probe().emulated && (r.family == "conv3x3" || r.family == "conv_nhwc" || r.family == "attention")) {
       EXPECT_EQ(r.skipped, "") << r.shape << " " << r.variant;
     }
   }
