@@ -67,7 +67,9 @@ Result run_case(const Case& c, const std::string& variant) {
   const int64_t bit_offset = 11, bits = bit_offset + int64_t(c.H) * N + 3, stride = (bits + 7) / 8;
   std::vector<uint8_t> mask(static_cast<size_t>(B * stride), 0);
   std::mt19937 rng(uint32_t(N + c.dh));
-  auto set_bit = [&](int64_t b, int64_t i) { mask[static_cast<size_t>(b * stride + (i >> 3))] |= uint8_t(1u << (i & 7)); };
+  auto set_bit = [&](int64_t b, int64_t i) {
+    mask[static_cast<size_t>(b * stride + (i >> 3))] |= uint8_t(1u << (i & 7));
+  };
   for (int h = 0; h < c.H; ++h) {
     for (int p = 0; p < N; ++p) {
       const int64_t i = bit_offset + int64_t(h) * N + p;
@@ -187,8 +189,8 @@ TEST(CudaAttentionVariants, EveryVariantMatchesCpuWithAndWithoutThePatch) {
               cuda::attention_shape(c.B, N, c.H, dh));
           const Result r = run_case(c, name);
           EXPECT_EQ(r.ran, why.empty() ? name : std::string("baseline")) << why;
-          std::printf("attention %-8s N %2d dh %2d %-9s ran %-8s max|err| vs bf16-rounded inputs %.3g (%.2f of its bound), "
-                      "vs fp32 inputs %.3g (%.2f of its bound), rel to max|ref| %.3g\n",
+          std::printf("attention %-8s N %2d dh %2d %-9s ran %-8s max|err| vs bf16-rounded inputs %.3g "
+                      "(%.2f of its bound), vs fp32 inputs %.3g (%.2f of its bound), rel to max|ref| %.3g\n",
                       name.c_str(), N, dh, patching ? "patched" : "unpatched", r.ran.c_str(), r.err_rounded,
                       r.ratio_rounded, r.err_full, r.ratio_full, r.err_full / r.ref_max);
         }

@@ -292,7 +292,8 @@ TEST(CudaMae, TinyBf16TokensAgreeWithFp32OnEveryAttentionVariant) {
   cuda::mha_prepare();
   for (const cuda::KernelVariant& v : cuda::kernel_variants()) {
     if (v.family != cuda::KernelFamily::Attention || v.is_default) continue;
-    const std::string why = v.unsupported(cuda::attention_shape(4, kZeroShotEncTokens, c.enc_heads, c.enc_dim / c.enc_heads));
+    const std::string why =
+        v.unsupported(cuda::attention_shape(4, kZeroShotEncTokens, c.enc_heads, c.enc_dim / c.enc_heads));
     if (!why.empty()) {
       std::printf("attention variant %s not runnable on the tiny encoder here: %s\n", v.name, why.c_str());
       continue;

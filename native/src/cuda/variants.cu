@@ -196,7 +196,8 @@ const std::vector<KernelVariant>& kernel_variants() {
        conv_nhwc_wgmma_unsupported, false},
       {KernelFamily::Attention, "baseline", "one block per (sample, head), fp32", attention_unsupported, true},
       {KernelFamily::Attention, "mma_sync",
-       "one block per (sample, head), bf16 K/V in shared memory, warp per 16 queries, mma.sync QK^T and PV, fp32 softmax",
+       "one block per (sample, head), bf16 K/V in shared memory, warp per 16 queries, mma.sync QK^T and PV, "
+       "fp32 softmax",
        attention_mma_unsupported, false},
       {KernelFamily::GroupNorm, "baseline", "GroupNorm(+SiLU) applied from producer statistics, fp32", always, true},
   };
