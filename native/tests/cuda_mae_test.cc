@@ -17,6 +17,7 @@
 #include "core/thread_pool.h"
 #include "cpu/elementwise.h"
 #include "cuda/device_buffer.h"
+#include "cuda/kernels.h"
 #include "cuda/mae_cuda.h"
 #include "cuda/variants.h"
 #include "model/mae.h"
@@ -278,6 +279,39 @@ TEST(CudaMae, TinyBf16TokensAgreeWithFp32OnEveryGemmVariant) {
     SCOPED_TRACE(std::string("gemm variant ") + v.name);
     cuda::ForceVariant force(cuda::KernelFamily::Gemm, v.name);
     run_case(model, Mode::ZeroShot, Precision::BF16, 4, true, 8);
+  }
+}
+
+// The same for the attention variants: the tiny model's encoder heads (dim 16) run the forced variant,
+// its decoder heads (dim 8, too narrow for mma_sync's k16 steps) fall back to the baseline. Both modes:
+// the zero-shot encoder's 50 tokens and the one-shot encoder's 148 (mma_sync's 64- and 256-key kernels).
+TEST(CudaMae, TinyBf16TokensAgreeWithFp32OnEveryAttentionVariant) {
+  VTV_REQUIRE_GPU();
+  RandomMae model(preset("tiny"), 1);
+  const ModelConfig& c = model.config();
+  cuda::mha_prepare();
+  for (const cuda::KernelVariant& v : cuda::kernel_variants()) {
+    if (v.family != cuda::KernelFamily::Attention || v.is_default) continue;
+    const std::string why =
+        v.unsupported(cuda::attention_shape(4, kZeroShotEncTokens, c.enc_heads, c.enc_dim / c.enc_heads));
+    if (!why.empty()) {
+      std::printf("attention variant %s not runnable on the tiny encoder here: %s\n", v.name, why.c_str());
+      continue;
+    }
+    SCOPED_TRACE(std::string("attention variant ") + v.name);
+    cuda::ForceVariant force(cuda::KernelFamily::Attention, v.name);
+    for (Mode mode : {Mode::ZeroShot, Mode::OneShot}) {
+      const uint64_t ran = cuda::variant_runs(cuda::KernelFamily::Attention, v.name);
+      const uint64_t baseline = cuda::variant_runs(cuda::KernelFamily::Attention, "baseline");
+      run_case(model, mode, Precision::BF16, 4, true, 8);
+      EXPECT_EQ(cuda::variant_runs(cuda::KernelFamily::Attention, v.name) - ran, uint64_t(c.enc_depth))
+          << "one call per encoder layer";
+      const bool dec_supported =
+          v.unsupported(cuda::attention_shape(4, dec_tokens(mode), c.dec_heads, c.dec_dim / c.dec_heads)).empty();
+      EXPECT_EQ(cuda::variant_runs(cuda::KernelFamily::Attention, "baseline") - baseline,
+                dec_supported ? 0u : uint64_t(c.dec_depth))
+          << "the decoder's layers fall back where the variant cannot run their head dim";
+    }
   }
 }
 

@@ -65,6 +65,7 @@ TEST(CudaVariants, EveryFamilyHasOneDefaultBaselineAndUniqueNames) {
   EXPECT_GE(variant_names(KernelFamily::Conv3x3).size(), 2u);
   EXPECT_GE(variant_names(KernelFamily::ConvNhwc).size(), 2u);
   EXPECT_EQ(variant_names(KernelFamily::GroupNorm), (std::vector<std::string>{"vec8", "channel_regs"}));
+  EXPECT_GE(variant_names(KernelFamily::Attention).size(), 2u);
 }
 
 // ---- GEMM: every variant on the MAE's Linears, small -----------------------------------------------
@@ -576,8 +577,9 @@ TEST(CudaVariants, TuneTimesEverySupportingVariantOnTinyShapes) {
     }
     // The timed conv call has what the decoder gives (taps, workspace), the GroupNorm call bf16 NHWC maps:
     // on the emulator every conv and groupnorm variant runs its own kernel rather than fall back to the
-    // default under its name.
-    if (cuda::probe().emulated && (r.family == "conv3x3" || r.family == "conv_nhwc" || r.family == "groupnorm")) {
+    // default under its name; so does every attention variant on the tiny shape (head dim 16).
+    if (cuda::probe().emulated && (r.family == "conv3x3" || r.family == "conv_nhwc" || r.family == "groupnorm" ||
+                                   r.family == "attention")) {
       EXPECT_EQ(r.skipped, "") << r.shape << " " << r.variant;
     }
   }

@@ -8,13 +8,19 @@
 // i = warp, warp+8, ...: scores (one key per lane), a warp-wide softmax, and P.V (one output dim per
 // lane). Plain fp32 FMA in both precision modes: attention is ~2% of the forward's multiply-adds here.
 // Capture sums are a separate deterministic reduction over samples (add_batch_sum).
+//
+// This kernel is the "baseline" of the Attention kernel variants (variants.h); mha_attention runs the
+// variant the tuning table (or a ForceVariant) names when it can run the call, here or in
+// attention_mma.cu ("mma_sync": bf16 tensor cores, head dims 16, 32, 64), and records what ran.
 #include <algorithm>
 #include <cmath>
 #include <mutex>
 
+#include "cuda/attention_variants.h"
 #include "cuda/check.cuh"
 #include "cuda/launch.cuh"
 #include "cuda/kernels.h"
+#include "cuda/variants.h"
 
 namespace vtv::cuda {
 
@@ -181,7 +187,10 @@ __global__ void add_batch_sum_kernel(const float* __restrict__ x, int64_t B, int
 
 }  // namespace
 
-void mha_prepare() { mha_device(); }
+void mha_prepare() {
+  mha_device();
+  mha_mma_prepare();
+}
 
 void mha_attention(const float* qkv, int64_t B, int64_t N, int H, int dh, float scale, float* out,
                    const HeadPatch* patch, cudaStream_t stream) {
@@ -193,6 +202,13 @@ void mha_attention(const float* qkv, int64_t B, int64_t N, int H, int dh, float 
   if (B == 0) return;
   const HeadPatch p = patch ? *patch : HeadPatch{};
   const int n = static_cast<int>(N);
+  // The variant the tuning table (or a ForceVariant) names, when it can run this call; else the baseline.
+  const KernelVariant& v = choose_variant(attention_shape(B, N, H, dh));
+  if (std::string(v.name) == "mma_sync" && attention_mma_can_run(qkv)) {
+    mha_attention_mma(qkv, B, n, H, dh, scale, out, p, stream);
+    note_variant_run(KernelFamily::Attention, "mma_sync");
+    return;
+  }
   switch (dh) {
     case 8: launch_mha<8>(qkv, B, n, H, scale, out, p, stream); break;
     case 16: launch_mha<16>(qkv, B, n, H, scale, out, p, stream); break;
@@ -200,6 +216,7 @@ void mha_attention(const float* qkv, int64_t B, int64_t N, int H, int dh, float 
     case 64: launch_mha<64>(qkv, B, n, H, scale, out, p, stream); break;
     default: throw Error("cuda mha_attention: head dim must be 8, 16, 32 or 64, got " + std::to_string(dh));
   }
+  note_variant_run(KernelFamily::Attention, "baseline");
 }
 
 void add_batch_sum(const float* x, int64_t B, int64_t per_sample, float* sum, cudaStream_t stream) {

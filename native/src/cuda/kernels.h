@@ -3,6 +3,7 @@
 //   layer_norm.cu               LayerNorm
 //   patch_embed.cu              patch gathering and the token assembly around the encoder and decoder
 //   attention.cu                multi-head attention with the task-vector patch, and capture sums
+//                               (attention_mma.cu: its bf16 tensor-core variant)
 //   argmax.cu                   argmax keys -> token grids
 //   token_scores.cu             the token losses of each sample from its logits, on the device
 // Each has a CPU counterpart in native/src/cpu (or native/src/model/mae.cc) that the tests compare to.
@@ -70,7 +71,8 @@ struct HeadPatch {
 void mha_prepare();
 
 // As cpu::mha_attention without capture: qkv [B][N][3*H*dh] (q | k | v, head-major) -> out [B][N][H*dh].
-// N <= 256, dh in {8, 16, 32, 64}. patch may be null.
+// N <= 256, dh in {8, 16, 32, 64}. patch may be null. Runs the "attention" kernel variant the tuning table
+// names for the shape when it can run the call (variants.h, attention_variants.h), else the fp32 baseline.
 void mha_attention(const float* qkv, int64_t B, int64_t N, int H, int dh, float scale, float* out,
                    const HeadPatch* patch, cudaStream_t stream = nullptr);
 

@@ -12,6 +12,7 @@
 
 #include <cuda_bf16.h>
 
+#include "cuda/attention_variants.h"
 #include "cuda/check.cuh"
 #include "cuda/device_buffer.h"
 #include "cuda/gemm_variants.h"
@@ -200,6 +201,10 @@ const std::vector<KernelVariant>& kernel_variants() {
       {KernelFamily::ConvNhwc, "wgmma_n256", "wgmma with 128x256 block tiles (m64n256k16, 1 block per SM)",
        conv_nhwc_wgmma_unsupported, false},
       {KernelFamily::Attention, "baseline", "one block per (sample, head), fp32", attention_unsupported, true},
+      {KernelFamily::Attention, "mma_sync",
+       "one block per (sample, head), bf16 K/V in shared memory, warp per 16 queries, mma.sync QK^T and PV, "
+       "fp32 softmax",
+       attention_mma_unsupported, false},
       {KernelFamily::GroupNorm, "vec8",
        "bf16 NHWC GroupNorm(+SiLU) pass: 256 threads x 8 16-byte vectors of a flat chunk, scales and shifts "
        "in shared memory",
@@ -572,10 +577,11 @@ std::vector<VariantTiming> tune_kernels(const std::vector<KernelShape>& shapes, 
         ForceVariant force(s.family, v.name);
         t.ms = time_ms(reps, [&] { p.run(); });
         t.tflops = t.ms > 0 ? s.flops() / (t.ms * 1e-3) / 1e12 : 0.0;
-        // The GEMM, conv and GroupNorm dispatchers record what ran: a call that fell back timed another
-        // kernel.
+        // The GEMM, conv, attention and GroupNorm dispatchers record what ran: a call that fell back timed
+        // another kernel.
         const bool recorded = s.family == KernelFamily::Gemm || s.family == KernelFamily::Conv3x3 ||
-                              s.family == KernelFamily::ConvNhwc || s.family == KernelFamily::GroupNorm;
+                              s.family == KernelFamily::ConvNhwc || s.family == KernelFamily::Attention ||
+                              s.family == KernelFamily::GroupNorm;
         if (recorded && last_variant_run(s.family) != v.name) {
           t.skipped = "the call fell back to " + last_variant_run(s.family);
           t.ms = t.tflops = 0.0;
