@@ -18,6 +18,7 @@
 
 #include "cuda/attention_variants.h"
 #include "cuda/check.cuh"
+#include "cuda/head_patch.cuh"
 #include "cuda/launch.cuh"
 #include "cuda/kernels.h"
 #include "cuda/variants.h"
@@ -60,18 +61,8 @@ mha_kernel(const float* __restrict__ qkv, int N, int H, float scale, float* __re
   const int C = H * DH;
   const int64_t row = 3 * int64_t(C);
   const float* base = qkv + b * N * row;
-  const bool patching = patch.mask != nullptr;
-  const uint8_t* mask = patching ? patch.mask + b * patch.mask_stride : nullptr;
-  auto patched = [&](int p) -> bool {
-    const int64_t i = patch.bit_offset + int64_t(h) * N + p;
-    return (mask[i >> 3] >> (i & 7)) & 1;
-  };
-
-  int computes = !patching;
-  if (patching) {
-    for (int p = tid; p < N; p += kThreads) computes |= !patched(p);
-  }
-  if (__syncthreads_or(computes)) {
+  const HeadPatchView hp = head_patch_view(patch, b, H, h, N);
+  if (head_computes(hp, N, kThreads)) {
     for (int idx = tid; idx < N * DH; idx += kThreads) {
       const int j = idx / DH, d = idx % DH;
       const float* src = base + j * row + h * DH + d;
@@ -85,9 +76,8 @@ mha_kernel(const float* __restrict__ qkv, int N, int H, float scale, float* __re
   float* p = Ps + warp * N;
   for (int i = warp; i < N; i += kWarps) {
     float* o = out + (b * N + i) * int64_t(C) + h * DH;
-    if (patching && patched(i)) {  // the same i for the whole warp: a uniform branch
-      const int src = i == 0 ? 0 : i + patch.position_shift;
-      const float* m = patch.means + (int64_t(src) * H + h) * DH;
+    if (hp.patched(i)) {  // the same i for the whole warp: a uniform branch
+      const float* m = hp.mean(i, DH);
       for (int d = lane; d < DH; d += 32) o[d] = m[d];
       continue;
     }

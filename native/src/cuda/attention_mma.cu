@@ -37,6 +37,7 @@
 
 #include "cuda/attention_variants.h"
 #include "cuda/check.cuh"
+#include "cuda/head_patch.cuh"
 #include "cuda/launch.cuh"
 #include "cuda/mma_bf16.cuh"
 #include "cuda/ptx.cuh"
@@ -89,18 +90,8 @@ mha_mma_kernel(const float* __restrict__ qkv, int N, int H, float scale, float* 
   const int C = H * DH;
   const int64_t row = 3 * int64_t(C);
   const float* base = qkv + b * N * row;
-  const bool patching = patch.mask != nullptr;
-  const uint8_t* mask = patching ? patch.mask + b * patch.mask_stride : nullptr;
-  auto patched = [&](int p) -> bool {
-    const int64_t i = patch.bit_offset + int64_t(h) * N + p;
-    return (mask[i >> 3] >> (i & 7)) & 1;
-  };
-
-  int computes = !patching;
-  if (patching) {
-    for (int p = tid; p < N; p += kThreads) computes |= !patched(p);
-  }
-  if (__syncthreads_or(computes)) {
+  const HeadPatchView hp = head_patch_view(patch, b, H, h, N);
+  if (head_computes(hp, N, kThreads)) {
     // 8 consecutive dims of one key per step: two float4 loads each of K and V, one 16-byte store each.
     for (int c = tid; c < Np * CH; c += kThreads) {
       const int j = c / CH, d = (c % CH) * 8;
@@ -125,7 +116,7 @@ mha_mma_kernel(const float* __restrict__ qkv, int N, int H, float scale, float* 
   for (int mt = warp; mt * 16 < N; mt += kWarps) {
     const int r0 = mt * 16 + g, r1 = r0 + 8;  // this thread's two rows of the tile
     const bool in0 = r0 < N, in1 = r1 < N;
-    const bool pat0 = patching && in0 && patched(r0), pat1 = patching && in1 && patched(r1);
+    const bool pat0 = in0 && hp.patched(r0), pat1 = in1 && hp.patched(r1);
     float o[OT][4];
 #pragma unroll
     for (int i = 0; i < OT; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
@@ -218,8 +209,7 @@ mha_mma_kernel(const float* __restrict__ qkv, int N, int H, float scale, float* 
       if (r >= N) continue;
       float* dst = out + (b * N + r) * int64_t(C) + h * DH + 2 * t;
       if (half ? pat1 : pat0) {
-        const int src = r == 0 ? 0 : r + patch.position_shift;
-        const float* m = patch.means + (int64_t(src) * H + h) * DH + 2 * t;
+        const float* m = hp.mean(r, DH) + 2 * t;
 #pragma unroll
         for (int ot = 0; ot < OT; ++ot) {
           dst[8 * ot] = m[8 * ot];

@@ -26,6 +26,26 @@ namespace {
 
 constexpr int QT = 8, THREADS = 256, kMaxC = 512, kMaxHW = 256;
 
+// One warp's softmax of a score row (both layouts), as cpu::spatial_attention: the max of the raw scores
+// times the scale, e = exp(s * scale - max) written back in place, and 1 / sum(e) returned (the caller
+// multiplies, so that it can store the probabilities where it needs them).
+__device__ __forceinline__ float softmax_row_exp(float* row, int HW, float scale, int lane) {
+  float mx = -INFINITY;
+  for (int j = lane; j < HW; j += 32) mx = fmaxf(mx, row[j]);
+#pragma unroll
+  for (int m = 16; m > 0; m >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, m));
+  const float shift = mx * scale;
+  float sum = 0.0f;
+  for (int j = lane; j < HW; j += 32) {
+    const float e = expf(__fsub_rn(__fmul_rn(row[j], scale), shift));
+    row[j] = e;
+    sum += e;
+  }
+#pragma unroll
+  for (int m = 16; m > 0; m >>= 1) sum += __shfl_xor_sync(0xFFFFFFFFu, sum, m);
+  return 1.0f / sum;
+}
+
 __global__ void __launch_bounds__(THREADS)
 spatial_attention_kernel(const float* __restrict__ qkv, int C, int HW, float scale, float* __restrict__ out) {
   __shared__ __align__(16) float qs[kMaxC][QT];  // the block's queries, [c][query]
@@ -68,20 +88,7 @@ spatial_attention_kernel(const float* __restrict__ qkv, int C, int HW, float sca
 
   // Softmax of row `warp` (8 warps, 8 queries).
   if (warp < nq) {
-    float mx = -INFINITY;
-    for (int j = lane; j < HW; j += 32) mx = fmaxf(mx, ps[warp][j]);
-#pragma unroll
-    for (int m = 16; m > 0; m >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, m));
-    const float shift = mx * scale;
-    float sum = 0.0f;
-    for (int j = lane; j < HW; j += 32) {
-      const float e = expf(__fsub_rn(__fmul_rn(ps[warp][j], scale), shift));
-      ps[warp][j] = e;
-      sum += e;
-    }
-#pragma unroll
-    for (int m = 16; m > 0; m >>= 1) sum += __shfl_xor_sync(0xFFFFFFFFu, sum, m);
-    const float inv = 1.0f / sum;
+    const float inv = softmax_row_exp(ps[warp], HW, scale, lane);
     for (int j = lane; j < HW; j += 32) ps[warp][j] *= inv;
   }
   __syncthreads();
@@ -187,20 +194,7 @@ spatial_attention_nhwc_kernel(const uint16_t* __restrict__ qkv, int C, int HW, f
 
   // Softmax of row `warp`, exactly as spatial_attention_kernel; rows of missing queries are zero.
   if (warp < nq) {
-    float mx = -INFINITY;
-    for (int j = lane; j < HW; j += 32) mx = fmaxf(mx, ps[warp][j]);
-#pragma unroll
-    for (int m = 16; m > 0; m >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, m));
-    const float shift = mx * scale;
-    float sum = 0.0f;
-    for (int j = lane; j < HW; j += 32) {
-      const float e = expf(__fsub_rn(__fmul_rn(ps[warp][j], scale), shift));
-      ps[warp][j] = e;
-      sum += e;
-    }
-#pragma unroll
-    for (int m = 16; m > 0; m >>= 1) sum += __shfl_xor_sync(0xFFFFFFFFu, sum, m);
-    const float inv = 1.0f / sum;
+    const float inv = softmax_row_exp(ps[warp], HW, scale, lane);
     for (int j = lane; j < HW; j += 32) reinterpret_cast<float*>(pt[j])[warp] = ps[warp][j] * inv;
   } else if (warp < QT) {
     for (int j = lane; j < HW; j += 32) reinterpret_cast<float*>(pt[j])[warp] = 0.0f;

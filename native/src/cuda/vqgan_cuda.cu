@@ -61,15 +61,18 @@ struct VqganCuda::State : VqganDeviceBlocks {
   int64_t distinct = 0;
 
 
-  // tokens (device, n grids) -> pixels (device).
+  // tokens (device, n grids) -> pixels (device). The blocks branch on the layout themselves
+  // (VqganDeviceBlocks); the ends here: in the NHWC layout the lookup writes bf16 NHWC and norm_out runs
+  // once per element before conv_out, in NCHW conv_out applies it as it loads.
   void forward(int64_t n) {
     H = W = kGrid;
     if (nhwc) {
-      forward_nhwc(n);
-      return;
+      codebook_lookup_nhwc(tokens.get(), n, table.get(), V, Cz, map(1), stream);
+      conv_nhwc(conv_in, map(1), n, false, map(0), nullptr, st(0));
+    } else {
+      codebook_lookup(tokens.get(), n, table.get(), V, Cz, buf(1), stream);
+      conv(conv_in, buf(1), n, Resample::None, buf(0), nullptr, GroupNormIn{}, st(0));
     }
-    codebook_lookup(tokens.get(), n, table.get(), V, Cz, buf(1), stream);
-    conv(conv_in, buf(1), n, Resample::None, buf(0), nullptr, GroupNormIn{}, st(0));
     cur = 0;
     resnet(mid1, n);
     attention(mid_attn, n);
@@ -82,29 +85,13 @@ struct VqganCuda::State : VqganDeviceBlocks {
       }
       if (L.has_upsample) resample(L.upsample, n, Resample::Up2x);
     }
-    conv_out_pixels(buf(cur), n, conv_out.in, H, W, gn(norm_out, st(cur), true), conv_out.w32.get(), conv_out.b.get(),
-                    pixels.get(), stream);
-  }
-
-  // The same in the bf16 NHWC layout: the blocks are VqganDeviceBlocks' (nhwc), norm_out runs once per
-  // element before conv_out.
-  void forward_nhwc(int64_t n) {
-    codebook_lookup_nhwc(tokens.get(), n, table.get(), V, Cz, map(1), stream);
-    conv_nhwc(conv_in, map(1), n, false, map(0), nullptr, st(0));
-    cur = 0;
-    resnet(mid1, n);
-    attention(mid_attn, n);
-    resnet(mid2, n);
-    for (int i = c.vq.levels() - 1; i >= 0; --i) {
-      const DevLevel& L = up[static_cast<size_t>(i)];
-      for (size_t j = 0; j < L.blocks.size(); ++j) {
-        resnet(L.blocks[j], n);
-        if (!L.attn.empty()) attention(L.attn[j], n);
-      }
-      if (L.has_upsample) resample(L.upsample, n, Resample::Up2x);
+    if (nhwc) {
+      conv_out_pixels_nhwc(normalise(cur, norm_out, true, conv_out.in, n), n, conv_out.in, H, W, conv_out.w32.get(),
+                           conv_out.b.get(), pixels.get(), stream);
+    } else {
+      conv_out_pixels(buf(cur), n, conv_out.in, H, W, gn(norm_out, st(cur), true), conv_out.w32.get(),
+                      conv_out.b.get(), pixels.get(), stream);
     }
-    conv_out_pixels_nhwc(normalise(cur, norm_out, true, conv_out.in, n), n, conv_out.in, H, W, conv_out.w32.get(),
-                         conv_out.b.get(), pixels.get(), stream);
   }
 
   void ensure_capacity(int64_t n) {
