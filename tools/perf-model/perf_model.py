@@ -426,7 +426,11 @@ def sass_instructions(sass, symbol, arch="90"):
 def ptx_of(kernel, cache_dir):
     src = os.path.join(ROOT, kernel.source)
     out = os.path.join(cache_dir, f"{kernel.name}.sm_{kernel.arch}.ptx")
-    if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(src):
+    # Remade when the source or any header of native/src/cuda is newer (the kernels' loops live in headers too).
+    cuda_dir = os.path.join(ROOT, "native", "src", "cuda")
+    newest = max([os.path.getmtime(src)] + [os.path.getmtime(os.path.join(cuda_dir, f)) for f in os.listdir(cuda_dir)
+                                            if f.endswith((".cuh", ".h"))])
+    if not os.path.exists(out) or os.path.getmtime(out) < newest:
         os.makedirs(cache_dir, exist_ok=True)
         nvcc = os.environ.get("NVCC") or next((p for p in ("nvcc", "/usr/local/cuda/bin/nvcc")
                                                if subprocess.run(["which", p], capture_output=True).returncode == 0

@@ -104,12 +104,14 @@ conv_bf16_nhwc_kernel(ConvParams p, const __nv_bfloat16* __restrict__ xnhwc, con
     oy[i] = px.oy;
     ox[i] = px.ox;
   }
+  // B's tap and channel for this thread's chunk; load_tile is called for k tiles 0, 1, 2, ... in order.
+  NhwcTapCursor tp;
+  tp.start(p, lk);
   auto load_tile = [&](int kt, int stage) {
     __nv_bfloat16* As = smem + stage * kStageElems;
     __nv_bfloat16* Bs = As + BM * LDS;
     const int k0 = kt * BK;
     const bool k_ok = k0 + lk < K;  // past K (its last tile): zeros in both operands
-    const NhwcTap tp = nhwc_tap(p, k_ok ? k0 + lk : 0);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int r = lrow + 32 * i;
@@ -120,6 +122,7 @@ conv_bf16_nhwc_kernel(ConvParams p, const __nv_bfloat16* __restrict__ xnhwc, con
           ok ? xn + (int64_t(iy >> p.up) * p.W + (ix >> p.up)) * Ci + tp.ci : xn;  // clamped when padding
       cp_async_16_zfill(Bs + r * LDS + lk, src, ok ? 16 : 0);
     }
+    tp.advance(p, BK);
   };
 
   float acc[4][8][4];

@@ -1,7 +1,11 @@
-// The "wgmma" variant of the bf16 3x3 convolution (variants.h, conv_variants.h): the nhwc variant's
-// implicit GEMM (same bf16 NHWC input from its prologue pass, same tap-major weights, same 16-byte
-// cp.async gathers with zero-fill for the padding and nearest x2 upsampling folded into the indexing)
-// with the multiply on sm_90a's warpgroup MMA, and loads overlapping the MMAs.
+// The "wgmma" variants of the bf16 convolution (variants.h, conv_variants.h), in the conv3x3 family (fed by
+// the nhwc variant's prologue pass from fp32 NCHW maps) and in the conv_nhwc family (fed the NHWC
+// decoder's bf16 map as stored; 1x1 convs too, their one tap the centre; bf16 NHWC out): the nhwc
+// variant's implicit GEMM (same tap-major weights, same 16-byte cp.async gathers with zero-fill for the
+// padding and nearest x2 upsampling folded into the indexing) with the multiply on sm_90a's warpgroup
+// MMA, and loads overlapping the MMAs. Unlike conv_bf16_nhwc.cu's kernel it keeps Ci % 32 == 0 (no k
+// tail, one tap per k tile, a division per tile): fewer instructions in the loop that feeds the wgmmas,
+// which the performance model finds issue-bound at 128 pixels.
 //
 // GEMM view per sample: C[co][pixel] = sum_k taps[co][k] B[k][pixel], k = (ky, kx, ci); Ci % 32 == 0,
 // so a 32-wide k tile lies inside one tap and a pixel's row of B is 32 consecutive NHWC channels.
@@ -70,7 +74,7 @@ conv_bf16_wgmma_kernel(ConvParams p, const __nv_bfloat16* __restrict__ xnhwc, co
   const int g = lane >> 2, t = lane & 3;
   const int p0 = blockIdx.x * BN, c0 = blockIdx.y * BM;
   const int64_t n = blockIdx.z;
-  const int Ci = p.Ci, K = p.K, KT = (K + BK - 1) / BK;
+  const int Ci = p.Ci, K = p.K, KT = K / BK;
   const __nv_bfloat16* xn = xnhwc + n * int64_t(p.H) * p.W * Ci;
   if (p.stats_out) {
     for (int r = tid; r < BM; r += THREADS) row_sum[r] = row_sq[r] = 0.0;
@@ -95,23 +99,24 @@ conv_bf16_wgmma_kernel(ConvParams p, const __nv_bfloat16* __restrict__ xnhwc, co
     oy[i] = px.oy;
     ox[i] = px.ox;
   }
+  // Ci % 32 == 0 (conv_nhwc_wgmma_unsupported): a k tile lies inside one tap and K is whole tiles. The
+  // tap of tile k0 is k0 / Ci for a 3x3 conv; a 1x1 conv (K == Ci) reads its one tap, the centre (4).
+  const int tap0 = K == Ci ? 4 : 0;
   auto load_tile = [&](int kt, int stage) {
     unsigned char* As = smem + stage * stage_bytes<BN>();
     unsigned char* Bs = As + kTileABytes;
     const int k0 = kt * BK;
-    const bool k_ok = k0 + lc * 8 < K;  // past K (its last tile): zeros in both operands
-    const NhwcTap tp = nhwc_tap(p, k_ok ? k0 + lc * 8 : 0);
+    const int tap = k0 / Ci + tap0, ci0 = k0 - (tap - tap0) * Ci;
+    const int ky = tap / 3, kx = tap - ky * 3;
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      cp_async_16_zfill(As + 16 * (tid + THREADS * i), a_src[i] + (k_ok ? k0 : 0), a_ok[i] && k_ok ? 16 : 0);
-    }
+    for (int i = 0; i < 2; ++i) cp_async_16_zfill(As + 16 * (tid + THREADS * i), a_src[i] + k0, a_ok[i] ? 16 : 0);
 #pragma unroll
     for (int i = 0; i < PB; ++i) {
       const int off = 16 * (tid + THREADS * i);
-      const int iy = oy[i] + tp.dy, ix = ox[i] + tp.dx;
-      const bool ok = k_ok && px_ok[i] && iy >= 0 && iy < p.Ho && ix >= 0 && ix < p.Wo;
+      const int iy = oy[i] + ky - 1, ix = ox[i] + kx - 1;
+      const bool ok = px_ok[i] && iy >= 0 && iy < p.Ho && ix >= 0 && ix < p.Wo;
       const __nv_bfloat16* src =
-          ok ? xn + (int64_t(iy >> p.up) * p.W + (ix >> p.up)) * Ci + tp.ci : xn;  // clamped when padding
+          ok ? xn + (int64_t(iy >> p.up) * p.W + (ix >> p.up)) * Ci + ci0 + lc * 8 : xn;  // clamped when padding
       cp_async_16_zfill(Bs + off, src, ok ? 16 : 0);
     }
   };

@@ -80,26 +80,43 @@ inline ConvParams conv_params(const ConvNhwcArgs& a) {
   return p;
 }
 
-// Where the 8 consecutive k of chunk k .. k + 7 of an NHWC implicit GEMM read (Ci % 8 == 0, so a chunk
-// lies inside one tap): the input channel ci of its first k and the tap's offset (dy, dx) from the output
-// pixel. k = (ky, kx, ci) for a 3x3 conv (K = 9 Ci); a 1x1 conv (K == Ci) has the one tap (0, 0).
-struct NhwcTap {
-  int ci, dy, dx;
-};
-__device__ __forceinline__ NhwcTap nhwc_tap(const ConvParams& p, int k) {
-  NhwcTap t;
-  if (p.K == p.Ci) {
-    t.ci = k;
-    t.dy = t.dx = 0;
-  } else {
-    const int tap = k / p.Ci;
-    t.ci = k - tap * p.Ci;
-    const int ky = tap / 3;
-    t.dy = ky - 1;
-    t.dx = tap - ky * 3 - 1;
+// Where one thread's 8-wide k chunk of an NHWC implicit GEMM reads, k tile after k tile: k = (ky, kx, ci)
+// for a 3x3 conv (K = 9 Ci), a 1x1 conv (K == Ci) has the one tap (0, 0). Ci % 8 == 0, so a chunk lies
+// inside one tap. The kernels load their k tiles in order (0, 1, 2, ...), so the cursor starts at the
+// chunk's offset in tile 0 and steps one tile at a time: the division by Ci happens once per thread, not
+// once per tile (it dominated the load's instruction count), and a step crosses at most one tap when
+// Ci >= the tile width (the model's convs), a few for the tiny model's 8 and 16 channels.
+struct NhwcTapCursor {
+  int k;       // the chunk's first k
+  int ci;      // its input channel
+  int dy, dx;  // its tap's offset from the output pixel, each in -1 .. 1
+
+  __device__ __forceinline__ void start(const ConvParams& p, int k0) {
+    k = k0;
+    if (p.K == p.Ci) {
+      ci = k0;
+      dy = dx = 0;
+    } else {
+      const int tap = k0 / p.Ci;
+      ci = k0 - tap * p.Ci;
+      dy = tap / 3 - 1;
+      dx = tap - (dy + 1) * 3 - 1;
+    }
   }
-  return t;
-}
+  // To the same chunk of the next k tile (`step` = the tile width); past K the position is meaningless
+  // (the loads are zero-filled there).
+  __device__ __forceinline__ void advance(const ConvParams& p, int step) {
+    k += step;
+    ci += step;
+    while (ci >= p.Ci) {
+      ci -= p.Ci;
+      if (++dx == 2) {
+        dx = -1;
+        ++dy;
+      }
+    }
+  }
+};
 
 // Where pixel p of the output sits, fixed for a thread across the whole K loop.
 struct ConvPixel {

@@ -67,7 +67,12 @@ std::string always(const KernelShape&) { return ""; }
 std::string conv_nhwc_mma_sync_unsupported(const KernelShape&) {
   return nhwc_decoder_supported() ? "" : "needs cp.async (sm_80 or newer)";
 }
-std::string conv_nhwc_wgmma_unsupported(const KernelShape&) { return conv_wgmma_unavailable(); }
+std::string conv_nhwc_wgmma_unsupported(const KernelShape& s) {
+  const std::string why = conv_wgmma_unavailable();
+  if (!why.empty()) return why;
+  if (s.d[1] % 32 != 0) return "Ci must be a multiple of 32 (a k tile inside one tap)";
+  return "";
+}
 std::string attention_unsupported(const KernelShape& s) {
   if (s.d[1] > 256) return "at most 256 tokens";
   if (s.d[3] != 8 && s.d[3] != 16 && s.d[3] != 32 && s.d[3] != 64) return "head_dim must be 8, 16, 32 or 64";
@@ -308,9 +313,9 @@ std::vector<KernelShape> tuning_shapes(const std::string& set, int64_t batch) {
     s.push_back(gemm_shape(130, 136, 64, true));
     s.push_back(conv3x3_shape(1, 32, 24, 6, 5, false));
     s.push_back(conv3x3_shape(1, 32, 16, 4, 4, true));
-    s.push_back(conv_nhwc_shape(1, 16, 24, 6, 5, false, 3));
+    s.push_back(conv_nhwc_shape(1, 32, 24, 6, 5, false, 3));
     s.push_back(conv_nhwc_shape(1, 32, 16, 4, 4, true, 3));
-    s.push_back(conv_nhwc_shape(1, 24, 40, 5, 7, false, 1));
+    s.push_back(conv_nhwc_shape(1, 64, 40, 5, 7, false, 1));
     s.push_back(attention_shape(2, 17, 2, 16));
     s.push_back(group_norm_shape(1, 32, 36, 8));
     s.push_back(group_norm_shape(2, 96, 35, 32));  // C / 8 = 12: channel_regs' block is 12 x 21
