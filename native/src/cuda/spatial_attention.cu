@@ -26,6 +26,18 @@ namespace {
 
 constexpr int QT = 8, THREADS = 256, kMaxC = 512, kMaxHW = 256;
 
+// acc[qi] += q[qi] * kv for the block's QT = 8 queries, q[0..3] in a and q[4..7] in d (both layouts' scores).
+__device__ __forceinline__ void fma_queries(float (&acc)[QT], const float4& a, const float4& d, float kv) {
+  acc[0] = fmaf(a.x, kv, acc[0]);
+  acc[1] = fmaf(a.y, kv, acc[1]);
+  acc[2] = fmaf(a.z, kv, acc[2]);
+  acc[3] = fmaf(a.w, kv, acc[3]);
+  acc[4] = fmaf(d.x, kv, acc[4]);
+  acc[5] = fmaf(d.y, kv, acc[5]);
+  acc[6] = fmaf(d.z, kv, acc[6]);
+  acc[7] = fmaf(d.w, kv, acc[7]);
+}
+
 // One warp's softmax of a score row (both layouts), as cpu::spatial_attention: the max of the raw scores
 // times the scale, e = exp(s * scale - max) written back in place, and 1 / sum(e) returned (the caller
 // multiplies, so that it can store the probabilities where it needs them).
@@ -72,14 +84,7 @@ spatial_attention_kernel(const float* __restrict__ qkv, int C, int HW, float sca
       const float kv = __ldg(k + int64_t(c) * HW + j);
       const float4 a = *reinterpret_cast<const float4*>(&qs[c][0]);
       const float4 d = *reinterpret_cast<const float4*>(&qs[c][4]);
-      acc[0] = fmaf(a.x, kv, acc[0]);
-      acc[1] = fmaf(a.y, kv, acc[1]);
-      acc[2] = fmaf(a.z, kv, acc[2]);
-      acc[3] = fmaf(a.w, kv, acc[3]);
-      acc[4] = fmaf(d.x, kv, acc[4]);
-      acc[5] = fmaf(d.y, kv, acc[5]);
-      acc[6] = fmaf(d.z, kv, acc[6]);
-      acc[7] = fmaf(d.w, kv, acc[7]);
+      fma_queries(acc, a, d, kv);
     }
 #pragma unroll
     for (int qi = 0; qi < QT; ++qi) ps[qi][j] = acc[qi];
@@ -168,14 +173,7 @@ spatial_attention_nhwc_kernel(const uint16_t* __restrict__ qkv, int C, int HW, f
         for (int jj = 0; jj < 8; ++jj) {
           const float kv = (jj & 1) ? bf16_hi(w[jj / 2]) : bf16_lo(w[jj / 2]);
           const float4 a = qs[0][jj][c8], d = qs[1][jj][c8];
-          acc[0] = fmaf(a.x, kv, acc[0]);
-          acc[1] = fmaf(a.y, kv, acc[1]);
-          acc[2] = fmaf(a.z, kv, acc[2]);
-          acc[3] = fmaf(a.w, kv, acc[3]);
-          acc[4] = fmaf(d.x, kv, acc[4]);
-          acc[5] = fmaf(d.y, kv, acc[5]);
-          acc[6] = fmaf(d.z, kv, acc[6]);
-          acc[7] = fmaf(d.w, kv, acc[7]);
+          fma_queries(acc, a, d, kv);
         }
       }
     }
