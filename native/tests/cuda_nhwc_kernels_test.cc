@@ -33,36 +33,6 @@
 namespace vtv::test {
 namespace {
 
-float bf16_to_float(uint16_t b) {
-  const uint32_t u = uint32_t(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-std::vector<float> bf16_to_floats(const std::vector<uint16_t>& b) {
-  std::vector<float> f(b.size());
-  for (size_t i = 0; i < b.size(); ++i) f[i] = bf16_to_float(b[i]);
-  return f;
-}
-
-// [N][C][HW] -> [N][HW][C] and back.
-template <class T>
-std::vector<T> to_nhwc(const std::vector<T>& x, int64_t N, int C, int64_t HW) {
-  std::vector<T> y(x.size());
-  for (int64_t n = 0; n < N; ++n)
-    for (int c = 0; c < C; ++c)
-      for (int64_t i = 0; i < HW; ++i) y[size_t((n * HW + i) * C + c)] = x[size_t((n * C + c) * HW + i)];
-  return y;
-}
-template <class T>
-std::vector<T> to_nchw(const std::vector<T>& y, int64_t N, int C, int64_t HW) {
-  std::vector<T> x(y.size());
-  for (int64_t n = 0; n < N; ++n)
-    for (int c = 0; c < C; ++c)
-      for (int64_t i = 0; i < HW; ++i) x[size_t((n * C + c) * HW + i)] = y[size_t((n * HW + i) * C + c)];
-  return x;
-}
-
 // Number of elements whose bits differ, and the first of them.
 struct BitDiff {
   int64_t count = 0, first = -1;

@@ -372,25 +372,6 @@ const ConvNhwcCase kConvNhwcCases[] = {
     {"1x1, attention's projection (residual, stats)", 1, 64, 64, 4, 4, 1, false, true, true},
 };
 
-// [N][C][HW] <-> [N][HW][C].
-std::vector<float> to_nhwc(const std::vector<float>& x, int64_t N, int64_t C, int64_t HW) {
-  std::vector<float> y(x.size());
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t i = 0; i < HW; ++i) y[size_t((n * HW + i) * C + c)] = x[size_t((n * C + c) * HW + i)];
-  return y;
-}
-std::vector<float> from_bf16_nhwc(const std::vector<uint16_t>& bits, int64_t N, int64_t C, int64_t HW) {
-  std::vector<float> y(bits.size());
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t i = 0; i < HW; ++i) {
-        const uint32_t u = uint32_t(bits[size_t((n * HW + i) * C + c)]) << 16;
-        std::memcpy(&y[size_t((n * C + c) * HW + i)], &u, 4);
-      }
-  return y;
-}
-
 // conv2d_nhwc forced to `variant` against cpu::conv2d on the same bf16 values: every output within its
 // bf16 rounding (2^-8 relative) plus 1e-4 of the fp32 sum, and the statistics exactly those of the stored
 // bf16 values (up to the order of the double sums).
@@ -450,7 +431,7 @@ void run_conv_nhwc_variant(const ConvNhwcCase& cc, const std::string& variant) {
   const cuda::KernelShape shape = cuda::conv_nhwc_shape(cc.N, cc.Ci, cc.Co, cc.H, cc.W, cc.up, cc.k);
   EXPECT_EQ(cuda::last_variant_run(KernelFamily::ConvNhwc), var->unsupported(shape).empty() ? variant : "mma_sync")
       << "a forced variant runs when it can, else the default";
-  const std::vector<float> got = from_bf16_nhwc(dy.to_host(size_t(out_n)), cc.N, cc.Co, P);
+  const std::vector<float> got = to_nchw(bf16_to_floats(dy.to_host(size_t(out_n))), cc.N, cc.Co, P);
   int64_t bad = 0, first_bad = -1;
   for (size_t i = 0; i < got.size(); ++i) {
     if (!(std::fabs(got[i] - ref[i]) <= std::ldexp(std::fabs(ref[i]), -8) + 1e-4f)) {

@@ -1,21 +1,22 @@
-// The "nhwc" variant of the bf16 3x3 convolution (variants.h, conv_variants.h), in three kernels:
+// The "nhwc" variant of the bf16 3x3 convolution (variants.h, conv_variants.h), in three kernels, and the
+// kernel of the bf16 NHWC decoder's "mma_sync" conv (conv_nhwc.cu), which is the third one alone:
 //
-//  1. nhwc_prologue_kernel: the input x [N][Ci][H][W] fp32 (NCHW, as the decoder keeps its activations)
-//     -> GroupNorm + SiLU applied ONCE per element (fp32 statistics and arithmetic, as group_norm.cuh)
-//     -> bf16 NHWC [N][H][W][Ci] in the caller's workspace. A 32 channel x 32 pixel tile goes through
-//     shared memory so that both the fp32 reads and the bf16 writes are contiguous. The layout change
-//     happens here, at each convolution's input: the decoder's maps stay fp32 NCHW between kernels
-//     (every other decoder kernel reads that layout), so this pass is both the normalisation and the
-//     conversion; moving the whole decoder to NHWC would fold it into the producer's epilogue.
+//  1. nhwc_prologue_kernel (the fp32 NCHW decoder only): the input x [N][Ci][H][W] fp32 -> GroupNorm +
+//     SiLU applied ONCE per element (fp32 statistics and arithmetic, as group_norm.cuh) -> bf16 NHWC
+//     [N][H][W][Ci] in the caller's workspace. A 32 channel x 32 pixel tile goes through shared memory so
+//     that both the fp32 reads and the bf16 writes are contiguous (so this path needs Ci % 32 == 0). The
+//     NHWC decoder has no such pass: its maps are already bf16 NHWC, normalised by group_norm_nhwc.
 //  2. taps_kernel (only when the caller has no tap-major weights): W [Co][Ci][3][3] -> [Co][3][3][Ci].
 //  3. conv_bf16_nhwc_kernel: the implicit GEMM C[co][pixel] = sum_k W[co][k] B[k][pixel] with k = (ky,
-//     kx, ci): Ci % 32 == 0, so a 32-wide k tile lies inside one tap and B's column for a pixel is 32
-//     consecutive channels of one NHWC input pixel, i.e. four 16-byte cp.async (zero-filled in the
-//     padding and past the map). Nearest x2 upsampling is folded into the indexing (iy >> up, ix >> up),
-//     as in the baseline. Block 128 channels x 128 pixels x 32 k, 4 warps as 2 x 2 of 64 x 64, a 3-stage
-//     cp.async pipeline, ldmatrix.x4 fragments from rows padded to 40 bf16: the main loop of
-//     gemm_bf16_pipelined.cu with the B gather above. The epilogue is the baseline's (bias, residual,
-//     fp32 NCHW store, GroupNorm statistics of the output for the next conv).
+//     kx, ci) (a 1x1 conv: k = ci, its one tap the centre). Each thread's 8-wide k chunk of B is 8
+//     consecutive channels of one NHWC input pixel, a 16-byte cp.async (zero-filled in the padding, past
+//     the map and past K); Ci % 8 == 0, so a chunk lies inside one tap, and a tap cursor (NhwcTapCursor)
+//     follows it from k tile to k tile, crossing taps inside a tile when Ci < 32. Nearest x2 upsampling
+//     is folded into the indexing (iy >> up, ix >> up), as in the baseline. Block 128 channels x 128
+//     pixels x 32 k, 4 warps as 2 x 2 of 64 x 64, a 3-stage cp.async pipeline, ldmatrix.x4 fragments from
+//     rows padded to 40 bf16: the main loop of gemm_bf16_pipelined.cu with the B gather above. The
+//     epilogue (conv_store_any) is the baseline's (bias, residual, fp32 NCHW store) or, for the NHWC
+//     decoder, bf16 NHWC with a bf16 residual; both sum the GroupNorm statistics of what they store.
 #include <cuda_bf16.h>
 
 #include <mutex>

@@ -99,7 +99,7 @@ conv_bf16_wgmma_kernel(ConvParams p, const __nv_bfloat16* __restrict__ xnhwc, co
     oy[i] = px.oy;
     ox[i] = px.ox;
   }
-  // Ci % 32 == 0 (conv_nhwc_wgmma_unsupported): a k tile lies inside one tap and K is whole tiles. The
+  // Ci % 32 == 0 (conv_wgmma_unsupported): a k tile lies inside one tap and K is whole tiles. The
   // tap of tile k0 is k0 / Ci for a 3x3 conv; a 1x1 conv (K == Ci) reads its one tap, the centre (4).
   const int tap0 = K == Ci ? 4 : 0;
   auto load_tile = [&](int kt, int stage) {
@@ -201,7 +201,5 @@ void conv2d_bf16_wgmma(const ConvArgs& a, int block_pixels, cudaStream_t stream)
   const NhwcOperands o = conv_nhwc_operands(a, "conv2d_bf16 (wgmma)", stream);
   conv_nhwc_launch_wgmma(conv_params(a), a.N, block_pixels, o.x, o.taps, stream);
 }
-
-std::string conv_wgmma_unavailable() { return wgmma_unavailable(g_devices); }
 
 }  // namespace vtv::cuda

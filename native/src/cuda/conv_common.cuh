@@ -87,12 +87,10 @@ inline ConvParams conv_params(const ConvNhwcArgs& a) {
 // once per tile (it dominated the load's instruction count), and a step crosses at most one tap when
 // Ci >= the tile width (the model's convs), a few for the tiny model's 8 and 16 channels.
 struct NhwcTapCursor {
-  int k;       // the chunk's first k
-  int ci;      // its input channel
+  int ci;      // the chunk's input channel
   int dy, dx;  // its tap's offset from the output pixel, each in -1 .. 1
 
   __device__ __forceinline__ void start(const ConvParams& p, int k0) {
-    k = k0;
     if (p.K == p.Ci) {
       ci = k0;
       dy = dx = 0;
@@ -106,7 +104,6 @@ struct NhwcTapCursor {
   // To the same chunk of the next k tile (`step` = the tile width); past K the position is meaningless
   // (the loads are zero-filled there).
   __device__ __forceinline__ void advance(const ConvParams& p, int step) {
-    k += step;
     ci += step;
     while (ci >= p.Ci) {
       ci -= p.Ci;

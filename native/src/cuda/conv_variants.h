@@ -40,7 +40,8 @@ void conv2d_bf16_wgmma(const ConvArgs& a, int block_pixels, cudaStream_t stream)
 // Once per device, outside graph captures: whether the device runs conv_bf16_wgmma.cu's sm_90a code (a
 // probe kernel), and the wgmma conv kernel's dynamic shared memory attribute.
 void conv_wgmma_prepare();
-// "" when the wgmma conv can run the shape on the current device (prepared, sm_90a code, Ci % 32 == 0).
+// "" when the wgmma conv can run the shape on the current device (prepared, sm_90a code, Ci % 32 == 0);
+// for both families that register it (conv3x3, conv_nhwc: Ci is d[1] of either shape).
 std::string conv_wgmma_unsupported(const KernelShape& s);
 // As conv_nhwc_can_run, and the device runs the wgmma code.
 bool conv_wgmma_can_run(const ConvArgs& a);
@@ -53,7 +54,5 @@ void conv_nhwc_launch_mma_sync(const ConvParams& p, int64_t N, const uint16_t* x
                                cudaStream_t stream);
 void conv_nhwc_launch_wgmma(const ConvParams& p, int64_t N, int block_pixels, const uint16_t* x, const uint16_t* taps,
                             cudaStream_t stream);
-// "" when the current device runs conv_bf16_wgmma.cu's sm_90a code (after conv_wgmma_prepare), else why not.
-std::string conv_wgmma_unavailable();
 
 }  // namespace vtv::cuda

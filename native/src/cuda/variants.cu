@@ -67,12 +67,6 @@ std::string always(const KernelShape&) { return ""; }
 std::string conv_nhwc_mma_sync_unsupported(const KernelShape&) {
   return nhwc_decoder_supported() ? "" : "needs cp.async (sm_80 or newer)";
 }
-std::string conv_nhwc_wgmma_unsupported(const KernelShape& s) {
-  const std::string why = conv_wgmma_unavailable();
-  if (!why.empty()) return why;
-  if (s.d[1] % 32 != 0) return "Ci must be a multiple of 32 (a k tile inside one tap)";
-  return "";
-}
 std::string attention_unsupported(const KernelShape& s) {
   if (s.d[1] > 256) return "at most 256 tokens";
   if (s.d[3] != 8 && s.d[3] != 16 && s.d[3] != 32 && s.d[3] != 64) return "head_dim must be 8, 16, 32 or 64";
@@ -202,9 +196,9 @@ const std::vector<KernelVariant>& kernel_variants() {
        conv_nhwc_mma_sync_unsupported, true},
       {KernelFamily::ConvNhwc, "wgmma",
        "the same gathers into a 6-stage ring overlapping sm_90a wgmma.mma_async, 2 warpgroups of 64x128",
-       conv_nhwc_wgmma_unsupported, false},
+       conv_wgmma_unsupported, false},
       {KernelFamily::ConvNhwc, "wgmma_n256", "wgmma with 128x256 block tiles (m64n256k16, 1 block per SM)",
-       conv_nhwc_wgmma_unsupported, false},
+       conv_wgmma_unsupported, false},
       {KernelFamily::Attention, "baseline", "one block per (sample, head), fp32", attention_unsupported, true},
       {KernelFamily::Attention, "mma_sync",
        "one block per (sample, head), bf16 K/V in shared memory, warp per 16 queries, mma.sync QK^T and PV, "

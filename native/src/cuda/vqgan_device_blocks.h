@@ -1,8 +1,10 @@
 // The forward machinery the VQGAN decoder (VqganCuda) and encoder (VqganEncoderCuda) share on the device:
 // a ring of three activation maps, each with the GroupNorm statistics its producer accumulated, the
 // q/k/v and attention scratch, and the enqueueing of a convolution, a ResnetBlock, an AttnBlock and a
-// resampling convolution on one stream. GroupNorm (+ swish) runs as the consuming convolution's prologue,
-// from the statistics the producing one left (vqgan_kernels.h). Each model's State derives from it and
+// resampling convolution on one stream, in either layout: fp32 NCHW maps, where GroupNorm (+ swish) runs
+// as the consuming convolution's prologue, or (the bf16 decoder) bf16 NHWC maps, where it runs once per
+// element in a pass of its own; both from the statistics the producing conv left (vqgan_kernels.h). Each
+// model's State derives from it and
 // adds its own ends (token lookup and conv_out for the decoder, map_pixels and quantisation for the
 // encoder). No CUDA headers.
 #pragma once
